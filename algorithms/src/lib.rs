@@ -6,6 +6,11 @@
 //! the history, and returns a decision. No I/O, no async, no clock, no
 //! Kubernetes: the same inputs give the same outputs, bit for bit, so a
 //! process killed at any moment resumes from stored history alone.
+//!
+//! Entry points: [`space::SearchSpace`] (built from [`space::ParameterSpec`]s),
+//! [`history::TrialRecord`] and [`history::Objective`],
+//! [`suggest::build_suggester`] → [`suggest::Suggester`], and
+//! [`stopping::build_early_stopping`] → [`stopping::EarlyStoppingRule`].
 #![deny(missing_docs)]
 #![deny(
     clippy::unwrap_used,
@@ -15,4 +20,13 @@
     clippy::unimplemented
 )]
 
+pub mod error;
+pub mod history;
+pub mod rng;
 pub mod settings;
+pub mod space;
+pub mod stopping;
+pub mod suggest;
+pub mod testfns;
+
+pub use error::{AlgorithmError, ParameterProblem};

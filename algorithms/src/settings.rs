@@ -278,8 +278,18 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             float_or_none("controller_temperature", excl(0.0), None, "5.0"),
             float_or_none("controller_tanh_const", excl(0.0), None, "2.25"),
             float_or_none("controller_entropy_weight", excl(0.0), None, "1e-5"),
-            float("controller_baseline_decay", excl(0.0), incl(1.0), Some("0.999")),
-            float("controller_learning_rate", excl(0.0), incl(1.0), Some("5e-5")),
+            float(
+                "controller_baseline_decay",
+                excl(0.0),
+                incl(1.0),
+                Some("0.999"),
+            ),
+            float(
+                "controller_learning_rate",
+                excl(0.0),
+                incl(1.0),
+                Some("5e-5"),
+            ),
             float("controller_skip_target", excl(0.0), incl(1.0), Some("0.4")),
             float_or_none("controller_skip_weight", excl(0.0), None, "0.8"),
             int("controller_train_steps", 1, Some("50")),
@@ -686,7 +696,10 @@ fn float_range(min: Option<Bound>, max: Option<Bound>) -> String {
 mod tests {
     use super::*;
 
-    fn parse(algorithm: &str, given: &[(&str, &str)]) -> Result<Settings, Vec<IndexedSettingError>> {
+    fn parse(
+        algorithm: &str,
+        given: &[(&str, &str)],
+    ) -> Result<Settings, Vec<IndexedSettingError>> {
         let spec = self::algorithm(algorithm)
             .or_else(|| early_stopping(algorithm))
             .unwrap();
@@ -706,7 +719,12 @@ mod tests {
         for a in ALGORITHMS.iter().chain(EARLY_STOPPING) {
             for s in a.settings {
                 if let Some(d) = s.default {
-                    assert!(parse_value(s, d).is_ok(), "{}.{} default {d}", a.name, s.name);
+                    assert!(
+                        parse_value(s, d).is_ok(),
+                        "{}.{} default {d}",
+                        a.name,
+                        s.name
+                    );
                 }
             }
         }
@@ -716,23 +734,38 @@ mod tests {
     fn aliases_map_to_the_canonical_name() {
         let s = parse("tpe", &[("n_EI_candidates", "48")]).unwrap();
         assert_eq!(s.int("n_ei_candidates"), Some(48));
-        let e = parse("tpe", &[("n_EI_candidates", "48"), ("n_ei_candidates", "2")]).unwrap_err();
+        let e = parse(
+            "tpe",
+            &[("n_EI_candidates", "48"), ("n_ei_candidates", "2")],
+        )
+        .unwrap_err();
         assert_eq!(e[0].index, Some(1));
         assert!(matches!(e[0].error, SettingError::Duplicate { .. }));
     }
 
     #[test]
     fn all_problems_are_reported_at_once() {
-        let e = parse(
-            "hyperband",
-            &[("eta", "1"), ("bogus", "x"), ("r_l", "ten")],
-        )
-        .unwrap_err();
+        let e = parse("hyperband", &[("eta", "1"), ("bogus", "x"), ("r_l", "ten")]).unwrap_err();
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(e.iter().any(|e| matches!(e.error, SettingError::Missing { name: "resource_name", .. })));
-        assert!(e.iter().any(|e| matches!(e.error, SettingError::OutOfRange { name: "eta", .. })));
-        assert!(e.iter().any(|e| matches!(e.error, SettingError::Unknown { .. })));
-        assert!(e.iter().any(|e| matches!(e.error, SettingError::BadType { name: "r_l", .. })));
+        assert!(e.iter().any(|e| matches!(
+            e.error,
+            SettingError::Missing {
+                name: "resource_name",
+                ..
+            }
+        )));
+        assert!(
+            e.iter()
+                .any(|e| matches!(e.error, SettingError::OutOfRange { name: "eta", .. }))
+        );
+        assert!(
+            e.iter()
+                .any(|e| matches!(e.error, SettingError::Unknown { .. }))
+        );
+        assert!(
+            e.iter()
+                .any(|e| matches!(e.error, SettingError::BadType { name: "r_l", .. }))
+        );
     }
 
     #[test]
