@@ -105,3 +105,6 @@ impl SearchSpace {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests;

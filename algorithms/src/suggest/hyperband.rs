@@ -360,3 +360,174 @@ impl Suggester for HyperbandSuggester {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Direction;
+    use crate::settings;
+    use crate::space::{Distribution, ParameterSpec};
+
+    fn space() -> SearchSpace {
+        SearchSpace::new(vec![
+            ParameterSpec::double("lr", 0.01, 0.05, None, Distribution::Uniform).unwrap(),
+            ParameterSpec::int("num-epochs", 1, 1, None, Distribution::Uniform).unwrap(),
+        ])
+        .unwrap()
+    }
+
+    fn config(r_l: &str, eta: &str) -> HyperbandConfig {
+        let s = settings::algorithm("hyperband")
+            .unwrap()
+            .parse([("resource_name", "num-epochs"), ("r_l", r_l), ("eta", eta)])
+            .unwrap();
+        HyperbandConfig::from_settings(&s, &space()).unwrap()
+    }
+
+    fn plan(c: &HyperbandConfig) -> Vec<Vec<(u64, f64)>> {
+        c.brackets()
+            .iter()
+            .map(|b| b.rungs.iter().map(|r| (r.configs, r.resource)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn bracket_plan_matches_katib_for_r_l_9_eta_3() {
+        let c = config("9", "3");
+        assert_eq!(c.s_max(), 2);
+        assert_eq!(
+            plan(&c),
+            vec![
+                vec![(9, 1.0), (3, 3.0), (1, 9.0)],
+                vec![(5, 3.0), (2, 9.0)],
+                vec![(3, 9.0)],
+            ]
+        );
+    }
+
+    #[test]
+    fn s_max_survives_float_noise_in_logarithms() {
+        // ln(1000)/ln(10) = 2.9999999999999996: Katib's floor says 2.
+        assert_eq!(config("1000", "10").s_max(), 3);
+        assert_eq!(config("27", "3").s_max(), 3);
+        assert_eq!(config("26.9", "3").s_max(), 2);
+        assert_eq!(config("0.5", "3").s_max(), 0);
+        // Katib's own example: r_l = 2, eta = 2.
+        assert_eq!(
+            plan(&config("2", "2")),
+            vec![vec![(2, 1.0), (1, 2.0)], vec![(2, 2.0)]]
+        );
+    }
+
+    #[test]
+    fn absurd_settings_are_refused_and_resource_must_be_numeric() {
+        let s = settings::algorithm("hyperband")
+            .unwrap()
+            .parse([
+                ("resource_name", "num-epochs"),
+                ("r_l", "1e300"),
+                ("eta", "1.0001"),
+            ])
+            .unwrap();
+        assert!(matches!(
+            HyperbandConfig::from_settings(&s, &space()),
+            Err(AlgorithmError::HyperbandTooLarge { .. })
+        ));
+        let s = settings::algorithm("hyperband")
+            .unwrap()
+            .parse([("resource_name", "nope"), ("r_l", "9")])
+            .unwrap();
+        assert!(matches!(
+            HyperbandConfig::from_settings(&s, &space()),
+            Err(AlgorithmError::ResourceParameterMissing { .. })
+        ));
+    }
+
+    fn ask(h: &HyperbandSuggester, history: &[TrialRecord], count: usize) -> Suggestions {
+        let objective = Objective::new("loss", Direction::Minimize);
+        h.suggest(&SuggestRequest {
+            space: &space(),
+            objective: &objective,
+            history,
+            count,
+            seed: 7,
+            state: None,
+        })
+        .unwrap()
+    }
+
+    fn record(history: &mut Vec<TrialRecord>, out: Suggestions) {
+        for s in out.suggestions {
+            let mut t = TrialRecord::new(format!("t{}", history.len()), s.assignment);
+            t.labels = s.labels;
+            t.state = TrialState::Running;
+            history.push(t);
+        }
+    }
+
+    #[test]
+    fn rungs_wait_for_every_trial_then_promote_the_best_and_failures_rank_last() {
+        let h = HyperbandSuggester::new(config("9", "3"));
+        let mut history = Vec::new();
+        // Asking for 4 at a time hands out rung 0 of bracket 2 (9 configs) in pieces.
+        for _ in 0..2 {
+            let out = ask(&h, &history, 4);
+            assert_eq!(out.suggestions.len(), 4);
+            record(&mut history, out);
+        }
+        let out = ask(&h, &history, 4);
+        assert_eq!(out.suggestions.len(), 1);
+        record(&mut history, out);
+        assert_eq!(history.len(), 9);
+        assert!(
+            history
+                .iter()
+                .all(|t| t.assignment.get("num-epochs") == Some(&ParamValue::Int(1)))
+        );
+        // Fully issued but running: nothing, no error, not exhausted.
+        let out = ask(&h, &history, 4);
+        assert!(out.suggestions.is_empty() && !out.exhausted);
+        // Finish all but one: still nothing.
+        for (i, t) in history.iter_mut().enumerate() {
+            t.state = TrialState::Succeeded;
+            t.objective = Some(i as f64);
+        }
+        history[0].state = TrialState::Failed; // best value, but failed: ranks last
+        history[8].state = TrialState::Running;
+        assert!(ask(&h, &history, 4).suggestions.is_empty());
+        history[8].state = TrialState::Succeeded;
+        // Rung 1: the best 3 of 9 (configs 1, 2, 3), resource 3, same lr, parents labelled.
+        let out = ask(&h, &history, 10);
+        assert_eq!(out.suggestions.len(), 3);
+        for (s, parent) in out.suggestions.iter().zip(&history[1..4]) {
+            assert_eq!(s.assignment.get("num-epochs"), Some(&ParamValue::Int(3)));
+            assert_eq!(s.assignment.get("lr"), parent.assignment.get("lr"));
+            assert_eq!(s.labels.get(LABEL_PARENT), Some(&parent.name));
+            assert_eq!(s.labels.get(LABEL_RUNG).map(String::as_str), Some("1"));
+        }
+    }
+
+    #[test]
+    fn the_whole_schedule_runs_to_exhaustion_with_katibs_trial_count() {
+        let h = HyperbandSuggester::new(config("9", "3"));
+        let mut history: Vec<TrialRecord> = Vec::new();
+        for _ in 0..100 {
+            let out = ask(&h, &history, 2);
+            if out.exhausted {
+                assert!(out.suggestions.is_empty());
+                break;
+            }
+            record(&mut history, out);
+            for t in &mut history {
+                if t.state == TrialState::Running {
+                    t.state = TrialState::Succeeded;
+                    t.objective =
+                        Some(t.assignment.get("lr").and_then(ParamValue::as_f64).unwrap());
+                }
+            }
+        }
+        // 9 + 3 + 1, 5 + 2, 3.
+        assert_eq!(history.len(), 23);
+        assert!(ask(&h, &history, 5).exhausted);
+    }
+}
