@@ -120,21 +120,12 @@ impl ParameterSpec {
 
     /// The value at log-scale coordinate `u` (endpoints exact).
     pub(crate) fn log_value(&self, u: f64) -> f64 {
-        let Some((low, high)) = self.numeric_range() else {
-            return f64::NAN;
-        };
-        if u <= 0.0 || low == high {
-            return low;
-        }
-        if u >= 1.0 {
-            return high;
-        }
-        let (a, b) = (low.ln(), high.ln());
-        (a + u * (b - a)).exp().clamp(low, high)
+        self.scaled_value(u, true)
     }
 
-    /// The value at linear coordinate `u` (endpoints exact).
-    fn linear_value(&self, u: f64) -> f64 {
+    /// The value at coordinate `u` on a linear or log scale; the endpoints
+    /// are returned exactly because `exp(ln(x))` need not be `x`.
+    fn scaled_value(&self, u: f64, log: bool) -> f64 {
         let Some((low, high)) = self.numeric_range() else {
             return f64::NAN;
         };
@@ -144,15 +135,17 @@ impl ParameterSpec {
         if u >= 1.0 {
             return high;
         }
-        (low + u * (high - low)).clamp(low, high)
+        let x = if log {
+            let (a, b) = (low.ln(), high.ln());
+            (a + u * (b - a)).exp()
+        } else {
+            low + u * (high - low)
+        };
+        x.clamp(low, high)
     }
 
     fn decode_continuous(&self, u: f64) -> f64 {
-        if self.distribution().is_log() {
-            self.log_value(u)
-        } else {
-            self.linear_value(u)
-        }
+        self.scaled_value(u, self.distribution().is_log())
     }
 
     fn encode_continuous(&self, x: f64) -> f64 {

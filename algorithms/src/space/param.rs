@@ -129,6 +129,37 @@ fn check_name(name: &str) -> Result<(), AlgorithmError> {
     Ok(())
 }
 
+fn check_order<T: PartialOrd + ToString>(name: &str, min: T, max: T) -> Result<(), AlgorithmError> {
+    if min > max {
+        return Err(invalid(
+            name,
+            ParameterProblem::MinAboveMax {
+                min: min.to_string(),
+                max: max.to_string(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn check_log<T: ToString>(
+    name: &str,
+    distribution: Distribution,
+    min_positive: bool,
+    min: T,
+) -> Result<(), AlgorithmError> {
+    if distribution.is_log() && !min_positive {
+        return Err(invalid(
+            name,
+            ParameterProblem::LogNeedsPositiveMin {
+                distribution: distribution.katib_name(),
+                min: min.to_string(),
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Removes float noise such as `0.30000000000000004` from `min + k*step`,
 /// but only when the cleaned number is within a millionth of a step, so two
 /// distinct grid points never merge.
@@ -165,15 +196,7 @@ impl ParameterSpec {
                 return Err(invalid(&name, ParameterProblem::NotFinite { field, value }));
             }
         }
-        if min > max {
-            return Err(invalid(
-                &name,
-                ParameterProblem::MinAboveMax {
-                    min: min.to_string(),
-                    max: max.to_string(),
-                },
-            ));
-        }
+        check_order(&name, min, max)?;
         if !(max - min).is_finite() {
             return Err(invalid(
                 &name,
@@ -183,15 +206,7 @@ impl ParameterSpec {
                 },
             ));
         }
-        if distribution.is_log() && min <= 0.0 {
-            return Err(invalid(
-                &name,
-                ParameterProblem::LogNeedsPositiveMin {
-                    distribution: distribution.katib_name(),
-                    min: min.to_string(),
-                },
-            ));
-        }
+        check_log(&name, distribution, min > 0.0, min)?;
         let points = match step {
             None => None,
             Some(step) if step <= 0.0 => {
@@ -234,15 +249,7 @@ impl ParameterSpec {
     ) -> Result<Self, AlgorithmError> {
         let name = name.into();
         check_name(&name)?;
-        if min > max {
-            return Err(invalid(
-                &name,
-                ParameterProblem::MinAboveMax {
-                    min: min.to_string(),
-                    max: max.to_string(),
-                },
-            ));
-        }
+        check_order(&name, min, max)?;
         let step = step.unwrap_or(1);
         if step <= 0 {
             return Err(invalid(
@@ -252,15 +259,7 @@ impl ParameterSpec {
                 },
             ));
         }
-        if distribution.is_log() && min <= 0 {
-            return Err(invalid(
-                &name,
-                ParameterProblem::LogNeedsPositiveMin {
-                    distribution: distribution.katib_name(),
-                    min: min.to_string(),
-                },
-            ));
-        }
+        check_log(&name, distribution, min > 0, min)?;
         let count = (i128::from(max) - i128::from(min)) / i128::from(step) + 1;
         let points = u64::try_from(count)
             .ok()
@@ -561,72 +560,4 @@ fn double_points(min: f64, max: f64, step: f64) -> Option<u64> {
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Some(k as u64 + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stepped_double_includes_max_despite_float_noise() {
-        let p = ParameterSpec::double("x", 0.0, 0.3, Some(0.1), Distribution::Uniform).unwrap();
-        assert_eq!(p.points(), Some(4));
-        assert_eq!(p.point(3), Some(ParamValue::Float(0.3)));
-        assert_eq!(p.point(4), None);
-        let q = ParameterSpec::double("x", 0.01, 0.05, Some(0.005), Distribution::Uniform).unwrap();
-        assert_eq!(q.points(), Some(9));
-        assert_eq!(q.point(2), Some(ParamValue::Float(0.02)));
-    }
-
-    #[test]
-    fn int_points_and_indices() {
-        let p = ParameterSpec::int("n", 1, 10, Some(3), Distribution::Uniform).unwrap();
-        assert_eq!(p.points(), Some(4)); // 1 4 7 10
-        assert_eq!(p.index_of(&ParamValue::Int(7)), Some(2));
-        assert_eq!(p.index_of(&ParamValue::Float(7.0)), Some(2));
-        assert_eq!(p.index_of(&ParamValue::Int(8)), None);
-        let full = ParameterSpec::int("n", i64::MIN, i64::MAX, None, Distribution::Uniform);
-        assert!(matches!(
-            full,
-            Err(AlgorithmError::InvalidParameter {
-                problem: ParameterProblem::TooManyPoints,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn invalid_definitions_are_refused_with_the_reason() {
-        let u = Distribution::Uniform;
-        assert!(ParameterSpec::double("x", f64::NAN, 1.0, None, u).is_err());
-        assert!(ParameterSpec::double("x", 2.0, 1.0, None, u).is_err());
-        assert!(ParameterSpec::double("x", -f64::MAX, f64::MAX, None, u).is_err());
-        assert!(ParameterSpec::double("x", 0.0, 1.0, Some(0.0), u).is_err());
-        assert!(ParameterSpec::double("x", 0.0, 1.0, Some(1e-300), u).is_err());
-        assert!(ParameterSpec::double("x", 0.0, 1.0, None, Distribution::LogUniform).is_err());
-        assert!(ParameterSpec::int("x", 0, 10, Some(-1), u).is_err());
-        assert!(ParameterSpec::int("", 0, 10, None, u).is_err());
-        assert!(ParameterSpec::discrete("d", vec![]).is_err());
-        assert!(
-            ParameterSpec::discrete("d", vec![ParamValue::Int(1), ParamValue::Float(1.0)]).is_err()
-        );
-        assert!(ParameterSpec::categorical("c", vec!["a".into(), "a".into()]).is_err());
-        assert!(ParameterSpec::double("x", 1.0, 1.0, None, u).is_ok());
-    }
-
-    #[test]
-    fn discrete_values_are_sorted_and_parsed_to_the_canonical_item() {
-        let d = ParameterSpec::discrete(
-            "d",
-            vec![
-                ParamValue::Int(4),
-                ParamValue::Float(0.5),
-                ParamValue::Int(2),
-            ],
-        )
-        .unwrap();
-        assert_eq!(d.point(0), Some(ParamValue::Float(0.5)));
-        assert_eq!(d.parse_value("2.0").unwrap(), ParamValue::Int(2));
-        assert!(d.parse_value("3").is_err());
-    }
 }

@@ -199,3 +199,72 @@ fn normal_samples_centre_on_the_middle_with_sigma_a_sixth() {
     assert!((mean - 3.0).abs() < 0.03, "{mean}");
     assert!((var.sqrt() - 1.0).abs() < 0.03, "{var}");
 }
+
+/// Unit tests of single parameter definitions.
+mod param {
+    use super::super::*;
+    use crate::error::{AlgorithmError, ParameterProblem};
+
+    #[test]
+    fn stepped_double_includes_max_despite_float_noise() {
+        let p = ParameterSpec::double("x", 0.0, 0.3, Some(0.1), Distribution::Uniform).unwrap();
+        assert_eq!(p.points(), Some(4));
+        assert_eq!(p.point(3), Some(ParamValue::Float(0.3)));
+        assert_eq!(p.point(4), None);
+        let q = ParameterSpec::double("x", 0.01, 0.05, Some(0.005), Distribution::Uniform).unwrap();
+        assert_eq!(q.points(), Some(9));
+        assert_eq!(q.point(2), Some(ParamValue::Float(0.02)));
+    }
+
+    #[test]
+    fn int_points_and_indices() {
+        let p = ParameterSpec::int("n", 1, 10, Some(3), Distribution::Uniform).unwrap();
+        assert_eq!(p.points(), Some(4)); // 1 4 7 10
+        assert_eq!(p.index_of(&ParamValue::Int(7)), Some(2));
+        assert_eq!(p.index_of(&ParamValue::Float(7.0)), Some(2));
+        assert_eq!(p.index_of(&ParamValue::Int(8)), None);
+        let full = ParameterSpec::int("n", i64::MIN, i64::MAX, None, Distribution::Uniform);
+        assert!(matches!(
+            full,
+            Err(AlgorithmError::InvalidParameter {
+                problem: ParameterProblem::TooManyPoints,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn invalid_definitions_are_refused_with_the_reason() {
+        let u = Distribution::Uniform;
+        assert!(ParameterSpec::double("x", f64::NAN, 1.0, None, u).is_err());
+        assert!(ParameterSpec::double("x", 2.0, 1.0, None, u).is_err());
+        assert!(ParameterSpec::double("x", -f64::MAX, f64::MAX, None, u).is_err());
+        assert!(ParameterSpec::double("x", 0.0, 1.0, Some(0.0), u).is_err());
+        assert!(ParameterSpec::double("x", 0.0, 1.0, Some(1e-300), u).is_err());
+        assert!(ParameterSpec::double("x", 0.0, 1.0, None, Distribution::LogUniform).is_err());
+        assert!(ParameterSpec::int("x", 0, 10, Some(-1), u).is_err());
+        assert!(ParameterSpec::int("", 0, 10, None, u).is_err());
+        assert!(ParameterSpec::discrete("d", vec![]).is_err());
+        assert!(
+            ParameterSpec::discrete("d", vec![ParamValue::Int(1), ParamValue::Float(1.0)]).is_err()
+        );
+        assert!(ParameterSpec::categorical("c", vec!["a".into(), "a".into()]).is_err());
+        assert!(ParameterSpec::double("x", 1.0, 1.0, None, u).is_ok());
+    }
+
+    #[test]
+    fn discrete_values_are_sorted_and_parsed_to_the_canonical_item() {
+        let d = ParameterSpec::discrete(
+            "d",
+            vec![
+                ParamValue::Int(4),
+                ParamValue::Float(0.5),
+                ParamValue::Int(2),
+            ],
+        )
+        .unwrap();
+        assert_eq!(d.point(0), Some(ParamValue::Float(0.5)));
+        assert_eq!(d.parse_value("2.0").unwrap(), ParamValue::Int(2));
+        assert!(d.parse_value("3").is_err());
+    }
+}
