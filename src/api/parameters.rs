@@ -1,0 +1,335 @@
+//! Parameters as numbers: Katib keeps bounds, steps and lists as strings;
+//! this module parses them once, with a field-named problem for each thing
+//! wrong, so validation and the conversion into a search space share one
+//! reading of the YAML.
+
+use std::collections::BTreeSet;
+
+use super::enums::{Distribution, ParameterType};
+use super::experiment::ParameterSpec;
+
+/// A parameter whose numbers parsed and whose ranges make sense.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedParameter {
+    /// A real interval.
+    Double {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+        /// Quantisation step.
+        step: Option<f64>,
+        /// Sampling distribution.
+        distribution: Distribution,
+    },
+    /// An integer interval, inclusive.
+    Int {
+        /// Lower bound.
+        min: i64,
+        /// Upper bound.
+        max: i64,
+        /// Step (absent: 1).
+        step: Option<i64>,
+        /// Sampling distribution.
+        distribution: Distribution,
+    },
+    /// An ordered list of numbers, with their original text.
+    Discrete {
+        /// The values as numbers.
+        values: Vec<f64>,
+        /// The values as written (handed to trials unchanged).
+        texts: Vec<String>,
+    },
+    /// An unordered list of words.
+    Categorical {
+        /// The values.
+        values: Vec<String>,
+    },
+}
+
+/// A problem with one field of a parameter, relative to the parameter
+/// (`feasibleSpace.min`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterProblem {
+    /// The field, relative to the parameter.
+    pub field: String,
+    /// Why.
+    pub message: String,
+}
+
+fn problem(field: &str, message: impl Into<String>) -> ParameterProblem {
+    ParameterProblem {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn parse_f64(field: &str, text: &str) -> Result<f64, ParameterProblem> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(problem(field, format!("must be a finite number, got {text:?}"))),
+        Err(_) => Err(problem(field, format!("{text:?} is not a number"))),
+    }
+}
+
+fn parse_i64(field: &str, text: &str) -> Result<i64, ParameterProblem> {
+    let trimmed = text.trim();
+    trimmed.parse::<i64>().map_err(|_| match trimmed.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.fract() != 0.0 => problem(
+            field,
+            format!("{text:?} is not a whole number; int parameters need integer bounds and steps"),
+        ),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 => problem(
+            field,
+            format!("write {text:?} without a decimal point ({v:.0}); Katib refuses it"),
+        ),
+        _ => problem(field, format!("{text:?} is not an integer")),
+    })
+}
+
+/// Parses one parameter, reporting every problem.
+///
+/// # Errors
+/// Each problem with the field it concerns, relative to the parameter.
+pub fn parse_parameter(parameter: &ParameterSpec) -> Result<ParsedParameter, Vec<ParameterProblem>> {
+    let mut problems = Vec::new();
+    let default_space = Default::default();
+    let space = parameter.feasible_space.as_ref().unwrap_or(&default_space);
+    let distribution = space.distribution.clone().unwrap_or(Distribution::Uniform);
+    if let Distribution::Other(d) = &distribution {
+        problems.push(problem(
+            "feasibleSpace.distribution",
+            format!("{d:?} is not a distribution; expected one of {}", Distribution::KNOWN.join(", ")),
+        ));
+    }
+    let parsed = match &parameter.parameter_type {
+        None => {
+            problems.push(problem("parameterType", "required: double, int, discrete or categorical"));
+            None
+        }
+        Some(ParameterType::Other(t)) => {
+            problems.push(problem(
+                "parameterType",
+                format!("{t:?} is not a parameter type; expected one of {}", ParameterType::KNOWN.join(", ")),
+            ));
+            None
+        }
+        Some(ParameterType::Double) => parse_range(space, &distribution, &mut problems, parse_f64).map(
+            |(min, max, step)| ParsedParameter::Double {
+                min,
+                max,
+                step,
+                distribution: distribution.clone(),
+            },
+        ),
+        Some(ParameterType::Int) => parse_range(space, &distribution, &mut problems, parse_i64).map(
+            |(min, max, step)| ParsedParameter::Int {
+                min,
+                max,
+                step,
+                distribution: distribution.clone(),
+            },
+        ),
+        Some(kind @ (ParameterType::Discrete | ParameterType::Categorical)) => {
+            for (field, present) in [
+                ("feasibleSpace.min", space.min.is_some()),
+                ("feasibleSpace.max", space.max.is_some()),
+                ("feasibleSpace.step", space.step.is_some()),
+            ] {
+                if present {
+                    problems.push(problem(field, format!("{kind} parameters take a list, not {}", &field[14..])));
+                }
+            }
+            if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
+                problems.push(problem(
+                    "feasibleSpace.distribution",
+                    format!("{kind} parameters are sampled from their list; {distribution} does not apply"),
+                ));
+            }
+            parse_list(kind, &space.list, &mut problems)
+        }
+    };
+    match parsed {
+        Some(p) if problems.is_empty() => Ok(p),
+        _ => Err(problems),
+    }
+}
+
+fn parse_list(
+    kind: &ParameterType,
+    list: &[String],
+    problems: &mut Vec<ParameterProblem>,
+) -> Option<ParsedParameter> {
+    if list.is_empty() {
+        problems.push(problem("feasibleSpace.list", format!("{kind} parameters need a non-empty list")));
+        return None;
+    }
+    let mut seen = BTreeSet::new();
+    let mut values = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let field = format!("feasibleSpace.list[{i}]");
+        if !seen.insert(item.as_str()) {
+            problems.push(problem(&field, format!("{item:?} is listed twice")));
+        }
+        if *kind == ParameterType::Discrete {
+            match parse_f64(&field, item) {
+                Ok(v) => values.push(v),
+                Err(p) => problems.push(p),
+            }
+        } else if item.is_empty() {
+            problems.push(problem(&field, "list values must not be empty"));
+        }
+    }
+    if *kind == ParameterType::Discrete {
+        let numeric: BTreeSet<u64> = values.iter().map(|v| v.to_bits()).collect();
+        if numeric.len() != values.len() && problems.is_empty() {
+            problems.push(problem("feasibleSpace.list", "two values are the same number"));
+        }
+        Some(ParsedParameter::Discrete {
+            values,
+            texts: list.to_vec(),
+        })
+    } else {
+        Some(ParsedParameter::Categorical {
+            values: list.to_vec(),
+        })
+    }
+}
+
+/// Numbers that can be bounds: both `f64` and `i64`.
+trait Bound: Copy + PartialOrd + std::fmt::Display {
+    fn positive(self) -> bool;
+    fn span_as_f64(min: Self, max: Self) -> f64;
+    fn as_f64(self) -> f64;
+}
+
+impl Bound for f64 {
+    fn positive(self) -> bool {
+        self > 0.0
+    }
+    fn span_as_f64(min: Self, max: Self) -> f64 {
+        max - min
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Bound for i64 {
+    fn positive(self) -> bool {
+        self > 0
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn span_as_f64(min: Self, max: Self) -> f64 {
+        (i128::from(max) - i128::from(min)) as f64
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+fn parse_range<T: Bound>(
+    space: &super::experiment::FeasibleSpace,
+    distribution: &Distribution,
+    problems: &mut Vec<ParameterProblem>,
+    parse: fn(&str, &str) -> Result<T, ParameterProblem>,
+) -> Option<(T, T, Option<T>)> {
+    if !space.list.is_empty() {
+        problems.push(problem("feasibleSpace.list", "int and double parameters take min and max, not a list"));
+    }
+    let mut field = |name: &str, text: Option<&String>, required: bool| match text {
+        None if required => {
+            problems.push(problem(name, "required for int and double parameters"));
+            None
+        }
+        None => None,
+        Some(t) => parse(name, t).map_err(|p| problems.push(p)).ok(),
+    };
+    let min = field("feasibleSpace.min", space.min.as_ref(), true);
+    let max = field("feasibleSpace.max", space.max.as_ref(), true);
+    let step = field("feasibleSpace.step", space.step.as_ref(), false);
+    let step_failed = space.step.is_some() && step.is_none();
+    let (min, max) = (min?, max?);
+    let mut ok = !step_failed;
+    if min > max {
+        problems.push(problem("feasibleSpace.min", format!("min {min} is greater than max {max}")));
+        ok = false;
+    }
+    if matches!(distribution, Distribution::LogUniform | Distribution::LogNormal) && !min.positive() {
+        problems.push(problem(
+            "feasibleSpace.min",
+            format!("{distribution} needs min > 0, got {min}"),
+        ));
+        ok = false;
+    }
+    if let Some(step) = step {
+        if !step.positive() {
+            problems.push(problem("feasibleSpace.step", format!("must be positive, got {step}")));
+            ok = false;
+        } else if min < max && step.as_f64() > T::span_as_f64(min, max) {
+            problems.push(problem(
+                "feasibleSpace.step",
+                format!("step {step} is larger than the range {min}..{max}"),
+            ));
+            ok = false;
+        }
+    }
+    ok.then_some((min, max, step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::experiment::FeasibleSpace;
+
+    fn param(t: &str, min: Option<&str>, max: Option<&str>, step: Option<&str>, list: &[&str]) -> ParameterSpec {
+        ParameterSpec {
+            name: "p".into(),
+            parameter_type: Some(ParameterType::from_word(t)),
+            feasible_space: Some(FeasibleSpace {
+                min: min.map(Into::into),
+                max: max.map(Into::into),
+                step: step.map(Into::into),
+                list: list.iter().map(|s| (*s).to_owned()).collect(),
+                distribution: None,
+            }),
+        }
+    }
+
+    fn fields(r: Result<ParsedParameter, Vec<ParameterProblem>>) -> Vec<String> {
+        r.unwrap_err().into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn good_parameters_parse() {
+        assert_eq!(
+            parse_parameter(&param("int", Some("1"), Some("10"), Some("3"), &[])),
+            Ok(ParsedParameter::Int { min: 1, max: 10, step: Some(3), distribution: Distribution::Uniform })
+        );
+        assert!(matches!(
+            parse_parameter(&param("discrete", None, None, None, &["1", "2.5"])),
+            Ok(ParsedParameter::Discrete { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_numbers_are_named() {
+        assert_eq!(fields(parse_parameter(&param("double", Some("a"), Some("inf"), None, &[]))), ["feasibleSpace.min", "feasibleSpace.max"]);
+        assert_eq!(fields(parse_parameter(&param("int", Some("1.5"), Some("4"), None, &[]))), ["feasibleSpace.min"]);
+        assert_eq!(fields(parse_parameter(&param("double", Some("2"), Some("1"), None, &[]))), ["feasibleSpace.min"]);
+        assert_eq!(fields(parse_parameter(&param("double", Some("0"), Some("1"), Some("2"), &[]))), ["feasibleSpace.step"]);
+        assert_eq!(fields(parse_parameter(&param("double", Some("0"), Some("1"), Some("-1"), &[]))), ["feasibleSpace.step"]);
+        assert_eq!(fields(parse_parameter(&param("categorical", None, None, None, &[]))), ["feasibleSpace.list"]);
+        assert_eq!(fields(parse_parameter(&param("categorical", Some("1"), None, None, &["a", "a"]))), ["feasibleSpace.min", "feasibleSpace.list[1]"]);
+        assert_eq!(fields(parse_parameter(&param("discrete", None, None, None, &["1", "x"]))), ["feasibleSpace.list[1]"]);
+        assert_eq!(fields(parse_parameter(&param("float", None, None, None, &[]))), ["parameterType"]);
+    }
+
+    #[test]
+    fn log_distributions_need_positive_bounds() {
+        let mut p = param("double", Some("0"), Some("1"), None, &[]);
+        p.feasible_space.as_mut().unwrap().distribution = Some(Distribution::LogUniform);
+        assert_eq!(fields(parse_parameter(&p)), ["feasibleSpace.min"]);
+    }
+}

@@ -1,0 +1,41 @@
+//! `ktune crds`: the CRD manifests, generated from the Rust types.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::api::crd;
+
+/// Arguments of `ktune crds`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Write one file per CRD into this folder instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+}
+
+pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut documents = Vec::new();
+    for (file, definition) in crd::all() {
+        let yaml = crd::to_yaml(&definition).context("serialising a CRD")?;
+        documents.push((file, yaml));
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (file, yaml) in &documents {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for (i, (_, yaml)) in documents.iter().enumerate() {
+        if i > 0 {
+            writeln!(out, "---")?;
+        }
+        out.write_all(yaml.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,44 @@
+//! The `ktune` command line: one module per subcommand. This is the only
+//! place (with `main.rs`) where `anyhow` is used and where output is
+//! written for humans.
+
+mod crds;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hyperparameter tuning and AutoML: runs Kubeflow Katib Experiment YAML.
+#[derive(Debug, Parser)]
+#[command(name = "ktune", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check experiment files: print each with Katib's defaults applied, and every error.
+    Validate(validate::Args),
+    /// Print the CustomResourceDefinitions ktune serves (or write them to a folder).
+    Crds(crds::Args),
+}
+
+/// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status for usage errors and unreadable input.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// When output cannot be written or a file cannot be created.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Crds(args) => crds::run(&args),
+    }
+}
