@@ -21,7 +21,7 @@ use super::experiment::Experiment;
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Deepest nesting accepted. Kubernetes objects nest about 15 levels.
-const MAX_DEPTH: usize = 96;
+const MAX_DEPTH: usize = 64;
 
 /// The API versions an Experiment document may have.
 pub const ACCEPTED_API_VERSIONS: [&str; 2] = ["ktune.dev/v1beta1", "kubeflow.org/v1beta1"];
@@ -129,6 +129,7 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Value>, LoadError> {
             max_recorded_anchor_events: 100_000,
             max_recorded_anchor_bytes: 4 * 1024 * 1024,
             max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
             max_documents: 1_000,
             max_nodes: 250_000,
             max_total_scalar_bytes: 16 * 1024 * 1024,
@@ -201,7 +202,7 @@ pub fn experiment_from_value(value: &Value) -> Result<LoadedExperiment, Document
     }
     let mut unknown_fields = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| {
-        let path = path.to_string();
+        let path = field_path(&path);
         if path != "apiVersion" && path != "kind" {
             unknown_fields.push(path);
         }
@@ -216,6 +217,27 @@ pub fn experiment_from_value(value: &Value) -> Result<LoadedExperiment, Document
         experiment,
         unknown_fields,
     })
+}
+
+/// A path that serde ignored, written as `spec.parameters[0].min`
+/// (serde_ignored's own Display puts `?` for every optional level).
+pub(crate) fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
 }
 
 /// Trial templates kept in ConfigMaps, by (namespace, name), then key.

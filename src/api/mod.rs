@@ -14,6 +14,7 @@ pub mod lenient;
 pub mod load;
 pub mod parameters;
 mod schema;
+pub mod space;
 pub mod template;
 pub mod trial;
 pub mod validate;

@@ -103,7 +103,50 @@ pub fn validate(experiment: &Experiment, context: Context<'_>) -> Report {
     }
     template::validate_trial_template(experiment, context, &mut report);
     collector::validate_collector(spec, &mut report);
+    if report.is_valid() {
+        check_with_algorithm_library(spec, &mut report);
+    }
     report
+}
+
+/// Builds the search space, the suggester and the stopping rule the way a
+/// run will, so whatever the algorithm library refuses (a grid too large
+/// to encode, a Hyperband with absurd brackets …) is refused now.
+fn check_with_algorithm_library(spec: &ExperimentSpec, report: &mut Report) {
+    let space = match super::space::search_space(spec) {
+        Ok(space) => space,
+        Err(super::space::SpaceError::Refused { path, source }) => {
+            report.error(path, source.to_string());
+            return;
+        }
+        Err(_) => return, // already reported by the field checks
+    };
+    if let Some(algorithm) = &spec.algorithm
+        && let Some(entry) = settings::algorithm(&algorithm.algorithm_name)
+        && let Ok(parsed) = entry.parse(
+            algorithm
+                .algorithm_settings
+                .iter()
+                .map(|s| (s.name.as_str(), s.value.as_str())),
+        )
+    {
+        match ktune_algorithms::suggest::build_suggester(entry.name, &parsed, &space) {
+            Ok(_) | Err(ktune_algorithms::AlgorithmError::NotImplemented { .. }) => {}
+            Err(e) => report.error("spec.algorithm", e.to_string()),
+        }
+    }
+    if let Some(early) = &spec.early_stopping
+        && let Some(entry) = settings::early_stopping(&early.algorithm_name)
+        && let Ok(parsed) = entry.parse(
+            early
+                .algorithm_settings
+                .iter()
+                .map(|s| (s.name.as_str(), s.value.as_str())),
+        )
+        && let Err(e) = ktune_algorithms::stopping::build_early_stopping(entry.name, &parsed)
+    {
+        report.error("spec.earlyStopping", e.to_string());
+    }
 }
 
 fn policy_list() -> String {

@@ -252,7 +252,7 @@ fn check_job(experiment: &Experiment, template: &TrialTemplate, workload: &Value
         return; // the reference problems are already reported
     };
     let mut unknown = Vec::new();
-    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::api::load::field_path(&p));
     let de = serde_ignored::Deserializer::new(&rendered, &mut record);
     if let Err(e) = serde_path_to_error::deserialize::<_, Job>(de) {
         report.error(
