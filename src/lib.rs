@@ -10,7 +10,9 @@
     clippy::expect_used,
     clippy::panic,
     clippy::todo,
-    clippy::unimplemented
+    clippy::unimplemented,
+    clippy::print_stdout,
+    clippy::print_stderr
 )]
 
 pub mod api;

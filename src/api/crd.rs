@@ -1,8 +1,8 @@
 //! CustomResourceDefinitions generated from the Rust types; `crds/` holds
 //! the generated YAML and a test keeps it in sync.
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 use super::{Experiment, Trial};
 

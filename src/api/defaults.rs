@@ -112,7 +112,8 @@ pub fn apply_defaults(spec: &mut ExperimentSpec) -> Vec<DefaultingNote> {
         default_trial_template(template);
     }
     default_collector(
-        spec.metrics_collector_spec.get_or_insert_with(Default::default),
+        spec.metrics_collector_spec
+            .get_or_insert_with(Default::default),
         &mut notes,
     );
     for parameter in spec.parameters.iter_mut().flatten() {
@@ -160,13 +161,26 @@ fn default_trial_template(template: &mut TrialTemplate) {
     let Some((success, failure, labels)) = kind_defaults(text("apiVersion"), text("kind")) else {
         return;
     };
-    if template.success_condition.as_deref().unwrap_or("").is_empty() {
+    if template
+        .success_condition
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         template.success_condition = Some(success.to_owned());
     }
-    if template.failure_condition.as_deref().unwrap_or("").is_empty() {
+    if template
+        .failure_condition
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         template.failure_condition = Some(failure.to_owned());
     }
-    let empty = template.primary_pod_labels.as_ref().is_none_or(BTreeMap::is_empty);
+    let empty = template
+        .primary_pod_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty);
     if empty && !labels.is_empty() {
         template.primary_pod_labels = Some(labels);
     }
@@ -257,7 +271,9 @@ mod tests {
 
     #[test]
     fn katib_defaults_are_applied() {
-        let mut spec = spec_with_template(serde_json::json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"}));
+        let mut spec = spec_with_template(
+            serde_json::json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"}),
+        );
         let notes = apply_defaults(&mut spec);
         assert!(notes.is_empty());
         assert_eq!(spec.parallel_trial_count, Some(3));
@@ -266,19 +282,36 @@ mod tests {
         assert_eq!(strategies.len(), 2);
         assert_eq!(strategies[1].name, "acc");
         assert_eq!(strategies[1].value, MetricStrategyType::Max);
-        assert_eq!(strategies[0].value, MetricStrategyType::Min, "explicit strategies are kept");
+        assert_eq!(
+            strategies[0].value,
+            MetricStrategyType::Min,
+            "explicit strategies are kept"
+        );
         let t = spec.trial_template.as_ref().unwrap();
         assert_eq!(t.success_condition.as_deref(), Some(SUCCEEDED_CONDITION));
-        assert_eq!(t.primary_pod_labels.as_ref().unwrap()[JOB_ROLE_LABEL], "master");
-        let collector = spec.metrics_collector_spec.as_ref().unwrap().collector.as_ref().unwrap();
+        assert_eq!(
+            t.primary_pod_labels.as_ref().unwrap()[JOB_ROLE_LABEL],
+            "master"
+        );
+        let collector = spec
+            .metrics_collector_spec
+            .as_ref()
+            .unwrap()
+            .collector
+            .as_ref()
+            .unwrap();
         assert_eq!(collector.kind, Some(CollectorKind::StdOut));
-        let fs = spec.parameters.as_ref().unwrap()[0].feasible_space.as_ref().unwrap();
+        let fs = spec.parameters.as_ref().unwrap()[0]
+            .feasible_space
+            .as_ref()
+            .unwrap();
         assert_eq!(fs.distribution, Some(Distribution::Uniform));
     }
 
     #[test]
     fn defaulting_is_idempotent_and_keeps_user_values() {
-        let mut spec = spec_with_template(serde_json::json!({"apiVersion": "batch/v1", "kind": "Job"}));
+        let mut spec =
+            spec_with_template(serde_json::json!({"apiVersion": "batch/v1", "kind": "Job"}));
         spec.parallel_trial_count = Some(7);
         apply_defaults(&mut spec);
         let once = spec.clone();
@@ -290,12 +323,19 @@ mod tests {
 
     #[test]
     fn unknown_kinds_get_no_conditions_and_mpi_v2_gets_the_launcher() {
-        let mut spec = spec_with_template(serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow"}));
+        let mut spec = spec_with_template(
+            serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow"}),
+        );
         apply_defaults(&mut spec);
         assert_eq!(spec.trial_template.unwrap().success_condition, None);
-        let mut spec = spec_with_template(serde_json::json!({"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob"}));
+        let mut spec = spec_with_template(
+            serde_json::json!({"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob"}),
+        );
         apply_defaults(&mut spec);
-        assert_eq!(spec.trial_template.unwrap().primary_pod_labels.unwrap()[JOB_ROLE_LABEL], "launcher");
+        assert_eq!(
+            spec.trial_template.unwrap().primary_pod_labels.unwrap()[JOB_ROLE_LABEL],
+            "launcher"
+        );
     }
 
     #[test]
@@ -313,10 +353,19 @@ mod tests {
         let notes = apply_defaults(&mut spec);
         assert_eq!(notes.len(), 1);
         let mc = spec.metrics_collector_spec.as_mut().unwrap();
-        assert_eq!(mc.collector.as_ref().unwrap().kind, Some(CollectorKind::Push));
+        assert_eq!(
+            mc.collector.as_ref().unwrap().kind,
+            Some(CollectorKind::Push)
+        );
         mc.collector.as_mut().unwrap().kind = Some(CollectorKind::File);
         apply_defaults(&mut spec);
-        let fs = spec.metrics_collector_spec.unwrap().source.unwrap().file_system_path.unwrap();
+        let fs = spec
+            .metrics_collector_spec
+            .unwrap()
+            .source
+            .unwrap()
+            .file_system_path
+            .unwrap();
         assert_eq!(fs.path, DEFAULT_METRICS_FILE);
         assert_eq!(fs.format, Some(FileFormat::Text));
     }

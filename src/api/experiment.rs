@@ -27,6 +27,7 @@ use super::lenient;
     group = "ktune.dev",
     version = "v1beta1",
     kind = "Experiment",
+    derive = "PartialEq",
     plural = "experiments",
     singular = "experiment",
     namespaced,
@@ -102,16 +103,32 @@ pub struct ParameterSpec {
 #[serde(rename_all = "camelCase")]
 pub struct FeasibleSpace {
     /// Upper bound (double, int).
-    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max: Option<String>,
     /// Lower bound (double, int).
-    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min: Option<String>,
     /// Values (discrete, categorical).
-    #[serde(default, deserialize_with = "lenient::string_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub list: Vec<String>,
     /// Quantisation step (double, int).
-    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step: Option<String>,
     /// `uniform` (default), `logUniform`, `normal` or `logNormal`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,7 +143,11 @@ pub struct ObjectiveSpec {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ObjectiveType>,
     /// Stop (Succeeded) once the best value reaches this.
-    #[serde(default, deserialize_with = "lenient::opt_f64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub goal: Option<f64>,
     /// The metric to optimise.
     #[serde(default)]

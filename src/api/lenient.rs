@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn numbers_and_strings_mean_the_same() {
-        let p: Probe = serde_json::from_str(r#"{"min": 0.5, "list": [1, "a", 2.5], "goal": "0.9"}"#).unwrap();
+        let p: Probe =
+            serde_json::from_str(r#"{"min": 0.5, "list": [1, "a", 2.5], "goal": "0.9"}"#).unwrap();
         assert_eq!(p.min.as_deref(), Some("0.5"));
         assert_eq!(p.list, ["1", "a", "2.5"]);
         assert_eq!(p.goal, Some(0.9));

@@ -135,8 +135,8 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Value>, LoadError> {
             max_total_scalar_bytes: 16 * 1024 * 1024,
         },
     };
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|e| LoadError::Yaml {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| LoadError::Yaml {
             message: e.to_string(),
         })?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
@@ -234,9 +234,9 @@ pub(crate) fn field_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{parent}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            field_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -321,21 +321,29 @@ mod tests {
                 "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
             ));
         }
-        assert!(matches!(parse_yaml_documents(&yaml), Err(LoadError::Yaml { .. })));
+        assert!(matches!(
+            parse_yaml_documents(&yaml),
+            Err(LoadError::Yaml { .. })
+        ));
     }
 
     #[test]
     fn deep_nesting_is_refused() {
         let yaml = format!("{}x{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse_yaml_documents(&yaml).is_err());
-        let yaml: String = (0..500).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+        let yaml: String = (0..500)
+            .map(|i| format!("{}k:\n", "  ".repeat(i)))
+            .collect();
         assert!(parse_yaml_documents(&yaml).is_err());
     }
 
     #[test]
     fn wrong_api_version_and_wrong_types_name_the_problem() {
         let v = serde_json::json!({"apiVersion": "v1", "kind": "Experiment"});
-        assert!(matches!(experiment_from_value(&v), Err(DocumentError::ApiVersion { .. })));
+        assert!(matches!(
+            experiment_from_value(&v),
+            Err(DocumentError::ApiVersion { .. })
+        ));
         let v = serde_json::json!({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
             "metadata": {"name": "x"}, "spec": {"parallelTrialCount": "three"}});
         match experiment_from_value(&v) {

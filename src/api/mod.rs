@@ -51,10 +51,12 @@ pub fn prepare(
     } = load::experiment_from_value(value)?;
     let notes = defaults::apply_defaults(&mut experiment.spec);
     let mut report = validate::validate(&experiment, context);
-    report.warnings.extend(unknown_fields.into_iter().map(|path| Issue {
-        path,
-        message: "unknown field, ignored".to_owned(),
-    }));
+    report
+        .warnings
+        .extend(unknown_fields.into_iter().map(|path| Issue {
+            path,
+            message: "unknown field, ignored".to_owned(),
+        }));
     report.warnings.extend(notes.into_iter().map(|n| Issue {
         path: n.path,
         message: n.message,

@@ -67,31 +67,40 @@ fn problem(field: &str, message: impl Into<String>) -> ParameterProblem {
 fn parse_f64(field: &str, text: &str) -> Result<f64, ParameterProblem> {
     match text.trim().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(problem(field, format!("must be a finite number, got {text:?}"))),
+        Ok(_) => Err(problem(
+            field,
+            format!("must be a finite number, got {text:?}"),
+        )),
         Err(_) => Err(problem(field, format!("{text:?} is not a number"))),
     }
 }
 
 fn parse_i64(field: &str, text: &str) -> Result<i64, ParameterProblem> {
     let trimmed = text.trim();
-    trimmed.parse::<i64>().map_err(|_| match trimmed.parse::<f64>() {
-        Ok(v) if v.is_finite() && v.fract() != 0.0 => problem(
-            field,
-            format!("{text:?} is not a whole number; int parameters need integer bounds and steps"),
-        ),
-        Ok(v) if v.is_finite() && v.fract() == 0.0 => problem(
-            field,
-            format!("write {text:?} without a decimal point ({v:.0}); Katib refuses it"),
-        ),
-        _ => problem(field, format!("{text:?} is not an integer")),
-    })
+    trimmed
+        .parse::<i64>()
+        .map_err(|_| match trimmed.parse::<f64>() {
+            Ok(v) if v.is_finite() && v.fract() != 0.0 => problem(
+                field,
+                format!(
+                    "{text:?} is not a whole number; int parameters need integer bounds and steps"
+                ),
+            ),
+            Ok(v) if v.is_finite() && v.fract() == 0.0 => problem(
+                field,
+                format!("write {text:?} without a decimal point ({v:.0}); Katib refuses it"),
+            ),
+            _ => problem(field, format!("{text:?} is not an integer")),
+        })
 }
 
 /// Parses one parameter, reporting every problem.
 ///
 /// # Errors
 /// Each problem with the field it concerns, relative to the parameter.
-pub fn parse_parameter(parameter: &ParameterSpec) -> Result<ParsedParameter, Vec<ParameterProblem>> {
+pub fn parse_parameter(
+    parameter: &ParameterSpec,
+) -> Result<ParsedParameter, Vec<ParameterProblem>> {
     let mut problems = Vec::new();
     let default_space = Default::default();
     let space = parameter.feasible_space.as_ref().unwrap_or(&default_space);
@@ -99,37 +108,44 @@ pub fn parse_parameter(parameter: &ParameterSpec) -> Result<ParsedParameter, Vec
     if let Distribution::Other(d) = &distribution {
         problems.push(problem(
             "feasibleSpace.distribution",
-            format!("{d:?} is not a distribution; expected one of {}", Distribution::KNOWN.join(", ")),
+            format!(
+                "{d:?} is not a distribution; expected one of {}",
+                Distribution::KNOWN.join(", ")
+            ),
         ));
     }
     let parsed = match &parameter.parameter_type {
         None => {
-            problems.push(problem("parameterType", "required: double, int, discrete or categorical"));
+            problems.push(problem(
+                "parameterType",
+                "required: double, int, discrete or categorical",
+            ));
             None
         }
         Some(ParameterType::Other(t)) => {
             problems.push(problem(
                 "parameterType",
-                format!("{t:?} is not a parameter type; expected one of {}", ParameterType::KNOWN.join(", ")),
+                format!(
+                    "{t:?} is not a parameter type; expected one of {}",
+                    ParameterType::KNOWN.join(", ")
+                ),
             ));
             None
         }
-        Some(ParameterType::Double) => parse_range(space, &distribution, &mut problems, parse_f64).map(
-            |(min, max, step)| ParsedParameter::Double {
+        Some(ParameterType::Double) => parse_range(space, &distribution, &mut problems, parse_f64)
+            .map(|(min, max, step)| ParsedParameter::Double {
                 min,
                 max,
                 step,
                 distribution: distribution.clone(),
-            },
-        ),
-        Some(ParameterType::Int) => parse_range(space, &distribution, &mut problems, parse_i64).map(
-            |(min, max, step)| ParsedParameter::Int {
+            }),
+        Some(ParameterType::Int) => parse_range(space, &distribution, &mut problems, parse_i64)
+            .map(|(min, max, step)| ParsedParameter::Int {
                 min,
                 max,
                 step,
                 distribution: distribution.clone(),
-            },
-        ),
+            }),
         Some(kind @ (ParameterType::Discrete | ParameterType::Categorical)) => {
             for (field, present) in [
                 ("feasibleSpace.min", space.min.is_some()),
@@ -137,7 +153,10 @@ pub fn parse_parameter(parameter: &ParameterSpec) -> Result<ParsedParameter, Vec
                 ("feasibleSpace.step", space.step.is_some()),
             ] {
                 if present {
-                    problems.push(problem(field, format!("{kind} parameters take a list, not {}", &field[14..])));
+                    problems.push(problem(
+                        field,
+                        format!("{kind} parameters take a list, not {}", &field[14..]),
+                    ));
                 }
             }
             if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
@@ -161,7 +180,10 @@ fn parse_list(
     problems: &mut Vec<ParameterProblem>,
 ) -> Option<ParsedParameter> {
     if list.is_empty() {
-        problems.push(problem("feasibleSpace.list", format!("{kind} parameters need a non-empty list")));
+        problems.push(problem(
+            "feasibleSpace.list",
+            format!("{kind} parameters need a non-empty list"),
+        ));
         return None;
     }
     let mut seen = BTreeSet::new();
@@ -183,7 +205,10 @@ fn parse_list(
     if *kind == ParameterType::Discrete {
         let numeric: BTreeSet<u64> = values.iter().map(|v| v.to_bits()).collect();
         if numeric.len() != values.len() && problems.is_empty() {
-            problems.push(problem("feasibleSpace.list", "two values are the same number"));
+            problems.push(problem(
+                "feasibleSpace.list",
+                "two values are the same number",
+            ));
         }
         Some(ParsedParameter::Discrete {
             values,
@@ -236,7 +261,10 @@ fn parse_range<T: Bound>(
     parse: fn(&str, &str) -> Result<T, ParameterProblem>,
 ) -> Option<(T, T, Option<T>)> {
     if !space.list.is_empty() {
-        problems.push(problem("feasibleSpace.list", "int and double parameters take min and max, not a list"));
+        problems.push(problem(
+            "feasibleSpace.list",
+            "int and double parameters take min and max, not a list",
+        ));
     }
     let mut field = |name: &str, text: Option<&String>, required: bool| match text {
         None if required => {
@@ -253,10 +281,17 @@ fn parse_range<T: Bound>(
     let (min, max) = (min?, max?);
     let mut ok = !step_failed;
     if min > max {
-        problems.push(problem("feasibleSpace.min", format!("min {min} is greater than max {max}")));
+        problems.push(problem(
+            "feasibleSpace.min",
+            format!("min {min} is greater than max {max}"),
+        ));
         ok = false;
     }
-    if matches!(distribution, Distribution::LogUniform | Distribution::LogNormal) && !min.positive() {
+    if matches!(
+        distribution,
+        Distribution::LogUniform | Distribution::LogNormal
+    ) && !min.positive()
+    {
         problems.push(problem(
             "feasibleSpace.min",
             format!("{distribution} needs min > 0, got {min}"),
@@ -265,7 +300,10 @@ fn parse_range<T: Bound>(
     }
     if let Some(step) = step {
         if !step.positive() {
-            problems.push(problem("feasibleSpace.step", format!("must be positive, got {step}")));
+            problems.push(problem(
+                "feasibleSpace.step",
+                format!("must be positive, got {step}"),
+            ));
             ok = false;
         } else if min < max && step.as_f64() > T::span_as_f64(min, max) {
             problems.push(problem(
@@ -283,7 +321,13 @@ mod tests {
     use super::*;
     use crate::api::experiment::FeasibleSpace;
 
-    fn param(t: &str, min: Option<&str>, max: Option<&str>, step: Option<&str>, list: &[&str]) -> ParameterSpec {
+    fn param(
+        t: &str,
+        min: Option<&str>,
+        max: Option<&str>,
+        step: Option<&str>,
+        list: &[&str],
+    ) -> ParameterSpec {
         ParameterSpec {
             name: "p".into(),
             parameter_type: Some(ParameterType::from_word(t)),
@@ -305,7 +349,12 @@ mod tests {
     fn good_parameters_parse() {
         assert_eq!(
             parse_parameter(&param("int", Some("1"), Some("10"), Some("3"), &[])),
-            Ok(ParsedParameter::Int { min: 1, max: 10, step: Some(3), distribution: Distribution::Uniform })
+            Ok(ParsedParameter::Int {
+                min: 1,
+                max: 10,
+                step: Some(3),
+                distribution: Distribution::Uniform
+            })
         );
         assert!(matches!(
             parse_parameter(&param("discrete", None, None, None, &["1", "2.5"])),
@@ -315,15 +364,90 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_named() {
-        assert_eq!(fields(parse_parameter(&param("double", Some("a"), Some("inf"), None, &[]))), ["feasibleSpace.min", "feasibleSpace.max"]);
-        assert_eq!(fields(parse_parameter(&param("int", Some("1.5"), Some("4"), None, &[]))), ["feasibleSpace.min"]);
-        assert_eq!(fields(parse_parameter(&param("double", Some("2"), Some("1"), None, &[]))), ["feasibleSpace.min"]);
-        assert_eq!(fields(parse_parameter(&param("double", Some("0"), Some("1"), Some("2"), &[]))), ["feasibleSpace.step"]);
-        assert_eq!(fields(parse_parameter(&param("double", Some("0"), Some("1"), Some("-1"), &[]))), ["feasibleSpace.step"]);
-        assert_eq!(fields(parse_parameter(&param("categorical", None, None, None, &[]))), ["feasibleSpace.list"]);
-        assert_eq!(fields(parse_parameter(&param("categorical", Some("1"), None, None, &["a", "a"]))), ["feasibleSpace.min", "feasibleSpace.list[1]"]);
-        assert_eq!(fields(parse_parameter(&param("discrete", None, None, None, &["1", "x"]))), ["feasibleSpace.list[1]"]);
-        assert_eq!(fields(parse_parameter(&param("float", None, None, None, &[]))), ["parameterType"]);
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "double",
+                Some("a"),
+                Some("inf"),
+                None,
+                &[]
+            ))),
+            ["feasibleSpace.min", "feasibleSpace.max"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "int",
+                Some("1.5"),
+                Some("4"),
+                None,
+                &[]
+            ))),
+            ["feasibleSpace.min"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "double",
+                Some("2"),
+                Some("1"),
+                None,
+                &[]
+            ))),
+            ["feasibleSpace.min"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "double",
+                Some("0"),
+                Some("1"),
+                Some("2"),
+                &[]
+            ))),
+            ["feasibleSpace.step"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "double",
+                Some("0"),
+                Some("1"),
+                Some("-1"),
+                &[]
+            ))),
+            ["feasibleSpace.step"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "categorical",
+                None,
+                None,
+                None,
+                &[]
+            ))),
+            ["feasibleSpace.list"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "categorical",
+                Some("1"),
+                None,
+                None,
+                &["a", "a"]
+            ))),
+            ["feasibleSpace.min", "feasibleSpace.list[1]"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param(
+                "discrete",
+                None,
+                None,
+                None,
+                &["1", "x"]
+            ))),
+            ["feasibleSpace.list[1]"]
+        );
+        assert_eq!(
+            fields(parse_parameter(&param("float", None, None, None, &[]))),
+            ["parameterType"]
+        );
     }
 
     #[test]

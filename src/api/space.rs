@@ -51,12 +51,18 @@ pub fn search_space(spec: &ExperimentSpec) -> Result<SearchSpace, SpaceError> {
         let parsed = parse_parameter(p).map_err(|_| SpaceError::Unparsed { index })?;
         let name = p.name.clone();
         let built = match parsed {
-            ParsedParameter::Double { min, max, step, distribution: d } => {
-                ParameterSpec::double(name, min, max, step, distribution(&d))
-            }
-            ParsedParameter::Int { min, max, step, distribution: d } => {
-                ParameterSpec::int(name, min, max, step, distribution(&d))
-            }
+            ParsedParameter::Double {
+                min,
+                max,
+                step,
+                distribution: d,
+            } => ParameterSpec::double(name, min, max, step, distribution(&d)),
+            ParsedParameter::Int {
+                min,
+                max,
+                step,
+                distribution: d,
+            } => ParameterSpec::int(name, min, max, step, distribution(&d)),
             ParsedParameter::Discrete { texts, .. } => ParameterSpec::discrete(
                 name,
                 texts

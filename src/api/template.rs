@@ -42,7 +42,9 @@ pub enum TemplateError {
         message: String,
     },
     /// A `${trialSpec.X}` reference names an unknown key.
-    #[error("unknown meta reference {reference:?}: use Name, Namespace, Kind, APIVersion, Labels[key] or Annotations[key]")]
+    #[error(
+        "unknown meta reference {reference:?}: use Name, Namespace, Kind, APIVersion, Labels[key] or Annotations[key]"
+    )]
     UnknownMetaReference {
         /// The reference as written.
         reference: String,
@@ -251,7 +253,9 @@ fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
 fn substitute_all(value: &Value, values: &BTreeMap<String, String>) -> Value {
     match value {
         Value::String(s) => Value::String(substitute(s, values)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| substitute_all(v, values)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| substitute_all(v, values)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (substitute(k, values), substitute_all(v, values)))
@@ -331,10 +335,18 @@ mod tests {
         let t = json!({"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"labels": {"team": "ml"}},
             "spec": {"args": ["--lr=${trialParameters.lr}", "${trialParameters.n}", "${trialParameters.t}", "${trialParameters.k}"]}});
-        let params = [tp("lr", "lr"), tp("n", "${trialSpec.Name}"), tp("t", "${trialSpec.Labels[team]}"), tp("k", "${trialSpec.Kind}")];
+        let params = [
+            tp("lr", "lr"),
+            tp("n", "${trialSpec.Name}"),
+            tp("t", "${trialSpec.Labels[team]}"),
+            tp("k", "${trialSpec.Kind}"),
+        ];
         let values = BTreeMap::from([("lr".to_owned(), "0.1\"quoted".to_owned())]);
         let r = render(&t, &params, &values, "exp-abc", "ns").unwrap();
-        assert_eq!(r["spec"]["args"], json!(["--lr=0.1\"quoted", "exp-abc", "ml", "Job"]));
+        assert_eq!(
+            r["spec"]["args"],
+            json!(["--lr=0.1\"quoted", "exp-abc", "ml", "Job"])
+        );
         assert_eq!(r["metadata"]["name"], "exp-abc");
         assert_eq!(r["metadata"]["namespace"], "ns");
     }
@@ -342,10 +354,22 @@ mod tests {
     #[test]
     fn rendering_errors_are_named() {
         let t = json!({"x": "${trialParameters.a}${trialParameters.b}"});
-        let err = render(&t, &[tp("a", "lr")], &BTreeMap::from([("lr".into(), "1".into())]), "n", "ns");
-        assert_eq!(err, Err(TemplateError::UndeclaredPlaceholder { name: "b".into() }));
+        let err = render(
+            &t,
+            &[tp("a", "lr")],
+            &BTreeMap::from([("lr".into(), "1".into())]),
+            "n",
+            "ns",
+        );
+        assert_eq!(
+            err,
+            Err(TemplateError::UndeclaredPlaceholder { name: "b".into() })
+        );
         assert!(MetaReference::parse("${trialSpec.Bogus}").is_err());
         assert_eq!(MetaReference::parse("lr"), Ok(None));
-        assert_eq!(MetaReference::parse("${trialSpec.Annotations[a/b]}"), Ok(Some(MetaReference::Annotation("a/b".into()))));
+        assert_eq!(
+            MetaReference::parse("${trialSpec.Annotations[a/b]}"),
+            Ok(Some(MetaReference::Annotation("a/b".into())))
+        );
     }
 }

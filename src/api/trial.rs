@@ -17,6 +17,7 @@ use super::experiment::{MetricsCollectorSpec, ObjectiveSpec, Observation, Parame
     group = "ktune.dev",
     version = "v1beta1",
     kind = "Trial",
+    derive = "PartialEq",
     plural = "trials",
     singular = "trial",
     namespaced,

@@ -87,12 +87,17 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         };
         let report = &prepared.report;
-        let valid = report.is_valid() && !(args.strict && !report.warnings.is_empty());
+        let valid = report.is_valid() && (!args.strict || report.warnings.is_empty());
         invalid |= !valid;
         match args.output {
             Output::Summary => {
                 let verdict = if valid { "valid" } else { "invalid" };
-                writeln!(out, "{}: {verdict}: {}", doc.origin(), summary(&prepared.experiment))?;
+                writeln!(
+                    out,
+                    "{}: {verdict}: {}",
+                    doc.origin(),
+                    summary(&prepared.experiment)
+                )?;
                 write_report(&mut out, report)?;
             }
             Output::Yaml | Output::Json => {
@@ -102,7 +107,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     }
                     out.write_all(serde_saphyr::to_string(&prepared.experiment)?.as_bytes())?;
                 } else {
-                    writeln!(out, "{}", serde_json::to_string_pretty(&prepared.experiment)?)?;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&prepared.experiment)?
+                    )?;
                 }
                 printed += 1;
                 if !report.errors.is_empty() || !report.warnings.is_empty() {
@@ -140,7 +149,11 @@ fn summary(experiment: &Experiment) -> String {
     let spec = &experiment.spec;
     let name = format!(
         "{}/{}",
-        experiment.metadata.namespace.as_deref().unwrap_or("default"),
+        experiment
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default"),
         experiment.metadata.name.as_deref().unwrap_or("(unnamed)")
     );
     let algorithm = spec
@@ -165,5 +178,7 @@ fn summary(experiment: &Experiment) -> String {
         .as_ref()
         .map(|e| format!(", early stopping {}", e.algorithm_name))
         .unwrap_or_default();
-    format!("{name}: {algorithm} over {parameters} parameters, {objective}, {budget} ({parallel} at a time){early}")
+    format!(
+        "{name}: {algorithm} over {parameters} parameters, {objective}, {budget} ({parallel} at a time){early}"
+    )
 }

@@ -28,7 +28,8 @@ pub enum FilterError {
 /// # Errors
 /// [`FilterError`] when the pattern is not a regex or has fewer than two groups.
 pub fn compile_filter(pattern: &str) -> Result<Regex, FilterError> {
-    let regex = Regex::new(&go_compatible(pattern)).map_err(|e| FilterError::Syntax(e.to_string()))?;
+    let regex =
+        Regex::new(&go_compatible(pattern)).map_err(|e| FilterError::Syntax(e.to_string()))?;
     if regex.captures_len() < 3 {
         return Err(FilterError::TooFewGroups);
     }
@@ -85,7 +86,12 @@ fn go_compatible(pattern: &str) -> String {
 /// The length of `{n}`, `{n,}` or `{n,m}` at the start of `s`, if it is one.
 fn repetition_len(s: &[char]) -> Option<usize> {
     let mut i = 1;
-    let digits = |from: usize| s.iter().skip(from).take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        s.iter()
+            .skip(from)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     let n = digits(i);
     if n == 0 {
         return None;
@@ -104,18 +110,30 @@ mod tests {
 
     #[test]
     fn katibs_brace_example_compiles_and_matches() {
-        let re = compile_filter(r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}").unwrap();
-        let caps = re.captures("{metricName: accuracy, metricValue: 0.9}").unwrap();
+        let re =
+            compile_filter(r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}").unwrap();
+        let caps = re
+            .captures("{metricName: accuracy, metricValue: 0.9}")
+            .unwrap();
         assert_eq!(&caps[1], "accuracy");
         assert_eq!(&caps[2], "0.9");
     }
 
     #[test]
     fn real_repetitions_and_classes_are_kept() {
-        assert_eq!(go_compatible(r"a{2}b{1,}c{1,3}[{}]\{"), r"a{2}b{1,}c{1,3}[{}]\{");
+        assert_eq!(
+            go_compatible(r"a{2}b{1,}c{1,3}[{}]\{"),
+            r"a{2}b{1,}c{1,3}[{}]\{"
+        );
         assert_eq!(go_compatible("x{a}"), r"x\{a\}");
         assert!(compile_filter(DEFAULT_FILTER).is_ok());
-        assert_eq!(compile_filter("(a)b").unwrap_err(), FilterError::TooFewGroups);
-        assert!(matches!(compile_filter("(a)(b"), Err(FilterError::Syntax(_))));
+        assert_eq!(
+            compile_filter("(a)b").unwrap_err(),
+            FilterError::TooFewGroups
+        );
+        assert!(matches!(
+            compile_filter("(a)(b"),
+            Err(FilterError::Syntax(_))
+        ));
     }
 }

@@ -26,7 +26,10 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
     match &kind {
         CollectorKind::Other(k) => report.error(
             format!("{PATH}.collector.kind"),
-            format!("unknown collector kind {k:?}; expected one of {}", CollectorKind::KNOWN.join(", ")),
+            format!(
+                "unknown collector kind {k:?}; expected one of {}",
+                CollectorKind::KNOWN.join(", ")
+            ),
         ),
         CollectorKind::File => {
             require_path(fs, &fs_path, &[FileSystemKind::File], report);
@@ -47,11 +50,17 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
         CollectorKind::TensorFlowEvent => {
             require_path(fs, &fs_path, &[FileSystemKind::Directory], report);
             if fs.is_some_and(|f| f.format.is_some()) {
-                report.error(format!("{fs_path}.format"), "TensorFlowEvent takes no format");
+                report.error(
+                    format!("{fs_path}.format"),
+                    "TensorFlowEvent takes no format",
+                );
             }
         }
         CollectorKind::PrometheusMetric => match &source.http_get {
-            None => report.error(format!("{PATH}.source.httpGet"), "required for PrometheusMetric"),
+            None => report.error(
+                format!("{PATH}.source.httpGet"),
+                "required for PrometheusMetric",
+            ),
             Some(http) => {
                 if let IntOrString::Int(port) = http.port
                     && !(1..=65535).contains(&port)
@@ -67,7 +76,10 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
             }
         },
         CollectorKind::Custom => {
-            let custom = mc.collector.as_ref().and_then(|c| c.custom_collector.as_ref());
+            let custom = mc
+                .collector
+                .as_ref()
+                .and_then(|c| c.custom_collector.as_ref());
             let custom_path = format!("{PATH}.collector.customCollector");
             match custom {
                 None => report.error(custom_path, "required for a Custom collector"),
@@ -81,7 +93,12 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
                 }
             }
             if fs.is_some() {
-                require_path(fs, &fs_path, &[FileSystemKind::File, FileSystemKind::Directory], report);
+                require_path(
+                    fs,
+                    &fs_path,
+                    &[FileSystemKind::File, FileSystemKind::Directory],
+                    report,
+                );
             }
         }
         CollectorKind::StdOut | CollectorKind::Push => {}

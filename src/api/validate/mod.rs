@@ -98,7 +98,10 @@ pub fn validate(experiment: &Experiment, context: Context<'_>) -> Report {
     {
         report.error(
             "spec.resumePolicy",
-            format!("unknown resume policy {policy:?}; expected one of {}", policy_list()),
+            format!(
+                "unknown resume policy {policy:?}; expected one of {}",
+                policy_list()
+            ),
         );
     }
     template::validate_trial_template(experiment, context, &mut report);
@@ -174,7 +177,10 @@ fn validate_metadata(experiment: &Experiment, report: &mut Report) {
     if let Some(ns) = experiment.metadata.namespace.as_deref()
         && (ns.is_empty() || ns.len() > 63 || !is_dns_label(ns))
     {
-        report.error("metadata.namespace", format!("{ns:?} is not a valid namespace name"));
+        report.error(
+            "metadata.namespace",
+            format!("{ns:?} is not a valid namespace name"),
+        );
     }
 }
 
@@ -196,7 +202,10 @@ fn validate_counts(spec: &ExperimentSpec, report: &mut Report) {
     if let Some(n) = spec.parallel_trial_count
         && n <= 0
     {
-        report.error("spec.parallelTrialCount", format!("must be at least 1, got {n}"));
+        report.error(
+            "spec.parallelTrialCount",
+            format!("must be at least 1, got {n}"),
+        );
     }
     if let Some(n) = spec.max_trial_count
         && n <= 0
@@ -206,7 +215,10 @@ fn validate_counts(spec: &ExperimentSpec, report: &mut Report) {
     if let Some(n) = spec.max_failed_trial_count
         && n < 0
     {
-        report.error("spec.maxFailedTrialCount", format!("must not be negative, got {n}"));
+        report.error(
+            "spec.maxFailedTrialCount",
+            format!("must not be negative, got {n}"),
+        );
     }
     if let Some(max) = spec.max_trial_count {
         if let Some(failed) = spec.max_failed_trial_count
@@ -244,7 +256,10 @@ fn validate_objective(spec: &ExperimentSpec, report: &mut Report) {
     if let Some(goal) = objective.goal
         && !goal.is_finite()
     {
-        report.error("spec.objective.goal", format!("must be a finite number, got {goal}"));
+        report.error(
+            "spec.objective.goal",
+            format!("must be a finite number, got {goal}"),
+        );
     }
     let objective_name = objective.objective_metric_name.as_str();
     if objective_name.trim().is_empty() {
@@ -256,7 +271,10 @@ fn validate_objective(spec: &ExperimentSpec, report: &mut Report) {
         if name.trim().is_empty() {
             report.error(path, "metric names must not be empty");
         } else if name == objective_name {
-            report.error(path, format!("{name:?} is the objective metric; list it only once"));
+            report.error(
+                path,
+                format!("{name:?} is the objective metric; list it only once"),
+            );
         } else if !seen.insert(name) {
             report.error(path, format!("{name:?} is listed twice"));
         }
@@ -267,19 +285,28 @@ fn validate_objective(spec: &ExperimentSpec, report: &mut Report) {
         if let MetricStrategyType::Other(v) = &strategy.value {
             report.error(
                 format!("{path}.value"),
-                format!("{v:?} is not a metric strategy; expected one of {}", MetricStrategyType::KNOWN.join(", ")),
+                format!(
+                    "{v:?} is not a metric strategy; expected one of {}",
+                    MetricStrategyType::KNOWN.join(", ")
+                ),
             );
         }
         if strategy.name.is_empty() {
             report.error(format!("{path}.name"), "required");
         } else if !seen.insert(&strategy.name) {
-            report.error(format!("{path}.name"), format!("{:?} has two strategies", strategy.name));
+            report.error(
+                format!("{path}.name"),
+                format!("{:?} has two strategies", strategy.name),
+            );
         } else if strategy.name != objective_name
             && !objective.additional_metric_names.contains(&strategy.name)
         {
             report.warn(
                 format!("{path}.name"),
-                format!("{:?} is not a collected metric; this strategy has no effect", strategy.name),
+                format!(
+                    "{:?} is not a collected metric; this strategy has no effect",
+                    strategy.name
+                ),
             );
         }
     }
@@ -324,7 +351,10 @@ fn check_settings(
         let names: Vec<_> = known.iter().map(|a| a.name).collect();
         report.error(
             format!("{path}.algorithmName"),
-            format!("unknown algorithm {name:?}; expected one of {}", names.join(", ")),
+            format!(
+                "unknown algorithm {name:?}; expected one of {}",
+                names.join(", ")
+            ),
         );
         return None;
     };
@@ -383,7 +413,12 @@ fn validate_algorithm(spec: &ExperimentSpec, report: &mut Report) {
                     setting_path("resource_name"),
                     format!("resource_name {resource:?} is not a parameter in spec.parameters"),
                 ),
-                Some(p) if !matches!(p.parameter_type, Some(ParameterType::Int | ParameterType::Double)) => {
+                Some(p)
+                    if !matches!(
+                        p.parameter_type,
+                        Some(ParameterType::Int | ParameterType::Double)
+                    ) =>
+                {
                     report.error(
                         setting_path("resource_name"),
                         format!("the resource parameter {resource:?} must be int or double"),
@@ -398,7 +433,10 @@ fn validate_algorithm(spec: &ExperimentSpec, report: &mut Report) {
                 if p.parameter_type == Some(ParameterType::Double) && step.is_none() {
                     report.error(
                         format!("spec.parameters[{i}].feasibleSpace.step"),
-                        format!("grid search needs a step for the double parameter {:?}", p.name),
+                        format!(
+                            "grid search needs a step for the double parameter {:?}",
+                            p.name
+                        ),
                     );
                 }
             }
@@ -406,7 +444,12 @@ fn validate_algorithm(spec: &ExperimentSpec, report: &mut Report) {
         "cmaes" => {
             let numeric = parameters
                 .iter()
-                .filter(|p| matches!(p.parameter_type, Some(ParameterType::Int | ParameterType::Double)))
+                .filter(|p| {
+                    matches!(
+                        p.parameter_type,
+                        Some(ParameterType::Int | ParameterType::Double)
+                    )
+                })
                 .count();
             if numeric == 0 && !parameters.is_empty() {
                 report.error(

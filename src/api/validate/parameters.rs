@@ -17,7 +17,10 @@ pub(super) fn validate_parameters(spec: &ExperimentSpec, report: &mut Report) {
         } else if let Some(first) = first_index.insert(parameter.name.as_str(), i) {
             report.error(
                 format!("{path}.name"),
-                format!("{:?} is already the name of spec.parameters[{first}]", parameter.name),
+                format!(
+                    "{:?} is already the name of spec.parameters[{first}]",
+                    parameter.name
+                ),
             );
         }
         if let Err(problems) = parse_parameter(parameter) {

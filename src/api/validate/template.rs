@@ -11,17 +11,31 @@ use super::{Context, Report};
 use crate::api::defaults::TRAINING_OPERATOR_KINDS;
 use crate::api::experiment::{Experiment, TrialTemplate};
 use crate::api::parameters::{ParsedParameter, parse_parameter};
-use crate::api::template::{MetaReference, TemplateError, placeholder_names, render, resolve_template};
+use crate::api::template::{
+    MetaReference, TemplateError, placeholder_names, render, resolve_template,
+};
 
 const PATH: &str = "spec.trialTemplate";
 
-pub(super) fn validate_trial_template(experiment: &Experiment, context: Context<'_>, report: &mut Report) {
+pub(super) fn validate_trial_template(
+    experiment: &Experiment,
+    context: Context<'_>,
+    report: &mut Report,
+) {
     let Some(template) = &experiment.spec.trial_template else {
         report.error(PATH, "a trial template is required");
         return;
     };
-    if template.primary_container_name.as_deref().unwrap_or("").is_empty() {
-        report.error(format!("{PATH}.primaryContainerName"), "required: the container that trains");
+    if template
+        .primary_container_name
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
+        report.error(
+            format!("{PATH}.primaryContainerName"),
+            "required: the container that trains",
+        );
     }
     let workload = resolve(template, context, report);
     let kind = workload
@@ -43,7 +57,10 @@ pub(super) fn validate_trial_template(experiment: &Experiment, context: Context<
         }
     }
     let Some(trial_parameters) = &template.trial_parameters else {
-        report.error(format!("{PATH}.trialParameters"), "required (may be an empty list)");
+        report.error(
+            format!("{PATH}.trialParameters"),
+            "required (may be an empty list)",
+        );
         return;
     };
     let parameters: BTreeMap<&str, &crate::api::experiment::ParameterSpec> = experiment
@@ -62,14 +79,23 @@ pub(super) fn validate_trial_template(experiment: &Experiment, context: Context<
         } else if tp.name.contains(['{', '}']) {
             report.error(format!("{path}.name"), "must not contain '{' or '}'");
         } else if !names.insert(tp.name.as_str()) {
-            report.error(format!("{path}.name"), format!("{:?} is declared twice", tp.name));
+            report.error(
+                format!("{path}.name"),
+                format!("{:?} is declared twice", tp.name),
+            );
         }
         if tp.reference.is_empty() {
-            report.error(format!("{path}.reference"), "required: a parameter name or ${trialSpec.X}");
+            report.error(
+                format!("{path}.reference"),
+                "required: a parameter name or ${trialSpec.X}",
+            );
             continue;
         }
         if !references.insert(tp.reference.as_str()) {
-            report.error(format!("{path}.reference"), format!("{:?} is referenced twice", tp.reference));
+            report.error(
+                format!("{path}.reference"),
+                format!("{:?} is referenced twice", tp.reference),
+            );
         }
         match MetaReference::parse(&tp.reference) {
             Err(e) => report.error(format!("{path}.reference"), e.to_string()),
@@ -80,7 +106,9 @@ pub(super) fn validate_trial_template(experiment: &Experiment, context: Context<
                     report.error(format!("{path}.reference"), e.to_string());
                 }
             }
-            Ok(None) if !parameters.is_empty() && !parameters.contains_key(tp.reference.as_str()) => {
+            Ok(None)
+                if !parameters.is_empty() && !parameters.contains_key(tp.reference.as_str()) =>
+            {
                 report.error(
                     format!("{path}.reference"),
                     format!("{:?} is not a parameter in spec.parameters", tp.reference),
@@ -101,7 +129,11 @@ pub(super) fn validate_trial_template(experiment: &Experiment, context: Context<
         return;
     };
     validate_workload(&workload, &names, report);
-    if let Some(container) = template.primary_container_name.as_deref().filter(|c| !c.is_empty()) {
+    if let Some(container) = template
+        .primary_container_name
+        .as_deref()
+        .filter(|c| !c.is_empty())
+    {
         check_primary_container(&workload, kind, container, report);
     }
     if kind == "Job" && workload.get("apiVersion").and_then(Value::as_str) == Some("batch/v1") {
@@ -132,7 +164,9 @@ fn resolve(template: &TrialTemplate, context: Context<'_>, report: &mut Report) 
     match resolve_template(template, context.configmaps) {
         Ok(value) => Some(value),
         Err(e @ TemplateError::ConfigMapMissing { .. }) => {
-            let message = format!("{e}; pass the ConfigMap's YAML next to the experiment to check the template");
+            let message = format!(
+                "{e}; pass the ConfigMap's YAML next to the experiment to check the template"
+            );
             if context.require_configmaps {
                 report.error(format!("{PATH}.configMap"), message);
             } else {
@@ -158,7 +192,11 @@ fn validate_workload(workload: &Value, declared: &BTreeSet<&str>, report: &mut R
         return;
     };
     for field in ["apiVersion", "kind"] {
-        if !map.get(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if map
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             report.error(format!("{path}.{field}"), "required");
         }
     }
@@ -183,7 +221,9 @@ fn validate_workload(workload: &Value, declared: &BTreeSet<&str>, report: &mut R
         if !declared.contains(name.as_str()) {
             report.error(
                 path.clone(),
-                format!("${{trialParameters.{name}}} is used but no trialParameter declares {name:?}"),
+                format!(
+                    "${{trialParameters.{name}}} is used but no trialParameter declares {name:?}"
+                ),
             );
         }
     }
@@ -197,7 +237,11 @@ fn container_names(value: &Value, out: &mut BTreeSet<String>) {
                 if key == "containers"
                     && let Value::Array(items) = v
                 {
-                    out.extend(items.iter().filter_map(|c| c.get("name")?.as_str().map(str::to_owned)));
+                    out.extend(
+                        items
+                            .iter()
+                            .filter_map(|c| c.get("name")?.as_str().map(str::to_owned)),
+                    );
                 }
                 container_names(v, out);
             }
@@ -228,7 +272,12 @@ fn check_primary_container(workload: &Value, kind: &str, container: &str, report
 
 /// Katib converts a rendered `batch/v1` Job into the typed Job and refuses
 /// unknown fields (§7.5). We render it with sample values and do the same.
-fn check_job(experiment: &Experiment, template: &TrialTemplate, workload: &Value, report: &mut Report) {
+fn check_job(
+    experiment: &Experiment,
+    template: &TrialTemplate,
+    workload: &Value,
+    report: &mut Report,
+) {
     let samples: BTreeMap<String, String> = experiment
         .spec
         .parameters
@@ -238,15 +287,26 @@ fn check_job(experiment: &Experiment, template: &TrialTemplate, workload: &Value
             let sample = match parse_parameter(p) {
                 Ok(ParsedParameter::Double { min, .. }) => min.to_string(),
                 Ok(ParsedParameter::Int { min, .. }) => min.to_string(),
-                Ok(ParsedParameter::Discrete { texts, .. }) => texts.first().cloned().unwrap_or_default(),
-                Ok(ParsedParameter::Categorical { values }) => values.first().cloned().unwrap_or_default(),
+                Ok(ParsedParameter::Discrete { texts, .. }) => {
+                    texts.first().cloned().unwrap_or_default()
+                }
+                Ok(ParsedParameter::Categorical { values }) => {
+                    values.first().cloned().unwrap_or_default()
+                }
                 Err(_) => "1".to_owned(),
             };
             (p.name.clone(), sample)
         })
         .collect();
-    let name = format!("{}-sample", experiment.metadata.name.as_deref().unwrap_or("experiment"));
-    let namespace = experiment.metadata.namespace.as_deref().unwrap_or("default");
+    let name = format!(
+        "{}-sample",
+        experiment.metadata.name.as_deref().unwrap_or("experiment")
+    );
+    let namespace = experiment
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or("default");
     let trial_parameters = template.trial_parameters.as_deref().unwrap_or_default();
     let Ok(rendered) = render(workload, trial_parameters, &samples, &name, namespace) else {
         return; // the reference problems are already reported

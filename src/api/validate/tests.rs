@@ -50,7 +50,12 @@ fn errors_of(doc: &Value) -> Vec<String> {
         require_configmaps: false,
     };
     let prepared = prepare(doc, context).unwrap();
-    prepared.report.errors.iter().map(ToString::to_string).collect()
+    prepared
+        .report
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// Applies `edit` to the base and asserts an error at `path` whose message contains `needle`.
@@ -59,7 +64,9 @@ fn refused(edit: impl FnOnce(&mut Value), path: &str, needle: &str) {
     edit(&mut doc);
     let errors = errors_of(&doc);
     assert!(
-        errors.iter().any(|e| e.starts_with(&format!("{path}: ")) && e.contains(needle)),
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(needle)),
         "expected an error at {path} containing {needle:?}, got {errors:#?}"
     );
 }
@@ -75,41 +82,116 @@ fn the_base_experiment_is_valid() {
 
 #[test]
 fn bad_names_are_refused() {
-    refused(|d| *at(d, "/metadata/name") = json!("Bad_Name"), "metadata.name", "lowercase");
-    refused(|d| *at(d, "/metadata/name") = json!("a".repeat(41)), "metadata.name", "at most 40");
+    refused(
+        |d| *at(d, "/metadata/name") = json!("Bad_Name"),
+        "metadata.name",
+        "lowercase",
+    );
+    refused(
+        |d| *at(d, "/metadata/name") = json!("a".repeat(41)),
+        "metadata.name",
+        "at most 40",
+    );
 }
 
 #[test]
 fn bad_counts_are_refused() {
-    refused(|d| *at(d, "/spec/parallelTrialCount") = json!(0), "spec.parallelTrialCount", "at least 1");
-    refused(|d| *at(d, "/spec/maxTrialCount") = json!(-1), "spec.maxTrialCount", "at least 1");
-    refused(|d| *at(d, "/spec/maxFailedTrialCount") = json!(-2), "spec.maxFailedTrialCount", "negative");
-    refused(|d| *at(d, "/spec/parallelTrialCount") = json!(20), "spec.parallelTrialCount", "more than maxTrialCount");
-    refused(|d| *at(d, "/spec/maxFailedTrialCount") = json!(13), "spec.maxFailedTrialCount", "more than maxTrialCount");
+    refused(
+        |d| *at(d, "/spec/parallelTrialCount") = json!(0),
+        "spec.parallelTrialCount",
+        "at least 1",
+    );
+    refused(
+        |d| *at(d, "/spec/maxTrialCount") = json!(-1),
+        "spec.maxTrialCount",
+        "at least 1",
+    );
+    refused(
+        |d| *at(d, "/spec/maxFailedTrialCount") = json!(-2),
+        "spec.maxFailedTrialCount",
+        "negative",
+    );
+    refused(
+        |d| *at(d, "/spec/parallelTrialCount") = json!(20),
+        "spec.parallelTrialCount",
+        "more than maxTrialCount",
+    );
+    refused(
+        |d| *at(d, "/spec/maxFailedTrialCount") = json!(13),
+        "spec.maxFailedTrialCount",
+        "more than maxTrialCount",
+    );
 }
 
 #[test]
 fn bad_objectives_are_refused() {
-    refused(|d| *at(d, "/spec/objective/type") = json!("minimise"), "spec.objective.type", "minimize or maximize");
-    refused(|d| *at(d, "/spec/objective/objectiveMetricName") = json!(""), "spec.objective.objectiveMetricName", "required");
-    refused(|d| *at(d, "/spec/objective/additionalMetricNames") = json!(["loss"]), "spec.objective.additionalMetricNames[0]", "objective metric");
     refused(
-        |d| at(d, "/spec/objective")["metricStrategies"] = json!([{"name": "loss", "value": "average"}]),
+        |d| *at(d, "/spec/objective/type") = json!("minimise"),
+        "spec.objective.type",
+        "minimize or maximize",
+    );
+    refused(
+        |d| *at(d, "/spec/objective/objectiveMetricName") = json!(""),
+        "spec.objective.objectiveMetricName",
+        "required",
+    );
+    refused(
+        |d| *at(d, "/spec/objective/additionalMetricNames") = json!(["loss"]),
+        "spec.objective.additionalMetricNames[0]",
+        "objective metric",
+    );
+    refused(
+        |d| {
+            at(d, "/spec/objective")["metricStrategies"] =
+                json!([{"name": "loss", "value": "average"}])
+        },
         "spec.objective.metricStrategies[0].value",
         "not a metric strategy",
     );
-    refused(|d| *at(d, "/spec/objective/goal") = json!("NaN"), "spec.objective.goal", "finite");
+    refused(
+        |d| *at(d, "/spec/objective/goal") = json!("NaN"),
+        "spec.objective.goal",
+        "finite",
+    );
 }
 
 #[test]
 fn bad_parameters_are_refused() {
-    refused(|d| *at(d, "/spec/parameters/0/feasibleSpace/min") = json!("0.9"), "spec.parameters[0].feasibleSpace.min", "greater than max");
-    refused(|d| *at(d, "/spec/parameters/0/feasibleSpace/max") = json!("lots"), "spec.parameters[0].feasibleSpace.max", "not a number");
-    refused(|d| *at(d, "/spec/parameters/0/feasibleSpace/max") = json!("inf"), "spec.parameters[0].feasibleSpace.max", "finite");
-    refused(|d| *at(d, "/spec/parameters/1/feasibleSpace/min") = json!("1.5"), "spec.parameters[1].feasibleSpace.min", "whole number");
-    refused(|d| at(d, "/spec/parameters/1/feasibleSpace")["step"] = json!("10"), "spec.parameters[1].feasibleSpace.step", "larger than the range");
-    refused(|d| *at(d, "/spec/parameters/2/feasibleSpace/list") = json!([]), "spec.parameters[2].feasibleSpace.list", "non-empty");
-    refused(|d| *at(d, "/spec/parameters/2/name") = json!("lr"), "spec.parameters[2].name", "already the name");
+    refused(
+        |d| *at(d, "/spec/parameters/0/feasibleSpace/min") = json!("0.9"),
+        "spec.parameters[0].feasibleSpace.min",
+        "greater than max",
+    );
+    refused(
+        |d| *at(d, "/spec/parameters/0/feasibleSpace/max") = json!("lots"),
+        "spec.parameters[0].feasibleSpace.max",
+        "not a number",
+    );
+    refused(
+        |d| *at(d, "/spec/parameters/0/feasibleSpace/max") = json!("inf"),
+        "spec.parameters[0].feasibleSpace.max",
+        "finite",
+    );
+    refused(
+        |d| *at(d, "/spec/parameters/1/feasibleSpace/min") = json!("1.5"),
+        "spec.parameters[1].feasibleSpace.min",
+        "whole number",
+    );
+    refused(
+        |d| at(d, "/spec/parameters/1/feasibleSpace")["step"] = json!("10"),
+        "spec.parameters[1].feasibleSpace.step",
+        "larger than the range",
+    );
+    refused(
+        |d| *at(d, "/spec/parameters/2/feasibleSpace/list") = json!([]),
+        "spec.parameters[2].feasibleSpace.list",
+        "non-empty",
+    );
+    refused(
+        |d| *at(d, "/spec/parameters/2/name") = json!("lr"),
+        "spec.parameters[2].name",
+        "already the name",
+    );
     refused(
         |d| {
             *at(d, "/spec/parameters/0/feasibleSpace/min") = json!("0");
@@ -118,7 +200,11 @@ fn bad_parameters_are_refused() {
         "spec.parameters[0].feasibleSpace.min",
         "needs min > 0",
     );
-    refused(|d| *at(d, "/spec/parameters/0/parameterType") = json!("float"), "spec.parameters[0].parameterType", "not a parameter type");
+    refused(
+        |d| *at(d, "/spec/parameters/0/parameterType") = json!("float"),
+        "spec.parameters[0].parameterType",
+        "not a parameter type",
+    );
 }
 
 #[test]
@@ -129,27 +215,67 @@ fn bad_template_references_are_refused() {
         "not a parameter",
     );
     refused(
-        |d| at(d, "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/command").as_array_mut().unwrap().push(json!("${trialParameters.batch}")),
+        |d| {
+            at(
+                d,
+                "/spec/trialTemplate/trialSpec/spec/template/spec/containers/0/command",
+            )
+            .as_array_mut()
+            .unwrap()
+            .push(json!("${trialParameters.batch}"))
+        },
         "spec.trialTemplate.trialSpec",
         "no trialParameter declares \"batch\"",
     );
     refused(
-        |d| at(d, "/spec/trialTemplate/trialParameters").as_array_mut().unwrap().push(json!({"name": "x", "reference": "${trialSpec.Bogus}"})),
+        |d| {
+            at(d, "/spec/trialTemplate/trialParameters")
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "x", "reference": "${trialSpec.Bogus}"}))
+        },
         "spec.trialTemplate.trialParameters[3].reference",
         "unknown meta reference",
     );
-    refused(|d| *at(d, "/spec/trialTemplate/primaryContainerName") = json!("trainer"), "spec.trialTemplate.primaryContainerName", "no container named");
-    refused(|d| at(d, "/spec/trialTemplate/trialSpec")["metadata"] = json!({"name": "fixed"}), "spec.trialTemplate.trialSpec.metadata.name", "must not be set");
-    refused(|d| at(d, "/spec/trialTemplate/trialSpec/spec")["parallelizm"] = json!(1), "spec.trialTemplate.trialSpec.spec.parallelizm", "not a field");
-    refused(|d| *at(d, "/spec/trialTemplate/trialSpec/kind") = json!("Workflow"), "spec.trialTemplate.successCondition", "no default");
+    refused(
+        |d| *at(d, "/spec/trialTemplate/primaryContainerName") = json!("trainer"),
+        "spec.trialTemplate.primaryContainerName",
+        "no container named",
+    );
+    refused(
+        |d| at(d, "/spec/trialTemplate/trialSpec")["metadata"] = json!({"name": "fixed"}),
+        "spec.trialTemplate.trialSpec.metadata.name",
+        "must not be set",
+    );
+    refused(
+        |d| at(d, "/spec/trialTemplate/trialSpec/spec")["parallelizm"] = json!(1),
+        "spec.trialTemplate.trialSpec.spec.parallelizm",
+        "not a field",
+    );
+    refused(
+        |d| *at(d, "/spec/trialTemplate/trialSpec/kind") = json!("Workflow"),
+        "spec.trialTemplate.successCondition",
+        "no default",
+    );
 }
 
 #[test]
 fn bad_algorithms_and_settings_are_refused() {
-    refused(|d| *at(d, "/spec/algorithm/algorithmName") = json!("evolution"), "spec.algorithm.algorithmName", "unknown algorithm");
-    refused(|d| *at(d, "/spec/algorithm/algorithmName") = json!("darts"), "spec.algorithm.algorithmName", "not supported yet");
     refused(
-        |d| at(d, "/spec/algorithm")["algorithmSettings"] = json!([{"name": "random_state", "value": "-3"}]),
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("evolution"),
+        "spec.algorithm.algorithmName",
+        "unknown algorithm",
+    );
+    refused(
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("darts"),
+        "spec.algorithm.algorithmName",
+        "not supported yet",
+    );
+    refused(
+        |d| {
+            at(d, "/spec/algorithm")["algorithmSettings"] =
+                json!([{"name": "random_state", "value": "-3"}])
+        },
         "spec.algorithm.algorithmSettings[0]",
         "at least 0",
     );
@@ -158,7 +284,11 @@ fn bad_algorithms_and_settings_are_refused() {
         "spec.algorithm.algorithmSettings[0]",
         "one of none, ipop, bipop",
     );
-    refused(|d| *at(d, "/spec/algorithm/algorithmName") = json!("grid"), "spec.parameters[0].feasibleSpace.step", "grid search needs a step");
+    refused(
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("grid"),
+        "spec.parameters[0].feasibleSpace.step",
+        "grid search needs a step",
+    );
     refused(
         |d| *at(d, "/spec/algorithm") = json!({"algorithmName": "hyperband", "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}]}),
         "spec.algorithm.algorithmSettings[0].value",
@@ -174,7 +304,11 @@ fn bad_algorithms_and_settings_are_refused() {
         "spec.earlyStopping.algorithmSettings[0]",
         "at least 1",
     );
-    refused(|d| at(d, "/spec")["earlyStopping"] = json!({"algorithmName": "hyperstop"}), "spec.earlyStopping.algorithmName", "unknown algorithm");
+    refused(
+        |d| at(d, "/spec")["earlyStopping"] = json!({"algorithmName": "hyperstop"}),
+        "spec.earlyStopping.algorithmName",
+        "unknown algorithm",
+    );
     refused(
         |d| at(d, "/spec")["earlyStopping"] = json!({"algorithmName": "asha", "algorithmSettings": [{"name": "step_metric", "value": "epoch"}]}),
         "spec.earlyStopping.algorithmSettings[0].value",
@@ -184,14 +318,21 @@ fn bad_algorithms_and_settings_are_refused() {
 
 #[test]
 fn bad_collectors_and_policies_are_refused() {
-    refused(|d| at(d, "/spec")["resumePolicy"] = json!("Sometimes"), "spec.resumePolicy", "unknown resume policy");
+    refused(
+        |d| at(d, "/spec")["resumePolicy"] = json!("Sometimes"),
+        "spec.resumePolicy",
+        "unknown resume policy",
+    );
     refused(
         |d| at(d, "/spec")["metricsCollectorSpec"] = json!({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "rel/metrics.log", "kind": "File"}}}),
         "spec.metricsCollectorSpec.source.fileSystemPath.path",
         "absolute",
     );
     refused(
-        |d| at(d, "/spec")["metricsCollectorSpec"] = json!({"source": {"filter": {"metricsFormat": ["(only-one)"]}}}),
+        |d| {
+            at(d, "/spec")["metricsCollectorSpec"] =
+                json!({"source": {"filter": {"metricsFormat": ["(only-one)"]}}})
+        },
         "spec.metricsCollectorSpec.source.filter.metricsFormat[0]",
         "two capture groups",
     );
@@ -225,7 +366,9 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn a_parameter_no_trial_can_receive_is_refused() {
     refused(
-        |d| at(d, "/spec/parameters").as_array_mut().unwrap().push(json!({"name": "unused", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}})),
+        |d| {
+            at(d, "/spec/parameters").as_array_mut().unwrap().push(json!({"name": "unused", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}))
+        },
         "spec.parameters[3]",
         "not referenced by any trialParameter",
     );
@@ -237,15 +380,42 @@ fn configmap_templates_are_checked_when_given_and_required_when_running() {
     let template = at(&mut doc, "/spec/trialTemplate").as_object_mut().unwrap();
     let trial_spec = template.remove("trialSpec").unwrap();
     template.insert("configMap".into(), json!({"configMapName": "templates", "configMapNamespace": "kubeflow", "templatePath": "job.yaml"}));
-    template.insert("successCondition".into(), json!("status.conditions.#(type==\"Complete\")#|#(status==\"True\")#"));
-    template.insert("failureCondition".into(), json!("status.conditions.#(type==\"Failed\")#|#(status==\"True\")#"));
-    let missing = Context { configmaps: no_configmaps(), require_configmaps: true };
+    template.insert(
+        "successCondition".into(),
+        json!("status.conditions.#(type==\"Complete\")#|#(status==\"True\")#"),
+    );
+    template.insert(
+        "failureCondition".into(),
+        json!("status.conditions.#(type==\"Failed\")#|#(status==\"True\")#"),
+    );
+    let missing = Context {
+        configmaps: no_configmaps(),
+        require_configmaps: true,
+    };
     let report = prepare(&doc, missing).unwrap().report;
-    assert!(report.errors.iter().any(|e| e.path == "spec.trialTemplate.configMap"), "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.path == "spec.trialTemplate.configMap"),
+        "{report:?}"
+    );
     let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "templates", "namespace": "kubeflow"},
         "data": {"job.yaml": serde_saphyr::to_string(&trial_spec).unwrap()}});
-    let docs = [crate::api::load::Document { file: "cm.yaml".into(), index: 0, value: cm }];
+    let docs = [crate::api::load::Document {
+        file: "cm.yaml".into(),
+        index: 0,
+        value: cm,
+    }];
     let configmaps = ConfigMaps::from_documents(&docs);
-    let report = prepare(&doc, Context { configmaps: &configmaps, require_configmaps: true }).unwrap().report;
+    let report = prepare(
+        &doc,
+        Context {
+            configmaps: &configmaps,
+            require_configmaps: true,
+        },
+    )
+    .unwrap()
+    .report;
     assert!(report.is_valid(), "{report:?}");
 }

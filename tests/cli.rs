@@ -1,0 +1,161 @@
+//! The `ktune` binary, driven as a user would: exit statuses, output modes,
+//! and refusal of bad files without panics.
+
+mod support;
+
+use std::io::Write;
+
+use support::{describe, ktune};
+
+fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktune-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = ktune(&["--help"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["validate", "crds"] {
+        assert!(text.contains(command), "{text}");
+    }
+}
+
+#[test]
+fn the_project_examples_are_valid() {
+    let examples: Vec<String> = std::fs::read_dir(support::repo_root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(!examples.is_empty());
+    let mut args = vec!["validate", "--strict"];
+    args.extend(examples.iter().map(String::as_str));
+    let out = ktune(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn an_invalid_experiment_exits_1_and_names_every_field() {
+    let path = write_temp(
+        "bad.yaml",
+        r#"
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: bad}
+spec:
+  objective: {type: minimise, objectiveMetricName: loss}
+  algorithm: {algorithmName: random}
+  parallelTrialCount: -1
+  parameters:
+    - {name: lr, parameterType: double, feasibleSpace: {min: "0.5", max: "0.1"}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{name: lr, reference: lr}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec: {template: {spec: {containers: [{name: main, image: x, command: ["t", "${trialParameters.lr}"]}]}}}
+"#,
+    );
+    let out = ktune(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "spec.objective.type",
+        "spec.parallelTrialCount",
+        "spec.parameters[0].feasibleSpace.min",
+    ] {
+        assert!(text.contains(field), "{field} missing in\n{text}");
+    }
+}
+
+#[test]
+fn usage_errors_and_unreadable_files_exit_2() {
+    assert_eq!(ktune(&["validate"]).status.code(), Some(2));
+    assert_eq!(ktune(&["frobnicate"]).status.code(), Some(2));
+    let out = ktune(&["validate", "/no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn garbage_files_are_refused_without_a_panic() {
+    let cases = [
+        ("binary.yaml", "\u{0}\u{1}\u{2}garbage: [unclosed".to_owned()),
+        ("list.yaml", "- a\n- b\n".to_owned()),
+        ("deep.yaml", format!("{}x{}", "[".repeat(5000), "]".repeat(5000))),
+        ("wrongtype.yaml", "apiVersion: ktune.dev/v1beta1\nkind: Experiment\nmetadata: {name: x}\nspec: {maxTrialCount: many}\n".to_owned()),
+        ("version.yaml", "apiVersion: kubeflow.org/v1alpha3\nkind: Experiment\nmetadata: {name: x}\n".to_owned()),
+    ];
+    for (name, text) in cases {
+        let path = write_temp(name, &text);
+        let out = ktune(&["validate", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{name}: {}", describe(&out));
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{name}: {}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
+fn yaml_output_is_the_defaulted_experiment_and_validates_again() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let random = dir.join("hp-tuning/random.yaml");
+    let out = ktune(&["validate", "-o", "yaml", random.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("apiVersion: ktune.dev/v1beta1"), "{yaml}");
+    assert!(
+        yaml.contains("metricStrategies"),
+        "defaults are applied: {yaml}"
+    );
+    let path = write_temp("defaulted.yaml", &yaml);
+    let again = ktune(&["validate", "--strict", path.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+}
+
+#[test]
+fn configmap_templates_resolve_from_files_given_alongside() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let experiment = dir.join("trial-template/trial-configmap-source.yaml");
+    let configmap = dir.join("_extra/trial-templates-configmap.yaml");
+    let alone = ktune(&["validate", experiment.to_str().unwrap()]);
+    assert_eq!(
+        alone.status.code(),
+        Some(0),
+        "unresolved ConfigMaps only warn: {}",
+        describe(&alone)
+    );
+    let together = ktune(&[
+        "validate",
+        experiment.to_str().unwrap(),
+        configmap.to_str().unwrap(),
+    ]);
+    // Katib's example template uses ${trialParameters.momentum}, which the experiment does not declare.
+    assert_eq!(together.status.code(), Some(1), "{}", describe(&together));
+    assert!(String::from_utf8_lossy(&together.stdout).contains("momentum"));
+}
+
+#[test]
+fn crds_command_prints_both_definitions() {
+    let out = ktune(&["crds"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("name: experiments.ktune.dev"));
+    assert!(text.contains("name: trials.ktune.dev"));
+}

@@ -1,0 +1,148 @@
+//! Every Experiment in Katib's own examples (`../shared/katib-examples`)
+//! parses, defaults and validates — or is refused only for the reasons
+//! listed in [`REFUSED`], in one place.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use ktune::api::load::{ConfigMaps, Document, experiment_from_value, read_documents};
+use ktune::api::prepare;
+use ktune::api::validate::Context;
+
+/// Examples ktune refuses, with the error each must carry and why.
+const REFUSED: &[(&str, &str, &str)] = &[
+    (
+        "nas/darts-cpu.yaml",
+        "spec.algorithm.algorithmName",
+        "not supported yet: NAS",
+    ),
+    (
+        "nas/darts-gpu.yaml",
+        "spec.algorithm.algorithmName",
+        "not supported yet: NAS",
+    ),
+    (
+        "nas/enas-cpu.yaml",
+        "spec.algorithm.algorithmName",
+        "not supported yet: NAS",
+    ),
+    (
+        "nas/enas-gpu.yaml",
+        "spec.algorithm.algorithmName",
+        "not supported yet: NAS",
+    ),
+    (
+        "hp-tuning/simple-pbt.yaml",
+        "spec.algorithm.algorithmName",
+        "not supported yet: PBT",
+    ),
+    // Katib's own webhook refuses these two as well (katib-reference.md §7.6:
+    // every declared trialParameter must appear in the template):
+    (
+        "tekton/pipeline-run.yaml",
+        "spec.trialTemplate.trialParameters",
+        "upstream defect: the template writes $(trialParameters.lr), not ${trialParameters.learningRate}",
+    ),
+    (
+        "trial-template/trial-configmap-source.yaml",
+        "spec.trialTemplate.trialParameters",
+        "upstream defect: the ConfigMap template uses ${trialParameters.momentum}, which the experiment does not declare",
+    ),
+];
+
+fn all_documents(dir: &std::path::Path) -> Vec<Document> {
+    let mut docs = Vec::new();
+    for file in support::experiment_files(dir) {
+        docs.extend(read_documents(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+    }
+    docs.extend(read_documents(&dir.join("_extra/trial-templates-configmap.yaml")).unwrap());
+    docs
+}
+
+#[test]
+fn every_katib_example_validates_or_is_refused_for_a_listed_reason() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let docs = all_documents(&dir);
+    let configmaps = ConfigMaps::from_documents(&docs);
+    let context = Context {
+        configmaps: &configmaps,
+        require_configmaps: true,
+    };
+    let refused: BTreeMap<&str, (&str, &str)> = REFUSED
+        .iter()
+        .map(|(file, path, why)| (*file, (*path, *why)))
+        .collect();
+    let mut seen = 0;
+    let mut failures = Vec::new();
+    for doc in docs.iter().filter(|d| d.kind() == Some("Experiment")) {
+        seen += 1;
+        let relative = doc
+            .file
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let prepared = prepare(&doc.value, context).unwrap_or_else(|e| panic!("{relative}: {e}"));
+        let errors = &prepared.report.errors;
+        match refused.get(relative.as_str()) {
+            None if !errors.is_empty() => {
+                failures.push(format!("{relative} should be valid: {errors:#?}"))
+            }
+            Some((path, why)) if !errors.iter().any(|e| e.path == *path) => {
+                failures.push(format!(
+                    "{relative} should be refused at {path} ({why}), got {errors:#?}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(seen >= 33, "expected Katib's 33 examples, found {seen}");
+}
+
+#[test]
+fn parse_serialize_parse_is_the_identity_on_every_example() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    for doc in all_documents(&dir)
+        .iter()
+        .filter(|d| d.kind() == Some("Experiment"))
+    {
+        let first = experiment_from_value(&doc.value).unwrap().experiment;
+        let yaml = serde_saphyr::to_string(&first).unwrap();
+        let again = ktune::api::load::parse_yaml_documents(&yaml).unwrap();
+        let second = experiment_from_value(&again[0]).unwrap();
+        assert_eq!(first, second.experiment, "{}", doc.origin());
+        assert!(
+            second.unknown_fields.is_empty(),
+            "{}: {:?}",
+            doc.origin(),
+            second.unknown_fields
+        );
+    }
+}
+
+#[test]
+fn katib_examples_lose_no_field_when_read() {
+    // Katib's CRDs keep unknown fields; ktune's types must know every field
+    // Katib's examples use, or the user's YAML would silently lose them.
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    for doc in all_documents(&dir)
+        .iter()
+        .filter(|d| d.kind() == Some("Experiment"))
+    {
+        let loaded = experiment_from_value(&doc.value).unwrap();
+        assert!(
+            loaded.unknown_fields.is_empty(),
+            "{}: {:?}",
+            doc.origin(),
+            loaded.unknown_fields
+        );
+    }
+}
