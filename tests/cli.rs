@@ -23,7 +23,7 @@ fn help_lists_the_commands() {
     let out = ktune(&["--help"]);
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in ["validate", "crds"] {
+    for command in ["validate", "suggest", "crds"] {
         assert!(text.contains(command), "{text}");
     }
 }
@@ -158,4 +158,60 @@ fn crds_command_prints_both_definitions() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("name: experiments.ktune.dev"));
     assert!(text.contains("name: trials.ktune.dev"));
+}
+
+#[test]
+fn suggest_renders_each_trials_command_from_the_algorithm() {
+    let out = ktune(&["suggest", "examples/grid.yaml", "-n", "4", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trials = trials.as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert_eq!(trials[0]["parameters"]["lr"], "0.01");
+    assert_eq!(
+        trials[0]["workload"]["metadata"]["name"],
+        "grid-quadratic-0001"
+    );
+    let command: Vec<&str> = trials[1]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "python3",
+            "examples/trials/quadratic.py",
+            "--lr=0.01",
+            "--momentum=0.65"
+        ]
+    );
+}
+
+#[test]
+fn suggest_is_deterministic_for_a_seed_and_grid_reports_exhaustion() {
+    let a = ktune(&["suggest", "examples/random.yaml", "-n", "5", "--seed", "7"]);
+    let b = ktune(&["suggest", "examples/random.yaml", "-n", "5", "--seed", "7"]);
+    assert_eq!(a.stdout, b.stdout);
+    let all = ktune(&["suggest", "examples/grid.yaml", "-n", "1000"]);
+    let text = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("grid-quadratic-"))
+            .count(),
+        20,
+        "{text}"
+    );
+    assert!(text.contains("exhausted"), "{text}");
+}
+
+#[test]
+fn suggest_refuses_algorithms_that_are_not_implemented_yet() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let out = ktune(&["suggest", dir.join("hp-tuning/tpe.yaml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
 }

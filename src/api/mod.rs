@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod lenient;
 pub mod load;
 pub mod parameters;
+pub mod plan;
 mod schema;
 pub mod space;
 pub mod template;

@@ -3,6 +3,7 @@
 //! written for humans.
 
 mod crds;
+mod suggest;
 mod validate;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Check experiment files: print each with Katib's defaults applied, and every error.
     Validate(validate::Args),
+    /// Dry run: the first configurations the algorithm proposes, and each trial's command.
+    Suggest(suggest::Args),
     /// Print the CustomResourceDefinitions ktune serves (or write them to a folder).
     Crds(crds::Args),
 }
@@ -39,6 +42,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),
     }
 }
