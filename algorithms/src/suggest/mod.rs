@@ -21,10 +21,13 @@ use crate::history::{Objective, TrialRecord};
 use crate::settings::{self, Settings};
 use crate::space::{Assignment, SearchSpace};
 
+pub mod bayes;
+pub mod cmaes;
 pub mod grid;
 pub mod hyperband;
 pub mod random;
 pub mod sobol;
+pub mod tpe;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -137,6 +140,9 @@ pub fn build_suggester(
         "hyperband" => Ok(Box::new(HyperbandSuggester::new(
             HyperbandConfig::from_settings(settings, space)?,
         ))),
+        name @ ("tpe" | "multivariate-tpe") => tpe::build(name, settings, space),
+        name @ "cmaes" => cmaes::build(name, settings, space),
+        name @ "bayesianoptimization" => bayes::build(name, settings, space),
         name => Err(AlgorithmError::NotImplemented {
             name: name.to_owned(),
         }),
