@@ -15,9 +15,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::condition::Condition;
 use super::enums::{
-    CollectorKind, ConditionStatus, Distribution, ExperimentConditionType, FileFormat,
-    FileSystemKind, MetricStrategyType, ObjectiveType, ParameterType, ResumePolicy,
+    CollectorKind, Distribution, ExperimentConditionType, FileFormat, FileSystemKind,
+    MetricStrategyType, ObjectiveType, ParameterType, ResumePolicy,
 };
 use super::lenient;
 
@@ -422,27 +423,7 @@ pub struct ExperimentStatus {
 }
 
 /// One condition of an Experiment.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ExperimentCondition {
-    /// The condition.
-    #[serde(rename = "type")]
-    pub type_: ExperimentConditionType,
-    /// Whether it holds.
-    pub status: ConditionStatus,
-    /// Machine-readable reason (`ExperimentGoalReached` …).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    /// For humans.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// When it was last updated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_time: Option<Time>,
-    /// When its status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
-}
+pub type ExperimentCondition = Condition<ExperimentConditionType>;
 
 /// The best trial so far.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -6,6 +6,7 @@
 //! → [`defaults::apply_defaults`] → [`validate::validate`]; [`prepare`] does
 //! all of it for one document.
 
+pub mod condition;
 pub mod crd;
 pub mod defaults;
 pub mod enums;

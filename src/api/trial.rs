@@ -8,7 +8,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::enums::{ComparisonType, ConditionStatus, TrialConditionType};
+use super::condition::Condition;
+use super::enums::{ComparisonType, TrialConditionType};
 use super::experiment::{MetricsCollectorSpec, ObjectiveSpec, Observation, ParameterAssignment};
 
 /// One trial: the parameter values and the rendered workload that runs them.
@@ -109,24 +110,4 @@ pub struct TrialStatus {
 }
 
 /// One condition of a Trial.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TrialCondition {
-    /// The condition.
-    #[serde(rename = "type")]
-    pub type_: TrialConditionType,
-    /// Whether it holds.
-    pub status: ConditionStatus,
-    /// Machine-readable reason (`TrialSucceeded` …).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    /// For humans.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// When it was last updated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_time: Option<Time>,
-    /// When its status last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
-}
+pub type TrialCondition = Condition<TrialConditionType>;
