@@ -1,4 +1,44 @@
-//! Metric collection. For now: Katib's metric filters (the regexes that find
-//! `name=value` pairs in text), compiled with Go RE2's leniencies.
+//! Metric collection: pure parsers for what trials report (Katib's TEXT
+//! filters, JSON lines) and the reduction of a metric's reports to Katib's
+//! `{min, max, latest}` and to the trial's objective value.
+//!
+//! Parsers never fail on a trial's output: a line that is not a metric is
+//! skipped, a value that is not a number is kept as text, NaN and infinities
+//! are data. Only the experiment's own configuration (a filter that is not
+//! a regex) is an error.
 
 pub mod filter;
+pub mod json;
+pub mod reduce;
+pub mod text;
+
+use jiff::Timestamp;
+
+/// One reported value of one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricLog {
+    /// The metric's name.
+    pub name: String,
+    /// The value as reported (Katib keeps metric values as text).
+    pub value: String,
+    /// When it was reported, if the line said so.
+    pub time: Option<Timestamp>,
+}
+
+impl MetricLog {
+    /// The value as a number, if it is one (NaN and infinities included).
+    #[must_use]
+    pub fn number(&self) -> Option<f64> {
+        parse_number(&self.value)
+    }
+}
+
+/// Parses a metric value the way Katib's collectors accept numbers.
+#[must_use]
+pub fn parse_number(text: &str) -> Option<f64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return None;
+    }
+    t.parse::<f64>().ok()
+}
