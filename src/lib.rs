@@ -17,4 +17,5 @@
 
 pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod metrics;
