@@ -1,0 +1,363 @@
+//! Parzen estimators: mixtures of one kernel per observation plus a prior
+//! kernel (Bergstra et al., "Algorithms for Hyper-Parameter Optimization",
+//! NeurIPS 2011; Optuna's `_ParzenEstimator` and
+//! `_MixtureOfProductDistribution`).
+//!
+//! A mixture covers one dimension (univariate `tpe`) or all of them
+//! (`multivariate-tpe`: every kernel is a product over the dimensions and
+//! one kernel index is drawn for all of them, Falkner et al. 2018, "BOHB").
+//! Kernel weights are the observations' weights and `prior_weight` for the
+//! prior, normalised. Bandwidths follow Optuna:
+//!
+//! * univariate: each kernel's sigma is the larger gap to its neighbours
+//!   among the sorted means (the prior's mean, the range centre, included;
+//!   the range ends count as neighbours, except that the outermost kernels
+//!   use their inner gap — `consider_endpoints=False`);
+//! * multivariate: Scott's rule, `0.2 * n^(-1/(d+4)) * width` for all;
+//! * then the "magic clip" to `[width / min(100, n + 2), width]`, which keeps
+//!   every kernel at least 1 % of the range wide so a cluster of
+//!   observations cannot collapse the density to a spike;
+//! * the prior kernel: centre of the range, sigma = width.
+//!
+//! Numeric kernels are normals truncated to the dimension's interval (see
+//! [`super::dims`] for quantised points); categorical kernels put
+//! `1 + prior_weight / n_kernels` on the observed value and
+//! `prior_weight / n_kernels` on every value, normalised.
+
+use rand::Rng;
+
+use super::dims::{Dim, Ladder};
+use super::truncnorm::{Gauss, LN_SQRT_2PI, norm_mass};
+use crate::space::sample::unit_f64;
+
+/// Terms more than this far below the largest are dropped from a
+/// log-sum-exp: each adds less than `e^-60` of the total.
+const NEGLIGIBLE: f64 = 60.0;
+
+/// Estimator-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    /// The model of every parameter, in space order.
+    pub(crate) dims: &'a [Dim],
+    /// The prior kernel's weight before normalisation.
+    pub(crate) prior_weight: f64,
+    /// Scott's-rule bandwidths (joint kernels) instead of neighbour gaps.
+    pub(crate) multivariate: bool,
+}
+
+/// The observations one estimator is fitted to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fit<'a> {
+    /// Row-major coordinates, `setup.dims.len()` per row.
+    pub(crate) coords: &'a [f64],
+    /// The rows to use.
+    pub(crate) rows: &'a [usize],
+    /// One weight per row in `rows`.
+    pub(crate) weights: &'a [f64],
+}
+
+#[derive(Debug, Clone)]
+struct Numeric {
+    low: f64,
+    high: f64,
+    ladder: Option<Ladder>,
+    mus: Vec<f64>,
+    sigmas: Vec<f64>,
+    inv_sigmas: Vec<f64>,
+    /// Continuous: `-ln sigma - ln sqrt(2 pi) - ln Z`; ladder: `-ln Z`.
+    log_norm: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Categorical {
+    n: usize,
+    /// The observed index of each observation kernel (the prior has none).
+    observed: Vec<usize>,
+    ln_hit: f64,
+    ln_miss: f64,
+    /// The probability that an observation kernel returns its own value
+    /// through the "hit" branch when sampling.
+    hit_share: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Column {
+    Numeric(Numeric),
+    Categorical(Categorical),
+}
+
+/// A fitted mixture over some dimensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Parzen {
+    columns: Vec<(usize, Column)>,
+    log_weights: Vec<f64>,
+    cumulative: Vec<f64>,
+}
+
+fn coordinate(fit: &Fit<'_>, d: usize, row: usize, dim: usize) -> f64 {
+    fit.coords.get(row * d + dim).copied().unwrap_or(0.0)
+}
+
+/// Optuna's univariate bandwidths: per kernel, the larger gap to its
+/// sorted neighbours, with the prior's mean among them.
+fn neighbour_sigmas(mus: &[f64], prior_mu: f64, low: f64, high: f64) -> Vec<f64> {
+    let m = mus.len();
+    let at = |i: usize| mus.get(i).copied().unwrap_or(prior_mu);
+    let mut order: Vec<usize> = (0..=m).collect();
+    order.sort_unstable_by(|&a, &b| at(a).total_cmp(&at(b)).then(a.cmp(&b)));
+    let sorted: Vec<f64> = order.iter().map(|&i| at(i)).collect();
+    let last = sorted.len() - 1;
+    let mut sigmas = vec![0.0; m];
+    for (p, (&i, &x)) in order.iter().zip(&sorted).enumerate() {
+        let left = if p == 0 { low } else { sorted[p - 1] };
+        let right = if p == last { high } else { sorted[p + 1] };
+        // consider_endpoints=False: the outermost kernels ignore the range ends.
+        let sigma = if last >= 1 && p == 0 {
+            right - x
+        } else if last >= 1 && p == last {
+            x - left
+        } else {
+            (x - left).max(right - x)
+        };
+        if let Some(slot) = sigmas.get_mut(i) {
+            *slot = sigma;
+        }
+    }
+    sigmas
+}
+
+impl Numeric {
+    #[allow(clippy::cast_precision_loss)]
+    fn new(dim: &Dim, mus: Vec<f64>, setup: &Setup<'_>, n_dims: usize) -> Option<Self> {
+        let (low, high, prior_mu, prior_sigma) = dim.numeric_prior()?;
+        let ladder = match dim {
+            Dim::Ladder { ladder, .. } => Some(*ladder),
+            _ => None,
+        };
+        let width = high - low;
+        let m = mus.len();
+        let mut sigmas = if setup.multivariate {
+            let exponent = -1.0 / (n_dims as f64 + 4.0);
+            vec![0.2 * (m.max(1) as f64).powf(exponent) * width; m]
+        } else {
+            neighbour_sigmas(&mus, prior_mu, low, high)
+        };
+        let min_sigma = width / (m as f64 + 2.0).min(100.0);
+        for s in &mut sigmas {
+            *s = s.clamp(min_sigma, width);
+        }
+        let mut mus = mus;
+        mus.push(prior_mu);
+        sigmas.push(prior_sigma);
+        let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
+        let log_norm = mus
+            .iter()
+            .zip(&sigmas)
+            .map(|(&mu, &sigma)| {
+                // Kernels sit inside the interval and are at most as wide as it,
+                // so Z >= 0.34; a zero (NaN input) disables the kernel.
+                let ln_z = norm_mass((low - mu) / sigma, (high - mu) / sigma).ln();
+                if !ln_z.is_finite() {
+                    return f64::NEG_INFINITY;
+                }
+                match ladder {
+                    Some(_) => -ln_z,
+                    None => -ln_z - sigma.ln() - LN_SQRT_2PI,
+                }
+            })
+            .collect();
+        Some(Self {
+            low,
+            high,
+            ladder,
+            mus,
+            sigmas,
+            inv_sigmas,
+            log_norm,
+        })
+    }
+
+    fn add_terms(&self, c: f64, acc: &mut [f64]) {
+        let kernels = self.mus.iter().zip(&self.inv_sigmas).zip(&self.log_norm);
+        match &self.ladder {
+            None => {
+                for (((mu, inv), norm), a) in kernels.zip(acc.iter_mut()) {
+                    let t = (c - mu) * inv;
+                    *a += norm - 0.5 * t * t;
+                }
+            }
+            Some(ladder) => {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let (low, high) = ladder.bin(c.max(0.0) as u64);
+                for (((mu, inv), norm), a) in kernels.zip(acc.iter_mut()) {
+                    *a += norm + norm_mass((low - mu) * inv, (high - mu) * inv).ln();
+                }
+            }
+        }
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, j: usize, rng: &mut R, gauss: &mut Gauss) -> f64 {
+        let (mu, sigma) = (
+            self.mus
+                .get(j)
+                .copied()
+                .unwrap_or(0.5 * (self.low + self.high)),
+            self.sigmas.get(j).copied().unwrap_or(self.high - self.low),
+        );
+        let z = gauss.truncated(rng, mu, sigma, self.low, self.high);
+        match &self.ladder {
+            None => z,
+            #[allow(clippy::cast_precision_loss)]
+            Some(ladder) => ladder.point_at(z) as f64,
+        }
+    }
+}
+
+impl Categorical {
+    #[allow(clippy::cast_precision_loss)]
+    fn new(n: usize, observed: Vec<usize>, prior_weight: f64) -> Self {
+        let n_kernels = (observed.len() + 1) as f64;
+        let base = prior_weight / n_kernels;
+        let total = 1.0 + base * n as f64;
+        Self {
+            n,
+            observed,
+            ln_hit: ((1.0 + base) / total).ln(),
+            ln_miss: (base / total).ln(),
+            hit_share: 1.0 / total,
+        }
+    }
+
+    fn add_terms(&self, c: f64, acc: &mut [f64]) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let c = c.max(0.0) as usize;
+        let (obs, prior) = acc.split_at_mut(self.observed.len().min(acc.len()));
+        for (&o, a) in self.observed.iter().zip(obs) {
+            *a += if o == c { self.ln_hit } else { self.ln_miss };
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let uniform = -(self.n as f64).ln();
+        for a in prior {
+            *a += uniform;
+        }
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, j: usize, rng: &mut R) -> f64 {
+        let u = unit_f64(rng);
+        let k = match self.observed.get(j) {
+            Some(&o) if u < self.hit_share => o,
+            _ => {
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let k = (unit_f64(rng) * self.n as f64) as usize;
+                k.min(self.n.saturating_sub(1))
+            }
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let k = k as f64;
+        k
+    }
+}
+
+impl Parzen {
+    /// Fits a mixture over the dimensions `which` to `fit`'s rows.
+    pub(crate) fn new(setup: &Setup<'_>, which: &[usize], fit: &Fit<'_>) -> Self {
+        let d = setup.dims.len();
+        let mut raw: Vec<f64> = fit.weights.to_vec();
+        raw.push(setup.prior_weight);
+        let total: f64 = raw.iter().sum();
+        let log_weights: Vec<f64> = raw.iter().map(|w| (w / total).ln()).collect();
+        let mut running = 0.0;
+        let cumulative = raw
+            .iter()
+            .map(|w| {
+                running += w / total;
+                running
+            })
+            .collect();
+        let n_dims = which.len();
+        let columns = which
+            .iter()
+            .filter_map(|&dim| {
+                let spec = setup.dims.get(dim)?;
+                let values = fit.rows.iter().map(|&r| coordinate(fit, d, r, dim));
+                let column = match spec {
+                    Dim::Fixed => return None,
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    Dim::Categorical { n } => Column::Categorical(Categorical::new(
+                        *n,
+                        values.map(|c| c.max(0.0) as usize).collect(),
+                        setup.prior_weight,
+                    )),
+                    Dim::Ladder { ladder, .. } => {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        let mus = values.map(|c| ladder.z(c.max(0.0) as u64)).collect();
+                        Column::Numeric(Numeric::new(spec, mus, setup, n_dims)?)
+                    }
+                    Dim::Continuous { .. } => {
+                        Column::Numeric(Numeric::new(spec, values.collect(), setup, n_dims)?)
+                    }
+                };
+                Some((dim, column))
+            })
+            .collect();
+        Self {
+            columns,
+            log_weights,
+            cumulative,
+        }
+    }
+
+    /// The log density (probability for quantised dimensions) of the
+    /// coordinates `x` (indexed by dimension); `scratch` is reused between calls.
+    pub(crate) fn log_pdf(&self, x: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        scratch.clear();
+        scratch.extend_from_slice(&self.log_weights);
+        for (dim, column) in &self.columns {
+            let c = x.get(*dim).copied().unwrap_or(0.0);
+            match column {
+                Column::Numeric(n) => n.add_terms(c, scratch),
+                Column::Categorical(k) => k.add_terms(c, scratch),
+            }
+        }
+        log_sum_exp(scratch)
+    }
+
+    /// Draws one point: a kernel by weight, then each dimension from it.
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R, gauss: &mut Gauss, x: &mut [f64]) {
+        let u = unit_f64(rng);
+        let j = self
+            .cumulative
+            .partition_point(|&c| c <= u)
+            .min(self.cumulative.len().saturating_sub(1));
+        for (dim, column) in &self.columns {
+            let value = match column {
+                Column::Numeric(n) => n.sample(j, rng, gauss),
+                Column::Categorical(k) => k.sample(j, rng),
+            };
+            if let Some(slot) = x.get_mut(*dim) {
+                *slot = value;
+            }
+        }
+    }
+}
+
+/// `ln(sum(exp(t)))`, skipping negligible terms; `-inf` when every term is.
+fn log_sum_exp(terms: &[f64]) -> f64 {
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let sum: f64 = terms
+        .iter()
+        .filter(|&&t| t > max - NEGLIGIBLE)
+        .map(|&t| (t - max).exp())
+        .sum();
+    max + sum.ln()
+}
+
+#[cfg(test)]
+mod tests;

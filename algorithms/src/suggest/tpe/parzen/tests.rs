@@ -1,0 +1,175 @@
+use super::*;
+use crate::rng::derive_rng;
+use crate::space::{Distribution, ParameterSpec};
+
+fn dims_of(specs: &[ParameterSpec]) -> Vec<Dim> {
+    specs.iter().map(Dim::new).collect()
+}
+
+/// A fit to `coords` (one row per observation), all weights 1.
+fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> Parzen {
+    let n = coords.len() / dims.len();
+    let rows: Vec<usize> = (0..n).collect();
+    let weights = vec![1.0; n];
+    let setup = Setup {
+        dims,
+        prior_weight: 1.0,
+        multivariate,
+    };
+    Parzen::new(
+        &setup,
+        which,
+        &Fit {
+            coords,
+            rows: &rows,
+            weights: &weights,
+        },
+    )
+}
+
+#[test]
+fn one_observation_matches_the_hand_computed_mixture() {
+    // One kernel at 0.3 on [0, 1]: its neighbour gap (0.2, to the prior's
+    // mean) is clipped up to 1/min(100, 3); the prior kernel is N(0.5, 1).
+    // Both truncated to [0, 1], weights 1/2 each.
+    let dims =
+        dims_of(&[ParameterSpec::double("x", 0.0, 1.0, None, Distribution::Uniform).unwrap()]);
+    let p = fitted(&dims, &[0.3], false, &[0]);
+    let sqrt_2pi = (2.0 * std::f64::consts::PI).sqrt();
+    let z_kernel = 0.982_135_579_437_183 - 0.184_060_125_346_759_5; // Φ(2.1) - Φ(-0.9)
+    let z_prior = 0.382_924_922_548_026; // Φ(0.5) - Φ(-0.5)
+    let kernel = (-0.5 * 0.3f64.powi(2)).exp() / sqrt_2pi * 3.0 / z_kernel;
+    let prior = (-0.5 * 0.1f64.powi(2)).exp() / sqrt_2pi / z_prior;
+    let want = (0.5 * kernel + 0.5 * prior).ln();
+    let got = p.log_pdf(&[0.4], &mut Vec::new());
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+}
+
+#[test]
+fn neighbour_bandwidths_follow_optuna() {
+    // Sorted with the prior mean 0.5: 0.1, 0.2, 0.5(prior), 0.9.
+    let s = neighbour_sigmas(&[0.9, 0.1, 0.2], 0.5, 0.0, 1.0);
+    // 0.9 is last: its inner gap 0.4; 0.1 is first: its inner gap 0.1;
+    // 0.2: max(0.1, 0.3).
+    assert_eq!(s.len(), 3);
+    assert!((s[0] - 0.4).abs() < 1e-15);
+    assert!((s[1] - 0.1).abs() < 1e-15);
+    assert!((s[2] - 0.3).abs() < 1e-15);
+}
+
+fn integrate(p: &Parzen, low: f64, high: f64) -> f64 {
+    let n = 20_000;
+    let h = (high - low) / f64::from(n);
+    let mut scratch = Vec::new();
+    (0..n)
+        .map(|i| {
+            let x = low + (f64::from(i) + 0.5) * h;
+            p.log_pdf(&[x], &mut scratch).exp() * h
+        })
+        .sum()
+}
+
+#[test]
+fn continuous_densities_integrate_to_one() {
+    let dims =
+        dims_of(&[ParameterSpec::double("x", -2.0, 3.0, None, Distribution::Uniform).unwrap()]);
+    let obs = [-1.9, -1.95, 0.0, 0.01, 2.5, 2.99, 1.0];
+    for multivariate in [false, true] {
+        let p = fitted(&dims, &obs, multivariate, &[0]);
+        let total = integrate(&p, -2.0, 3.0);
+        assert!((total - 1.0).abs() < 1e-6, "{multivariate}: {total}");
+    }
+    // A log parameter integrates to one over ln x.
+    let dims =
+        dims_of(&[ParameterSpec::double("lr", 1e-4, 1.0, None, Distribution::LogNormal).unwrap()]);
+    let obs: Vec<f64> = [1e-3, 2e-3, 0.5].iter().map(|v: &f64| v.ln()).collect();
+    let p = fitted(&dims, &obs, false, &[0]);
+    let total = integrate(&p, 1e-4f64.ln(), 0.0);
+    assert!((total - 1.0).abs() < 1e-6, "{total}");
+}
+
+#[test]
+fn quantised_and_categorical_probabilities_sum_to_one() {
+    let specs = [
+        ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap(),
+        ParameterSpec::int("units", 16, 512, Some(16), Distribution::LogUniform).unwrap(),
+        ParameterSpec::categorical("opt", vec!["a".into(), "b".into(), "c".into()]).unwrap(),
+    ];
+    let dims = dims_of(&specs);
+    // Rows: (layers index, units index, opt index).
+    let coords = [0.0, 0.0, 1.0, 7.0, 31.0, 1.0, 3.0, 5.0, 0.0, 3.0, 6.0, 2.0];
+    for multivariate in [false, true] {
+        for dim in 0..3 {
+            let p = fitted(&dims, &coords, multivariate, &[dim]);
+            let n = specs[dim].points().unwrap();
+            let mut x = [0.0; 3];
+            let total: f64 = (0..n)
+                .map(|k| {
+                    x[dim] = k as f64;
+                    p.log_pdf(&x, &mut Vec::new()).exp()
+                })
+                .sum();
+            assert!((total - 1.0).abs() < 1e-12, "dim {dim}: {total}");
+        }
+    }
+    // The joint model over all three sums to one as well.
+    let p = fitted(&dims, &coords, true, &[0, 1, 2]);
+    let mut total = 0.0;
+    for a in 0..8 {
+        for b in 0..32 {
+            for c in 0..3 {
+                total += p
+                    .log_pdf(&[f64::from(a), f64::from(b), f64::from(c)], &mut Vec::new())
+                    .exp();
+            }
+        }
+    }
+    assert!((total - 1.0).abs() < 1e-12, "{total}");
+}
+
+#[test]
+fn samples_stay_on_the_dimension_and_follow_the_good_observations() {
+    let specs = [
+        ParameterSpec::double("x", 0.0, 10.0, None, Distribution::Uniform).unwrap(),
+        ParameterSpec::int("k", 0, 20, Some(2), Distribution::Uniform).unwrap(),
+        ParameterSpec::categorical("c", vec!["a".into(), "b".into()]).unwrap(),
+    ];
+    let dims = dims_of(&specs);
+    let coords: Vec<f64> = (0..20).flat_map(|_| [1.0, 3.0, 1.0]).collect();
+    for multivariate in [false, true] {
+        let p = fitted(&dims, &coords, multivariate, &[0, 1, 2]);
+        let mut rng = derive_rng(9, 9, "test");
+        let mut gauss = Gauss::default();
+        let mut x = [0.0; 3];
+        let (mut near, mut b) = (0, 0);
+        for _ in 0..1000 {
+            p.sample(&mut rng, &mut gauss, &mut x);
+            assert!((0.0..=10.0).contains(&x[0]));
+            assert!(x[1] >= 0.0 && x[1] <= 10.0 && x[1].fract() == 0.0);
+            assert!(x[2] == 0.0 || x[2] == 1.0);
+            near += usize::from((x[0] - 1.0).abs() < 1.0);
+            b += usize::from(x[2] == 1.0);
+        }
+        // 20 of 21 kernel weight sits on x = 1, c = b.
+        assert!(near > 600, "{multivariate}: {near}");
+        assert!(b > 850, "{multivariate}: {b}");
+    }
+}
+
+#[test]
+fn an_empty_fit_is_the_prior_alone() {
+    let dims =
+        dims_of(&[ParameterSpec::double("x", 0.0, 1.0, None, Distribution::Uniform).unwrap()]);
+    let p = fitted(&dims, &[], false, &[0]);
+    let got = p.log_pdf(&[0.5], &mut Vec::new());
+    let want = -(2.0 * std::f64::consts::PI).sqrt().ln() - 0.382_924_922_548_026f64.ln();
+    assert!((got - want).abs() < 1e-12);
+}
+
+#[test]
+fn log_sum_exp_handles_empty_and_infinite_terms() {
+    assert_eq!(log_sum_exp(&[]), f64::NEG_INFINITY);
+    assert_eq!(log_sum_exp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
+    assert!((log_sum_exp(&[0.0, 0.0]) - 2f64.ln()).abs() < 1e-15);
+    assert!((log_sum_exp(&[-1000.0, -1000.0]) - (2f64.ln() - 1000.0)).abs() < 1e-12);
+}
