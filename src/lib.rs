@@ -19,3 +19,4 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
+pub mod store;

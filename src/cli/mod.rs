@@ -2,6 +2,7 @@
 //! place (with `main.rs`) where `anyhow` is used and where output is
 //! written for humans.
 
+mod ask_tell;
 mod crds;
 mod suggest;
 mod validate;
@@ -28,6 +29,8 @@ pub enum Command {
     Suggest(suggest::Args),
     /// Print the CustomResourceDefinitions ktune serves (or write them to a folder).
     Crds(crds::Args),
+    /// Drive one algorithm over JSON lines on stdin/stdout (init, ask, tell, close).
+    AskTell(ask_tell::Args),
 }
 
 /// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
@@ -44,5 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&args),
         Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),
+        Command::AskTell(args) => ask_tell::run(&args),
     }
 }

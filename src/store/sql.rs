@@ -1,0 +1,412 @@
+//! [`SqlStore`]: one implementation for SQLite and PostgreSQL through sqlx's
+//! `Any` driver, with SQL both accept (`$n` placeholders, `ON CONFLICT`),
+//! and one migration folder per backend (their DDL differs only in how ids
+//! are generated).
+
+use std::collections::BTreeMap;
+
+use ktune_algorithms::history::TrialState;
+use ktune_algorithms::suggest::AlgorithmState;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use super::StoreError;
+use super::rows::{
+    ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
+    state_from_str, state_to_str,
+};
+
+/// Rows per multi-row INSERT: 6 parameters each stays under SQLite's and
+/// PostgreSQL's limits on bound parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Experiments, trials and observations in SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(
+    column: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { column, source })
+}
+
+fn to_json<T: serde::Serialize>(column: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { column, source })
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the database at `url` — `sqlite:PATH`,
+    /// `sqlite::memory:` or `postgres://…` — and brings its schema up to date.
+    ///
+    /// SQLite runs in WAL mode with `synchronous=NORMAL`: a killed `ktune`
+    /// loses nothing it committed; only an operating-system crash may lose
+    /// the last transactions.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the URL is not supported, the database cannot be
+    /// reached, or a migration fails.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let with_mode = if rest.contains(":memory:") || rest.contains("mode=") {
+                url.to_owned()
+            } else if rest.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, with_mode)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let memory = url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            // One connection for an in-memory SQLite database: each connection
+            // would otherwise see its own empty database.
+            .max_connections(if memory { 1 } else { 4 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Whether this store is SQLite (otherwise PostgreSQL).
+    #[must_use]
+    pub fn is_sqlite(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// Stores an experiment unless one with this name exists; returns the
+    /// stored record and whether it was created now.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn create_experiment(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+        now: i64,
+    ) -> Result<(ExperimentRecord, bool), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO experiments (name, spec, status, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(to_json("experiments.spec", spec)?)
+        .bind(ExperimentState::Created.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let record = self
+            .experiment(name)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchExperiment(name.to_owned()))?;
+        Ok((record, inserted == 1))
+    }
+
+    /// The experiment with this name.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn experiment(&self, name: &str) -> Result<Option<ExperimentRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, spec, status, reason, created_at, completed_at, algorithm_state, \
+             algorithm_state_version FROM experiments WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(experiment_from_row).transpose()
+    }
+
+    /// Every experiment, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn experiments(&self) -> Result<Vec<ExperimentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, spec, status, reason, created_at, completed_at, algorithm_state, \
+             algorithm_state_version FROM experiments ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(experiment_from_row).collect()
+    }
+
+    /// Records an experiment's state (and completion time when it completed).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn set_experiment_state(
+        &self,
+        experiment_id: i64,
+        state: ExperimentState,
+        reason: &str,
+        completed_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE experiments SET status = $1, reason = $2, completed_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(completed_at)
+        .bind(experiment_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Saves the algorithm's state if the stored version is still
+    /// `expected_version`; returns whether it was saved (false: another
+    /// writer got there first — reload and retry).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn save_algorithm_state(
+        &self,
+        experiment_id: i64,
+        expected_version: i64,
+        state: &AlgorithmState,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE experiments SET algorithm_state = $1, algorithm_state_version = $2 \
+             WHERE id = $3 AND algorithm_state_version = $4",
+        )
+        .bind(to_json("experiments.algorithm_state", state)?)
+        .bind(expected_version.saturating_add(1))
+        .bind(experiment_id)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Inserts trials (state Pending) in one transaction; a trial whose
+    /// name already exists in the experiment is left as it is. Returns how
+    /// many were new.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn insert_trials(
+        &self,
+        experiment_id: i64,
+        trials: &[NewTrial],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for trial in trials {
+            inserted += sqlx::query(
+                "INSERT INTO trials (experiment_id, seq, name, assignment, labels, state, created_at) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM trials WHERE experiment_id = $1 \
+                 ON CONFLICT (experiment_id, name) DO NOTHING",
+            )
+            .bind(experiment_id)
+            .bind(&trial.name)
+            .bind(to_json("trials.assignment", &trial.assignment)?)
+            .bind(to_json("trials.labels", &trial.labels)?)
+            .bind(state_to_str(TrialState::Pending))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Every trial of an experiment, in creation order.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
+             created_at, started_at, completed_at FROM trials WHERE experiment_id = $1 ORDER BY seq",
+        )
+        .bind(experiment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trial_from_row).collect()
+    }
+
+    /// Moves a trial to `outcome.state` if it is in one of `from`; returns
+    /// whether it moved (false: someone else moved it first). Sets the start
+    /// time on entering Running and the completion time on a terminal state.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn transition(
+        &self,
+        trial_id: i64,
+        from: &[TrialState],
+        outcome: &TrialOutcome,
+    ) -> Result<bool, StoreError> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        // $1..$7 are the fields below; the states it may leave follow from $8.
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 8)).collect();
+        let sql = format!(
+            "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE($4, objective), \
+             started_at = CASE WHEN $1 = 'Running' AND started_at IS NULL THEN $5 ELSE started_at END, \
+             completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END \
+             WHERE id = $7 AND state IN ({})",
+            placeholders.join(", ")
+        );
+        // Only generated placeholders are spliced in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state_to_str(outcome.state))
+            .bind(&outcome.reason)
+            .bind(&outcome.message)
+            .bind(outcome.objective)
+            .bind(outcome.at)
+            .bind(i64::from(outcome.state.is_terminal()))
+            .bind(trial_id);
+        for state in from {
+            query = query.bind(state_to_str(*state));
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Appends observations in batched transactions; a (trial, metric,
+    /// step) already stored is kept. Returns how many rows were new.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn append_observations(
+        &self,
+        trial_id: i64,
+        rows: &[ObservationRow],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO observations (trial_id, metric, step, value, number, time) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            sql.push_str(" ON CONFLICT (trial_id, metric, step) DO NOTHING");
+            // Only generated placeholders are spliced in; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(trial_id)
+                    .bind(&row.metric)
+                    .bind(row.step)
+                    .bind(&row.value)
+                    .bind(row.number.filter(|n| n.is_finite()))
+                    .bind(row.time);
+            }
+            inserted += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// A trial's observations, by metric then step.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn observations(&self, trial_id: i64) -> Result<Vec<ObservationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT metric, step, value, number, time FROM observations WHERE trial_id = $1 \
+             ORDER BY metric, step",
+        )
+        .bind(trial_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ObservationRow {
+                    metric: r.try_get("metric")?,
+                    step: r.try_get("step")?,
+                    value: r.try_get("value")?,
+                    number: r.try_get("number")?,
+                    time: r.try_get("time")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn experiment_from_row(row: &AnyRow) -> Result<ExperimentRecord, StoreError> {
+    let spec: String = row.try_get("spec")?;
+    let status: String = row.try_get("status")?;
+    let state: Option<String> = row.try_get("algorithm_state")?;
+    Ok(ExperimentRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        spec: json_column("experiments.spec", &spec)?,
+        state: ExperimentState::parse(&status)?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+        completed_at: row.try_get("completed_at")?,
+        algorithm_state: state
+            .map(|s| json_column("experiments.algorithm_state", &s))
+            .transpose()?,
+        algorithm_state_version: row.try_get("algorithm_state_version")?,
+    })
+}
+
+fn trial_from_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
+    let assignment: String = row.try_get("assignment")?;
+    let labels: String = row.try_get("labels")?;
+    let state: String = row.try_get("state")?;
+    Ok(TrialRow {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        name: row.try_get("name")?,
+        assignment: json_column("trials.assignment", &assignment)?,
+        labels: json_column::<BTreeMap<String, String>>("trials.labels", &labels)?,
+        state: state_from_str(&state)?,
+        reason: row.try_get("reason")?,
+        message: row.try_get("message")?,
+        objective: row.try_get("objective")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
