@@ -27,12 +27,8 @@
 use rand::Rng;
 
 use super::dims::{Dim, Ladder};
-use super::truncnorm::{Gauss, LN_SQRT_2PI, norm_mass};
+use super::truncnorm::{Gauss, LN_SQRT_2PI, exp_neg, norm_mass};
 use crate::space::sample::unit_f64;
-
-/// Terms more than this far below the largest are dropped from a
-/// log-sum-exp: each adds less than `e^-60` of the total.
-const NEGLIGIBLE: f64 = 60.0;
 
 /// Estimator-wide settings.
 #[derive(Debug, Clone, Copy)]
@@ -150,20 +146,27 @@ impl Numeric {
         mus.push(prior_mu);
         sigmas.push(prior_sigma);
         let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
+        // Most kernels share a sigma (Scott's rule; the magic clip's floor)
+        // and cover the interval (Z = 1): skip their logarithms.
+        let mut last_sigma = (f64::NAN, 0.0);
         let log_norm = mus
             .iter()
             .zip(&sigmas)
             .map(|(&mu, &sigma)| {
                 // Kernels sit inside the interval and are at most as wide as it,
                 // so Z >= 0.34; a zero (NaN input) disables the kernel.
-                let ln_z = norm_mass((low - mu) / sigma, (high - mu) / sigma).ln();
+                let z = norm_mass((low - mu) / sigma, (high - mu) / sigma);
+                let ln_z = if z == 1.0 { 0.0 } else { z.ln() };
                 if !ln_z.is_finite() {
                     return f64::NEG_INFINITY;
                 }
-                match ladder {
-                    Some(_) => -ln_z,
-                    None => -ln_z - sigma.ln() - LN_SQRT_2PI,
+                if ladder.is_some() {
+                    return -ln_z;
                 }
+                if last_sigma.0 != sigma {
+                    last_sigma = (sigma, sigma.ln());
+                }
+                -ln_z - last_sigma.1 - LN_SQRT_2PI
             })
             .collect();
         Some(Self {
@@ -269,7 +272,18 @@ impl Parzen {
         let mut raw: Vec<f64> = fit.weights.to_vec();
         raw.push(setup.prior_weight);
         let total: f64 = raw.iter().sum();
-        let log_weights: Vec<f64> = raw.iter().map(|w| (w / total).ln()).collect();
+        // Most weights are 1 (the newest 25 and all of a small history).
+        let ln_total = total.ln();
+        let log_weights: Vec<f64> = raw
+            .iter()
+            .map(|&w| {
+                if w == 1.0 {
+                    -ln_total
+                } else {
+                    w.ln() - ln_total
+                }
+            })
+            .collect();
         let mut running = 0.0;
         let cumulative = raw
             .iter()
@@ -345,16 +359,21 @@ impl Parzen {
     }
 }
 
-/// `ln(sum(exp(t)))`, skipping negligible terms; `-inf` when every term is.
+/// Terms this far below the largest are left out of a log-sum-exp: each
+/// is below 2.4e-16 of the largest, under half an ulp of the sum.
+const NEGLIGIBLE: f64 = 36.0;
+
+/// `ln(sum(exp(t)))`; `-inf` when every term is. NaN terms count as none.
 fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
     }
+    let floor = max - NEGLIGIBLE;
     let sum: f64 = terms
         .iter()
-        .filter(|&&t| t > max - NEGLIGIBLE)
-        .map(|&t| (t - max).exp())
+        .filter(|&&t| t > floor)
+        .map(|&t| exp_neg(t - max))
         .sum();
     max + sum.ln()
 }

@@ -304,3 +304,61 @@ fn pending_trials_push_the_next_suggestion_away() {
         assert!((xs[0] - 0.3).abs() < 0.2, "{name}: {xs:?}");
     }
 }
+
+/// Nanoseconds this thread has spent on a CPU (Linux `schedstat`).
+fn thread_cpu_ns() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Median time per suggestion on a 6-D double space with random histories.
+/// Not an assertion: run with
+/// `cargo test --release -p ktune-algorithms tpe::tests::timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, not a check: run in release with --ignored --nocapture"]
+fn timing_per_suggestion_in_six_dimensions() {
+    let space = SearchSpace::new(
+        (0..6)
+            .map(|i| {
+                ParameterSpec::double(format!("x{i}"), -5.0, 5.0, None, Distribution::Uniform)
+                    .unwrap()
+            })
+            .collect(),
+    )
+    .unwrap();
+    let objective = Objective::new("loss", Direction::Minimize);
+    let mut rng = derive_rng(1, 2, "timing");
+    let history: Vec<TrialRecord> = (0..10_000)
+        .map(|i| {
+            let a = space.sample(&mut rng);
+            let x: Vec<f64> = a.iter().map(|(_, v)| v.as_f64().unwrap()).collect();
+            let mut t = TrialRecord::new(format!("t{i}"), a);
+            t.state = TrialState::Succeeded;
+            t.objective = Some(crate::testfns::sphere(&x));
+            t
+        })
+        .collect();
+    for name in VARIANTS {
+        let settings = crate::settings::algorithm(name).unwrap().parse([]).unwrap();
+        let s = crate::suggest::build_suggester(name, &settings, &space).unwrap();
+        for n in [100, 1_000, 10_000] {
+            // On-CPU time of this thread (the build machine is shared, so
+            // wall time would count other processes' slices), per call,
+            // averaged over blocks of about 0.2 s: the kernel updates the
+            // count only at scheduler ticks.
+            let calls = 200_000 / n as u64;
+            let mut times: Vec<f64> = (0..7)
+                .map(|r| {
+                    let start = thread_cpu_ns();
+                    for i in 0..calls {
+                        let req = request(&space, &objective, &history[..n], 1, r * calls + i);
+                        std::hint::black_box(s.suggest(&req).unwrap());
+                    }
+                    (thread_cpu_ns() - start) / calls as f64 / 1e3
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!("{name} n={n}: median {:.1} µs", times[times.len() / 2]);
+        }
+    }
+}
