@@ -19,4 +19,5 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
+pub mod runner;
 pub mod store;

@@ -1,0 +1,4 @@
+//! Where trials run. So far: [`local`], one trial as a process group on
+//! this machine.
+
+pub mod local;
