@@ -44,7 +44,7 @@ use crate::settings::Settings;
 use crate::space::SearchSpace;
 
 use self::dims::Dim;
-use self::parzen::{Fit, Parzen, Setup};
+use self::parzen::{Fit, KernelWeights, Parzen, Setup};
 use self::split::Rank;
 use self::truncnorm::Gauss;
 use super::{SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
@@ -231,7 +231,8 @@ impl TpeSuggester {
         let c = &self.config;
         let d = table.dims.len();
         let (good, bad) = split::split(&table.ranks, c.gamma);
-        let (good_w, bad_w) = (split::weights(good.len()), split::weights(bad.len()));
+        let good_w = KernelWeights::new(&split::weights(good.len()), c.prior_weight);
+        let bad_w = KernelWeights::new(&split::weights(bad.len()), c.prior_weight);
         let setup = Setup {
             dims: &table.dims,
             prior_weight: c.prior_weight,
@@ -240,12 +241,10 @@ impl TpeSuggester {
         let good_fit = Fit {
             coords: &table.coords,
             rows: &good,
-            weights: &good_w,
         };
         let bad_fit = Fit {
             coords: &table.coords,
             rows: &bad,
-            weights: &bad_w,
         };
         let modelled: Vec<usize> = (0..d)
             .filter(|&i| !matches!(table.dims.get(i), Some(Dim::Fixed) | None))
@@ -260,8 +259,8 @@ impl TpeSuggester {
         let mut scratch = Vec::new();
         let mut gauss = Gauss::default();
         for group in &groups {
-            let l = Parzen::new(&setup, group, &good_fit);
-            let g = Parzen::new(&setup, group, &bad_fit);
+            let l = Parzen::new(&setup, group, &good_fit, &good_w);
+            let g = Parzen::new(&setup, group, &bad_fit, &bad_w);
             let mut best_score = f64::NAN;
             for n in 0..c.n_ei_candidates {
                 l.sample(rng, &mut gauss, &mut candidate);

@@ -7,10 +7,12 @@ fn dims_of(specs: &[ParameterSpec]) -> Vec<Dim> {
 }
 
 /// A fit to `coords` (one row per observation), all weights 1.
-fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> Parzen {
+fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> Parzen<'static> {
     let n = coords.len() / dims.len();
     let rows: Vec<usize> = (0..n).collect();
-    let weights = vec![1.0; n];
+    // Leaked so the estimator can borrow it for the rest of the test.
+    let weights: &'static KernelWeights =
+        Box::leak(Box::new(KernelWeights::new(&vec![1.0; n], 1.0)));
     let setup = Setup {
         dims,
         prior_weight: 1.0,
@@ -22,8 +24,8 @@ fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> 
         &Fit {
             coords,
             rows: &rows,
-            weights: &weights,
         },
+        weights,
     )
 }
 
