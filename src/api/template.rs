@@ -310,10 +310,72 @@ pub fn render(
     Ok(rendered)
 }
 
+/// The first container named `name` that has a `command` or `args`,
+/// anywhere in the workload (a Job's pod template, a PyTorchJob's Master …).
+#[must_use]
+pub fn primary_container<'a>(workload: &'a Value, name: &str) -> Option<&'a Value> {
+    match workload {
+        Value::Object(map) => {
+            if map.get("name").and_then(Value::as_str) == Some(name)
+                && (map.contains_key("command") || map.contains_key("args"))
+            {
+                return Some(workload);
+            }
+            map.values().find_map(|v| primary_container(v, name))
+        }
+        Value::Array(items) => items.iter().find_map(|v| primary_container(v, name)),
+        _ => None,
+    }
+}
+
+/// A container's `command` followed by its `args`, as one argv (numbers
+/// and booleans written as text, as Kubernetes would refuse but users write).
+#[must_use]
+pub fn container_argv(container: &Value) -> Vec<String> {
+    ["command", "args"]
+        .iter()
+        .filter_map(|key| container.get(key).and_then(Value::as_array))
+        .flatten()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// A container's literal `env` entries (`valueFrom` entries need a cluster
+/// and are left out).
+#[must_use]
+pub fn container_env(container: &Value) -> Vec<(String, String)> {
+    container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.get("name")?.as_str()?;
+            let value = e.get("value")?.as_str()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_primary_containers_argv_and_env_are_found_in_any_kind() {
+        let job = json!({"spec": {"pytorchReplicaSpecs": {"Master": {"template": {"spec": {"containers": [
+            {"name": "sidecar", "command": ["x"]},
+            {"name": "pytorch", "command": ["python3", "train.py"], "args": ["--lr", 0.1],
+             "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {}}]}]}}}}}});
+        let c = primary_container(&job, "pytorch").unwrap();
+        assert_eq!(container_argv(c), ["python3", "train.py", "--lr", "0.1"]);
+        assert_eq!(container_env(c), [("A".to_owned(), "1".to_owned())]);
+        assert!(primary_container(&job, "missing").is_none());
+    }
 
     fn tp(name: &str, reference: &str) -> TrialParameterSpec {
         TrialParameterSpec {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::api::load::{ConfigMaps, read_documents};
 use crate::api::plan::ExperimentPlan;
 use crate::api::prepare;
-use crate::api::template::{render, resolve_template};
+use crate::api::template::{container_argv, primary_container, render, resolve_template};
 use crate::api::validate::Context;
 
 use super::EXIT_INVALID;
@@ -143,31 +143,9 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `command` + `args` of the first container named `primary` in the workload.
+/// `command` + `args` of the primary container, as a JSON list.
 fn primary_command(workload: &Value, primary: &str) -> Value {
-    fn find<'a>(value: &'a Value, primary: &str) -> Option<&'a Value> {
-        match value {
-            Value::Object(map) => {
-                if map.get("name").and_then(Value::as_str) == Some(primary)
-                    && (map.contains_key("command") || map.contains_key("args"))
-                {
-                    return Some(value);
-                }
-                map.values().find_map(|v| find(v, primary))
-            }
-            Value::Array(items) => items.iter().find_map(|v| find(v, primary)),
-            _ => None,
-        }
-    }
-    let Some(container) = find(workload, primary) else {
-        return Value::Null;
-    };
-    let list = |key| {
-        container
-            .get(key)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    Value::Array([list("command"), list("args")].concat())
+    primary_container(workload, primary).map_or(Value::Null, |c| {
+        Value::Array(container_argv(c).into_iter().map(Value::String).collect())
+    })
 }
