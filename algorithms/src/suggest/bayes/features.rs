@@ -79,7 +79,7 @@ impl FeatureMap {
 
     /// Features from unit-cube coordinates (one per parameter); a
     /// categorical coordinate picks its bin.
-    pub fn from_unit(&self, u: &[f64]) -> Vec<f64> {
+    pub fn features_at(&self, u: &[f64]) -> Vec<f64> {
         let mut f = vec![0.0; self.width];
         for (c, &x) in self.columns.iter().zip(u) {
             match *c {
@@ -117,7 +117,7 @@ impl FeatureMap {
     /// The features of `assignment`; `None` when a value is missing or not
     /// in its domain.
     pub fn encode(&self, space: &SearchSpace, assignment: &Assignment) -> Option<Vec<f64>> {
-        Some(self.from_unit(&space.encode(assignment)?))
+        Some(self.features_at(&space.encode(assignment)?))
     }
 
     /// The assignment at features `f`.

@@ -80,7 +80,7 @@ use super::{SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
 /// The most observations the GP is conditioned on.
 pub const MAX_TRAIN: usize = 400;
 /// The most observations the hyperparameters are fitted on.
-pub const MAX_FIT: usize = 120;
+pub const MAX_FIT: usize = 80;
 
 /// How many incumbents the local candidates perturb.
 const INCUMBENTS: usize = 5;
@@ -151,8 +151,8 @@ impl BayesSuggester {
     fn effort(&self) -> Effort {
         if self.polish {
             Effort {
-                global: 1024,
-                local: 510,
+                global: 512,
+                local: 255,
                 starts: 4,
             }
         } else {
@@ -165,6 +165,9 @@ impl BayesSuggester {
     }
 }
 
+/// A finished trial's features and value to minimise.
+type Observed = (Vec<f64>, f64);
+
 /// The finished observations (features, value to minimise) and the
 /// features of pending/running trials.
 fn read_history(
@@ -172,7 +175,7 @@ fn read_history(
     map: &FeatureMap,
     objective: &Objective,
     history: &[TrialRecord],
-) -> (Vec<(Vec<f64>, f64)>, Vec<Vec<f64>>) {
+) -> (Vec<Observed>, Vec<Vec<f64>>) {
     let mut observed = Vec::new();
     let mut pending = Vec::new();
     for t in history {
@@ -251,7 +254,7 @@ struct Model {
 impl Model {
     fn fit(
         width: usize,
-        observed: &[(Vec<f64>, f64)],
+        observed: &[Observed],
         pending: &[Vec<f64>],
         rng: &mut AlgoRng,
     ) -> Option<Self> {
@@ -393,12 +396,12 @@ fn quasi_random(
     k: u64,
     taken: &BTreeSet<Key>,
 ) -> Vec<f64> {
-    let first = map.from_unit(&sobol_point(seed, k, space.len()));
+    let first = map.features_at(&sobol_point(seed, k, space.len()));
     let mut rng = derive_rng(seed, k, "bayes-fill");
     std::iter::once(first.clone())
         .chain((0..64).map(|_| {
             let u: Vec<f64> = (0..space.len()).map(|_| unit_f64(&mut rng)).collect();
-            map.from_unit(&u)
+            map.features_at(&u)
         }))
         .find(|f| !taken.contains(&map.decode(space, f).to_katib_strings()))
         .unwrap_or(first)

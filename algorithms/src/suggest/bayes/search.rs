@@ -132,7 +132,7 @@ impl Search<'_> {
         let mut out = Vec::with_capacity((effort.global + effort.local + incumbents.len()) * width);
         let scramble = rng.next_u64();
         for k in 0..effort.global as u64 {
-            let mut f = self.map.from_unit(&sobol_point(scramble, k, dims));
+            let mut f = self.map.features_at(&sobol_point(scramble, k, dims));
             self.map.snap(self.space, &mut f);
             out.extend_from_slice(&f);
         }
@@ -206,7 +206,7 @@ impl Search<'_> {
             .first()
             .copied()
             .unwrap_or(f64::NEG_INFINITY);
-        if !(score >= start_score) {
+        if score.is_nan() || score < start_score {
             (x, score) = (start, start_score);
         }
         self.sweep(x, score)
