@@ -4,7 +4,6 @@ use super::*;
 use crate::history::{Direction, Observation};
 use crate::space::{Assignment, Distribution, ParamValue, ParameterSpec};
 use crate::suggest::conformance::{check_suggester, simulate};
-use crate::testfns::branin;
 
 const VARIANTS: [&str; 2] = ["tpe", "multivariate-tpe"];
 
@@ -193,13 +192,21 @@ fn settings_are_read_with_katib_names_and_defaults() {
     }
 }
 
-/// Best Branin value after `budget` trials of `algorithm` (one at a time).
-fn best_on_branin(algorithm: &str, seed: u64, budget: usize, maximize: bool) -> f64 {
-    let space = SearchSpace::new(vec![
-        ParameterSpec::double("x1", -5.0, 10.0, None, Distribution::Uniform).unwrap(),
-        ParameterSpec::double("x2", 0.0, 15.0, None, Distribution::Uniform).unwrap(),
-    ])
-    .unwrap();
+/// The regret (best value found minus the known minimum) of `algorithm`
+/// with `given` settings after `budget` trials on `f`, asked one at a time;
+/// `maximize` hands it `-f` to maximise instead.
+fn regret(
+    algorithm: &str,
+    given: &[(&str, &str)],
+    f: &crate::testfns::TestFunction,
+    seed: u64,
+    budget: usize,
+    maximize: bool,
+) -> f64 {
+    let params = f.bounds.iter().enumerate().map(|(i, &(lo, hi))| {
+        ParameterSpec::double(format!("x{i}"), lo, hi, None, Distribution::Uniform).unwrap()
+    });
+    let space = SearchSpace::new(params.collect()).unwrap();
     let direction = if maximize {
         Direction::Maximize
     } else {
@@ -208,7 +215,7 @@ fn best_on_branin(algorithm: &str, seed: u64, budget: usize, maximize: bool) -> 
     let objective = Objective::new("value", direction);
     let settings = crate::settings::algorithm(algorithm)
         .unwrap()
-        .parse([])
+        .parse(given.iter().copied())
         .unwrap();
     let s = crate::suggest::build_suggester(algorithm, &settings, &space).unwrap();
     let mut history = Vec::new();
@@ -218,18 +225,19 @@ fn best_on_branin(algorithm: &str, seed: u64, budget: usize, maximize: bool) -> 
             .suggest(&request(&space, &objective, &history, 1, seed))
             .unwrap();
         let a = &out.suggestions[0].assignment;
-        let x: Vec<f64> = ["x1", "x2"]
-            .iter()
-            .map(|n| a.get(n).unwrap().as_f64().unwrap())
-            .collect();
-        let v = branin(&x);
+        let x: Vec<f64> = a.iter().map(|(_, v)| v.as_f64().unwrap()).collect();
+        let v = (f.f)(&x);
         best = best.min(v);
         let mut t = TrialRecord::new(format!("t{i}"), a.clone());
         t.state = TrialState::Succeeded;
         t.objective = Some(if maximize { -v } else { v });
         history.push(t);
     }
-    best
+    best - f.minimum
+}
+
+fn branin_regret(algorithm: &str, seed: u64, maximize: bool) -> f64 {
+    regret(algorithm, &[], &crate::testfns::ALL[0], seed, 60, maximize)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -243,14 +251,14 @@ fn tpe_beats_random_search_on_branin_after_sixty_trials() {
     let random = median(
         seeds
             .clone()
-            .map(|s| best_on_branin("random", s, 60, false))
+            .map(|s| branin_regret("random", s, false))
             .collect(),
     );
     for name in VARIANTS {
         for maximize in [false, true] {
             let bests: Vec<f64> = seeds
                 .clone()
-                .map(|s| best_on_branin(name, s, 60, maximize))
+                .map(|s| branin_regret(name, s, maximize))
                 .collect();
             let wins = bests.iter().filter(|&&b| b < random).count();
             let m = median(bests);
@@ -359,6 +367,28 @@ fn timing_per_suggestion_in_six_dimensions() {
                 .collect();
             times.sort_by(f64::total_cmp);
             println!("{name} n={n}: median {:.1} µs", times[times.len() / 2]);
+        }
+    }
+}
+
+/// Median regret over seeds for a few settings; a report, not a check.
+#[test]
+#[ignore = "quality report, not a check: run in release with --ignored --nocapture"]
+fn quality_report() {
+    for f in crate::testfns::ALL {
+        for (name, given) in [
+            ("random", &[][..]),
+            ("tpe", &[]),
+            ("tpe", &[("gamma", "0.1")]),
+            ("multivariate-tpe", &[]),
+            ("multivariate-tpe", &[("gamma", "0.1")]),
+        ] {
+            let regrets = (0..20).map(|seed| regret(name, given, f, seed, 100, false));
+            let m = median(regrets.collect());
+            println!(
+                "{} {name} {given:?}: median regret after 100 trials {m:.4}",
+                f.name
+            );
         }
     }
 }
