@@ -13,24 +13,41 @@
 //! `multivariate-tpe` uses joint kernels, so it sees interactions (Falkner,
 //! Klein, Hutter, "BOHB", ICML 2018; Optuna's `multivariate=True`).
 //!
-//! Katib settings (both algorithms): `gamma` (fraction of ranked trials that
-//! are good, default 0.25, see [`split`]), `prior_weight` (1.0),
-//! `n_ei_candidates` / `n_EI_candidates` (24), `n_startup_trials` (10: the
-//! first ten suggestions of an experiment are random draws from the
-//! parameters' own distributions, see [`crate::space::sample`]) and
+//! Katib settings (both algorithms): `gamma` (0.25), `prior_weight` (1.0),
+//! `n_ei_candidates` / `n_EI_candidates` (24), `n_startup_trials` (10) and
 //! `random_state` (overrides the request's seed).
 //!
-//! The suggester is a pure function of the history: the `k`-th suggestion
-//! of the experiment (history length plus position in the batch) draws its
-//! randomness from `derive_rng(seed, k, "tpe")`. Pending and running trials
-//! are bad (Optuna's `constant_liar`, which Katib enables for
-//! `multivariate-tpe`; ktune does it for both), and a batch is built one
-//! suggestion at a time, each earlier one joining the history as pending,
-//! so a parallel batch spreads out instead of repeating itself.
-//!
-//! Failed, killed and metrics-unavailable trials and NaN or infinite
-//! objectives are bad too; trials whose assignment does not fit the space
-//! are left out. Nothing here panics on any history.
+//! * **Start.** Suggestion `k` of the experiment (history length plus
+//!   position in the batch) is a random draw from the parameters' own
+//!   distributions ([`crate::space::sample`]) while `k < n_startup_trials`
+//!   or no trial has a usable result yet. Counting suggestions rather than
+//!   finished trials (Optuna's rule) keeps the start independent of how
+//!   trials were batched.
+//! * **Good and bad.** The ranked trials are the succeeded ones with a
+//!   finite objective, then the early-stopped ones (which only fill the good
+//!   group when too few succeeded, the furthest-trained first). The best
+//!   `ceil(gamma * n)` of the `n` ranked trials, clamped to `[1, 25]`, are
+//!   good: `gamma` is the fraction, as its name says; the cap of 25 is
+//!   Optuna's (`min(ceil(0.1 n), 25)`) and hyperopt's
+//!   (`min(ceil(0.25 sqrt(n)), 25)`). Everything else is bad: the rest of
+//!   the ranked trials; pending and running trials (Optuna's constant liar,
+//!   which Katib enables for `multivariate-tpe` — ktune does it for both);
+//!   failed, killed and metrics-unavailable trials; NaN or infinite
+//!   objectives. Trials whose assignment does not fit the space are left
+//!   out. The newest 25 trials of each group weigh 1, older ones less
+//!   (Optuna's `default_weights`).
+//! * **Parameters.** Continuous doubles are modelled by truncated normals
+//!   on their (log-)scale; `int`, stepped `double` and `discrete` lists by
+//!   normals discretised onto their points — `discrete` as ordered index
+//!   values, so neighbours stay neighbours; `categorical` by weighted
+//!   categorical kernels. Katib's `normal`/`logNormal` narrow the prior
+//!   kernel to hyperopt's `sigma = (max - min) / 6`.
+//! * **Batches and determinism.** The suggester keeps no state: suggestion
+//!   `k` draws its randomness from `derive_rng(seed, k, "tpe")`, and a batch
+//!   is built one suggestion at a time, each earlier one joining the history
+//!   as pending (so bad), which spreads a parallel batch out instead of
+//!   repeating one point. The same request gives the same reply, bit for
+//!   bit, and nothing panics on any history.
 
 mod dims;
 mod parzen;
@@ -206,7 +223,7 @@ impl Table {
     }
 }
 
-/// How a trial ranks (see [`split`]); `None`: bad whatever its value.
+/// How a trial ranks (see "Good and bad" above); `None`: bad whatever its value.
 fn rank(trial: &TrialRecord, objective: &Objective) -> Option<Rank> {
     let value = trial.finite_objective()?;
     let score = objective.score(Some(value));
