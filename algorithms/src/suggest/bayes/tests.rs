@@ -176,6 +176,27 @@ fn gp_bo_beats_random_search_on_branin_after_30_evaluations() {
 }
 
 #[test]
+fn maximisation_climbs_to_the_peak() {
+    let space = box_space(&[(-1.0, 1.0)]);
+    let objective = Objective::new("acc", Direction::Maximize);
+    let s = BayesSuggester::from_settings(&parsed(&[("n_initial_points", "4")]));
+    let mut history = Vec::new();
+    for _ in 0..14 {
+        for sug in ask(&s, &space, &objective, &history, 1, 8).suggestions {
+            let x = point(&space, &sug.assignment)[0];
+            history.push(finished(
+                format!("t{}", history.len()),
+                sug.assignment,
+                -(x - 0.3).powi(2),
+            ));
+        }
+    }
+    let best = objective.best_trial(&history).unwrap();
+    let x = point(&space, &best.assignment)[0];
+    assert!((x - 0.3).abs() < 0.01, "best x {x}");
+}
+
+#[test]
 fn a_batch_is_spread_out_and_never_repeats_history() {
     let space = box_space(&[(0.0, 1.0), (0.0, 1.0)]);
     let objective = Objective::new("loss", Direction::Minimize);
