@@ -208,8 +208,17 @@ fn suggest_is_deterministic_for_a_seed_and_grid_reports_exhaustion() {
 
 #[test]
 fn suggest_refuses_experiments_ktune_cannot_run() {
-    let Some(dir) = support::katib_examples() else { return };
-    let out = ktune(&["suggest", dir.join("hp-tuning/simple-pbt.yaml").to_str().unwrap()]);
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let out = ktune(&[
+        "suggest",
+        dir.join("hp-tuning/simple-pbt.yaml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not supported yet"),
+        "{}",
+        describe(&out)
+    );
 }

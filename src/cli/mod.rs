@@ -4,6 +4,7 @@
 
 mod ask_tell;
 mod crds;
+mod run;
 mod suggest;
 mod validate;
 
@@ -23,6 +24,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an experiment on this machine (trials as processes, state in SQLite); rerun to resume.
+    Run(run::Args),
     /// Check experiment files: print each with Katib's defaults applied, and every error.
     Validate(validate::Args),
     /// Dry run: the first configurations the algorithm proposes, and each trial's command.
@@ -44,6 +47,7 @@ pub const EXIT_USAGE: u8 = 2;
 /// When output cannot be written or a file cannot be created.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),

@@ -3,3 +3,4 @@
 //! experiment is complete — that both `ktune run` and the controller use.
 
 pub mod decide;
+pub mod driver;

@@ -12,6 +12,30 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+/// The file in a trial's folder that holds its process group id.
+const PGID_FILE: &str = "pgid";
+
+/// Kills what is left of a trial started by an earlier `ktune run` that
+/// died (`kill -9` leaves the trial's process group running, writing to the
+/// same log files). The group is killed only if its leader still carries
+/// the trial's name in its environment, so a reused process id is safe.
+pub fn kill_orphan(trial_dir: &Path, trial_name: &str) {
+    let Ok(text) = std::fs::read_to_string(trial_dir.join(PGID_FILE)) else {
+        return;
+    };
+    let Ok(pgid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let environ = std::fs::read(format!("/proc/{pgid}/environ")).unwrap_or_default();
+    let marker = format!("KTUNE_TRIAL_NAME={trial_name}");
+    if environ
+        .split(|b| *b == 0)
+        .any(|entry| entry == marker.as_bytes())
+    {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
 /// How often a running trial's limits are checked.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -148,6 +172,10 @@ pub fn launch(spec: &LaunchSpec) -> Result<RunningTrial, RunnerError> {
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    if let Some(pgid) = pgid {
+        // Remembered so a later `ktune run` can stop this group if we die first.
+        let _ = std::fs::write(spec.trial_dir.join(PGID_FILE), pgid.to_string());
+    }
     Ok(RunningTrial {
         child,
         pgid,

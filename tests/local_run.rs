@@ -1,0 +1,231 @@
+//! `ktune run` end to end with the real binary, real processes and a real
+//! SQLite file: completion reasons, faulty trials failing alone, and
+//! `kill -9` + resume losing and duplicating nothing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::describe;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktune-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_args<'a>(dir: &'a Path, db: &'a str, file: &'a str) -> Vec<String> {
+    vec![
+        "run".into(),
+        file.into(),
+        "--db".into(),
+        db.into(),
+        "--trials-dir".into(),
+        dir.join("trials").display().to_string(),
+    ]
+}
+
+fn ktune(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(args)
+        .current_dir(support::repo_root())
+        .output()
+        .unwrap()
+}
+
+/// An experiment whose trial is a shell script: `$1` is the mode.
+fn shell_experiment(dir: &Path, name: &str, script: &str, modes: &[&str], extra: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    let list = modes
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let objective = if extra.contains("objective:") {
+        ""
+    } else {
+        "  objective: {type: minimize, objectiveMetricName: loss}"
+    };
+    let parallel = if extra.contains("parallelTrialCount") {
+        ""
+    } else {
+        "  parallelTrialCount: 2"
+    };
+    let yaml = format!(
+        r#"
+apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+{objective}
+  algorithm: {{algorithmName: grid}}
+{parallel}
+{extra}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: busybox
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
+"#
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_readme_example_runs_to_its_budget_and_prints_the_best_trial() {
+    let dir = scratch("readme");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let out = ktune(&run_args(&dir, &db, "examples/random.yaml"));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ExperimentMaxTrialsReached"), "{text}");
+    assert!(text.contains("12 succeeded"), "{text}");
+    assert!(text.contains("best trial: random-quadratic-"), "{text}");
+    // Running it again finds it complete and runs nothing more.
+    let again = ktune(&run_args(&dir, &db, "examples/random.yaml"));
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("started"),
+        "{}",
+        describe(&again)
+    );
+}
+
+#[test]
+fn crashing_garbage_and_hanging_trials_fail_alone_and_exhaustion_ends_the_run() {
+    let dir = scratch("faults");
+    let script = r#"case "$1" in
+  ok) echo "loss=0.5"; echo "loss=0.25" ;;
+  crash) echo "loss=0.1"; exit 7 ;;
+  garbage) head -c 3000 /dev/urandom | tr -d '\n'; echo; echo "no metrics here" ;;
+  hang) sleep 60 ;;
+esac"#;
+    let file = shell_experiment(
+        &dir,
+        "faults",
+        script,
+        &["ok", "crash", "garbage", "hang"],
+        "",
+    );
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let mut args = run_args(&dir, &db, &file);
+    args.extend(["--timeout".into(), "2".into()]);
+    let out = ktune(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text.contains("ExperimentSuggestionEndReached"), "{text}");
+    assert!(text.contains("1 succeeded, 2 failed"), "{text}");
+    assert!(text.contains("1 metrics-unavailable"), "{text}");
+    assert!(
+        text.contains("ExitCode7") && text.contains("DeadlineExceeded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("best trial: faults-0001  objective=0.25"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_goal_and_too_many_failures_end_the_experiment() {
+    let dir = scratch("goal");
+    let script = r#"case "$1" in good) echo "loss=0.01" ;; *) exit 1 ;; esac"#;
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let goal = shell_experiment(
+        &dir,
+        "goal",
+        script,
+        &["good", "x", "y", "z"],
+        "  parallelTrialCount: 1\n  objective: {type: minimize, goal: 0.1, objectiveMetricName: loss}",
+    );
+    let out = ktune(&run_args(&dir, &db, &goal));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ExperimentGoalReached"),
+        "{}",
+        describe(&out)
+    );
+    let failing = shell_experiment(
+        &dir,
+        "failing",
+        script,
+        &["x", "y", "z", "good"],
+        "  maxFailedTrialCount: 2",
+    );
+    let out = ktune(&run_args(&dir, &db, &failing));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Failed ExperimentFailed"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
+    let dir = scratch("resume");
+    let db_path = dir.join("k.db");
+    let db = format!("sqlite:{}", db_path.display());
+    let script = r#"for i in 1 2 3 4 5 6; do echo "loss=$(( 10 - i ))"; sleep 0.2; done"#;
+    let modes = ["a", "b", "c", "d", "e", "f"];
+    let file = shell_experiment(&dir, "resume", script, &modes, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(run_args(&dir, &db, &file))
+        .current_dir(support::repo_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until two trials have run for a while, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !dir.join("trials/resume/resume-0003/stdout.log").exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = ktune(&run_args(&dir, &db, &file));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text.contains("6 succeeded"), "{text}");
+    let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = ktune::store::SqlStore::connect(&db).await.unwrap();
+        let exp = store.experiment("resume").await.unwrap().unwrap();
+        let trials = store.trials(exp.id).await.unwrap();
+        let mut observations = Vec::new();
+        for t in &trials {
+            observations.push(store.observations(t.id).await.unwrap().len());
+        }
+        (trials, observations)
+    });
+    let (trials, observations) = rows;
+    let names: std::collections::BTreeSet<_> = trials.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(
+        (trials.len(), names.len()),
+        (6, 6),
+        "no trial is duplicated: {trials:#?}"
+    );
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.state == ktune_algorithms::history::TrialState::Succeeded)
+    );
+    assert!(
+        observations.iter().all(|n| *n == 6),
+        "every report is stored once: {observations:?}"
+    );
+    assert_eq!(text.matches("best trial").count(), 1);
+}
