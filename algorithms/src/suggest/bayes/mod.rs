@@ -80,7 +80,7 @@ use super::{SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
 /// The most observations the GP is conditioned on.
 pub const MAX_TRAIN: usize = 400;
 /// The most observations the hyperparameters are fitted on.
-pub const MAX_FIT: usize = 80;
+pub const MAX_FIT: usize = 64;
 
 /// How many incumbents the local candidates perturb.
 const INCUMBENTS: usize = 5;
