@@ -41,6 +41,41 @@ pub const EXIT_INVALID: u8 = 1;
 /// Exit status for usage errors and unreadable input.
 pub const EXIT_USAGE: u8 = 2;
 
+/// An experiment read from the command line's files, defaulted and validated.
+struct Loaded {
+    /// Where the Experiment document came from, for messages.
+    origin: String,
+    /// ConfigMaps given alongside, for `trialTemplate.configMap`.
+    configmaps: crate::api::load::ConfigMaps,
+    /// The experiment and its validation report.
+    prepared: crate::api::PreparedExperiment,
+}
+
+/// Reads the files, takes the first Experiment document, and prepares it
+/// (ConfigMap templates must be resolvable: the experiment is about to run).
+fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
+    use anyhow::Context as _;
+    let mut documents = Vec::new();
+    for file in files {
+        documents.extend(crate::api::load::read_documents(file)?);
+    }
+    let configmaps = crate::api::load::ConfigMaps::from_documents(&documents);
+    let Some(doc) = documents.iter().find(|d| d.kind() == Some("Experiment")) else {
+        anyhow::bail!("no Experiment document in the given files");
+    };
+    let context = crate::api::validate::Context {
+        configmaps: &configmaps,
+        require_configmaps: true,
+    };
+    let origin = doc.origin();
+    let prepared = crate::api::prepare(&doc.value, context).with_context(|| origin.clone())?;
+    Ok(Loaded {
+        origin,
+        configmaps,
+        prepared,
+    })
+}
+
 /// Runs a parsed command line.
 ///
 /// # Errors

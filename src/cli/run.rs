@@ -8,12 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use ktune_algorithms::history::TrialState;
 
-use crate::api::load::{ConfigMaps, read_documents};
-use crate::api::prepare;
-use crate::api::validate::Context;
 use crate::engine::driver::{self, Event, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
 
@@ -46,22 +43,14 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut documents = Vec::new();
-    for file in &args.files {
-        documents.extend(read_documents(file)?);
-    }
-    let configmaps = ConfigMaps::from_documents(&documents);
-    let Some(doc) = documents.iter().find(|d| d.kind() == Some("Experiment")) else {
-        bail!("no Experiment document in the given files");
-    };
-    let context = Context {
-        configmaps: &configmaps,
-        require_configmaps: true,
-    };
-    let prepared = prepare(&doc.value, context).with_context(|| doc.origin())?;
+    let super::Loaded {
+        origin,
+        configmaps,
+        prepared,
+    } = super::load_experiment(&args.files)?;
     let mut err = std::io::stderr().lock();
     if !prepared.report.is_valid() {
-        writeln!(err, "{}: invalid experiment", doc.origin())?;
+        writeln!(err, "{}: invalid experiment", origin)?;
         for issue in &prepared.report.errors {
             writeln!(err, "  error: {issue}")?;
         }

@@ -7,15 +7,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use ktune_algorithms::suggest::SuggestRequest;
 use serde_json::{Value, json};
 
-use crate::api::load::{ConfigMaps, read_documents};
 use crate::api::plan::ExperimentPlan;
-use crate::api::prepare;
 use crate::api::template::{container_argv, primary_container, render, resolve_template};
-use crate::api::validate::Context;
 
 use super::EXIT_INVALID;
 
@@ -46,24 +43,16 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut documents = Vec::new();
-    for file in &args.files {
-        documents.extend(read_documents(file)?);
-    }
-    let configmaps = ConfigMaps::from_documents(&documents);
-    let Some(doc) = documents.iter().find(|d| d.kind() == Some("Experiment")) else {
-        bail!("no Experiment document in the given files");
-    };
-    let context = Context {
-        configmaps: &configmaps,
-        require_configmaps: true,
-    };
-    let prepared = prepare(&doc.value, context).with_context(|| doc.origin())?;
+    let super::Loaded {
+        origin,
+        configmaps,
+        prepared,
+    } = super::load_experiment(&args.files)?;
     let mut out = std::io::stdout().lock();
     let plan = match ExperimentPlan::new(&prepared.experiment, &prepared.report) {
         Ok(plan) => plan,
         Err(e) => {
-            writeln!(std::io::stderr(), "{}: {e}", doc.origin())?;
+            writeln!(std::io::stderr(), "{}: {e}", origin)?;
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
