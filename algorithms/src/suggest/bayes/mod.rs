@@ -74,7 +74,7 @@ use self::acquisition::Acquisition;
 use self::features::FeatureMap;
 use self::gp::{Gp, Hyper, fit_hyper};
 use self::search::{Effort, Key, Search};
-use super::sobol::sobol_point;
+use super::sobol::{MAX_DIMENSIONS, sobol_point};
 use super::{SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
 
 /// The most observations the GP is conditioned on.
@@ -89,15 +89,28 @@ const INCUMBENTS: usize = 5;
 /// settings catalog) from parsed settings.
 ///
 /// # Errors
-/// None today: every combination of Katib's settings is accepted (see the
-/// module docs for how each maps); the `Result` keeps the registry uniform.
+/// [`AlgorithmError::TooManyDimensions`] above [`MAX_DIMENSIONS`]
+/// parameters (the Sobol design's limit). Every combination of Katib's
+/// settings is accepted (see the module docs for how each maps).
 pub fn build(
     algorithm_name: &'static str,
     settings: &Settings,
     space: &SearchSpace,
 ) -> Result<Box<dyn Suggester>, AlgorithmError> {
-    let _ = (algorithm_name, space);
+    let _ = algorithm_name;
+    check_dimensions(space)?;
     Ok(Box::new(BayesSuggester::from_settings(settings)))
+}
+
+fn check_dimensions(space: &SearchSpace) -> Result<(), AlgorithmError> {
+    if space.len() > MAX_DIMENSIONS {
+        return Err(AlgorithmError::TooManyDimensions {
+            algorithm: "bayesianoptimization",
+            dimensions: space.len(),
+            max: MAX_DIMENSIONS,
+        });
+    }
+    Ok(())
 }
 
 /// The acquisition function setting (`acq_func`).
@@ -338,6 +351,7 @@ impl Suggester for BayesSuggester {
 
     fn suggest(&self, req: &SuggestRequest<'_>) -> Result<Suggestions, AlgorithmError> {
         let space = req.space;
+        check_dimensions(space)?;
         let seed = self.seed.unwrap_or(req.seed);
         let map = FeatureMap::new(space);
         let (observed, mut pending) = read_history(space, &map, req.objective, req.history);

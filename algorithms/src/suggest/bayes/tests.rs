@@ -176,6 +176,32 @@ fn gp_bo_beats_random_search_on_branin_after_30_evaluations() {
 }
 
 #[test]
+fn more_parameters_than_the_sobol_design_supports_are_refused() {
+    let params: Vec<ParameterSpec> = (0..=MAX_DIMENSIONS)
+        .map(|i| {
+            ParameterSpec::double(format!("p{i}"), 0.0, 1.0, None, Distribution::Uniform).unwrap()
+        })
+        .collect();
+    let space = SearchSpace::new(params).unwrap();
+    let err = build("bayesianoptimization", &parsed(&[]), &space).unwrap_err();
+    assert!(
+        matches!(err, AlgorithmError::TooManyDimensions { .. }),
+        "{err}"
+    );
+    let objective = Objective::new("loss", Direction::Minimize);
+    let s = BayesSuggester::from_settings(&parsed(&[]));
+    let req = SuggestRequest {
+        space: &space,
+        objective: &objective,
+        history: &[],
+        count: 1,
+        seed: 0,
+        state: None,
+    };
+    assert!(s.suggest(&req).is_err());
+}
+
+#[test]
 fn maximisation_climbs_to_the_peak() {
     let space = box_space(&[(-1.0, 1.0)]);
     let objective = Objective::new("acc", Direction::Maximize);
