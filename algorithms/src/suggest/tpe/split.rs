@@ -55,7 +55,8 @@ pub(crate) fn split(ranks: &[Option<Rank>], gamma: f64) -> (Vec<usize>, Vec<usiz
         .filter_map(|(i, r)| r.map(|r| (i, r)))
         .collect();
     let k = n_below(gamma, ranked.len());
-    ranked.sort_by(|(ia, a), (ib, b)| {
+    // A total order (trial index breaks ties), so the unstable sort is deterministic.
+    ranked.sort_unstable_by(|(ia, a), (ib, b)| {
         a.tier
             .cmp(&b.tier)
             .then(b.last_step.cmp(&a.last_step))
