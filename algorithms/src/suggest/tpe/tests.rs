@@ -392,3 +392,49 @@ fn quality_report() {
         }
     }
 }
+
+#[test]
+fn degenerate_spaces_and_histories_still_give_valid_suggestions() {
+    let objective = Objective::new("loss", Direction::Minimize);
+    let fixed = SearchSpace::new(vec![
+        ParameterSpec::double("c", 2.0, 2.0, None, Distribution::Uniform).unwrap(),
+        ParameterSpec::categorical("only", vec!["x".into()]).unwrap(),
+    ])
+    .unwrap();
+    let one = SearchSpace::new(vec![
+        ParameterSpec::int("k", 0, 3, None, Distribution::Uniform).unwrap(),
+    ])
+    .unwrap();
+    for space in [&fixed, &one] {
+        let mut t = TrialRecord::new("t0", space.sample(&mut derive_rng(1, 1, "x")));
+        t.state = TrialState::Succeeded;
+        t.objective = Some(1.0);
+        let mut failed = t.clone();
+        failed.state = TrialState::Failed;
+        for history in [
+            vec![],
+            vec![t.clone()],
+            vec![failed.clone(), failed],
+            vec![t],
+        ] {
+            for name in VARIANTS {
+                let settings = crate::settings::algorithm(name)
+                    .unwrap()
+                    .parse([("n_startup_trials", "0")])
+                    .unwrap();
+                let s = crate::suggest::build_suggester(name, &settings, space).unwrap();
+                let out = s
+                    .suggest(&request(space, &objective, &history, 6, 3))
+                    .unwrap();
+                assert_eq!(out.suggestions.len(), 6);
+                for sug in &out.suggestions {
+                    assert!(
+                        space.contains(&sug.assignment),
+                        "{name}: {:?}",
+                        sug.assignment
+                    );
+                }
+            }
+        }
+    }
+}
