@@ -4,18 +4,18 @@
 //! keeps its settings and replaces the model with a modern GP-BO written
 //! in-house on dense `Vec<f64>` matrices:
 //!
-//! * **model** ([`gp`], [`kernel`]): Matérn-5/2 ARD on the unit cube,
-//!   categorical parameters one-hot encoded ([`features`]), outputs
+//! * **model** (`gp.rs`, `kernel.rs`): Matérn-5/2 ARD on the unit cube,
+//!   categorical parameters one-hot encoded (`features.rs`), outputs
 //!   standardised with the bad tail log-compressed (a few catastrophic
 //!   trials must not flatten the model where the optimum is);
 //!   hyperparameters by MAP marginal likelihood under the dimension-scaled
 //!   lengthscale prior of Hvarfner et al. (ICML 2024), two-start L-BFGS on
-//!   analytic gradients ([`optimize`]); Cholesky with escalating jitter
-//!   ([`linalg`]).
-//! * **acquisition** ([`acquisition`]): log-EI (Ament et al., NeurIPS 2023),
+//!   analytic gradients (`optimize.rs`); Cholesky with escalating jitter
+//!   (`linalg.rs`).
+//! * **acquisition** (`acquisition.rs`): log-EI (Ament et al., NeurIPS 2023),
 //!   LCB, log-PI, maximised over scrambled Sobol candidates and
 //!   perturbations of the incumbents, polished with L-BFGS and coordinate
-//!   sweeps over categorical and small discrete parameters ([`search`]).
+//!   sweeps over categorical and small discrete parameters (`search.rs`).
 //! * **batches and running trials**: Kriging believer — each pending or
 //!   running trial, and each suggestion already made in this call, is added
 //!   to the GP at its posterior mean, so `count > 1` spreads out and never
