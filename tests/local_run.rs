@@ -96,6 +96,53 @@ fn the_readme_example_runs_to_its_budget_and_prints_the_best_trial() {
     assert!(text.contains("ExperimentMaxTrialsReached"), "{text}");
     assert!(text.contains("12 succeeded"), "{text}");
     assert!(text.contains("best trial: random-quadratic-"), "{text}");
+    // The companion commands read the same store.
+    let trials = ktune(&[
+        "trials".into(),
+        "random-quadratic".into(),
+        "-o".into(),
+        "json".into(),
+        "--db".into(),
+        db.clone(),
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&trials.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(12),
+        "{}",
+        describe(&trials)
+    );
+    let best = ktune(&[
+        "best".into(),
+        "random-quadratic".into(),
+        "--db".into(),
+        db.clone(),
+    ]);
+    let best: serde_json::Value = serde_json::from_slice(&best.stdout).unwrap();
+    assert!(
+        text.contains(&format!("best trial: {}", best["trial"].as_str().unwrap())),
+        "{best}"
+    );
+    assert!(best["parameters"]["lr"].is_string());
+    let status = ktune(&["status".into(), "--db".into(), db.clone()]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("random-quadratic  Succeeded"),
+        "{}",
+        describe(&status)
+    );
+    let logs = ktune(&[
+        "logs".into(),
+        "random-quadratic-0001".into(),
+        "--db".into(),
+        db.clone(),
+        "--trials-dir".into(),
+        dir.join("trials").display().to_string(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("epoch 5: loss="),
+        "{}",
+        describe(&logs)
+    );
     // Running it again finds it complete and runs nothing more.
     let again = ktune(&run_args(&dir, &db, "examples/random.yaml"));
     assert!(

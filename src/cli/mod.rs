@@ -4,6 +4,7 @@
 
 mod ask_tell;
 mod crds;
+mod inspect;
 mod run;
 mod suggest;
 mod validate;
@@ -26,6 +27,14 @@ pub struct Cli {
 pub enum Command {
     /// Run an experiment on this machine (trials as processes, state in SQLite); rerun to resume.
     Run(run::Args),
+    /// Experiments in the store: state, trial counts, best trial.
+    Status(inspect::StatusArgs),
+    /// An experiment's trials as a table, JSON or CSV.
+    Trials(inspect::TrialsArgs),
+    /// The best trial's parameters as JSON (for scripts).
+    Best(inspect::BestArgs),
+    /// A trial's output (`-f` follows it while it runs).
+    Logs(inspect::LogsArgs),
     /// Check experiment files: print each with Katib's defaults applied, and every error.
     Validate(validate::Args),
     /// Dry run: the first configurations the algorithm proposes, and each trial's command.
@@ -83,6 +92,10 @@ fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Status(args) => inspect::status(&args),
+        Command::Trials(args) => inspect::trials(&args),
+        Command::Best(args) => inspect::best(&args),
+        Command::Logs(args) => inspect::logs(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),

@@ -258,6 +258,25 @@ impl SqlStore {
         rows.iter().map(trial_from_row).collect()
     }
 
+    /// Finds a trial by name in any experiment: the experiment's name and
+    /// the trial (the first match, oldest experiment first).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn find_trial(&self, name: &str) -> Result<Option<(String, TrialRow)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.name AS experiment, t.id, t.seq, t.name, t.assignment, t.labels, t.state, \
+             t.reason, t.message, t.objective, t.created_at, t.started_at, t.completed_at \
+             FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE t.name = $1 \
+             ORDER BY e.id LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("experiment")?, trial_from_row(&r)?)))
+            .transpose()
+    }
+
     /// Moves a trial to `outcome.state` if it is in one of `from`; returns
     /// whether it moved (false: someone else moved it first). Sets the start
     /// time on entering Running and the completion time on a terminal state.

@@ -1,0 +1,303 @@
+//! Read-only views of the store for people and scripts: `ktune status`,
+//! `ktune trials`, `ktune best` and `ktune logs`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+use crate::engine::decide::Counts;
+use crate::store::{ExperimentRecord, SqlStore, TrialRow, state_to_str};
+
+use super::EXIT_INVALID;
+
+/// Where the state is.
+#[derive(Debug, clap::Args)]
+pub struct Db {
+    /// `sqlite:PATH` or `postgres://…`.
+    #[arg(long, env = "KTUNE_DB", default_value = "sqlite:ktune.db")]
+    db: String,
+}
+
+/// Arguments of `ktune status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// One experiment (default: all).
+    experiment: Option<String>,
+    #[command(flatten)]
+    db: Db,
+}
+
+/// How `ktune trials` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrialsOutput {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+    /// Comma-separated values with a header.
+    Csv,
+}
+
+/// Arguments of `ktune trials`.
+#[derive(Debug, clap::Args)]
+pub struct TrialsArgs {
+    /// The experiment.
+    experiment: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = TrialsOutput::Table)]
+    output: TrialsOutput,
+    #[command(flatten)]
+    db: Db,
+}
+
+/// Arguments of `ktune best`.
+#[derive(Debug, clap::Args)]
+pub struct BestArgs {
+    /// The experiment.
+    experiment: String,
+    #[command(flatten)]
+    db: Db,
+}
+
+/// Arguments of `ktune logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The trial.
+    trial: String,
+    /// Keep printing while the trial runs.
+    #[arg(short, long)]
+    follow: bool,
+    /// The folder `ktune run` kept trials in.
+    #[arg(long, default_value = ".ktune/trials")]
+    trials_dir: PathBuf,
+    /// Print standard error instead of standard output.
+    #[arg(long)]
+    stderr: bool,
+    #[command(flatten)]
+    db: Db,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+async fn open(db: &Db) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(&db.db)
+        .await
+        .with_context(|| format!("opening {}", db.db))
+}
+
+async fn experiment(store: &SqlStore, name: &str) -> anyhow::Result<ExperimentRecord> {
+    match store.experiment(name).await? {
+        Some(e) => Ok(e),
+        None => bail!("no experiment named {name:?} in this database"),
+    }
+}
+
+fn objective_of(e: &ExperimentRecord) -> (String, bool) {
+    let objective = e.spec.pointer("/spec/objective");
+    let metric = objective
+        .and_then(|o| o.get("objectiveMetricName"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("objective")
+        .to_owned();
+    let maximize = objective
+        .and_then(|o| o.get("type"))
+        .and_then(serde_json::Value::as_str)
+        == Some("maximize");
+    (metric, maximize)
+}
+
+fn best_of(trials: &[TrialRow], maximize: bool) -> Option<&TrialRow> {
+    trials
+        .iter()
+        .filter(|t| t.objective.is_some_and(f64::is_finite))
+        .filter(|t| t.state == ktune_algorithms::history::TrialState::Succeeded)
+        .reduce(|best, t| {
+            let (a, b) = (
+                t.objective.unwrap_or_default(),
+                best.objective.unwrap_or_default(),
+            );
+            if (maximize && a > b) || (!maximize && a < b) {
+                t
+            } else {
+                best
+            }
+        })
+}
+
+fn params(t: &TrialRow) -> String {
+    t.assignment
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db).await?;
+        let experiments = match &args.experiment {
+            Some(name) => vec![experiment(&store, name).await?],
+            None => store.experiments().await?,
+        };
+        let mut out = std::io::stdout().lock();
+        if experiments.is_empty() {
+            writeln!(out, "no experiments in {}", args.db.db)?;
+        }
+        for e in experiments {
+            let trials = store.trials(e.id).await?;
+            let (metric, maximize) = objective_of(&e);
+            let records: Vec<_> = trials
+                .iter()
+                .map(|t| {
+                    let mut r = ktune_algorithms::history::TrialRecord::new(
+                        t.name.clone(),
+                        Default::default(),
+                    );
+                    r.state = t.state;
+                    r
+                })
+                .collect();
+            let c = Counts::of(&records);
+            writeln!(
+                out,
+                "{}  {} {}  trials: {} ({} running, {} succeeded, {} failed, {} early-stopped)",
+                e.name,
+                e.state.as_str(),
+                e.reason,
+                c.total(),
+                c.active(),
+                c.succeeded,
+                c.failed.saturating_add(c.metrics_unavailable),
+                c.early_stopped
+            )?;
+            if let Some(best) = best_of(&trials, maximize) {
+                writeln!(
+                    out,
+                    "  best: {}  {metric}={}  {}",
+                    best.name,
+                    best.objective.unwrap_or_default(),
+                    params(best)
+                )?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db).await?;
+        let e = experiment(&store, &args.experiment).await?;
+        let trials = store.trials(e.id).await?;
+        let mut out = std::io::stdout().lock();
+        let names: Vec<String> = trials
+            .first()
+            .map(|t| t.assignment.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        match args.output {
+            TrialsOutput::Json => {
+                let rows: Vec<_> = trials
+                    .iter()
+                    .map(|t| {
+                        json!({"name": t.name, "state": state_to_str(t.state), "reason": t.reason,
+                               "message": t.message, "objective": t.objective,
+                               "parameters": t.assignment.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                               "labels": t.labels, "createdAt": t.created_at,
+                               "startedAt": t.started_at, "completedAt": t.completed_at})
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            }
+            TrialsOutput::Csv => {
+                let csv = |s: &str| {
+                    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+                };
+                let header: Vec<String> = ["name", "state", "objective"].iter().map(|s| (*s).to_owned()).chain(names.iter().cloned()).collect();
+                writeln!(out, "{}", header.iter().map(|h| csv(h)).collect::<Vec<_>>().join(","))?;
+                for t in &trials {
+                    let mut cells = vec![csv(&t.name), state_to_str(t.state).to_owned(), t.objective.map(|v| v.to_string()).unwrap_or_default()];
+                    cells.extend(t.assignment.iter().map(|(_, v)| csv(v)));
+                    writeln!(out, "{}", cells.join(","))?;
+                }
+            }
+            TrialsOutput::Table => {
+                for t in &trials {
+                    let objective = t.objective.map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".to_owned());
+                    writeln!(out, "{:<28} {:<18} {:>12}  {}", t.name, state_to_str(t.state), objective, params(t))?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db).await?;
+        let e = experiment(&store, &args.experiment).await?;
+        let trials = store.trials(e.id).await?;
+        let (metric, maximize) = objective_of(&e);
+        let mut out = std::io::stdout().lock();
+        let Some(best) = best_of(&trials, maximize) else {
+            writeln!(std::io::stderr(), "no succeeded trial with an objective yet")?;
+            return Ok(ExitCode::from(EXIT_INVALID));
+        };
+        let parameters: std::collections::BTreeMap<_, _> = best.assignment.iter().cloned().collect();
+        let body = json!({"trial": best.name, "objective": {"name": metric, "value": best.objective}, "parameters": parameters});
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(&args.db).await?;
+        let Some((experiment, trial)) = store.find_trial(&args.trial).await? else {
+            bail!("no trial named {:?} in this database", args.trial);
+        };
+        let file = args
+            .trials_dir
+            .join(&experiment)
+            .join(&trial.name)
+            .join(if args.stderr {
+                "stderr.log"
+            } else {
+                "stdout.log"
+            });
+        let mut out = std::io::stdout().lock();
+        let mut offset = 0u64;
+        loop {
+            if let Ok(mut f) = std::fs::File::open(&file) {
+                f.seek(SeekFrom::Start(offset))?;
+                let mut buf = Vec::new();
+                offset += f.read_to_end(&mut buf)? as u64;
+                out.write_all(&buf)?;
+                out.flush()?;
+            } else if !args.follow {
+                bail!("no log at {}", file.display());
+            }
+            if !args.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let done = store
+                .find_trial(&args.trial)
+                .await?
+                .is_some_and(|(_, t)| t.state.is_terminal());
+            if done {
+                // One last read after the trial ended.
+                if let Ok(mut f) = std::fs::File::open(&file) {
+                    f.seek(SeekFrom::Start(offset))?;
+                    std::io::copy(&mut f, &mut out)?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
