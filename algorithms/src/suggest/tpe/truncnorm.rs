@@ -258,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn lower_tail_has_full_relative_precision() {
+    fn lower_tail_keeps_relative_precision_to_thirty_six_sigma() {
         for i in 0..=360 {
             let t = f64::from(i) * 0.1;
             let (got, want) = (lower_tail(t), reference_lower_tail(t));
