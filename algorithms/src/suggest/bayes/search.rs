@@ -107,7 +107,7 @@ impl Search<'_> {
         let mut finalists: Vec<(Vec<f64>, f64)> = Vec::new();
         for &i in order.iter().take(effort.starts) {
             if let Some(start) = row(i) {
-                let polished = self.polish(start);
+                let polished = self.polish(start, scores[i]);
                 finalists.push(polished);
             }
         }
@@ -176,8 +176,9 @@ impl Search<'_> {
         out
     }
 
-    /// L-BFGS on the ordered coordinates, snap, then coordinate sweeps.
-    fn polish(&self, start: Vec<f64>) -> (Vec<f64>, f64) {
+    /// L-BFGS on the ordered coordinates, snap, then coordinate sweeps;
+    /// the start is kept if polishing made it worse.
+    fn polish(&self, start: Vec<f64>, start_score: f64) -> (Vec<f64>, f64) {
         let width = self.map.width();
         let (mut lo, mut hi) = (start.clone(), start.clone());
         for c in self.map.columns() {
@@ -198,11 +199,6 @@ impl Search<'_> {
         self.map.snap(self.space, &mut x);
         let mut score = self
             .score_many(&x)
-            .first()
-            .copied()
-            .unwrap_or(f64::NEG_INFINITY);
-        let start_score = self
-            .score_many(&start)
             .first()
             .copied()
             .unwrap_or(f64::NEG_INFINITY);
