@@ -11,8 +11,8 @@
 //! "Vanilla Bayesian Optimization Performs Great in High Dimensions" (ICML
 //! 2024): `ℓ_d ~ LogNormal(√2 + ½ ln D, √3)`, which keeps the model from
 //! collapsing to tiny lengthscales when data are scarce. Signal and noise
-//! get weak log-normal priors. The fit is a two-start projected L-BFGS in
-//! log space ([`super::optimize`]).
+//! get weak log-normal priors. The fit is a multi-start projected L-BFGS
+//! in log space ([`super::optimize`]).
 
 use super::kernel::Matern52;
 use super::linalg::{
@@ -201,9 +201,9 @@ fn neg_log_posterior_with(
 }
 
 /// Fits the hyperparameters to `(x, y)` (`y` standardised): projected
-/// L-BFGS from two starts — a moderately wiggly and a smooth model — so
-/// neither the short- nor the long-lengthscale basin is missed; the better
-/// optimum wins. Falls back to the smooth start if both fail.
+/// L-BFGS from three starts, lengthscales `{0.25, 0.5, 1}·√D`, so neither
+/// the short- nor the long-lengthscale basin is missed; the best optimum
+/// wins. Falls back to `ℓ = √D` if every start fails.
 pub(crate) fn fit_hyper(x: &[f64], y: &[f64], d: usize) -> Hyper {
     let prior = Prior::new(d);
     #[allow(clippy::cast_precision_loss)]

@@ -335,6 +335,23 @@ fn identical_inputs_give_one_suggestion_for_constant_results() {
 }
 
 #[test]
+fn the_output_warp_is_monotone_and_survives_ties_and_overflow() {
+    let values = [3.0, 1.0, 1e6, 2.0, 1.0, 50.0];
+    let t = transform(&values);
+    for i in 0..values.len() {
+        for j in 0..values.len() {
+            assert_eq!(values[i] < values[j], t[i] < t[j], "{i} {j}");
+        }
+    }
+    // The huge loss is not an outlier any more: below 3 standard deviations.
+    assert!(t[2] < 3.0, "{t:?}");
+    assert_eq!(transform(&[2.0; 4]), vec![0.0; 4]);
+    let t = transform(&[-1e308, 1e308, 0.0]);
+    assert!(t.iter().all(|v| v.is_finite()), "{t:?}");
+    assert!(transform(&[]).is_empty());
+}
+
+#[test]
 fn the_training_subset_keeps_the_best_and_the_latest() {
     let values: Vec<f64> = (0..1000).map(|i| f64::from((i * 7919) % 1000)).collect();
     let mut rng = derive_rng(1, 0, "t");
