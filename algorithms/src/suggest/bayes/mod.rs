@@ -380,6 +380,8 @@ impl Suggester for BayesSuggester {
         let size = finite_size(space);
         let mut rng = derive_rng(seed, req.history.len() as u64, "bayes");
         let mut model: Option<Model> = None;
+        // A fit that failed once fails again on the same data: try once.
+        let mut fitted = false;
         let mut out = Suggestions::default();
         for i in 0..req.count {
             if size.is_some_and(|s| taken.len() as u64 >= s) {
@@ -388,8 +390,9 @@ impl Suggester for BayesSuggester {
             }
             let k = (req.history.len() + i) as u64;
             let use_model = k >= self.n_initial_points as u64 && observed.len() >= 2;
-            if use_model && model.is_none() {
+            if use_model && !fitted {
                 model = Model::fit(map.width(), &observed, &pending, &mut rng);
+                fitted = true;
             }
             let picked = match model.as_ref() {
                 Some(m) if use_model => Search {
