@@ -94,11 +94,18 @@ impl Optimizer {
         self.strategy.core.generation
     }
 
-    /// The candidate of member `index` of the current generation.
-    pub(crate) fn sample(&self, seed: u64, index: usize) -> Vec<f64> {
-        let key = mix64(mix64(u64::from(self.restart)) ^ self.generation()) ^ index as u64;
-        let mut rng = derive_rng(seed, key, "cmaes");
-        self.strategy.sample(&mut rng)
+    /// The current generation's candidates, member `i` drawn from a
+    /// generator keyed by `(seed, restart, generation, i)`.
+    pub(crate) fn samples(&self, seed: u64) -> Vec<Vec<f64>> {
+        let mut rngs: Vec<_> = (0..self.lambda())
+            .map(|i| derive_rng(seed, self.member_key(i), "cmaes"))
+            .collect();
+        self.strategy.sample_generation(&mut rngs)
+    }
+
+    /// The key of member `index` of the current generation.
+    pub(crate) fn member_key(&self, index: usize) -> u64 {
+        mix64(mix64(u64::from(self.restart)) ^ self.generation()) ^ index as u64
     }
 
     /// Tells the generation (`ranked` best first) and restarts if the run is over.
@@ -289,9 +296,10 @@ mod tests {
         let c = cfg(RestartStrategy::Ipop);
         let mut opt = Optimizer::initial(&c);
         for _ in 0..3 {
-            let ranked: Vec<(Vec<f64>, f64)> = (0..opt.lambda())
-                .map(|i| {
-                    let x = opt.sample(c.seed, i);
+            let ranked: Vec<(Vec<f64>, f64)> = opt
+                .samples(c.seed)
+                .into_iter()
+                .map(|x| {
                     let f = x.iter().map(|v| (v - 0.2).powi(2)).sum::<f64>();
                     (x, f)
                 })
