@@ -14,8 +14,12 @@
 //! ends worse); Katib's `sigma` setting overrides `σ₀`, in
 //! the same unit-cube scale (`sigma = 0.1` is a tenth of every range). The
 //! population is `λ = 4 + ⌊3 ln n⌋`. Candidates outside the box are
-//! redrawn, then mirrored into it (see [`strategy`]). `categorical`
-//! parameters are drawn outside CMA-ES (see [`categorical`]); a space with
+//! redrawn, then mirrored into it (`strategy.rs`). The standard normal
+//! draws of a generation are made orthogonal in blocks of `n` (orthogonal
+//! sampling, Wang, Emmerich & Bäck 2014), which lowers the regret at the
+//! small budgets of tuning. `categorical` parameters are drawn outside
+//! CMA-ES from a smoothed histogram of the best quarter of the finished
+//! trials (`categorical.rs`; Optuna draws them uniformly); a space with
 //! no other parameter is refused when the suggester is built.
 //!
 //! # A function of history
@@ -43,13 +47,19 @@
 //! call takes.
 //!
 //! # Restarts
-//! See [`restart`]: `ipop` doubles the population on every restart, `bipop`
-//! interlaces large and small ones (Hansen 2009); a run is restarted on the
-//! `cmaes` library's stopping criteria.
+//! A run stops on the `cmaes` library's criteria (`tolfun` 1e-12 over the
+//! last `10 + ⌈30n/λ⌉` generations, `tolx`, `tolxup`, no-effect axis or
+//! coordinate, condition number of `C` above 1e14). With `none` the run
+//! simply goes on (only a numerical breakdown restarts it); `ipop` restarts
+//! from a uniformly random mean with twice the population (Auger & Hansen
+//! 2005); `bipop` interlaces such large runs with small ones of random
+//! population and step size whenever the small ones have used fewer
+//! evaluations (Hansen 2009). Restart choices are keyed by the run index, so
+//! replay restarts the same way.
 
 mod categorical;
 mod eigen;
-pub mod restart;
+mod restart;
 mod strategy;
 
 #[cfg(test)]
@@ -65,7 +75,8 @@ use crate::space::{Assignment, Domain, SearchSpace};
 
 use super::{AlgorithmState, SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
 use categorical::Elite;
-use restart::{Optimizer, RestartStrategy, RunConfig, Snapshot};
+pub use restart::RestartStrategy;
+use restart::{Optimizer, RunConfig, Snapshot};
 
 /// Label holding the run index (0 before the first restart).
 pub const LABEL_RESTART: &str = "cmaes.ktune.dev/restart";

@@ -7,7 +7,7 @@
 //!   anyway with the same population, since continuing would only sample
 //!   garbage.
 //! * `ipop` (Auger & Hansen 2005): when a run stops (see
-//!   [`Strategy::should_stop`]) the next starts from a uniformly random mean
+//!   `Strategy::should_stop`) the next starts from a uniformly random mean
 //!   with the initial step size and twice the population.
 //! * `bipop` (Hansen 2009, "Benchmarking a BI-Population CMA-ES on the
 //!   BBOB-2009 function testbed"): the first run uses the default
