@@ -223,6 +223,45 @@ fn maximisation_climbs_to_the_peak() {
 }
 
 #[test]
+fn gp_bo_beats_random_search_on_a_mixed_space_with_a_decisive_category() {
+    let space = mixed_space();
+    let objective = Objective::new("loss", Direction::Minimize);
+    let f = |a: &Assignment| {
+        let penalty = match a.get("opt") {
+            Some(ParamValue::Text(t)) if t == "adam" => 0.0,
+            _ => 0.5,
+        };
+        crate::suggest::conformance::simulated_value(&space, a) + penalty
+    };
+    let median_best = |s: &dyn Suggester| -> f64 {
+        median(
+            (0..3)
+                .map(|seed| {
+                    let mut history = Vec::new();
+                    while history.len() < 30 {
+                        for sug in ask(s, &space, &objective, &history, 1, seed).suggestions {
+                            let v = f(&sug.assignment);
+                            history.push(finished(
+                                format!("t{}", history.len()),
+                                sug.assignment,
+                                v,
+                            ));
+                        }
+                    }
+                    objective
+                        .best_trial(&history)
+                        .and_then(|t| t.objective)
+                        .unwrap()
+                })
+                .collect(),
+        )
+    };
+    let bo = median_best(&BayesSuggester::from_settings(&parsed(&[])));
+    let random = median_best(&RandomSuggester::new(None));
+    assert!(bo < random && bo < 0.1, "bo {bo} vs random {random}");
+}
+
+#[test]
 fn a_batch_is_spread_out_and_never_repeats_history() {
     let space = box_space(&[(0.0, 1.0), (0.0, 1.0)]);
     let objective = Objective::new("loss", Direction::Minimize);
