@@ -314,8 +314,11 @@ def optuna_sampler(kind: str) -> Callable[[int], object]:
         if kind == "sobol":
             return s.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
         if kind == "tpe":
-            # Katib's tpe defaults, which ktune's catalog shares.
-            return s.TPESampler(n_startup_trials=10, n_ei_candidates=24, prior_weight=1.0, seed=seed)
+            # Katib's tpe defaults, which ktune's catalog shares. Optuna 5
+            # defaults to the multivariate TPE, so independence is explicit.
+            return s.TPESampler(
+                n_startup_trials=10, n_ei_candidates=24, prior_weight=1.0, multivariate=False, seed=seed
+            )
         if kind == "mv-tpe":
             return s.TPESampler(
                 n_startup_trials=10, n_ei_candidates=24, multivariate=True, seed=seed
