@@ -158,4 +158,12 @@ pub enum AlgorithmError {
         /// The supported maximum.
         max: usize,
     },
+    /// The algorithm cannot search this space at all.
+    #[error("{algorithm} cannot search this space: {reason}")]
+    UnsupportedSpace {
+        /// The algorithm.
+        algorithm: &'static str,
+        /// Why, in words.
+        reason: &'static str,
+    },
 }
