@@ -647,10 +647,17 @@ mod tests {
     }
 
     #[test]
-    fn not_implemented_algorithms_are_reported_at_init() {
-        let replies = session("cmaes", &[], &[init_line(0)]);
-        // CMA-ES may have landed by the time this runs; either answer is fine,
-        // but never a crash.
-        assert!(replies[0].get("ok").is_some() || replies[0].get("error").is_some());
+    fn a_suggester_that_cannot_be_built_for_the_space_is_an_error_reply_at_init() {
+        // Grid needs a step on every double; `lr` has none. Not-implemented
+        // algorithms are refused the same way.
+        let replies = session("grid", &[], &[init_line(0), r#"{"op":"ask"}"#.into()]);
+        assert!(
+            replies[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("step")),
+            "{}",
+            replies[0]
+        );
+        assert!(replies[1]["error"].is_string(), "{}", replies[1]);
     }
 }
