@@ -295,7 +295,7 @@ impl SqlStore {
         // $1..$7 are the fields below; the states it may leave follow from $8.
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 8)).collect();
         let sql = format!(
-            "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE($4, objective), \
+            "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE(CAST($4 AS DOUBLE PRECISION), objective), \
              started_at = CASE WHEN $1 = 'Running' AND started_at IS NULL THEN $5 ELSE started_at END, \
              completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END \
              WHERE id = $7 AND state IN ({})",
@@ -306,7 +306,7 @@ impl SqlStore {
             .bind(state_to_str(outcome.state))
             .bind(&outcome.reason)
             .bind(&outcome.message)
-            .bind(outcome.objective)
+            .bind(float_text(outcome.objective))
             .bind(outcome.at)
             .bind(i64::from(outcome.state.is_terminal()))
             .bind(trial_id);
@@ -338,7 +338,7 @@ impl SqlStore {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, CAST(${} AS DOUBLE PRECISION), ${})",
                     b + 1,
                     b + 2,
                     b + 3,
@@ -356,7 +356,7 @@ impl SqlStore {
                     .bind(&row.metric)
                     .bind(row.step)
                     .bind(&row.value)
-                    .bind(row.number.filter(|n| n.is_finite()))
+                    .bind(float_text(row.number))
                     .bind(row.time);
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
@@ -389,6 +389,16 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+/// A float bound as text and cast in SQL. sqlx 0.9's `Any` driver sends a
+/// NULL `f64` to PostgreSQL as `float4` (its Null(Double)/Null(Real) mapping
+/// is swapped), so a statement first prepared with a NULL then fails when
+/// given a number ("incorrect binary data format"). Text NULLs and text
+/// numbers share one type; Rust's shortest round-trip formatting keeps the
+/// value exact. Non-finite values are stored as NULL (the text column keeps them).
+fn float_text(value: Option<f64>) -> Option<String> {
+    value.filter(|v| v.is_finite()).map(|v| v.to_string())
 }
 
 fn experiment_from_row(row: &AnyRow) -> Result<ExperimentRecord, StoreError> {
