@@ -2,7 +2,7 @@
 //! size (10 … 10 000 trials) and dimension (2, 10, 50).
 //!
 //! Run with `cargo bench -p ktune-algorithms --bench suggest`; the whole run
-//! takes about a minute (short measurement windows, 10 samples each).
+//! takes a few minutes (short measurement windows, 10 samples each).
 //! Histories are realistic for each algorithm: random points for random,
 //! sobol and grid, and a real Hyperband run (labels included) for hyperband.
 
@@ -126,5 +126,57 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The model-based algorithms, on the history sizes and dimensions where
+/// they are used in practice (a GP at 10 000 observations is not).
+fn bench_model_based(c: &mut Criterion) {
+    let cases: [(&str, &[usize], &[usize]); 4] = [
+        ("tpe", &[10, 100, 1_000, 10_000], &[2, 10, 50]),
+        ("multivariate-tpe", &[10, 100, 1_000, 10_000], &[2, 10, 50]),
+        ("cmaes", &[10, 100, 1_000], &[2, 10, 50]),
+        ("bayesianoptimization", &[10, 100, 1_000], &[2, 6, 10]),
+    ];
+    for (algorithm, sizes, dims_list) in cases {
+        let mut group = c.benchmark_group(algorithm);
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800));
+        for &dims in dims_list {
+            let space = space(algorithm, dims);
+            let s = build_suggester(algorithm, &settings_for(algorithm), &space).unwrap();
+            // CMA-ES reads only its own generations; the others read any history.
+            let maker = if algorithm == "cmaes" {
+                build_suggester("cmaes", &settings_for("cmaes"), &space).unwrap()
+            } else {
+                build_suggester("random", &settings_for("random"), &space).unwrap()
+            };
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            let full = history(maker.as_ref(), &space, largest);
+            let objective = Objective::new("loss", Direction::Minimize);
+            for &n in sizes {
+                let past = &full[..n.min(full.len())];
+                group.bench_with_input(
+                    BenchmarkId::new(format!("d{dims}"), n),
+                    &past,
+                    |b, past| {
+                        b.iter(|| {
+                            s.suggest(black_box(&SuggestRequest {
+                                space: &space,
+                                objective: &objective,
+                                history: past,
+                                count: 1,
+                                seed: 42,
+                                state: None,
+                            }))
+                            .unwrap()
+                        });
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_model_based);
 criterion_main!(benches);
