@@ -84,72 +84,37 @@ fn history(s: &dyn Suggester, space: &SearchSpace, n: usize) -> Vec<TrialRecord>
     history
 }
 
-fn bench(c: &mut Criterion) {
-    for algorithm in ["random", "sobol", "grid", "hyperband"] {
-        let mut group = c.benchmark_group(algorithm);
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(600));
-        for dims in DIMS {
-            let space = space(algorithm, dims);
-            let s = build_suggester(algorithm, &settings_for(algorithm), &space).unwrap();
-            let maker = if algorithm == "hyperband" {
-                build_suggester("hyperband", &settings_for("hyperband"), &space).unwrap()
-            } else {
-                build_suggester("random", &settings_for("random"), &space).unwrap()
-            };
-            let full = history(maker.as_ref(), &space, *HISTORY.last().unwrap_or(&0));
-            for n in HISTORY {
-                let past = &full[..n.min(full.len())];
-                let objective = Objective::new("loss", Direction::Minimize);
-                group.bench_with_input(
-                    BenchmarkId::new(format!("d{dims}"), n),
-                    &past,
-                    |b, past| {
-                        b.iter(|| {
-                            s.suggest(black_box(&SuggestRequest {
-                                space: &space,
-                                objective: &objective,
-                                history: past,
-                                count: 1,
-                                seed: 42,
-                                state: None,
-                            }))
-                            .unwrap()
-                        });
-                    },
-                );
-            }
-        }
-        group.finish();
-    }
-}
+/// Every algorithm with the history sizes and dimensions it is used at (a
+/// GP at 10 000 observations is not), and who makes its history: CMA-ES
+/// and Hyperband read only their own trials; the others any history.
+const CASES: [(&str, &[usize], &[usize], &str); 8] = [
+    ("random", &HISTORY, &DIMS, "random"),
+    ("sobol", &HISTORY, &DIMS, "random"),
+    ("grid", &HISTORY, &DIMS, "random"),
+    ("hyperband", &HISTORY, &DIMS, "hyperband"),
+    ("tpe", &HISTORY, &DIMS, "random"),
+    ("multivariate-tpe", &HISTORY, &DIMS, "random"),
+    ("cmaes", &[10, 100, 1_000], &DIMS, "cmaes"),
+    (
+        "bayesianoptimization",
+        &[10, 100, 1_000],
+        &[2, 6, 10],
+        "random",
+    ),
+];
 
-/// The model-based algorithms, on the history sizes and dimensions where
-/// they are used in practice (a GP at 10 000 observations is not).
-fn bench_model_based(c: &mut Criterion) {
-    let cases: [(&str, &[usize], &[usize]); 4] = [
-        ("tpe", &[10, 100, 1_000, 10_000], &[2, 10, 50]),
-        ("multivariate-tpe", &[10, 100, 1_000, 10_000], &[2, 10, 50]),
-        ("cmaes", &[10, 100, 1_000], &[2, 10, 50]),
-        ("bayesianoptimization", &[10, 100, 1_000], &[2, 6, 10]),
-    ];
-    for (algorithm, sizes, dims_list) in cases {
+fn bench(c: &mut Criterion) {
+    for (algorithm, sizes, dims_list, history_maker) in CASES {
         let mut group = c.benchmark_group(algorithm);
         group
             .sample_size(10)
             .warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(800));
+            .measurement_time(Duration::from_millis(700));
         for &dims in dims_list {
             let space = space(algorithm, dims);
             let s = build_suggester(algorithm, &settings_for(algorithm), &space).unwrap();
-            // CMA-ES reads only its own generations; the others read any history.
-            let maker = if algorithm == "cmaes" {
-                build_suggester("cmaes", &settings_for("cmaes"), &space).unwrap()
-            } else {
-                build_suggester("random", &settings_for("random"), &space).unwrap()
-            };
+            let maker =
+                build_suggester(history_maker, &settings_for(history_maker), &space).unwrap();
             let largest = sizes.iter().copied().max().unwrap_or(0);
             let full = history(maker.as_ref(), &space, largest);
             let objective = Objective::new("loss", Direction::Minimize);
@@ -178,5 +143,5 @@ fn bench_model_based(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_model_based);
+criterion_group!(benches, bench);
 criterion_main!(benches);
