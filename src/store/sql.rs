@@ -16,9 +16,8 @@ use super::rows::{
     state_from_str, state_to_str,
 };
 
-/// Rows per multi-row INSERT: 6 parameters each stays under SQLite's and
-/// PostgreSQL's limits on bound parameters.
-const ROWS_PER_INSERT: usize = 1_000;
+/// Observation rows per INSERT statement (one JSON document each).
+const ROWS_PER_INSERT: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -326,40 +325,48 @@ impl SqlStore {
         trial_id: i64,
         rows: &[ObservationRow],
     ) -> Result<u64, StoreError> {
+        // A whole batch travels as one JSON parameter and is unpacked by the
+        // database (`json_each` / `jsonb_to_recordset`): one statement and
+        // two bound values per batch, instead of six values per row, which
+        // is what makes batched inserts fast through sqlx.
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
+                 SELECT $1, json_extract(j.value, '$.metric'), json_extract(j.value, '$.step'), \
+                 json_extract(j.value, '$.value'), json_extract(j.value, '$.number'), \
+                 json_extract(j.value, '$.time') FROM json_each($2) AS j WHERE true \
+                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
+            }
+            Backend::Postgres => {
+                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
+                 SELECT $1, r.metric, r.step, r.value, r.number, r.time \
+                 FROM jsonb_to_recordset(CAST($2 AS jsonb)) AS r(metric text, step bigint, \
+                 value text, number double precision, time bigint) \
+                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
+            }
+        };
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO observations (trial_id, metric, step, value, number, time) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 6;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, CAST(${} AS DOUBLE PRECISION), ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
-            sql.push_str(" ON CONFLICT (trial_id, metric, step) DO NOTHING");
-            // Only generated placeholders are spliced in; every value is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                query = query
-                    .bind(trial_id)
-                    .bind(&row.metric)
-                    .bind(row.step)
-                    .bind(&row.value)
-                    .bind(float_text(row.number))
-                    .bind(row.time);
-            }
-            inserted += query.execute(&mut *tx).await?.rows_affected();
+            let batch: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "metric": row.metric,
+                        "step": row.step,
+                        "value": row.value,
+                        // Non-finite numbers are stored as NULL; the text keeps them.
+                        "number": row.number.filter(|n| n.is_finite()),
+                        "time": row.time,
+                    })
+                })
+                .collect();
+            inserted += sqlx::query(sql)
+                .bind(trial_id)
+                .bind(to_json("observations", &batch)?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(inserted)
