@@ -276,3 +276,39 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
     );
     assert_eq!(text.matches("best trial").count(), 1);
 }
+
+#[test]
+fn ctrl_c_stops_trials_records_them_killed_and_the_run_resumes() {
+    let dir = scratch("ctrlc");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let script = r#"trap 'exit 143' TERM; for i in 1 2 3 4 5 6 7 8 9 10; do echo "loss=$i"; sleep 0.3; done"#;
+    let file = shell_experiment(&dir, "ctrlc", script, &["a", "b", "c"], "");
+    let child = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(run_args(&dir, &db, &file))
+        .current_dir(support::repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !dir.join("trials/ctrlc/ctrlc-0002/stdout.log").exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert!(text.contains("killed    ctrlc-0001"), "{text}");
+    assert!(
+        text.contains("run the same command again to resume"),
+        "{text}"
+    );
+    // Resuming finishes the experiment; the killed trials count as completed, as in Katib.
+    let again = ktune(&run_args(&dir, &db, &file));
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(text.contains("2 killed"), "{text}");
+    assert!(text.contains("1 succeeded"), "{text}");
+}
