@@ -312,3 +312,44 @@ fn ctrl_c_stops_trials_records_them_killed_and_the_run_resumes() {
     assert!(text.contains("2 killed"), "{text}");
     assert!(text.contains("1 succeeded"), "{text}");
 }
+
+#[test]
+fn gpus_are_shared_out_one_per_running_trial() {
+    let dir = scratch("gpus");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    // Each trial records its GPU, then holds it for a moment.
+    let script = r#"echo "gpu=$CUDA_VISIBLE_DEVICES" >&2; sleep 0.3; echo "loss=1""#;
+    let file = shell_experiment(
+        &dir,
+        "gpus",
+        script,
+        &["a", "b", "c", "d"],
+        "  parallelTrialCount: 3",
+    );
+    let mut args = run_args(&dir, &db, &file);
+    args.extend(["--gpus".into(), "0,1".into()]);
+    let out = ktune(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for trial in ["gpus-0001", "gpus-0002", "gpus-0003", "gpus-0004"] {
+        let stderr =
+            std::fs::read_to_string(dir.join("trials/gpus").join(trial).join("stderr.log"))
+                .unwrap();
+        assert!(
+            stderr == "gpu=0\n" || stderr == "gpu=1\n",
+            "{trial}: {stderr:?}"
+        );
+    }
+    // Never more trials at once than GPUs, though parallelTrialCount is 3.
+    let started = String::from_utf8_lossy(&out.stdout);
+    let mut running = 0i32;
+    let mut most = 0;
+    for line in started.lines() {
+        if line.starts_with("started") {
+            running += 1;
+        } else if line.starts_with("succeeded") {
+            running -= 1;
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "{started}");
+}

@@ -37,6 +37,10 @@ pub struct Args {
     /// Seed of the search (an algorithm's `random_state` setting overrides it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// GPU ids to share out among concurrent trials, one each, as
+    /// CUDA_VISIBLE_DEVICES (e.g. `--gpus 0,1`).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    gpus: Vec<String>,
     /// Print only the result.
     #[arg(short, long)]
     quiet: bool,
@@ -64,6 +68,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         log_limit: Some(args.log_limit.saturating_mul(1024 * 1024)),
         stop_grace: Duration::from_secs(5),
         seed: args.seed,
+        gpus: args.gpus.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let quiet = args.quiet;

@@ -54,6 +54,10 @@ pub struct RunOptions {
     pub stop_grace: Duration,
     /// Seed for the suggester (its `random_state` setting overrides it).
     pub seed: u64,
+    /// GPU ids to share out: each running trial gets one of them as
+    /// `CUDA_VISIBLE_DEVICES`, and trials wait while all are busy. Empty:
+    /// trials see whatever GPUs the machine has.
+    pub gpus: Vec<String>,
 }
 
 /// Something the user may want to see, as it happens.
@@ -156,6 +160,7 @@ struct Live {
     partial: Vec<u8>,
     logs: Vec<MetricLog>,
     steps: BTreeMap<String, i64>,
+    gpu: Option<String>,
 }
 
 /// Runs (or resumes) an experiment to completion, or until `shutdown`
@@ -292,6 +297,14 @@ pub async fn run(
                 if row.state != TrialState::Pending || live.iter().any(|l| l.row.id == row.id) {
                     continue;
                 }
+                let gpu = options
+                    .gpus
+                    .iter()
+                    .find(|g| !live.iter().any(|l| l.gpu.as_ref() == Some(*g)))
+                    .cloned();
+                if !options.gpus.is_empty() && gpu.is_none() {
+                    break; // every GPU is busy: the trial waits, pending
+                }
                 let values: BTreeMap<String, String> = row.assignment.iter().cloned().collect();
                 let trial_parameters = template.trial_parameters.as_deref().unwrap_or_default();
                 let rendered = render(&workload, trial_parameters, &values, &row.name, &namespace)?;
@@ -299,6 +312,9 @@ pub async fn run(
                     .ok_or_else(|| DriverError::NoCommand(primary.clone()))?;
                 let trial_dir = trials_dir.join(&row.name);
                 let mut env = container_env(container);
+                if let Some(gpu) = &gpu {
+                    env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu.clone()));
+                }
                 env.extend([
                     ("KTUNE_EXPERIMENT".to_owned(), name.clone()),
                     ("KTUNE_TRIAL_NAME".to_owned(), row.name.clone()),
@@ -343,6 +359,7 @@ pub async fn run(
                             partial: Vec::new(),
                             logs: Vec::new(),
                             steps: BTreeMap::new(),
+                            gpu,
                         });
                     }
                     Err(e) => {
