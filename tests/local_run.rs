@@ -353,3 +353,67 @@ fn gpus_are_shared_out_one_per_running_trial() {
     }
     assert_eq!(most, 2, "{started}");
 }
+
+#[test]
+fn a_pytorchjob_trial_runs_master_and_workers_with_the_operators_environment() {
+    let dir = scratch("pytorch");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let path = dir.join("pytorch.yaml");
+    // Each replica checks its rank and world size; the master reports the loss.
+    let script = r#"echo "rank=$RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT" >&2
+[ "$WORLD_SIZE" = 3 ] || exit 9
+if [ "$RANK" = 0 ]; then echo "loss=$1"; fi"#;
+    let yaml = format!(
+        r#"
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {{name: pytorch}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 1
+  parameters:
+    - {{name: lr, parameterType: discrete, feasibleSpace: {{list: ["0.5", "0.25"]}}}}
+  trialTemplate:
+    primaryContainerName: pytorch
+    trialParameters: [{{name: lr, reference: lr}}]
+    trialSpec:
+      apiVersion: kubeflow.org/v1
+      kind: PyTorchJob
+      spec:
+        pytorchReplicaSpecs:
+          Master:
+            replicas: 1
+            template:
+              spec:
+                containers:
+                  - name: pytorch
+                    image: pytorch
+                    command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.lr}}"]
+          Worker:
+            replicas: 2
+            template:
+              spec:
+                containers:
+                  - name: pytorch
+                    image: pytorch
+                    command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.lr}}"]
+"#
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let out = ktune(&run_args(&dir, &db, path.to_str().unwrap()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text.contains("2 succeeded"), "{text}");
+    let trial = dir.join("trials/pytorch/pytorch-0001");
+    let master = std::fs::read_to_string(trial.join("stderr.log")).unwrap();
+    let worker = std::fs::read_to_string(trial.join("worker-1/stderr.log")).unwrap();
+    assert!(
+        master.starts_with("rank=0 world=3 master=127.0.0.1:"),
+        "{master}"
+    );
+    assert!(
+        worker.starts_with("rank=2 world=3 master=127.0.0.1:"),
+        "{worker}"
+    );
+}

@@ -21,16 +21,15 @@ use super::decide::{Budget, Completion, Counts, completion, trials_to_start};
 use crate::api::enums::{CollectorKind, FileFormat, MetricStrategyType};
 use crate::api::load::ConfigMaps;
 use crate::api::plan::{ExperimentPlan, PlanError};
-use crate::api::template::{
-    TemplateError, container_argv, container_env, primary_container, render, resolve_template,
-};
+use crate::api::template::{TemplateError, render, resolve_template};
 use crate::api::{Experiment, PreparedExperiment};
 use crate::metrics::filter::FilterError;
 use crate::metrics::json::parse_json_line;
 use crate::metrics::reduce::{objective_value, reduce};
 use crate::metrics::text::TextParser;
 use crate::metrics::{MetricLog, parse_number};
-use crate::runner::local::{Exit, LaunchSpec, RunnerError, RunningTrial, kill_orphan, launch};
+use crate::runner::local::{Exit, LaunchSpec, RunnerError, kill_orphan};
+use crate::runner::replicas::{ReplicaSet, free_port, plan as replica_plan};
 use crate::store::{
     ExperimentState, NewTrial, ObservationRow, SqlStore, StoreError, TrialOutcome, TrialRow,
 };
@@ -155,7 +154,7 @@ enum Source {
 #[derive(Debug)]
 struct Live {
     row: TrialRow,
-    process: RunningTrial,
+    process: ReplicaSet,
     offset: u64,
     partial: Vec<u8>,
     logs: Vec<MetricLog>,
@@ -308,10 +307,12 @@ pub async fn run(
                 let values: BTreeMap<String, String> = row.assignment.iter().cloned().collect();
                 let trial_parameters = template.trial_parameters.as_deref().unwrap_or_default();
                 let rendered = render(&workload, trial_parameters, &values, &row.name, &namespace)?;
-                let container = primary_container(&rendered, &primary)
-                    .ok_or_else(|| DriverError::NoCommand(primary.clone()))?;
+                let commands = replica_plan(&rendered, &primary, free_port());
+                if commands.is_empty() {
+                    return Err(DriverError::NoCommand(primary.clone()));
+                }
                 let trial_dir = trials_dir.join(&row.name);
-                let mut env = container_env(container);
+                let mut env = Vec::new();
                 if let Some(gpu) = &gpu {
                     env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu.clone()));
                 }
@@ -329,7 +330,7 @@ pub async fn run(
                     ),
                 ]);
                 let spec = LaunchSpec {
-                    argv: container_argv(container),
+                    argv: Vec::new(),
                     env,
                     trial_dir,
                     working_dir: options.working_dir.clone(),
@@ -343,7 +344,7 @@ pub async fn run(
                     objective: None,
                     at: now_ms(),
                 };
-                match launch(&spec) {
+                match ReplicaSet::launch(&spec, &commands).await {
                     Ok(process) => {
                         store
                             .transition(row.id, &[TrialState::Pending], &started)
@@ -408,7 +409,7 @@ pub async fn run(
             store.append_observations(l.row.id, &rows).await?;
             l.logs.extend(new_logs);
             let series = series_of(&l.logs, &plan.objective.metric);
-            let mut exit = l.process.poll().await;
+            let mut exit = l.process.poll(options.stop_grace).await;
             let mut stop_reason = None;
             if exit.is_none()
                 && let Some(rule) = &plan.early_stopping

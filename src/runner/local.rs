@@ -20,6 +20,14 @@ const PGID_FILE: &str = "pgid";
 /// same log files). The group is killed only if its leader still carries
 /// the trial's name in its environment, so a reused process id is safe.
 pub fn kill_orphan(trial_dir: &Path, trial_name: &str) {
+    // Replicas other than the primary have their own sub-folders.
+    if let Ok(entries) = std::fs::read_dir(trial_dir) {
+        for entry in entries.flatten() {
+            if entry.path().join(PGID_FILE).is_file() {
+                kill_orphan(&entry.path(), trial_name);
+            }
+        }
+    }
     let Ok(text) = std::fs::read_to_string(trial_dir.join(PGID_FILE)) else {
         return;
     };

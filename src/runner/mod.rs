@@ -2,3 +2,4 @@
 //! this machine.
 
 pub mod local;
+pub mod replicas;
