@@ -86,6 +86,24 @@ spec:
     path.display().to_string()
 }
 
+/// Starts `ktune run` in the background and returns once `marker` (a path
+/// under `dir`) exists and a little more time has passed.
+fn start_and_wait_for(dir: &Path, db: &str, file: &str, marker: &str) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(run_args(dir, db, file))
+        .current_dir(support::repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !dir.join(marker).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    child
+}
+
 #[test]
 fn the_readme_example_runs_to_its_budget_and_prints_the_best_trial() {
     let dir = scratch("readme");
@@ -229,19 +247,8 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
     let script = r#"for i in 1 2 3 4 5 6; do echo "loss=$(( 10 - i ))"; sleep 0.2; done"#;
     let modes = ["a", "b", "c", "d", "e", "f"];
     let file = shell_experiment(&dir, "resume", script, &modes, "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .args(run_args(&dir, &db, &file))
-        .current_dir(support::repo_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until two trials have run for a while, then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !dir.join("trials/resume/resume-0003/stdout.log").exists() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let mut child = start_and_wait_for(&dir, &db, &file, "trials/resume/resume-0003/stdout.log");
     child.kill().unwrap();
     child.wait().unwrap();
     let out = ktune(&run_args(&dir, &db, &file));
@@ -283,18 +290,7 @@ fn ctrl_c_stops_trials_records_them_killed_and_the_run_resumes() {
     let db = format!("sqlite:{}", dir.join("k.db").display());
     let script = r#"trap 'exit 143' TERM; for i in 1 2 3 4 5 6 7 8 9 10; do echo "loss=$i"; sleep 0.3; done"#;
     let file = shell_experiment(&dir, "ctrlc", script, &["a", "b", "c"], "");
-    let child = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .args(run_args(&dir, &db, &file))
-        .current_dir(support::repo_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !dir.join("trials/ctrlc/ctrlc-0002/stdout.log").exists() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(400));
+    let child = start_and_wait_for(&dir, &db, &file, "trials/ctrlc/ctrlc-0002/stdout.log");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
