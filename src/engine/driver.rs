@@ -28,7 +28,7 @@ use crate::metrics::json::parse_json_line;
 use crate::metrics::reduce::{objective_value, reduce};
 use crate::metrics::text::TextParser;
 use crate::metrics::{MetricLog, parse_number};
-use crate::runner::local::{Exit, LaunchSpec, RunnerError, kill_orphan};
+use crate::runner::local::{Exit, LaunchSpec, kill_orphan};
 use crate::runner::replicas::{ReplicaSet, free_port, plan as replica_plan};
 use crate::store::{
     ExperimentState, NewTrial, ObservationRow, SqlStore, StoreError, TrialOutcome, TrialRow,
@@ -159,6 +159,8 @@ struct Live {
     partial: Vec<u8>,
     logs: Vec<MetricLog>,
     steps: BTreeMap<String, i64>,
+    /// The objective's reports so far, as the stopping rule reads them.
+    series: Vec<Observation>,
     gpu: Option<String>,
 }
 
@@ -201,11 +203,20 @@ pub async fn run(
     let experiment_id = record.id;
     let trials_dir = options.trials_root.join(&name);
 
-    // Resume: whatever was pending or running when the last run died runs again.
+    // Resume: whatever was pending or running when the last run died runs
+    // again (a pending one may have been started just before the crash).
     let mut observations: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
     for row in store.trials(experiment_id).await? {
+        if row.state.is_terminal() {
+            let stored = store.observations(row.id).await?;
+            observations.insert(
+                row.name.clone(),
+                objective_series(&stored, &plan.objective.metric),
+            );
+            continue;
+        }
+        kill_orphan(&trials_dir.join(&row.name), &row.name);
         if row.state == TrialState::Running {
-            kill_orphan(&trials_dir.join(&row.name), &row.name);
             let outcome = TrialOutcome {
                 state: TrialState::Pending,
                 reason: "Restarted".into(),
@@ -216,12 +227,6 @@ pub async fn run(
             store
                 .transition(row.id, &[TrialState::Running], &outcome)
                 .await?;
-        } else if row.state.is_terminal() {
-            let stored = store.observations(row.id).await?;
-            observations.insert(
-                row.name.clone(),
-                objective_series(&stored, &plan.objective.metric),
-            );
         }
     }
     if record.state != ExperimentState::Running {
@@ -235,48 +240,71 @@ pub async fn run(
             .await?;
     }
 
+    // The algorithm's state is a cache it can rebuild from history, so a
+    // save lost to another writer costs only speed.
+    let mut algorithm_state = record.algorithm_state.clone();
+    let mut state_version = record.algorithm_state_version;
+    let context = LaunchContext {
+        experiment: &name,
+        namespace: &namespace,
+        workload: &workload,
+        template: &template,
+        primary: &primary,
+        trials_dir: &trials_dir,
+        options,
+    };
+    let mut rows: Vec<TrialRow> = Vec::new();
     let mut live: Vec<Live> = Vec::new();
     let mut exhausted = false;
     let mut done: Option<Completion> = None;
+    // Whether a trial was added or changed state since the last decisions:
+    // the store is read and the budget decided only then, not on every tick.
+    let mut changed = true;
     tokio::pin!(shutdown);
     loop {
-        let rows = store.trials(experiment_id).await?;
-        let history = records(&plan, &rows, &observations, &live);
-        if done.is_none() {
-            done = completion(&budget, &plan.objective, &history, exhausted);
-        }
-        if let Some(reason) = done
-            && live.is_empty()
-        {
-            let state = if reason.succeeded() {
-                ExperimentState::Succeeded
-            } else {
-                ExperimentState::Failed
-            };
-            store
-                .set_experiment_state(experiment_id, state, reason.reason(), Some(now_ms()))
-                .await?;
-            return Ok(summary(&plan, &history, &rows, state, reason.reason()));
-        }
-        if done.is_none() && !exhausted {
-            let pending = rows
-                .iter()
-                .filter(|r| r.state == TrialState::Pending)
-                .count();
-            let wanted = usize::try_from(trials_to_start(&budget, &history))
-                .unwrap_or(0)
-                .saturating_sub(pending);
-            if wanted > 0 {
+        if changed {
+            changed = false;
+            rows = store.trials(experiment_id).await?;
+            let history = records(&plan, &rows, &observations, &live);
+            if done.is_none() {
+                done = completion(&budget, &plan.objective, &history, exhausted);
+            }
+            if let Some(reason) = done
+                && live.is_empty()
+            {
+                let state = if reason.succeeded() {
+                    ExperimentState::Succeeded
+                } else {
+                    ExperimentState::Failed
+                };
+                store
+                    .set_experiment_state(experiment_id, state, reason.reason(), Some(now_ms()))
+                    .await?;
+                return Ok(summary(&plan, &history, &rows, state, reason.reason()));
+            }
+            let wanted = usize::try_from(trials_to_start(&budget, &history)).unwrap_or(0);
+            if done.is_none() && !exhausted && wanted > 0 {
                 let request = SuggestRequest {
                     space: &plan.space,
                     objective: &plan.objective,
                     history: &history,
                     count: wanted,
                     seed: options.seed,
-                    state: None,
+                    state: algorithm_state.as_ref(),
                 };
                 let suggestions = plan.suggester.suggest(&request)?;
                 exhausted = suggestions.exhausted;
+                // Exhaustion ends the experiment once nothing runs: look again.
+                changed |= exhausted;
+                if let Some(new_state) = suggestions.state {
+                    if store
+                        .save_algorithm_state(experiment_id, state_version, &new_state)
+                        .await?
+                    {
+                        state_version += 1;
+                    }
+                    algorithm_state = Some(new_state);
+                }
                 let new: Vec<NewTrial> = suggestions
                     .suggestions
                     .into_iter()
@@ -287,105 +315,30 @@ pub async fn run(
                         labels: s.labels,
                     })
                     .collect();
-                store.insert_trials(experiment_id, &new, now_ms()).await?;
+                if store.insert_trials(experiment_id, &new, now_ms()).await? > 0 {
+                    rows = store.trials(experiment_id).await?;
+                }
             }
-        }
-        // Launch what is pending (new trials, and those of an interrupted run).
-        if done.is_none() {
-            for row in store.trials(experiment_id).await? {
-                if row.state != TrialState::Pending || live.iter().any(|l| l.row.id == row.id) {
-                    continue;
-                }
-                let gpu = options
-                    .gpus
-                    .iter()
-                    .find(|g| !live.iter().any(|l| l.gpu.as_ref() == Some(*g)))
-                    .cloned();
-                if !options.gpus.is_empty() && gpu.is_none() {
-                    break; // every GPU is busy: the trial waits, pending
-                }
-                let values: BTreeMap<String, String> = row.assignment.iter().cloned().collect();
-                let trial_parameters = template.trial_parameters.as_deref().unwrap_or_default();
-                let rendered = render(&workload, trial_parameters, &values, &row.name, &namespace)?;
-                let commands = replica_plan(&rendered, &primary, free_port());
-                if commands.is_empty() {
-                    return Err(DriverError::NoCommand(primary.clone()));
-                }
-                let trial_dir = trials_dir.join(&row.name);
-                let mut env = Vec::new();
-                if let Some(gpu) = &gpu {
-                    env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu.clone()));
-                }
-                env.extend([
-                    ("KTUNE_EXPERIMENT".to_owned(), name.clone()),
-                    ("KTUNE_TRIAL_NAME".to_owned(), row.name.clone()),
-                    ("KATIB_TRIAL_NAME".to_owned(), row.name.clone()),
-                    (
-                        "KTUNE_TRIAL_DIR".to_owned(),
-                        trial_dir.display().to_string(),
-                    ),
-                    (
-                        "KTUNE_PARAMETERS".to_owned(),
-                        serde_json::to_string(&values).unwrap_or_default(),
-                    ),
-                ]);
-                let spec = LaunchSpec {
-                    argv: Vec::new(),
-                    env,
-                    trial_dir,
-                    working_dir: options.working_dir.clone(),
-                    timeout: options.trial_timeout,
-                    log_limit: options.log_limit,
-                };
-                let started = TrialOutcome {
-                    state: TrialState::Running,
-                    reason: "TrialRunning".into(),
-                    message: String::new(),
-                    objective: None,
-                    at: now_ms(),
-                };
-                match ReplicaSet::launch(&spec, &commands).await {
-                    Ok(process) => {
-                        store
-                            .transition(row.id, &[TrialState::Pending], &started)
-                            .await?;
-                        on_event(Event::Started {
-                            trial: row.name.clone(),
-                            parameters: row.assignment.clone(),
-                        });
-                        live.push(Live {
-                            row,
-                            process,
-                            offset: 0,
-                            partial: Vec::new(),
-                            logs: Vec::new(),
-                            steps: BTreeMap::new(),
-                            gpu,
-                        });
+            // Launch what is pending (new trials, and those of an interrupted run).
+            if done.is_none() {
+                for row in &rows {
+                    if row.state != TrialState::Pending || live.iter().any(|l| l.row.id == row.id) {
+                        continue;
                     }
-                    Err(e) => {
-                        let failed = TrialOutcome {
-                            state: TrialState::Failed,
-                            reason: "LaunchFailed".into(),
-                            message: e.to_string(),
-                            objective: None,
-                            at: now_ms(),
-                        };
-                        store
-                            .transition(row.id, &[TrialState::Pending], &failed)
-                            .await?;
-                        on_event(Event::Finished {
-                            trial: row.name.clone(),
-                            state: TrialState::Failed,
-                            objective: None,
-                            reason: launch_reason(&e),
-                        });
+                    let gpu = options
+                        .gpus
+                        .iter()
+                        .find(|g| !live.iter().any(|l| l.gpu.as_ref() == Some(*g)))
+                        .cloned();
+                    if !options.gpus.is_empty() && gpu.is_none() {
+                        break; // every GPU is busy: the trial waits, pending
+                    }
+                    match launch_trial(&context, store, row, gpu, on_event).await? {
+                        Some(started) => live.push(started),
+                        None => changed = true,
                     }
                 }
             }
-        }
-        if live.is_empty() && done.is_none() && exhausted {
-            continue; // completion() sees the exhaustion on the next pass
         }
         // Watch the running trials for a moment.
         tokio::select! {
@@ -402,48 +355,34 @@ pub async fn run(
             }
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+        let mut grew = Vec::with_capacity(live.len());
+        for l in &mut live {
+            grew.push(collect_metrics(l, store, &source_of, &metrics, &plan).await?);
+        }
+        // The history the stopping rule compares against: built at most once
+        // a tick, and only when some trial reported new objective values.
+        let peers = (plan.early_stopping.is_some() && grew.contains(&true))
+            .then(|| records(&plan, &rows, &observations, &live));
         let mut still = Vec::with_capacity(live.len());
-        for mut l in live.drain(..) {
-            let new_logs = read_metrics(&mut l, &source_of, &metrics);
-            let rows = to_rows(&mut l, &new_logs);
-            store.append_observations(l.row.id, &rows).await?;
-            l.logs.extend(new_logs);
-            let series = series_of(&l.logs, &plan.objective.metric);
+        for (mut l, grew) in std::mem::take(&mut live).into_iter().zip(grew) {
             let mut exit = l.process.poll(options.stop_grace).await;
             let mut stop_reason = None;
             if exit.is_none()
-                && let Some(rule) = &plan.early_stopping
+                && grew
+                && let (Some(rule), Some(history)) = (&plan.early_stopping, &peers)
+                && let Some(me) = history.iter().find(|t| t.name == l.row.name)
+                && let StopDecision::Stop { reason } = rule.evaluate(me, history, &plan.objective)
             {
-                let mut me = TrialRecord::new(
-                    l.row.name.clone(),
-                    plan.space.parse_assignment(
-                        l.row
-                            .assignment
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str())),
-                    )?,
-                );
-                me.state = TrialState::Running;
-                me.observations = series.clone();
-                let all = store.trials(experiment_id).await?;
-                let history = records(&plan, &all, &observations, &[]);
-                if let StopDecision::Stop { reason } = rule.evaluate(&me, &history, &plan.objective)
-                {
-                    l.process.stop(options.stop_grace).await;
-                    stop_reason = Some(reason);
-                    exit = Some(Exit::Stopped);
-                }
+                l.process.stop(options.stop_grace).await;
+                stop_reason = Some(reason);
+                exit = Some(Exit::Stopped);
             }
             let Some(exit) = exit else {
                 still.push(l);
                 continue;
             };
             // Read what it wrote last.
-            let last = read_metrics(&mut l, &source_of, &metrics);
-            let rows = to_rows(&mut l, &last);
-            store.append_observations(l.row.id, &rows).await?;
-            l.logs.extend(last);
-            let series = series_of(&l.logs, &plan.objective.metric);
+            collect_metrics(&mut l, store, &source_of, &metrics, &plan).await?;
             let objective = objective_value(&reduce(&plan.objective.metric, &l.logs), &strategy);
             let (state, reason, message) = match (&exit, stop_reason) {
                 (_, Some(why)) => (
@@ -476,7 +415,8 @@ pub async fn run(
             store
                 .transition(l.row.id, &[TrialState::Running], &outcome)
                 .await?;
-            observations.insert(l.row.name.clone(), series);
+            observations.insert(l.row.name.clone(), std::mem::take(&mut l.series));
+            changed = true;
             let shown = if message.is_empty() { reason } else { message };
             on_event(Event::Finished {
                 trial: l.row.name.clone(),
@@ -489,8 +429,137 @@ pub async fn run(
     }
 }
 
-fn launch_reason(e: &RunnerError) -> String {
-    format!("could not start: {e}")
+/// What every trial launch of one experiment shares.
+struct LaunchContext<'a> {
+    experiment: &'a str,
+    namespace: &'a str,
+    workload: &'a serde_json::Value,
+    template: &'a crate::api::experiment::TrialTemplate,
+    primary: &'a str,
+    trials_dir: &'a Path,
+    options: &'a RunOptions,
+}
+
+/// Renders and starts one pending trial; `None` when it could not start
+/// (it is then recorded as Failed).
+async fn launch_trial(
+    context: &LaunchContext<'_>,
+    store: &SqlStore,
+    row: &TrialRow,
+    gpu: Option<String>,
+    on_event: &mut (dyn FnMut(Event) + Send),
+) -> Result<Option<Live>, DriverError> {
+    let values: BTreeMap<String, String> = row.assignment.iter().cloned().collect();
+    let trial_parameters = context
+        .template
+        .trial_parameters
+        .as_deref()
+        .unwrap_or_default();
+    let rendered = render(
+        context.workload,
+        trial_parameters,
+        &values,
+        &row.name,
+        context.namespace,
+    )?;
+    let commands = replica_plan(&rendered, context.primary, free_port());
+    if commands.is_empty() {
+        return Err(DriverError::NoCommand(context.primary.to_owned()));
+    }
+    let trial_dir = context.trials_dir.join(&row.name);
+    let mut env = Vec::new();
+    if let Some(gpu) = &gpu {
+        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu.clone()));
+    }
+    env.extend([
+        ("KTUNE_EXPERIMENT".to_owned(), context.experiment.to_owned()),
+        ("KTUNE_TRIAL_NAME".to_owned(), row.name.clone()),
+        ("KATIB_TRIAL_NAME".to_owned(), row.name.clone()),
+        (
+            "KTUNE_TRIAL_DIR".to_owned(),
+            trial_dir.display().to_string(),
+        ),
+        (
+            "KTUNE_PARAMETERS".to_owned(),
+            serde_json::to_string(&values).unwrap_or_default(),
+        ),
+    ]);
+    let spec = LaunchSpec {
+        argv: Vec::new(),
+        env,
+        trial_dir,
+        working_dir: context.options.working_dir.clone(),
+        timeout: context.options.trial_timeout,
+        log_limit: context.options.log_limit,
+    };
+    let (outcome, live) = match ReplicaSet::launch(&spec, &commands).await {
+        Ok(process) => {
+            on_event(Event::Started {
+                trial: row.name.clone(),
+                parameters: row.assignment.clone(),
+            });
+            let outcome = TrialOutcome {
+                state: TrialState::Running,
+                reason: "TrialRunning".into(),
+                message: String::new(),
+                objective: None,
+                at: now_ms(),
+            };
+            let live = Live {
+                row: row.clone(),
+                process,
+                offset: 0,
+                partial: Vec::new(),
+                logs: Vec::new(),
+                steps: BTreeMap::new(),
+                series: Vec::new(),
+                gpu,
+            };
+            (outcome, Some(live))
+        }
+        Err(e) => {
+            on_event(Event::Finished {
+                trial: row.name.clone(),
+                state: TrialState::Failed,
+                objective: None,
+                reason: format!("could not start: {e}"),
+            });
+            let outcome = TrialOutcome {
+                state: TrialState::Failed,
+                reason: "LaunchFailed".into(),
+                message: e.to_string(),
+                objective: None,
+                at: now_ms(),
+            };
+            (outcome, None)
+        }
+    };
+    store
+        .transition(row.id, &[TrialState::Pending], &outcome)
+        .await?;
+    Ok(live)
+}
+
+/// Reads a running trial's new metric reports and stores them; returns
+/// whether the objective got new values.
+async fn collect_metrics(
+    l: &mut Live,
+    store: &SqlStore,
+    source: &Source,
+    metrics: &[String],
+    plan: &ExperimentPlan,
+) -> Result<bool, DriverError> {
+    let logs = read_metrics(l, source, metrics);
+    if logs.is_empty() {
+        return Ok(false);
+    }
+    let rows = to_rows(l, &logs);
+    store.append_observations(l.row.id, &rows).await?;
+    l.logs.extend(logs);
+    let before = l.series.len();
+    l.series
+        .extend(objective_series(&rows, &plan.objective.metric));
+    Ok(l.series.len() > before)
 }
 
 fn metric_names(experiment: &Experiment) -> Vec<String> {
@@ -614,17 +683,6 @@ fn to_rows(l: &mut Live, logs: &[MetricLog]) -> Vec<ObservationRow> {
         .collect()
 }
 
-fn series_of(logs: &[MetricLog], metric: &str) -> Vec<Observation> {
-    logs.iter()
-        .filter(|l| l.name == metric)
-        .zip(1u64..)
-        .map(|(l, step)| Observation {
-            step,
-            value: l.number().unwrap_or(f64::NAN),
-        })
-        .collect()
-}
-
 fn objective_series(rows: &[ObservationRow], metric: &str) -> Vec<Observation> {
     rows.iter()
         .filter(|r| r.metric == metric)
@@ -655,12 +713,13 @@ fn records(
             record.labels = row.labels.clone();
             record.state = row.state;
             record.objective = row.objective;
-            record.observations = observations.get(&row.name).cloned().unwrap_or_else(|| {
-                live.iter()
-                    .find(|l| l.row.id == row.id)
-                    .map(|l| series_of(&l.logs, &plan.objective.metric))
-                    .unwrap_or_default()
-            });
+            record.observations = match live.iter().find(|l| l.row.id == row.id) {
+                Some(l) => {
+                    record.state = TrialState::Running;
+                    l.series.clone()
+                }
+                None => observations.get(&row.name).cloned().unwrap_or_default(),
+            };
             Some(record)
         })
         .collect()
