@@ -73,6 +73,39 @@ pub(crate) fn simulate(
     (history, exhausted)
 }
 
+/// Adds a call's suggestions to `history` as running trials (what a
+/// caller holds between launching trials and their results).
+pub(crate) fn record_running(history: &mut Vec<TrialRecord>, out: super::Suggestions) {
+    for s in out.suggestions {
+        let mut t = TrialRecord::new(format!("t{}", history.len()), s.assignment);
+        t.labels = s.labels;
+        t.state = TrialState::Running;
+        history.push(t);
+    }
+}
+
+/// Five parameters of every kind: log double, stepped double, int,
+/// discrete and categorical — the space the model-based tests share.
+pub(crate) fn small_mixed_space() -> SearchSpace {
+    SearchSpace::new(vec![
+        ParameterSpec::double("lr", 1e-4, 1e-1, None, Distribution::LogUniform).unwrap(),
+        ParameterSpec::double("momentum", 0.5, 0.9, Some(0.1), Distribution::Uniform).unwrap(),
+        ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap(),
+        ParameterSpec::discrete(
+            "batch",
+            vec![
+                ParamValue::Int(32),
+                ParamValue::Int(64),
+                ParamValue::Float(128.5),
+            ],
+        )
+        .unwrap(),
+        ParameterSpec::categorical("opt", vec!["sgd".into(), "adam".into(), "rmsprop".into()])
+            .unwrap(),
+    ])
+    .unwrap()
+}
+
 /// Every check of the suite for one algorithm on one space.
 pub(crate) fn check_suggester(
     name: &str,

@@ -367,6 +367,7 @@ mod tests {
     use crate::history::Direction;
     use crate::settings;
     use crate::space::{Distribution, ParameterSpec};
+    use crate::suggest::conformance::record_running;
 
     fn space() -> SearchSpace {
         SearchSpace::new(vec![
@@ -456,15 +457,6 @@ mod tests {
         .unwrap()
     }
 
-    fn record(history: &mut Vec<TrialRecord>, out: Suggestions) {
-        for s in out.suggestions {
-            let mut t = TrialRecord::new(format!("t{}", history.len()), s.assignment);
-            t.labels = s.labels;
-            t.state = TrialState::Running;
-            history.push(t);
-        }
-    }
-
     #[test]
     fn rungs_wait_for_every_trial_then_promote_the_best_and_failures_rank_last() {
         let h = HyperbandSuggester::new(config("9", "3"));
@@ -473,11 +465,11 @@ mod tests {
         for _ in 0..2 {
             let out = ask(&h, &history, 4);
             assert_eq!(out.suggestions.len(), 4);
-            record(&mut history, out);
+            record_running(&mut history, out);
         }
         let out = ask(&h, &history, 4);
         assert_eq!(out.suggestions.len(), 1);
-        record(&mut history, out);
+        record_running(&mut history, out);
         assert_eq!(history.len(), 9);
         assert!(
             history
@@ -517,7 +509,7 @@ mod tests {
                 assert!(out.suggestions.is_empty());
                 break;
             }
-            record(&mut history, out);
+            record_running(&mut history, out);
             for t in &mut history {
                 if t.state == TrialState::Running {
                     t.state = TrialState::Succeeded;

@@ -7,7 +7,7 @@ use super::*;
 use crate::history::{Direction, Observation};
 use crate::settings;
 use crate::space::{Assignment, Distribution, ParamValue, ParameterSpec};
-use crate::suggest::conformance::{check_suggester, simulate};
+use crate::suggest::conformance::{check_suggester, simulate, small_mixed_space};
 use crate::suggest::{RandomSuggester, build_suggester};
 use crate::testfns;
 
@@ -16,26 +16,6 @@ fn parsed(pairs: &[(&str, &str)]) -> Settings {
         .unwrap()
         .parse(pairs.iter().copied())
         .unwrap()
-}
-
-fn mixed_space() -> SearchSpace {
-    SearchSpace::new(vec![
-        ParameterSpec::double("lr", 1e-4, 1e-1, None, Distribution::LogUniform).unwrap(),
-        ParameterSpec::double("momentum", 0.5, 0.9, Some(0.1), Distribution::Uniform).unwrap(),
-        ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap(),
-        ParameterSpec::discrete(
-            "batch",
-            vec![
-                ParamValue::Int(32),
-                ParamValue::Int(64),
-                ParamValue::Float(128.5),
-            ],
-        )
-        .unwrap(),
-        ParameterSpec::categorical("opt", vec!["sgd".into(), "adam".into(), "rmsprop".into()])
-            .unwrap(),
-    ])
-    .unwrap()
 }
 
 fn box_space(bounds: &[(f64, f64)]) -> SearchSpace {
@@ -123,7 +103,7 @@ fn the_initial_design_conforms_to_the_suggester_suite() {
         check_suggester(
             "bayesianoptimization",
             &[("n_initial_points", "40")],
-            &mixed_space(),
+            &small_mixed_space(),
             seed,
             &[3, 0, 4, 1, 5],
             None,
@@ -133,7 +113,7 @@ fn the_initial_design_conforms_to_the_suggester_suite() {
 
 #[test]
 fn the_model_phase_is_in_bounds_deterministic_and_restartable() {
-    let space = mixed_space();
+    let space = small_mixed_space();
     let s = build_suggester(
         "bayesianoptimization",
         &parsed(&[("n_initial_points", "4")]),
@@ -224,7 +204,7 @@ fn maximisation_climbs_to_the_peak() {
 
 #[test]
 fn gp_bo_beats_random_search_on_a_mixed_space_with_a_decisive_category() {
-    let space = mixed_space();
+    let space = small_mixed_space();
     let objective = Objective::new("loss", Direction::Minimize);
     let f = |a: &Assignment| {
         let penalty = match a.get("opt") {
@@ -438,7 +418,7 @@ proptest! {
 
     #[test]
     fn suggestions_are_in_the_space_and_reproducible(seed in any::<u64>(), n in 0usize..14, count in 1usize..4) {
-        let space = mixed_space();
+        let space = small_mixed_space();
         let objective = Objective::new("loss", Direction::Minimize);
         let mut rng = derive_rng(seed, 0, "history");
         let history: Vec<TrialRecord> = (0..n)

@@ -8,7 +8,7 @@ use crate::history::Direction;
 use crate::settings;
 use crate::space::{Distribution, ParamValue, ParameterSpec};
 use crate::suggest::build_suggester;
-use crate::suggest::conformance::check_suggester;
+use crate::suggest::conformance::{check_suggester, record_running, small_mixed_space};
 use crate::testfns::sphere;
 
 fn doubles(n: usize, min: f64, max: f64) -> Vec<ParameterSpec> {
@@ -17,25 +17,6 @@ fn doubles(n: usize, min: f64, max: f64) -> Vec<ParameterSpec> {
             ParameterSpec::double(format!("x{i}"), min, max, None, Distribution::Uniform).unwrap()
         })
         .collect()
-}
-
-fn mixed_space() -> SearchSpace {
-    SearchSpace::new(vec![
-        ParameterSpec::double("lr", 1e-4, 1e-1, None, Distribution::LogUniform).unwrap(),
-        ParameterSpec::double("momentum", 0.5, 0.9, Some(0.1), Distribution::Uniform).unwrap(),
-        ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap(),
-        ParameterSpec::discrete(
-            "batch",
-            vec![
-                ParamValue::Int(32),
-                ParamValue::Int(64),
-                ParamValue::Float(128.5),
-            ],
-        )
-        .unwrap(),
-        ParameterSpec::categorical("opt", vec!["sgd".into(), "adam".into(), "rms".into()]).unwrap(),
-    ])
-    .unwrap()
 }
 
 fn suggester(settings: &[(&str, &str)], space: &SearchSpace) -> Box<dyn Suggester> {
@@ -215,15 +196,6 @@ fn ask(
     .unwrap()
 }
 
-fn record(history: &mut Vec<TrialRecord>, out: Suggestions) {
-    for s in out.suggestions {
-        let mut t = TrialRecord::new(format!("t{}", history.len()), s.assignment);
-        t.labels = s.labels;
-        t.state = TrialState::Running;
-        history.push(t);
-    }
-}
-
 #[test]
 fn a_generation_waits_for_its_pending_trials_and_failures_rank_last() {
     let space = SearchSpace::new(doubles(6, 0.0, 1.0)).unwrap(); // λ = 9
@@ -231,10 +203,10 @@ fn a_generation_waits_for_its_pending_trials_and_failures_rank_last() {
     let mut history = Vec::new();
     let out = ask(s.as_ref(), &space, &history, 5);
     assert_eq!(out.suggestions.len(), 5);
-    record(&mut history, out);
+    record_running(&mut history, out);
     let out = ask(s.as_ref(), &space, &history, 5);
     assert_eq!(out.suggestions.len(), 4, "only the rest of generation 0");
-    record(&mut history, out);
+    record_running(&mut history, out);
     // Fully issued, none finished: nothing, no error, not exhausted.
     let out = ask(s.as_ref(), &space, &history, 5);
     assert!(out.suggestions.is_empty() && !out.exhausted);
@@ -334,7 +306,7 @@ fn foreign_trials_are_ignored_and_mislabelled_values_are_taken_as_run() {
     let s = suggester(&[], &space);
     let mut history = Vec::new();
     let out = ask(s.as_ref(), &space, &history, 6);
-    record(&mut history, out);
+    record_running(&mut history, out);
     let mut stranger = TrialRecord::new("stranger", space.decode(&[0.1, 0.1]));
     stranger.state = TrialState::Succeeded;
     stranger.objective = Some(-100.0);
@@ -365,12 +337,12 @@ fn foreign_trials_are_ignored_and_mislabelled_values_are_taken_as_run() {
 
 #[test]
 fn a_stale_or_corrupt_state_is_ignored() {
-    let space = mixed_space();
+    let space = small_mixed_space();
     let s = suggester(&[], &space);
     let mut history = Vec::new();
     for _ in 0..3 {
         let out = ask(s.as_ref(), &space, &history, 9);
-        record(&mut history, out);
+        record_running(&mut history, out);
         for (i, t) in history.iter_mut().enumerate() {
             t.state = TrialState::Succeeded;
             t.objective.get_or_insert(i as f64 * 0.37 % 1.0);
@@ -434,7 +406,7 @@ fn run_with_pending(
             .unwrap();
         assert!(out.suggestions.len() <= count);
         state = out.state.clone();
-        record(&mut history, out);
+        record_running(&mut history, out);
         // Finish the `finish` oldest running trials; every 7th fails, every 11th is NaN.
         for t in history
             .iter_mut()
@@ -463,14 +435,14 @@ proptest! {
 
     #[test]
     fn cmaes_conforms(seed in any::<u64>(), batches in prop::collection::vec(0usize..12, 1..8)) {
-        check_suggester("cmaes", &[], &mixed_space(), seed, &batches, None);
+        check_suggester("cmaes", &[], &small_mixed_space(), seed, &batches, None);
     }
 
     #[test]
     fn cmaes_with_restarts_conforms(seed in any::<u64>(), batches in prop::collection::vec(0usize..12, 1..8), bipop in any::<bool>()) {
         let strategy = if bipop { "bipop" } else { "ipop" };
         let settings = [("restart_strategy", strategy), ("sigma", "0.2"), ("random_state", "3")];
-        check_suggester("cmaes", &settings, &mixed_space(), seed, &batches, None);
+        check_suggester("cmaes", &settings, &small_mixed_space(), seed, &batches, None);
     }
 
     #[test]
@@ -479,7 +451,7 @@ proptest! {
         plan in prop::collection::vec((0usize..10, 0usize..10), 1..14),
         drop_at in 0usize..14,
     ) {
-        let space = mixed_space();
+        let space = small_mixed_space();
         let s = suggester(&[("restart_strategy", "bipop")], &space);
         let run = run_with_pending(s.as_ref(), &space, seed, &plan, None);
         prop_assert!(run.iter().all(|t| space.contains(&t.assignment)));
