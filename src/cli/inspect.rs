@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
+use ktune_algorithms::history::{Direction, Objective, TrialState};
+
 use crate::engine::decide::Counts;
 use crate::store::{ExperimentRecord, SqlStore, TrialRow, state_to_str};
 
@@ -98,31 +100,32 @@ async fn experiment(store: &SqlStore, name: &str) -> anyhow::Result<ExperimentRe
     }
 }
 
-fn objective_of(e: &ExperimentRecord) -> (String, bool) {
+/// The stored experiment's objective (metric and direction).
+fn objective_of(e: &ExperimentRecord) -> Objective {
     let objective = e.spec.pointer("/spec/objective");
     let metric = objective
         .and_then(|o| o.get("objectiveMetricName"))
         .and_then(serde_json::Value::as_str)
-        .unwrap_or("objective")
-        .to_owned();
+        .unwrap_or("objective");
     let maximize = objective
         .and_then(|o| o.get("type"))
         .and_then(serde_json::Value::as_str)
         == Some("maximize");
-    (metric, maximize)
+    let direction = if maximize {
+        Direction::Maximize
+    } else {
+        Direction::Minimize
+    };
+    Objective::new(metric, direction)
 }
 
-fn best_of(trials: &[TrialRow], maximize: bool) -> Option<&TrialRow> {
+/// The succeeded trial with the best objective, by the same rule as `ktune run`.
+fn best_of<'a>(trials: &'a [TrialRow], objective: &Objective) -> Option<&'a TrialRow> {
     trials
         .iter()
-        .filter(|t| t.objective.is_some_and(f64::is_finite))
-        .filter(|t| t.state == ktune_algorithms::history::TrialState::Succeeded)
+        .filter(|t| t.state == TrialState::Succeeded && t.objective.is_some_and(f64::is_finite))
         .reduce(|best, t| {
-            let (a, b) = (
-                t.objective.unwrap_or_default(),
-                best.objective.unwrap_or_default(),
-            );
-            if (maximize && a > b) || (!maximize && a < b) {
+            if objective.is_better(t.objective, best.objective) {
                 t
             } else {
                 best
@@ -151,19 +154,9 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         for e in experiments {
             let trials = store.trials(e.id).await?;
-            let (metric, maximize) = objective_of(&e);
-            let records: Vec<_> = trials
-                .iter()
-                .map(|t| {
-                    let mut r = ktune_algorithms::history::TrialRecord::new(
-                        t.name.clone(),
-                        Default::default(),
-                    );
-                    r.state = t.state;
-                    r
-                })
-                .collect();
-            let c = Counts::of(&records);
+            let objective = objective_of(&e);
+            let metric = &objective.metric;
+            let c = Counts::from_states(trials.iter().map(|t| t.state));
             writeln!(
                 out,
                 "{}  {} {}  trials: {} ({} running, {} succeeded, {} failed, {} early-stopped)",
@@ -176,7 +169,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 c.failed.saturating_add(c.metrics_unavailable),
                 c.early_stopped
             )?;
-            if let Some(best) = best_of(&trials, maximize) {
+            if let Some(best) = best_of(&trials, &objective) {
                 writeln!(
                     out,
                     "  best: {}  {metric}={}  {}",
@@ -242,9 +235,10 @@ pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
         let store = open(&args.db).await?;
         let e = experiment(&store, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
-        let (metric, maximize) = objective_of(&e);
+        let objective = objective_of(&e);
+        let metric = &objective.metric;
         let mut out = std::io::stdout().lock();
-        let Some(best) = best_of(&trials, maximize) else {
+        let Some(best) = best_of(&trials, &objective) else {
             writeln!(std::io::stderr(), "no succeeded trial with an objective yet")?;
             return Ok(ExitCode::from(EXIT_INVALID));
         };

@@ -12,7 +12,8 @@ use ktune_algorithms::suggest::SuggestRequest;
 use serde_json::{Value, json};
 
 use crate::api::plan::ExperimentPlan;
-use crate::api::template::{container_argv, primary_container, render, resolve_template};
+use crate::api::template::{render, resolve_template};
+use crate::runner::replicas::plan as replica_plan;
 
 use super::EXIT_INVALID;
 
@@ -97,7 +98,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "name": trial_name,
             "parameters": values,
             "labels": suggestion.labels,
-            "command": primary_command(&rendered, primary),
+            "command": replica_plan(&rendered, primary, 0).first().map(|c| c.argv.clone()),
             "workload": rendered,
         }));
     }
@@ -130,11 +131,4 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `command` + `args` of the primary container, as a JSON list.
-fn primary_command(workload: &Value, primary: &str) -> Value {
-    primary_container(workload, primary).map_or(Value::Null, |c| {
-        Value::Array(container_argv(c).into_iter().map(Value::String).collect())
-    })
 }

@@ -44,9 +44,15 @@ impl Counts {
     /// Counts the trials of a history.
     #[must_use]
     pub fn of(trials: &[TrialRecord]) -> Self {
+        Self::from_states(trials.iter().map(|t| t.state))
+    }
+
+    /// Counts trials given only their states.
+    #[must_use]
+    pub fn from_states(states: impl IntoIterator<Item = TrialState>) -> Self {
         let mut c = Self::default();
-        for t in trials {
-            let slot = match t.state {
+        for state in states {
+            let slot = match state {
                 TrialState::Pending => &mut c.pending,
                 TrialState::Running => &mut c.running,
                 TrialState::Succeeded => &mut c.succeeded,
