@@ -248,7 +248,16 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
     let modes = ["a", "b", "c", "d", "e", "f"];
     let file = shell_experiment(&dir, "resume", script, &modes, "");
     // Wait until two trials have run for a while, then kill -9.
-    let mut child = start_and_wait_for(&dir, &db, &file, "trials/resume/resume-0003/stdout.log");
+    let marker = "trials/resume/resume-0003/stdout.log";
+    let mut child = start_and_wait_for(&dir, &db, &file, marker);
+    // …and until the third has reported three times (ktune reads every 100 ms).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(dir.join(marker)).is_ok_and(|t| t.contains("loss=7"))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
     let out = ktune(&run_args(&dir, &db, &file));
@@ -261,7 +270,7 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
         let trials = store.trials(exp.id).await.unwrap();
         let mut observations = Vec::new();
         for t in &trials {
-            observations.push(store.observations(t.id).await.unwrap().len());
+            observations.push(store.observations(t.id).await.unwrap());
         }
         (trials, observations)
     });
@@ -277,9 +286,22 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
             .iter()
             .all(|t| t.state == ktune_algorithms::history::TrialState::Succeeded)
     );
+    // A restarted trial keeps what its interrupted attempt reported and
+    // numbers the new attempt's reports after it: steps 1..=n, the last
+    // six being one whole attempt.
+    for reports in &observations {
+        let steps: Vec<i64> = reports.iter().map(|o| o.step).collect();
+        let expected: Vec<i64> = (1..=i64::try_from(steps.len()).unwrap()).collect();
+        assert_eq!(steps, expected, "{reports:?}");
+        let values: Vec<&str> = reports.iter().map(|o| o.value.as_str()).collect();
+        assert!(
+            values.len() >= 6 && values[values.len() - 6..] == ["9", "8", "7", "6", "5", "4"],
+            "{values:?}"
+        );
+    }
     assert!(
-        observations.iter().all(|n| *n == 6),
-        "every report is stored once: {observations:?}"
+        observations.iter().any(|r| r.len() > 6),
+        "the interrupted trials' reports are kept: {observations:?}"
     );
     assert_eq!(text.matches("best trial").count(), 1);
 }
@@ -412,4 +434,54 @@ spec:
         worker.starts_with("rank=2 world=3 master=127.0.0.1:"),
         "{worker}"
     );
+}
+
+#[test]
+fn a_finished_experiment_runs_on_only_when_its_resume_policy_allows() {
+    let dir = scratch("policy");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let script = r#"echo "loss=1""#;
+    let modes = ["a", "b", "c", "d", "e"];
+    let count = |text: &str| text.matches("succeeded ").count();
+    let first = shell_experiment(&dir, "policy", script, &modes, "  maxTrialCount: 2");
+    let out = ktune(&run_args(&dir, &db, &first));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // Never (the default): a raised budget runs nothing.
+    let never = shell_experiment(&dir, "policy", script, &modes, "  maxTrialCount: 4");
+    let out = ktune(&run_args(&dir, &db, &never));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text.contains("keeps it closed"), "{text}");
+    assert!(text.contains("2 succeeded"), "{text}");
+    assert_eq!(count(&text), 0, "no trial ran: {text}");
+    // LongRunning: it runs on to the new budget.
+    let long = shell_experiment(
+        &dir,
+        "policy",
+        script,
+        &modes,
+        "  maxTrialCount: 4\n  resumePolicy: LongRunning",
+    );
+    let out = ktune(&run_args(&dir, &db, &long));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text.contains("4 succeeded"), "{text}");
+    assert!(
+        text.contains("policy-0003") && text.contains("policy-0004"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_existing_experiment_with_a_different_search_is_refused() {
+    let dir = scratch("changed");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let script = r#"echo "loss=1""#;
+    let first = shell_experiment(&dir, "changed", script, &["a", "b"], "");
+    assert_eq!(ktune(&run_args(&dir, &db, &first)).status.code(), Some(0));
+    let other = shell_experiment(&dir, "changed", script, &["a", "z"], "");
+    let out = ktune(&run_args(&dir, &db, &other));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(err.contains("different spec.parameters"), "{err}");
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ktune_algorithms::history::TrialState;
 
-use crate::engine::driver::{self, Event, RunOptions};
+use crate::engine::Event;
+use crate::engine::driver::{self, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
 
 use super::EXIT_INVALID;
@@ -87,6 +88,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     writeln!(out, "started   {trial}  {}", p.join(" "))
                 }
+                Event::Progress { .. } | Event::Reported { .. } => Ok(()),
                 Event::Finished {
                     trial,
                     state,
@@ -124,6 +126,13 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::from)
     })?;
     let mut out = std::io::stdout().lock();
+    if summary.closed {
+        writeln!(
+            out,
+            "experiment already finished; its resumePolicy (Never) keeps it closed. \
+             To run more trials, set `resumePolicy: LongRunning` and raise maxTrialCount."
+        )?;
+    }
     let c = summary.counts;
     writeln!(
         out,

@@ -7,6 +7,7 @@
 //! are data. Only the experiment's own configuration (a filter that is not
 //! a regex) is an error.
 
+pub mod collector;
 pub mod filter;
 pub mod json;
 pub mod reduce;

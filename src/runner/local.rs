@@ -70,6 +70,9 @@ pub enum RunnerError {
     /// The argv is empty.
     #[error("the trial has no command to run")]
     EmptyCommand,
+    /// The workload has no container of this name with a command.
+    #[error("the trial template has no container {0:?} with a command to run locally")]
+    NoCommand(String),
     /// The trial folder or a log file could not be created.
     #[error("cannot prepare {path}: {source}")]
     Prepare {

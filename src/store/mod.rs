@@ -17,6 +17,89 @@ pub use rows::{
 };
 pub use sql::SqlStore;
 
+use std::future::Future;
+
+use ktune_algorithms::history::TrialState;
+use ktune_algorithms::suggest::AlgorithmState;
+
+/// What the experiment engine needs from storage. [`SqlStore`] implements
+/// it over SQLite and PostgreSQL; the Kubernetes controller can back it
+/// with anything that keeps the same promises: every write idempotent or
+/// conditional (see the module doc), reads reflecting every completed write.
+pub trait Store: Sync {
+    /// Stores an experiment unless one with this name exists; returns the
+    /// stored record and whether it was created now.
+    fn create_experiment(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+        now: i64,
+    ) -> impl Future<Output = Result<(ExperimentRecord, bool), StoreError>> + Send;
+
+    /// Replaces the stored experiment.
+    fn set_experiment_spec(
+        &self,
+        experiment_id: i64,
+        spec: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records an experiment's state.
+    fn set_experiment_state(
+        &self,
+        experiment_id: i64,
+        state: ExperimentState,
+        reason: &str,
+        completed_at: Option<i64>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Saves the algorithm's state if the stored version is still
+    /// `expected_version` (compare-and-set); returns whether it was saved.
+    fn save_algorithm_state(
+        &self,
+        experiment_id: i64,
+        expected_version: i64,
+        state: &AlgorithmState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Inserts trials as Pending; existing names are left alone. Returns
+    /// how many were new.
+    fn insert_trials(
+        &self,
+        experiment_id: i64,
+        trials: &[NewTrial],
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The experiment's trials in creation order.
+    fn trials(
+        &self,
+        experiment_id: i64,
+    ) -> impl Future<Output = Result<Vec<TrialRow>, StoreError>> + Send;
+
+    /// Moves a trial to `outcome.state` if it is in one of `from`; returns
+    /// whether it moved.
+    fn transition(
+        &self,
+        trial_id: i64,
+        from: &[TrialState],
+        outcome: &TrialOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Appends metric reports; a (metric, step) already stored is kept.
+    /// Returns how many were new.
+    fn append_observations(
+        &self,
+        trial_id: i64,
+        rows: &[ObservationRow],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// A trial's reports, by metric and step.
+    fn observations(
+        &self,
+        trial_id: i64,
+    ) -> impl Future<Output = Result<Vec<ObservationRow>, StoreError>> + Send;
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -182,6 +182,24 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Replaces the stored experiment (a resumed run with a raised budget
+    /// or an edited trial template).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn set_experiment_spec(
+        &self,
+        experiment_id: i64,
+        spec: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE experiments SET spec = $1 WHERE id = $2")
+            .bind(to_json("experiments.spec", spec)?)
+            .bind(experiment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Saves the algorithm's state if the stored version is still
     /// `expected_version`; returns whether it was saved (false: another
     /// writer got there first — reload and retry).
@@ -445,4 +463,76 @@ fn trial_from_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
     })
+}
+
+impl super::Store for SqlStore {
+    async fn create_experiment(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+        now: i64,
+    ) -> Result<(ExperimentRecord, bool), StoreError> {
+        Self::create_experiment(self, name, spec, now).await
+    }
+
+    async fn set_experiment_spec(
+        &self,
+        experiment_id: i64,
+        spec: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        Self::set_experiment_spec(self, experiment_id, spec).await
+    }
+
+    async fn set_experiment_state(
+        &self,
+        experiment_id: i64,
+        state: ExperimentState,
+        reason: &str,
+        completed_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        Self::set_experiment_state(self, experiment_id, state, reason, completed_at).await
+    }
+
+    async fn save_algorithm_state(
+        &self,
+        experiment_id: i64,
+        expected_version: i64,
+        state: &AlgorithmState,
+    ) -> Result<bool, StoreError> {
+        Self::save_algorithm_state(self, experiment_id, expected_version, state).await
+    }
+
+    async fn insert_trials(
+        &self,
+        experiment_id: i64,
+        trials: &[NewTrial],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        Self::insert_trials(self, experiment_id, trials, now).await
+    }
+
+    async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialRow>, StoreError> {
+        Self::trials(self, experiment_id).await
+    }
+
+    async fn transition(
+        &self,
+        trial_id: i64,
+        from: &[TrialState],
+        outcome: &TrialOutcome,
+    ) -> Result<bool, StoreError> {
+        Self::transition(self, trial_id, from, outcome).await
+    }
+
+    async fn append_observations(
+        &self,
+        trial_id: i64,
+        rows: &[ObservationRow],
+    ) -> Result<u64, StoreError> {
+        Self::append_observations(self, trial_id, rows).await
+    }
+
+    async fn observations(&self, trial_id: i64) -> Result<Vec<ObservationRow>, StoreError> {
+        Self::observations(self, trial_id).await
+    }
 }
