@@ -35,7 +35,9 @@ pub fn parse_json_line<S: AsRef<str>>(line: &str, metrics: &[S]) -> Vec<MetricLo
         .collect()
 }
 
-fn timestamp(value: &Value) -> Option<Timestamp> {
+/// A report's `timestamp`: RFC 3339 text, or (fractional) epoch seconds.
+/// Shared with the Push collector, which takes the same objects over HTTP.
+pub(crate) fn timestamp(value: &Value) -> Option<Timestamp> {
     match value {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => {

@@ -1,15 +1,21 @@
 //! Metric collection: pure parsers for what trials report (Katib's TEXT
-//! filters, JSON lines) and the reduction of a metric's reports to Katib's
-//! `{min, max, latest}` and to the trial's objective value.
+//! filters, JSON lines, Prometheus exposition text), the two network
+//! collectors ([`prometheus`] scrapes a trial's `/metrics` endpoint,
+//! [`push`] is the endpoint trials POST their metrics to), and the
+//! reduction of a metric's reports to Katib's `{min, max, latest}` and to
+//! the trial's objective value.
 //!
 //! Parsers never fail on a trial's output: a line that is not a metric is
 //! skipped, a value that is not a number is kept as text, NaN and infinities
 //! are data. Only the experiment's own configuration (a filter that is not
-//! a regex) is an error.
+//! a regex) is an error. The network collectors report their failures
+//! (an endpoint not up yet, a push with a wrong token) as errors or HTTP
+//! statuses, never as panics.
 
-pub mod collector;
 pub mod filter;
 pub mod json;
+pub mod prometheus;
+pub mod push;
 pub mod reduce;
 pub mod text;
 
