@@ -12,6 +12,7 @@
 //! (an endpoint not up yet, a push with a wrong token) as errors or HTTP
 //! statuses, never as panics.
 
+pub mod collector;
 pub mod filter;
 pub mod json;
 pub mod prometheus;
