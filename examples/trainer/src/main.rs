@@ -216,7 +216,10 @@ mod tests {
         let c = a.config();
         assert!((c.lr - 0.01).abs() < 1e-15);
         assert_eq!(c.optimizer, Kind::Sgd);
-        assert_eq!((c.hidden, c.layers, c.batch_size, c.epochs, c.seed), (64, 2, 16, 12, 9));
+        assert_eq!(
+            (c.hidden, c.layers, c.batch_size, c.epochs, c.seed),
+            (64, 2, 16, 12, 9)
+        );
         assert_eq!(c.activation, Activation::Tanh);
         assert!((c.dropout - 0.25).abs() < 1e-15);
     }

@@ -100,7 +100,10 @@ impl Mlp {
 
     /// Class scores (logits) for every row of `x`, without dropout.
     pub fn logits(&self, x: ArrayView2<f64>) -> Array2<f64> {
-        let (last, hidden) = self.layers.split_last().expect("an MLP has an output layer");
+        let (last, hidden) = self
+            .layers
+            .split_last()
+            .expect("an MLP has an output layer");
         let mut a = x.to_owned();
         for layer in hidden {
             let mut z = a.dot(&layer.w) + &layer.b;
@@ -120,7 +123,10 @@ impl Mlp {
         dropout: f64,
         rng: &mut Rng,
     ) -> (f64, Vec<Layer>) {
-        let (last, hidden) = self.layers.split_last().expect("an MLP has an output layer");
+        let (last, hidden) = self
+            .layers
+            .split_last()
+            .expect("an MLP has an output layer");
         let mut caches = Vec::with_capacity(hidden.len());
         let mut a = x.to_owned();
         for layer in hidden {
@@ -129,7 +135,11 @@ impl Mlp {
             let mask = (dropout > 0.0).then(|| {
                 let keep = 1.0 - dropout;
                 Array2::from_shape_simple_fn(out.raw_dim(), || {
-                    if rng.uniform() < keep { 1.0 / keep } else { 0.0 }
+                    if rng.uniform() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
                 })
             });
             let next = match &mask {
@@ -250,12 +260,18 @@ mod tests {
         let (x, y) = tiny_batch(&mut rng);
         let mask_rng = Rng::new(99);
         let (_, grads) = model.loss_and_grad(x.view(), &y, dropout, &mut mask_rng.clone());
-        let loss_at = |m: &Mlp| m.loss_and_grad(x.view(), &y, dropout, &mut mask_rng.clone()).0;
+        let loss_at = |m: &Mlp| {
+            m.loss_and_grad(x.view(), &y, dropout, &mut mask_rng.clone())
+                .0
+        };
         let h = 1e-6;
         let mut worst: f64 = 0.0;
         for li in 0..model.layers.len() {
             for idx in 0..model.layers[li].w.len() {
-                let (r, c) = (idx / model.layers[li].w.ncols(), idx % model.layers[li].w.ncols());
+                let (r, c) = (
+                    idx / model.layers[li].w.ncols(),
+                    idx % model.layers[li].w.ncols(),
+                );
                 let mut plus = model.clone();
                 plus.layers[li].w[[r, c]] += h;
                 let mut minus = model.clone();
@@ -300,7 +316,10 @@ mod tests {
         let logits = array![[0.0, 0.0], [1000.0, 0.0]];
         let (loss, grad) = softmax_cross_entropy(&logits, &[0, 0]);
         // ln 2 for the first row, 0 for the second (and no overflow).
-        assert!((loss - std::f64::consts::LN_2 / 2.0).abs() < 1e-12, "{loss}");
+        assert!(
+            (loss - std::f64::consts::LN_2 / 2.0).abs() < 1e-12,
+            "{loss}"
+        );
         assert!((grad[[0, 0]] + 0.25).abs() < 1e-12);
         assert!(grad[[1, 0]].abs() < 1e-12);
     }

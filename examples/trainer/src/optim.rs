@@ -34,7 +34,13 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimiser for `model`'s parameters.
     pub fn new(kind: Kind, lr: f64, momentum: f64, weight_decay: f64, model: &Mlp) -> Self {
-        let zeros = || model.layers.iter().map(Layer::zeros_like).collect::<Vec<_>>();
+        let zeros = || {
+            model
+                .layers
+                .iter()
+                .map(Layer::zeros_like)
+                .collect::<Vec<_>>()
+        };
         Self {
             kind,
             lr,
@@ -42,7 +48,11 @@ impl Optimizer {
             weight_decay,
             steps: 0,
             first: zeros(),
-            second: if kind == Kind::Adam { zeros() } else { Vec::new() },
+            second: if kind == Kind::Adam {
+                zeros()
+            } else {
+                Vec::new()
+            },
         }
     }
 

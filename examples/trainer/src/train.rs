@@ -198,7 +198,10 @@ mod tests {
             ..config()
         };
         assert_eq!(run(&c, &data).0, run(&c, &data).0);
-        let other = Config { seed: 2, ..c.clone() };
+        let other = Config {
+            seed: 2,
+            ..c.clone()
+        };
         assert_ne!(run(&c, &data).0, run(&other, &data).0);
     }
 
@@ -212,7 +215,14 @@ mod tests {
             ..config()
         };
         let (epochs, outcome) = run(&c, &data);
-        let good = run(&Config { epochs: 3, ..config() }, &data).0;
+        let good = run(
+            &Config {
+                epochs: 3,
+                ..config()
+            },
+            &data,
+        )
+        .0;
         assert!(
             matches!(outcome, Outcome::Diverged { .. })
                 || epochs.iter().all(|e| e.val_loss > good[2].val_loss * 2.0),
@@ -223,7 +233,13 @@ mod tests {
     #[test]
     fn wine_quality_beats_the_majority_class() {
         let data = wine_quality();
-        let (epochs, _) = run(&Config { epochs: 15, ..config() }, &data);
+        let (epochs, _) = run(
+            &Config {
+                epochs: 15,
+                ..config()
+            },
+            &data,
+        );
         let majority = {
             let mut counts = [0usize; CLASSES];
             for &c in &data.valid.y {
