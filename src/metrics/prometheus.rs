@@ -79,7 +79,9 @@ pub fn http_get_url(host: Option<&str>, port: u16, path: &str) -> String {
 ///   mandatory `# EOF` line). No timestamp (or an unreadable one) gives
 ///   `None`; [`PrometheusSource`] then uses the scrape time.
 ///
-/// Lines that are not samples are skipped; this never fails.
+/// Lines that are not samples are skipped; this never fails. (The parser,
+/// prometheus-parse, reads names as `\w+`, so a recording-rule style name
+/// with `:` is not found.)
 #[must_use]
 pub fn parse_exposition<S: AsRef<str>>(text: &str, metrics: &[S]) -> Vec<MetricLog> {
     let wanted: HashSet<&str> = metrics.iter().map(AsRef::as_ref).collect();
@@ -660,6 +662,16 @@ empty_braces{} 7
         // A scrape without the metric forgets nothing.
         assert!(source.fresh(Vec::new(), now).is_empty());
         assert!(source.fresh(vec![log("2", Some(6))], now).is_empty());
+    }
+
+    #[test]
+    fn sources_can_live_in_the_engine() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<Scraper>();
+        send_sync::<PrometheusSource>();
+        let mut source = PrometheusSource::new("http://127.0.0.1:1/", ["a"], Scraper::new());
+        send(&source.poll());
     }
 
     #[test]

@@ -270,6 +270,16 @@ impl PushServer {
             .unwrap_or_default()
     }
 
+    /// A handle on `trial`'s reports for its reader (a [`super::collector::TrialMetrics`]
+    /// implementation), which can then drain them without holding the server.
+    #[must_use]
+    pub fn inbox(&self, trial: &str) -> PushInbox {
+        PushInbox {
+            shared: self.shared.clone(),
+            trial: trial.to_owned(),
+        }
+    }
+
     /// Stops accepting pushes for `trial` (they get 404) and returns the
     /// reports it pushed that were not taken yet, so none is lost.
     pub fn unregister(&self, trial: &str) -> Vec<MetricLog> {
@@ -293,6 +303,33 @@ impl PushServer {
         {
             task.abort();
         }
+    }
+}
+
+/// One trial's reports on a [`PushServer`], cheap to clone and to move
+/// into a per-trial reader.
+#[derive(Debug, Clone)]
+pub struct PushInbox {
+    shared: Arc<Shared>,
+    trial: String,
+}
+
+impl PushInbox {
+    /// The trial's name.
+    #[must_use]
+    pub fn trial(&self) -> &str {
+        &self.trial
+    }
+
+    /// As [`PushServer::take`]: the reports since the last take, in arrival
+    /// order (empty once the trial is unregistered).
+    #[must_use]
+    pub fn take(&self) -> Vec<MetricLog> {
+        self.shared
+            .inboxes()
+            .get_mut(&self.trial)
+            .map(|inbox| std::mem::take(&mut inbox.logs))
+            .unwrap_or_default()
     }
 }
 
@@ -676,7 +713,10 @@ mod tests {
         assert_eq!(logs[3].time, Some("2024-05-01T10:00:00Z".parse().unwrap()));
         assert_eq!(logs[4].time, Some("2024-05-01T10:00:01Z".parse().unwrap()));
         assert!(push.take("trial-a").is_empty(), "take drains");
-        assert_eq!(pairs(&push.take("trial-b")), [("loss", "9")]);
+        let inbox = push.inbox("trial-b");
+        assert_eq!(inbox.trial(), "trial-b");
+        assert_eq!(pairs(&inbox.take()), [("loss", "9")]);
+        assert!(push.take("trial-b").is_empty());
         push.shutdown().await;
     }
 
@@ -805,6 +845,14 @@ mod tests {
         let addr = push.local_addr();
         push.shutdown().await;
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[test]
+    fn handles_can_live_in_the_engine() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<PushServer>();
+        send_sync::<PushInbox>();
+        send_sync::<PushCredentials>();
     }
 
     #[test]
