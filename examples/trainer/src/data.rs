@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2, Axis};
 use crate::rng::Rng;
 
 /// Seed of the fixed train/validation split.
-const SPLIT_SEED: u64 = 0x5EED_0F_5917;
+const SPLIT_SEED: u64 = 0x005E_ED0F_5917;
 
 /// Share of the wines held out for validation.
 pub const VALIDATION_SHARE: f64 = 0.2;

@@ -115,7 +115,7 @@ fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clo
             Ok(v) => v,
             Err(_) => {
                 let f = number(t).map_err(|_| format!("`{text}` is not a whole number"))?;
-                if f.fract() != 0.0 || f < 0.0 || f > 1e9 {
+                if f.fract() != 0.0 || !(0.0..=1e9).contains(&f) {
                     return Err(format!("`{text}` is not a whole number"));
                 }
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

@@ -266,7 +266,7 @@ mod tests {
         };
         let h = 1e-6;
         let mut worst: f64 = 0.0;
-        for li in 0..model.layers.len() {
+        for (li, grad) in grads.iter().enumerate() {
             for idx in 0..model.layers[li].w.len() {
                 let (r, c) = (
                     idx / model.layers[li].w.ncols(),
@@ -277,7 +277,7 @@ mod tests {
                 let mut minus = model.clone();
                 minus.layers[li].w[[r, c]] -= h;
                 let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
-                worst = worst.max((numeric - grads[li].w[[r, c]]).abs());
+                worst = worst.max((numeric - grad.w[[r, c]]).abs());
             }
             for j in 0..model.layers[li].b.len() {
                 let mut plus = model.clone();
@@ -285,7 +285,7 @@ mod tests {
                 let mut minus = model.clone();
                 minus.layers[li].b[j] -= h;
                 let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
-                worst = worst.max((numeric - grads[li].b[j]).abs());
+                worst = worst.max((numeric - grad.b[j]).abs());
             }
         }
         assert!(worst < 1e-6, "largest gradient error {worst}");
