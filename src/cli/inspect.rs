@@ -100,6 +100,29 @@ async fn experiment(store: &SqlStore, name: &str) -> anyhow::Result<ExperimentRe
     }
 }
 
+/// The latest value of each metric a stored trial reported (its last step
+/// of each), by metric name; empty when the trial is not in the store.
+pub(super) async fn latest_metrics(
+    store: &SqlStore,
+    experiment_name: &str,
+    trial: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let e = experiment(store, experiment_name).await?;
+    let trials = store.trials(e.id).await?;
+    let Some(row) = trials.iter().find(|t| t.name == trial) else {
+        return Ok(Vec::new());
+    };
+    // By metric then step: the last row of each metric is its latest.
+    let mut latest: Vec<(String, String)> = Vec::new();
+    for o in store.observations(row.id).await? {
+        match latest.last_mut() {
+            Some((metric, value)) if *metric == o.metric => *value = o.value,
+            _ => latest.push((o.metric, o.value)),
+        }
+    }
+    Ok(latest)
+}
+
 /// The stored experiment's objective (metric and direction).
 fn objective_of(e: &ExperimentRecord) -> Objective {
     let objective = e.spec.pointer("/spec/objective");

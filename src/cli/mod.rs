@@ -8,6 +8,7 @@ mod inspect;
 mod run;
 mod suggest;
 mod validate;
+mod view;
 
 use std::process::ExitCode;
 

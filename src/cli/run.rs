@@ -1,21 +1,20 @@
 //! `ktune run FILE`: runs an experiment on this machine — trials as
-//! processes, state in SQLite (or PostgreSQL) — and prints each trial as it
-//! starts and ends, then the best trial. Running the same command again
+//! processes, state in SQLite (or PostgreSQL) — and shows it as it runs
+//! (see [`super::view`]), then the best trial. Running the same command again
 //! resumes an interrupted experiment.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use ktune_algorithms::history::TrialState;
-
 use crate::engine::Event;
 use crate::engine::driver::{self, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
+use anyhow::Context as _;
 
 use super::EXIT_INVALID;
+use super::view::{Mode, Output, View};
 
 /// Arguments of `ktune run`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +44,11 @@ pub struct Args {
     /// Print only the result.
     #[arg(short, long)]
     quiet: bool,
+    /// Output format: `text` (a live view on a terminal, one line per trial
+    /// started and ended elsewhere) or `json` (one JSON object per line per
+    /// event, then a summary).
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -72,104 +76,65 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         gpus: args.gpus.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let quiet = args.quiet;
+    let mode = Mode::choose(args.output, args.quiet, std::io::stdout().is_terminal());
+    let max_trials = prepared
+        .experiment
+        .spec
+        .max_trial_count
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0);
+    let name = prepared
+        .experiment
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default();
     let summary = runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await
             .with_context(|| format!("opening {}", args.db))?;
-        let mut print = |event: Event| {
-            if quiet {
-                return;
-            }
-            let mut out = std::io::stdout().lock();
-            let _ = match event {
-                Event::Started { trial, parameters } => {
-                    let p: Vec<String> =
-                        parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    writeln!(out, "started   {trial}  {}", p.join(" "))
-                }
-                Event::Progress { .. } | Event::Reported { .. } => Ok(()),
-                Event::Finished {
-                    trial,
-                    state,
-                    objective,
-                    reason,
-                } => {
-                    let value = objective
-                        .map(|v| format!("objective={v}"))
-                        .unwrap_or_default();
-                    let why = if state == TrialState::Succeeded {
-                        String::new()
-                    } else {
-                        format!("  ({reason})")
-                    };
-                    writeln!(
-                        out,
-                        "{:<9} {trial}  {value}{why}",
-                        format!("{state:?}").to_lowercase()
-                    )
-                }
-            };
-        };
+        let mut view = View::new(mode, max_trials);
+        let mut show = |event: Event| view.event(&event);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        driver::run(
+        let summary = driver::run(
             &prepared,
             &configmaps,
             &store,
             &options,
-            &mut print,
+            &mut show,
             shutdown,
         )
-        .await
-        .map_err(anyhow::Error::from)
+        .await;
+        let summary = match summary {
+            Ok(s) => s,
+            Err(e) => {
+                view.abandon();
+                return Err(anyhow::Error::from(e));
+            }
+        };
+        // The best trial's metrics: as seen reported in this run, else (a
+        // trial of an earlier, resumed run) as stored.
+        let metrics = match &summary.best {
+            None => Vec::new(),
+            Some(best) => match view.metrics_of(&best.name) {
+                Some(m) => m,
+                None => super::inspect::latest_metrics(&store, &name, &best.name)
+                    .await
+                    .unwrap_or_else(|e| {
+                        let mut err = std::io::stderr().lock();
+                        let _ = writeln!(err, "warning: the best trial's metrics: {e:#}");
+                        Vec::new()
+                    }),
+            },
+        };
+        view.finish(&name, &summary, &metrics)?;
+        anyhow::Ok(summary)
     })?;
-    let mut out = std::io::stdout().lock();
-    if summary.closed {
-        writeln!(
-            out,
-            "experiment already finished; its resumePolicy (Never) keeps it closed. \
-             To run more trials, set `resumePolicy: LongRunning` and raise maxTrialCount."
-        )?;
-    }
-    let c = summary.counts;
-    writeln!(
-        out,
-        "\nexperiment {}: {:?} {}\ntrials: {} succeeded, {} failed, {} early-stopped, {} metrics-unavailable, {} killed",
-        prepared
-            .experiment
-            .metadata
-            .name
-            .as_deref()
-            .unwrap_or_default(),
-        summary.state,
-        summary.reason,
-        c.succeeded,
-        c.failed,
-        c.early_stopped,
-        c.metrics_unavailable,
-        c.killed
-    )?;
-    if let Some(best) = &summary.best {
-        let (trial, value) = (&best.name, best.objective);
-        let p: Vec<String> = best
-            .parameters
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        writeln!(
-            out,
-            "best trial: {trial}  objective={value}  {}",
-            p.join(" ")
-        )?;
-    }
     Ok(match summary.state {
         ExperimentState::Succeeded => ExitCode::SUCCESS,
         ExperimentState::Failed => ExitCode::from(EXIT_INVALID),
-        _ => {
-            writeln!(out, "interrupted: run the same command again to resume")?;
-            ExitCode::from(130)
-        }
+        _ => ExitCode::from(130),
     })
 }
