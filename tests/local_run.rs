@@ -485,3 +485,92 @@ fn an_existing_experiment_with_a_different_search_is_refused() {
     assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(err.contains("different spec.parameters"), "{err}");
 }
+
+/// Reads every stored report of every trial of an experiment.
+fn stored_reports(
+    db: &str,
+    experiment: &str,
+) -> Vec<(ktune::store::TrialRow, Vec<ktune::store::ObservationRow>)> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = ktune::store::SqlStore::connect(db).await.unwrap();
+        let exp = store.experiment(experiment).await.unwrap().unwrap();
+        let mut all = Vec::new();
+        for t in store.trials(exp.id).await.unwrap() {
+            let reports = store.observations(t.id).await.unwrap();
+            all.push((t, reports));
+        }
+        all
+    })
+}
+
+#[test]
+fn push_collector_takes_authenticated_reports_of_the_experiments_metrics() {
+    let dir = scratch("push");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let script = r#"python3 - <<'EOF'
+import json, os, sys, urllib.error, urllib.request
+url, token = os.environ["KTUNE_PUSH_URL"], os.environ["KTUNE_PUSH_TOKEN"]
+def post(body, token):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    return urllib.request.urlopen(request).status
+for loss in [3.0, 2.0, 1.5]:
+    assert post({"loss": loss, "junk": 7}, token) == 204
+try:
+    post({"loss": 0.0}, "wrong")
+    sys.exit(5)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 401 else 6)
+EOF"#;
+    let extra = "  metricsCollectorSpec: {collector: {kind: Push}}";
+    let file = shell_experiment(&dir, "push", script, &["a", "b"], extra);
+    let out = ktune(&run_args(&dir, &db, &file));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 succeeded"), "{text}");
+    for (trial, reports) in stored_reports(&db, "push") {
+        assert_eq!(trial.objective, Some(1.5), "{trial:?}");
+        let values: Vec<(&str, &str)> = reports
+            .iter()
+            .map(|r| (r.metric.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(values, [("loss", "3.0"), ("loss", "2.0"), ("loss", "1.5")]);
+    }
+}
+
+#[test]
+fn prometheus_collector_scrapes_each_trial_on_its_own_port() {
+    let dir = scratch("prometheus");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let script = r##"python3 - <<'EOF'
+import http.server, os, threading, time
+state = {"loss": 3.0}
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("# TYPE loss gauge\nloss %s\nother 1\n" % state["loss"]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["KTUNE_METRICS_PORT"])), Metrics)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for loss in [3.0, 2.0, 1.0]:
+    state["loss"] = loss
+    time.sleep(1.3)
+EOF"##;
+    let extra = "  metricsCollectorSpec:\n    source: {httpGet: {port: 8080, path: /metrics}}\n    collector: {kind: PrometheusMetric}";
+    let file = shell_experiment(&dir, "prometheus", script, &["a", "b"], extra);
+    let out = ktune(&run_args(&dir, &db, &file));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for (trial, reports) in stored_reports(&db, "prometheus") {
+        assert_eq!(trial.objective, Some(1.0), "{trial:?}");
+        let values: Vec<&str> = reports.iter().map(|r| r.value.as_str()).collect();
+        assert_eq!(
+            values,
+            ["3.0", "2.0", "1.0"],
+            "each value once: {reports:?}"
+        );
+    }
+}

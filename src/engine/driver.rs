@@ -80,7 +80,14 @@ pub async fn run<S: Store>(
         log_limit: options.log_limit,
         stop_grace: options.stop_grace,
     };
-    let collector = LocalCollector::new(experiment, &metric_names(experiment))?;
+    let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
+    let images = container_images(experiment);
+    if !images.is_empty() {
+        tracing::warn!(
+            "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
+            images.join(", ")
+        );
+    }
     let engine_options = EngineOptions {
         seed: options.seed,
         gpus: options.gpus.clone(),
@@ -120,6 +127,34 @@ async fn child_exited(exits: Option<&mut Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// The distinct `image`s of the trial template's containers.
+fn container_images(experiment: &Experiment) -> Vec<String> {
+    fn walk(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(image)) = map.get("image")
+                    && !found.contains(image)
+                {
+                    found.push(image.clone());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Some(spec) = experiment
+        .spec
+        .trial_template
+        .as_ref()
+        .and_then(|t| t.trial_spec.as_ref())
+    {
+        walk(spec, &mut found);
+    }
+    found
 }
 
 /// The objective and additional metrics: what the collectors look for.

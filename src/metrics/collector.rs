@@ -1,17 +1,28 @@
 //! Collectors: how a running trial's metric reports reach the engine. The
 //! engine sees only [`Collector`] and [`TrialMetrics`]; [`LocalCollector`]
-//! implements them for `ktune run` — Katib's StdOut and File collectors
+//! implements them for `ktune run`: Katib's StdOut and File collectors
 //! (TEXT with the experiment's filters, or JSON lines) read while the trial
-//! runs, so early stopping can act mid-training.
+//! runs, so early stopping can act mid-training; PrometheusMetric (the
+//! trial's endpoint scraped every [`SCRAPE_EVERY`] on the port in
+//! `$KTUNE_METRICS_PORT`); and Push (an endpoint on 127.0.0.1 the trial
+//! posts to with the URL and token in `$KTUNE_PUSH_URL` and
+//! `$KTUNE_PUSH_TOKEN`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::MetricLog;
 use super::filter::FilterError;
 use super::json::parse_json_line;
+use super::prometheus::{DEFAULT_PORT, PrometheusSource, Scraper, http_get_url};
+use super::push::{PushError, PushInbox, PushServer};
 use super::text::TextParser;
 use crate::api::Experiment;
 use crate::api::enums::{CollectorKind, FileFormat};
@@ -55,6 +66,14 @@ pub enum CollectorError {
     /// The kind cannot run on this machine.
     #[error("metrics collector {0} is not supported by `ktune run`")]
     Unsupported(String),
+    /// The PrometheusMetric source has no usable port.
+    #[error(
+        "metricsCollectorSpec.source.httpGet.port {0} is not a port number (named ports cannot be resolved locally)"
+    )]
+    Port(String),
+    /// The Push endpoint could not start.
+    #[error("push endpoint: {0}")]
+    Push(#[from] PushError),
     /// A File collector without a path.
     #[error("metricsCollectorSpec.source.fileSystemPath.path is required for the File collector")]
     NoPath,
@@ -62,8 +81,10 @@ pub enum CollectorError {
 
 /// How lines of a trial's output become reports.
 #[derive(Debug)]
-enum LineFormat {
+pub enum LineFormat {
+    /// Katib's TEXT format with the experiment's filters.
     Text(TextParser),
+    /// JSON lines, reading these metrics.
     Json(Vec<String>),
 }
 
@@ -87,19 +108,54 @@ enum LineSource {
 }
 
 /// The collectors `ktune run` supports.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalCollector {
-    format: Arc<LineFormat>,
-    source: LineSource,
+    kind: Kind,
 }
+
+#[derive(Debug)]
+enum Kind {
+    /// StdOut, or File (TEXT or JSON lines).
+    Lines {
+        format: Arc<LineFormat>,
+        source: LineSource,
+    },
+    /// PrometheusMetric: the trial's `/metrics` endpoint, scraped.
+    Prometheus {
+        path: String,
+        /// The spec's port; with several trials at once each gets its own.
+        port: u16,
+        shared_port: bool,
+        metrics: Arc<[String]>,
+        scraper: Scraper,
+        ports: Mutex<HashMap<String, u16>>,
+    },
+    /// Push: an HTTP endpoint on 127.0.0.1 the trials post to.
+    Push {
+        server: PushServer,
+        metrics: Arc<[String]>,
+    },
+}
+
+/// The variable naming the port a PrometheusMetric trial should serve
+/// `/metrics` on.
+pub const METRICS_PORT_ENV: &str = "KTUNE_METRICS_PORT";
+
+/// Least time between two scrapes of one trial.
+const SCRAPE_EVERY: Duration = Duration::from_millis(500);
 
 impl LocalCollector {
     /// The collector an experiment asks for, reading `metrics` (the
-    /// objective and additional metrics).
+    /// objective and additional metrics). A Push collector starts its
+    /// endpoint on 127.0.0.1 here.
     ///
     /// # Errors
-    /// [`CollectorError`] for a bad filter or an unsupported kind.
-    pub fn new(experiment: &Experiment, metrics: &[String]) -> Result<Self, CollectorError> {
+    /// [`CollectorError`] for a bad filter, a missing path or port, or an
+    /// unsupported kind.
+    pub async fn start(
+        experiment: &Experiment,
+        metrics: &[String],
+    ) -> Result<Self, CollectorError> {
         let spec = experiment
             .spec
             .metrics_collector_spec
@@ -112,8 +168,12 @@ impl LocalCollector {
         let source = spec.source.unwrap_or_default();
         let filters = source.filter.map(|f| f.metrics_format).unwrap_or_default();
         let text = || TextParser::new(metrics.iter().cloned(), &filters).map(LineFormat::Text);
-        let (format, source) = match kind {
-            CollectorKind::StdOut => (text()?, LineSource::Stdout),
+        let lines = |format, source| Kind::Lines {
+            format: Arc::new(format),
+            source,
+        };
+        let kind = match kind {
+            CollectorKind::StdOut => lines(text()?, LineSource::Stdout),
             CollectorKind::File => {
                 let path = source.file_system_path.ok_or(CollectorError::NoPath)?;
                 if path.path.is_empty() {
@@ -124,60 +184,204 @@ impl LocalCollector {
                 } else {
                     text()?
                 };
-                (format, LineSource::File(PathBuf::from(path.path)))
+                lines(format, LineSource::File(PathBuf::from(path.path)))
             }
+            CollectorKind::PrometheusMetric => {
+                let get = source.http_get.unwrap_or_default();
+                let port = match &get.port {
+                    IntOrString::Int(p) => u16::try_from(*p).ok().filter(|p| *p > 0),
+                    IntOrString::String(s) if s.is_empty() => Some(DEFAULT_PORT),
+                    IntOrString::String(s) => s.parse().ok(),
+                }
+                .ok_or_else(|| CollectorError::Port(format!("{:?}", get.port)))?;
+                Kind::Prometheus {
+                    path: get.path.unwrap_or_default(),
+                    port,
+                    shared_port: experiment.spec.parallel_trial_count.unwrap_or(1) > 1,
+                    metrics: metrics.into(),
+                    scraper: Scraper::new(),
+                    ports: Mutex::new(HashMap::new()),
+                }
+            }
+            CollectorKind::Push => Kind::Push {
+                server: PushServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?,
+                metrics: metrics.into(),
+            },
             other => return Err(CollectorError::Unsupported(other.to_string())),
         };
-        Ok(Self {
-            format: Arc::new(format),
-            source,
-        })
+        Ok(Self { kind })
     }
 }
 
 impl Collector for LocalCollector {
-    type Trial = LineReader;
+    type Trial = LocalMetrics;
 
-    fn prepare(&self, _trial: &str) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    fn attach(&self, _trial: &str, stdout: Option<&Path>) -> LineReader {
-        let path = match &self.source {
-            LineSource::Stdout => stdout.map(Path::to_owned),
-            LineSource::File(path) => Some(path.clone()),
-        };
-        LineReader {
-            format: Arc::clone(&self.format),
-            tail: path.map(Tail::new),
+    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+        match &self.kind {
+            Kind::Lines { .. } => Vec::new(),
+            Kind::Prometheus {
+                port,
+                shared_port,
+                ports,
+                ..
+            } => {
+                // Trials running side by side cannot all listen on the
+                // spec's port: each gets a free one of its own.
+                let port = if *shared_port { free_port() } else { *port };
+                if let Ok(mut ports) = ports.lock() {
+                    ports.insert(trial.to_owned(), port);
+                }
+                vec![(METRICS_PORT_ENV.to_owned(), port.to_string())]
+            }
+            Kind::Push { server, .. } => match server.register(trial) {
+                Ok(credentials) => credentials
+                    .env()
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(trial, "cannot set up the push endpoint: {e}");
+                    Vec::new()
+                }
+            },
         }
     }
 
-    fn detach(&self, _trial: &str) {}
-}
-
-/// Reads a trial's metrics from the lines of a growing file.
-#[derive(Debug)]
-pub struct LineReader {
-    format: Arc<LineFormat>,
-    tail: Option<Tail>,
-}
-
-impl TrialMetrics for LineReader {
-    async fn poll(&mut self) -> Vec<MetricLog> {
-        let Some(tail) = &mut self.tail else {
-            return Vec::new();
-        };
-        tail.new_lines()
-            .iter()
-            .flat_map(|line| self.format.parse(line))
-            .collect()
+    fn attach(&self, trial: &str, stdout: Option<&Path>) -> LocalMetrics {
+        match &self.kind {
+            Kind::Lines { format, source } => {
+                let path = match source {
+                    LineSource::Stdout => stdout.map(Path::to_owned),
+                    LineSource::File(path) => Some(path.clone()),
+                };
+                LocalMetrics::Lines {
+                    format: Arc::clone(format),
+                    tail: path.map(Tail::new),
+                }
+            }
+            Kind::Prometheus {
+                path,
+                port,
+                metrics,
+                scraper,
+                ports,
+                ..
+            } => {
+                let port = ports
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(trial).copied())
+                    .unwrap_or(*port);
+                let url = http_get_url(None, port, path);
+                LocalMetrics::Prometheus {
+                    source: Box::new(PrometheusSource::new(
+                        url,
+                        metrics.iter().cloned(),
+                        scraper.clone(),
+                    )),
+                    last: None,
+                }
+            }
+            Kind::Push { server, metrics } => LocalMetrics::Push {
+                inbox: server.inbox(trial),
+                metrics: Arc::clone(metrics),
+            },
+        }
     }
+
+    fn detach(&self, trial: &str) {
+        match &self.kind {
+            Kind::Lines { .. } => {}
+            Kind::Prometheus { ports, .. } => {
+                if let Ok(mut ports) = ports.lock() {
+                    ports.remove(trial);
+                }
+            }
+            Kind::Push { server, .. } => {
+                let late = server.unregister(trial);
+                if !late.is_empty() {
+                    tracing::warn!(
+                        trial,
+                        "{} metric reports arrived after the trial ended and were dropped",
+                        late.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One trial's metric reader for `ktune run`.
+#[derive(Debug)]
+pub enum LocalMetrics {
+    /// Lines of its output or of a file it writes.
+    Lines {
+        /// How lines become reports.
+        format: Arc<LineFormat>,
+        /// The file, once known.
+        tail: Option<Tail>,
+    },
+    /// Its Prometheus endpoint.
+    Prometheus {
+        /// The endpoint and what it showed last.
+        source: Box<PrometheusSource>,
+        /// When it was last scraped.
+        last: Option<Instant>,
+    },
+    /// What it pushed.
+    Push {
+        /// Its reports on the endpoint.
+        inbox: PushInbox,
+        /// The metrics the experiment records (pushed others are ignored).
+        metrics: Arc<[String]>,
+    },
+}
+
+impl TrialMetrics for LocalMetrics {
+    async fn poll(&mut self) -> Vec<MetricLog> {
+        match self {
+            Self::Lines { format, tail } => {
+                let Some(tail) = tail else {
+                    return Vec::new();
+                };
+                tail.new_lines()
+                    .iter()
+                    .flat_map(|line| format.parse(line))
+                    .collect()
+            }
+            Self::Prometheus { source, last } => {
+                if last.is_some_and(|t| t.elapsed() < SCRAPE_EVERY) {
+                    return Vec::new();
+                }
+                *last = Some(Instant::now());
+                match source.poll().await {
+                    Ok(logs) => logs,
+                    // Not listening yet, or already gone: normal.
+                    Err(e) if e.is_connect() => Vec::new(),
+                    Err(e) => {
+                        tracing::debug!("scraping {}: {e}", source.url());
+                        Vec::new()
+                    }
+                }
+            }
+            Self::Push { inbox, metrics } => {
+                let mut logs = inbox.take();
+                logs.retain(|l| metrics.contains(&l.name));
+                logs
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(DEFAULT_PORT, |a| a.port())
 }
 
 /// The complete lines appended to a file since the last read.
 #[derive(Debug)]
-struct Tail {
+pub struct Tail {
     path: PathBuf,
     offset: u64,
     partial: Vec<u8>,
