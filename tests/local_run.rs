@@ -574,3 +574,33 @@ EOF"##;
         );
     }
 }
+
+#[test]
+fn early_stopping_kills_a_bad_trial_mid_run() {
+    let dir = scratch("earlystop");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    // Two good trials finish first; the bad one would report 30 times over
+    // 6 s, and the median rule stops it after its third report.
+    let script = r#"if [ "$1" = bad ]; then n=30; v=9; else n=4; v=1; fi
+i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.2; done"#;
+    let extra = "  parallelTrialCount: 1\n  earlyStopping:\n    algorithmName: medianstop\n    algorithmSettings:\n      - {name: min_trials_required, value: \"2\"}\n      - {name: start_step, value: \"3\"}";
+    let file = shell_experiment(&dir, "earlystop", script, &["good1", "good2", "bad"], extra);
+    let started = Instant::now();
+    let out = ktune(&run_args(&dir, &db, &file));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the bad trial did not run to its end"
+    );
+    let all = stored_reports(&db, "earlystop");
+    let (bad, reports) = all
+        .iter()
+        .find(|(t, _)| t.assignment.iter().any(|(_, v)| v == "bad"))
+        .unwrap();
+    assert_eq!(
+        bad.state,
+        ktune_algorithms::history::TrialState::EarlyStopped,
+        "{bad:?}"
+    );
+    assert!((3..30).contains(&reports.len()), "{reports:?}");
+}
