@@ -720,10 +720,12 @@ impl View {
         summary: &RunSummary,
         metrics: &[(String, String)],
     ) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
         if let Some(live) = &mut self.live {
             live.finish();
+            // The bar stays, without ending its line.
+            writeln!(out)?;
         }
-        let mut out = std::io::stdout().lock();
         match self.mode {
             Mode::Json { .. } => writeln!(out, "{}", summary_json(experiment, summary, metrics)),
             Mode::Live | Mode::Plain | Mode::Quiet => {
