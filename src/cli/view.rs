@@ -655,6 +655,9 @@ impl Drop for Live {
 #[derive(Debug)]
 pub struct View {
     mode: Mode,
+    max_trials: Option<u32>,
+    /// Started with the first event, so that what is logged while the
+    /// experiment is set up does not cut through the bar.
     live: Option<Live>,
     metrics: Metrics,
 }
@@ -667,13 +670,14 @@ fn out_line(line: &str) {
 }
 
 impl View {
-    /// A view in `mode`; [`Mode::Live`] needs a Tokio runtime.
+    /// A view in `mode`; [`Mode::Live`] needs a Tokio runtime when the
+    /// first event comes.
     #[must_use]
     pub fn new(mode: Mode, max_trials: Option<u32>) -> Self {
-        let live = (mode == Mode::Live).then(|| Live::start(max_trials));
         Self {
             mode,
-            live,
+            max_trials,
+            live: None,
             metrics: Metrics::default(),
         }
     }
@@ -683,9 +687,10 @@ impl View {
         self.metrics.record(event);
         match self.mode {
             Mode::Live => {
-                if let Some(live) = &mut self.live {
-                    live.event(event);
-                }
+                let max = self.max_trials;
+                self.live
+                    .get_or_insert_with(|| Live::start(max))
+                    .event(event);
             }
             Mode::Plain => {
                 if let Some(line) = plain_line(event) {
