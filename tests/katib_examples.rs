@@ -146,3 +146,57 @@ fn katib_examples_lose_no_field_when_read() {
         );
     }
 }
+
+#[test]
+fn ktune_convert_turns_every_valid_katib_example_into_a_valid_ktune_experiment() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let extra = dir.join("_extra/trial-templates-configmap.yaml");
+    let scratch = std::env::temp_dir().join(format!("ktune-convert-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut converted = 0;
+    for file in support::experiment_files(&dir) {
+        let relative = file.strip_prefix(&dir).unwrap().display().to_string();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ktune"))
+            .arg("convert")
+            .arg(&file)
+            .arg(&extra)
+            .output()
+            .unwrap();
+        if REFUSED.iter().any(|(name, _, _)| *name == relative) {
+            assert_eq!(out.status.code(), Some(1), "{relative} must be refused");
+            assert!(out.stdout.is_empty(), "{relative}: nothing printed");
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "{relative}: {}",
+            support::describe(&out)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("apiVersion: ktune.dev/v1beta1"),
+            "{relative}: {text}"
+        );
+        assert!(
+            !text.contains("kubeflow.org/v1beta1\nkind: Experiment"),
+            "{text}"
+        );
+        let path = scratch.join("converted.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let check = std::process::Command::new(env!("CARGO_BIN_EXE_ktune"))
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{relative} converted: {}",
+            support::describe(&check)
+        );
+        converted += 1;
+    }
+    assert!(converted >= 20, "only {converted} examples converted");
+    let _ = std::fs::remove_dir_all(&scratch);
+}

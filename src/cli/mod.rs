@@ -3,6 +3,7 @@
 //! written for humans.
 
 mod ask_tell;
+mod convert;
 mod crds;
 mod inspect;
 mod run;
@@ -44,6 +45,8 @@ pub enum Command {
     Crds(crds::Args),
     /// Drive one algorithm over JSON lines on stdin/stdout (init, ask, tell, close).
     AskTell(ask_tell::Args),
+    /// Turn Katib Experiments into ktune ones (for `kubectl apply`).
+    Convert(convert::Args),
 }
 
 /// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
@@ -101,5 +104,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),
         Command::AskTell(args) => ask_tell::run(&args),
+        Command::Convert(args) => convert::run(&args),
     }
 }
