@@ -148,7 +148,7 @@ const fn required(mut spec: SettingSpec) -> SettingSpec {
 }
 
 const TPE_SETTINGS: &[SettingSpec] = &[
-    float("gamma", excl(0.0), excl(1.0), Some("0.25")),
+    float("gamma", excl(0.0), excl(1.0), Some("0.1")),
     float("prior_weight", excl(0.0), None, Some("1.0")),
     SettingSpec {
         aliases: &["n_EI_candidates"],

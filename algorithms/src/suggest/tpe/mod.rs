@@ -5,15 +5,18 @@
 //! bad group, fits a Parzen estimator `l(x)` to the good ones and `g(x)` to
 //! the bad ones, draws `n_ei_candidates` points from `l` and proposes the
 //! one with the largest `ln l(x) - ln g(x)` — the expected-improvement
-//! maximiser under the model. ktune follows Optuna's `TPESampler`
-//! (`optuna/samplers/_tpe`): its bandwidth rule with the "magic clip", the
-//! prior kernel, truncated and discretised normals, weighted categorical
-//! kernels, and the forgetting weights. `tpe` models every parameter on its
-//! own and picks each parameter's value independently (Optuna's default);
-//! `multivariate-tpe` uses joint kernels, so it sees interactions (Falkner,
-//! Klein, Hutter, "BOHB", ICML 2018; Optuna's `multivariate=True`).
+//! maximiser under the model. ktune follows Optuna 5's `TPESampler`
+//! (`optuna/samplers/_tpe`): its good-group size, its neighbour-gap
+//! bandwidths (for both variants) with the "magic clip", the prior kernel,
+//! truncated and discretised normals, weighted categorical kernels, and the
+//! forgetting weights — with one deliberate change, the clip's floor for
+//! the good group narrows with the whole history (see [`parzen`]). `tpe`
+//! models every parameter on its own and picks each parameter's value
+//! independently (Optuna's `multivariate=False`); `multivariate-tpe` uses
+//! joint kernels, so it sees interactions (Falkner, Klein, Hutter, "BOHB",
+//! ICML 2018; Optuna's `multivariate=True`).
 //!
-//! Katib settings (both algorithms): `gamma` (0.25), `prior_weight` (1.0),
+//! Katib settings (both algorithms): `gamma` (0.1), `prior_weight` (1.0),
 //! `n_ei_candidates` / `n_EI_candidates` (24), `n_startup_trials` (10) and
 //! `random_state` (overrides the request's seed).
 //!
@@ -27,15 +30,14 @@
 //!   finite objective, then the early-stopped ones (which only fill the good
 //!   group when too few succeeded, the furthest-trained first). The best
 //!   `ceil(gamma * n)` of the `n` ranked trials, clamped to `[1, 25]`, are
-//!   good: `gamma` is the fraction, as its name says; the cap of 25 is
-//!   Optuna's (`min(ceil(0.1 n), 25)`) and hyperopt's
-//!   (`min(ceil(0.25 sqrt(n)), 25)`). Everything else is bad: the rest of
-//!   the ranked trials; pending and running trials (Optuna's constant liar,
-//!   which Katib enables for `multivariate-tpe` — ktune does it for both);
-//!   failed, killed and metrics-unavailable trials; NaN or infinite
-//!   objectives. Trials whose assignment does not fit the space are left
-//!   out. The newest 25 trials of each group weigh 1, older ones less
-//!   (Optuna's `default_weights`).
+//!   good: `gamma` is the fraction, as its name says, and its default and
+//!   the cap of 25 are Optuna's (`min(ceil(0.1 n), 25)`). Everything else
+//!   is bad: the rest of the ranked trials; pending and running trials
+//!   (Optuna's constant liar, which Katib enables for `multivariate-tpe` —
+//!   ktune does it for both); failed, killed and metrics-unavailable trials;
+//!   NaN or infinite objectives. Trials whose assignment does not fit the
+//!   space are left out. The newest 25 trials of each group weigh 1, older
+//!   ones less (Optuna's `default_weights`).
 //! * **Parameters.** Continuous doubles are modelled by truncated normals
 //!   on their (log-)scale; `int`, stepped `double` and `discrete` lists by
 //!   normals discretised onto their points — `discrete` as ordered index
@@ -87,7 +89,7 @@ pub struct TpeConfig {
 impl Default for TpeConfig {
     fn default() -> Self {
         Self {
-            gamma: 0.25,
+            gamma: 0.1,
             prior_weight: 1.0,
             n_ei_candidates: 24,
             n_startup_trials: 10,
@@ -253,7 +255,7 @@ impl TpeSuggester {
         let setup = Setup {
             dims: &table.dims,
             prior_weight: c.prior_weight,
-            multivariate: c.multivariate,
+            n_ranked: table.ranked(),
         };
         let good_fit = Fit {
             coords: &table.coords,
@@ -351,5 +353,7 @@ impl Suggester for TpeSuggester {
     }
 }
 
+#[cfg(test)]
+mod peer_report;
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,13 @@
 //!   is *bad*: a configuration that crashed or is already being tried is not
 //!   worth proposing again.
 //! * `n_below = ceil(gamma * n)` clamped to `[1, 25]` (and to `n`), where `n`
-//!   counts the ranked trials. Katib's `gamma` setting is that fraction
-//!   (default 0.25); Optuna's default is `min(ceil(0.1 n), 25)` and
-//!   hyperopt's `min(ceil(0.25 sqrt(n)), 25)`, so the cap of 25 — hyperopt's
-//!   `linear_forgetting` — is common to both.
+//!   counts the ranked trials. Katib's `gamma` setting is that fraction;
+//!   its default, 0.1, is Optuna's `default_gamma`, `min(ceil(0.1 n), 25)`.
+//!   (Katib's hyperopt service defaults to 0.25 but reads it as
+//!   `ceil(0.25 sqrt(n))`, an even smaller group: 2 of 50 trials, 3 of 100;
+//!   a quarter of the trials — ktune's earlier default — makes the good
+//!   group too broad to refine, see `benches/peers/`.) The cap of 25 —
+//!   hyperopt's `linear_forgetting` — is common to both.
 
 /// The most good trials, whatever `gamma` says.
 pub(crate) const MAX_BELOW: usize = 25;

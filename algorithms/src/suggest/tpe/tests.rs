@@ -172,13 +172,13 @@ fn settings_are_read_with_katib_names_and_defaults() {
         .unwrap()
         .parse([
             ("n_EI_candidates", "7"),
-            ("gamma", "0.1"),
+            ("gamma", "0.3"),
             ("random_state", "3"),
         ])
         .unwrap();
     let c = TpeConfig::from_settings(&parsed, true);
     assert_eq!(c.n_ei_candidates, 7);
-    assert_eq!(c.gamma, 0.1);
+    assert_eq!(c.gamma, 0.3);
     assert_eq!(c.seed, Some(3));
     assert_eq!(c.n_startup_trials, 10);
     assert_eq!(c.prior_weight, 1.0);
@@ -379,9 +379,9 @@ fn quality_report() {
         for (name, given) in [
             ("random", &[][..]),
             ("tpe", &[]),
-            ("tpe", &[("gamma", "0.1")]),
+            ("tpe", &[("gamma", "0.25")]),
             ("multivariate-tpe", &[]),
-            ("multivariate-tpe", &[("gamma", "0.1")]),
+            ("multivariate-tpe", &[("gamma", "0.25")]),
         ] {
             let regrets = (0..20).map(|seed| regret(name, given, f, seed, 100, false));
             let m = median(regrets.collect());

@@ -7,7 +7,7 @@ fn dims_of(specs: &[ParameterSpec]) -> Vec<Dim> {
 }
 
 /// A fit to `coords` (one row per observation), all weights 1.
-fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> Parzen<'static> {
+fn fitted(dims: &[Dim], coords: &[f64], n_ranked: usize, which: &[usize]) -> Parzen<'static> {
     let n = coords.len() / dims.len();
     let rows: Vec<usize> = (0..n).collect();
     // Leaked so the estimator can borrow it for the rest of the test.
@@ -16,7 +16,7 @@ fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> 
     let setup = Setup {
         dims,
         prior_weight: 1.0,
-        multivariate,
+        n_ranked,
     };
     Parzen::new(
         &setup,
@@ -31,16 +31,16 @@ fn fitted(dims: &[Dim], coords: &[f64], multivariate: bool, which: &[usize]) -> 
 
 #[test]
 fn one_observation_matches_the_hand_computed_mixture() {
-    // One kernel at 0.3 on [0, 1]: its neighbour gap (0.2, to the prior's
-    // mean) is clipped up to 1/min(100, 3); the prior kernel is N(0.5, 1).
-    // Both truncated to [0, 1], weights 1/2 each.
+    // One kernel at 0.3 on [0, 1]: its sigma is the larger gap to the range
+    // ends, 0.7 (above the floor 1/3); the prior kernel is N(0.5, 1). Both
+    // truncated to [0, 1], weights 1/2 each.
     let dims =
         dims_of(&[ParameterSpec::double("x", 0.0, 1.0, None, Distribution::Uniform).unwrap()]);
-    let p = fitted(&dims, &[0.3], false, &[0]);
+    let p = fitted(&dims, &[0.3], 1, &[0]);
     let sqrt_2pi = (2.0 * std::f64::consts::PI).sqrt();
-    let z_kernel = 0.982_135_579_437_183 - 0.184_060_125_346_759_5; // Φ(2.1) - Φ(-0.9)
+    let z_kernel = 0.8413447460685429 - 0.3341175708976247; // Φ(1) - Φ(-3/7)
     let z_prior = 0.382_924_922_548_026; // Φ(0.5) - Φ(-0.5)
-    let kernel = (-0.5 * 0.3f64.powi(2)).exp() / sqrt_2pi * 3.0 / z_kernel;
+    let kernel = (-0.5 * (0.1f64 / 0.7).powi(2)).exp() / sqrt_2pi / 0.7 / z_kernel;
     let prior = (-0.5 * 0.1f64.powi(2)).exp() / sqrt_2pi / z_prior;
     let want = (0.5 * kernel + 0.5 * prior).ln();
     let got = p.log_pdf(&[0.4], &mut Vec::new());
@@ -49,14 +49,55 @@ fn one_observation_matches_the_hand_computed_mixture() {
 
 #[test]
 fn neighbour_bandwidths_follow_optuna() {
-    // Sorted with the prior mean 0.5: 0.1, 0.2, 0.5(prior), 0.9.
-    let s = neighbour_sigmas(&[0.9, 0.1, 0.2], 0.5, 0.0, 1.0);
-    // 0.9 is last: its inner gap 0.4; 0.1 is first: its inner gap 0.1;
-    // 0.2: max(0.1, 0.3).
+    // Sorted: 0.1, 0.2, 0.9 (the prior's mean is not among them).
+    let s = neighbour_sigmas(&[0.9, 0.1, 0.2], 0.0, 1.0);
+    // 0.9 is last: its inner gap 0.7; 0.1 is first: its inner gap 0.1;
+    // 0.2: max(0.1, 0.7).
     assert_eq!(s.len(), 3);
-    assert!((s[0] - 0.4).abs() < 1e-15);
+    assert!((s[0] - 0.7).abs() < 1e-15);
     assert!((s[1] - 0.1).abs() < 1e-15);
-    assert!((s[2] - 0.3).abs() < 1e-15);
+    assert!((s[2] - 0.7).abs() < 1e-15);
+    // A lone kernel counts the range ends: max(0.3, 0.7).
+    assert_eq!(neighbour_sigmas(&[0.3], 0.0, 1.0), vec![0.7]);
+    // Ties share a zero gap on one side and take the other.
+    let t = neighbour_sigmas(&[0.5, 0.5, 0.5], 0.0, 1.0);
+    assert_eq!(t, vec![0.0, 0.0, 0.0]);
+    assert!(neighbour_sigmas(&[], 0.0, 1.0).is_empty());
+}
+
+#[test]
+fn the_floor_is_optunas_for_a_whole_history_and_narrower_for_a_tenth_of_it() {
+    // The bad group (m = n): Optuna's width / min(100, m + 2).
+    assert!((min_sigma(1.0, 40, 40) - 1.0 / 42.0).abs() < 1e-15);
+    assert!((min_sigma(2.0, 500, 400) - 2.0 / 100.0).abs() < 1e-15);
+    // The good group of 10 among 90: width / (sqrt(900) + 2).
+    assert!((min_sigma(1.0, 10, 90) - 1.0 / 32.0).abs() < 1e-15);
+    // Never wider than Optuna's, never narrower than 1 % of the range.
+    for m in 0..60 {
+        for n in 0..300 {
+            let f = min_sigma(1.0, m, n);
+            assert!(f <= 1.0 / (m as f64 + 2.0).min(100.0) + 1e-15, "{m} {n}");
+            assert!(f >= 0.01 - 1e-15, "{m} {n}");
+        }
+    }
+}
+
+#[test]
+fn clustered_good_kernels_narrow_as_the_history_grows() {
+    // Five good trials at 0.5 on [0, 1]: alone (Optuna's floor 1/7) their
+    // density at the cluster is lower than among 400 ranked trials
+    // (floor 1/(sqrt(2000) + 2)).
+    let dims =
+        dims_of(&[ParameterSpec::double("x", 0.0, 1.0, None, Distribution::Uniform).unwrap()]);
+    let coords = [0.5; 5];
+    let alone = fitted(&dims, &coords, 5, &[0]).log_pdf(&[0.5], &mut Vec::new());
+    let among = fitted(&dims, &coords, 400, &[0]).log_pdf(&[0.5], &mut Vec::new());
+    assert!(among > alone + 1.0, "{among} vs {alone}");
+    // Both still integrate to one.
+    for n_ranked in [5, 400] {
+        let p = fitted(&dims, &coords, n_ranked, &[0]);
+        assert!((integrate(&p, 0.0, 1.0) - 1.0).abs() < 1e-6);
+    }
 }
 
 fn integrate(p: &Parzen, low: f64, high: f64) -> f64 {
@@ -76,16 +117,16 @@ fn continuous_densities_integrate_to_one() {
     let dims =
         dims_of(&[ParameterSpec::double("x", -2.0, 3.0, None, Distribution::Uniform).unwrap()]);
     let obs = [-1.9, -1.95, 0.0, 0.01, 2.5, 2.99, 1.0];
-    for multivariate in [false, true] {
-        let p = fitted(&dims, &obs, multivariate, &[0]);
+    for n_ranked in [0, 1000] {
+        let p = fitted(&dims, &obs, n_ranked, &[0]);
         let total = integrate(&p, -2.0, 3.0);
-        assert!((total - 1.0).abs() < 1e-6, "{multivariate}: {total}");
+        assert!((total - 1.0).abs() < 1e-6, "{n_ranked}: {total}");
     }
     // A log parameter integrates to one over ln x.
     let dims =
         dims_of(&[ParameterSpec::double("lr", 1e-4, 1.0, None, Distribution::LogNormal).unwrap()]);
     let obs: Vec<f64> = [1e-3, 2e-3, 0.5].iter().map(|v: &f64| v.ln()).collect();
-    let p = fitted(&dims, &obs, false, &[0]);
+    let p = fitted(&dims, &obs, 3, &[0]);
     let total = integrate(&p, 1e-4f64.ln(), 0.0);
     assert!((total - 1.0).abs() < 1e-6, "{total}");
 }
@@ -100,9 +141,9 @@ fn quantised_and_categorical_probabilities_sum_to_one() {
     let dims = dims_of(&specs);
     // Rows: (layers index, units index, opt index).
     let coords = [0.0, 0.0, 1.0, 7.0, 31.0, 1.0, 3.0, 5.0, 0.0, 3.0, 6.0, 2.0];
-    for multivariate in [false, true] {
+    for n_ranked in [0, 1000] {
         for dim in 0..3 {
-            let p = fitted(&dims, &coords, multivariate, &[dim]);
+            let p = fitted(&dims, &coords, n_ranked, &[dim]);
             let n = specs[dim].points().unwrap();
             let mut x = [0.0; 3];
             let total: f64 = (0..n)
@@ -115,7 +156,7 @@ fn quantised_and_categorical_probabilities_sum_to_one() {
         }
     }
     // The joint model over all three sums to one as well.
-    let p = fitted(&dims, &coords, true, &[0, 1, 2]);
+    let p = fitted(&dims, &coords, 4, &[0, 1, 2]);
     let mut total = 0.0;
     for a in 0..8 {
         for b in 0..32 {
@@ -138,8 +179,8 @@ fn samples_stay_on_the_dimension_and_follow_the_good_observations() {
     ];
     let dims = dims_of(&specs);
     let coords: Vec<f64> = (0..20).flat_map(|_| [1.0, 3.0, 1.0]).collect();
-    for multivariate in [false, true] {
-        let p = fitted(&dims, &coords, multivariate, &[0, 1, 2]);
+    for n_ranked in [0, 1000] {
+        let p = fitted(&dims, &coords, n_ranked, &[0, 1, 2]);
         let mut rng = derive_rng(9, 9, "test");
         let mut gauss = Gauss::default();
         let mut x = [0.0; 3];
@@ -153,8 +194,8 @@ fn samples_stay_on_the_dimension_and_follow_the_good_observations() {
             b += usize::from(x[2] == 1.0);
         }
         // 20 of 21 kernel weight sits on x = 1, c = b.
-        assert!(near > 600, "{multivariate}: {near}");
-        assert!(b > 850, "{multivariate}: {b}");
+        assert!(near > 600, "{n_ranked}: {near}");
+        assert!(b > 850, "{n_ranked}: {b}");
     }
 }
 
@@ -162,7 +203,7 @@ fn samples_stay_on_the_dimension_and_follow_the_good_observations() {
 fn an_empty_fit_is_the_prior_alone() {
     let dims =
         dims_of(&[ParameterSpec::double("x", 0.0, 1.0, None, Distribution::Uniform).unwrap()]);
-    let p = fitted(&dims, &[], false, &[0]);
+    let p = fitted(&dims, &[], 0, &[0]);
     let got = p.log_pdf(&[0.5], &mut Vec::new());
     let want = -(2.0 * std::f64::consts::PI).sqrt().ln() - 0.382_924_922_548_026f64.ln();
     assert!((got - want).abs() < 1e-12);

@@ -1,0 +1,205 @@
+//! The peer benchmark's functions (`benches/peers/regret.py`) run in
+//! process, for quick A/B runs of the model: a report, not a check.
+//!
+//! `TPE_SEEDS=20 TPE_SETTINGS="gamma=0.1 n_ei_candidates=64" cargo test --release -p
+//! ktune-algorithms tpe::peer_report -- --ignored --nocapture`
+
+use super::*;
+use crate::history::Direction;
+use crate::space::{Distribution, ParamValue, ParameterSpec};
+
+struct Case {
+    name: &'static str,
+    space: SearchSpace,
+    f: fn(&Assignment) -> f64,
+    minimum: f64,
+}
+
+use crate::space::Assignment;
+
+fn xs(a: &Assignment) -> Vec<f64> {
+    a.iter()
+        .map(|(_, v)| v.as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+fn boxed(n: usize, lo: f64, hi: f64) -> SearchSpace {
+    SearchSpace::new(
+        (0..n)
+            .map(|i| {
+                ParameterSpec::double(format!("x{i}"), lo, hi, None, Distribution::Uniform).unwrap()
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn ackley(a: &Assignment) -> f64 {
+    let x = xs(a);
+    #[allow(clippy::cast_precision_loss)]
+    let n = x.len() as f64;
+    let s1 = x.iter().map(|v| v * v).sum::<f64>() / n;
+    let s2 = x
+        .iter()
+        .map(|v| (2.0 * std::f64::consts::PI * v).cos())
+        .sum::<f64>()
+        / n;
+    -20.0 * (-0.2 * s1.sqrt()).exp() - s2.exp() + 20.0 + std::f64::consts::E
+}
+
+fn styblinski_tang(a: &Assignment) -> f64 {
+    xs(a)
+        .iter()
+        .map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v)
+        .sum::<f64>()
+        / 2.0
+}
+
+fn mixed(a: &Assignment) -> f64 {
+    let f = |k: &str| a.get(k).and_then(ParamValue::as_f64).unwrap_or(f64::NAN);
+    let act = match a.get("activation") {
+        Some(ParamValue::Text(t)) if t == "relu" => 0.0,
+        Some(ParamValue::Text(t)) if t == "tanh" => 1.0,
+        Some(ParamValue::Text(t)) if t == "sigmoid" => 2.5,
+        _ => 4.0,
+    };
+    let layers = f("layers");
+    (f("lr").log10() + 2.5).powi(2)
+        + 0.5 * (layers - 3.0).powi(2)
+        + 0.25 * (f("batch_log2") - 6.0).powi(2)
+        + act
+        + 4.0 * (f("dropout") - 0.05 * layers).powi(2)
+}
+
+fn cases() -> Vec<Case> {
+    let t = crate::testfns::ALL;
+    vec![
+        Case {
+            name: "branin",
+            space: SearchSpace::new(vec![
+                ParameterSpec::double("x0", -5.0, 10.0, None, Distribution::Uniform).unwrap(),
+                ParameterSpec::double("x1", 0.0, 15.0, None, Distribution::Uniform).unwrap(),
+            ])
+            .unwrap(),
+            f: |a| crate::testfns::branin(&xs(a)),
+            minimum: t[0].minimum,
+        },
+        Case {
+            name: "hartmann6",
+            space: boxed(6, 0.0, 1.0),
+            f: |a| crate::testfns::hartmann6(&xs(a)),
+            minimum: t[1].minimum,
+        },
+        Case {
+            name: "rosenbrock4",
+            space: boxed(4, -5.0, 10.0),
+            f: |a| crate::testfns::rosenbrock(&xs(a)),
+            minimum: 0.0,
+        },
+        Case {
+            name: "ackley5",
+            space: boxed(5, -32.768, 32.768),
+            f: ackley,
+            minimum: 0.0,
+        },
+        Case {
+            name: "styblinski_tang8",
+            space: boxed(8, -5.0, 5.0),
+            f: styblinski_tang,
+            minimum: -39.166_165_703_771_42 * 8.0,
+        },
+        Case {
+            name: "mixed",
+            space: SearchSpace::new(vec![
+                ParameterSpec::double("lr", 1e-5, 1.0, None, Distribution::LogUniform).unwrap(),
+                ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap(),
+                ParameterSpec::int("batch_log2", 3, 10, None, Distribution::Uniform).unwrap(),
+                ParameterSpec::double("dropout", 0.0, 0.5, None, Distribution::Uniform).unwrap(),
+                ParameterSpec::categorical(
+                    "activation",
+                    vec![
+                        "relu".into(),
+                        "tanh".into(),
+                        "sigmoid".into(),
+                        "linear".into(),
+                    ],
+                )
+                .unwrap(),
+            ])
+            .unwrap(),
+            f: mixed,
+            minimum: 0.0,
+        },
+    ]
+}
+
+/// Regret after 50 and after 100 trials.
+fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
+    let objective = Objective::new("value", Direction::Minimize);
+    let mut history: Vec<TrialRecord> = Vec::new();
+    let mut best = f64::INFINITY;
+    let mut at50 = f64::NAN;
+    for i in 0..100 {
+        let req = SuggestRequest {
+            space: &case.space,
+            objective: &objective,
+            history: &history,
+            count: 1,
+            seed,
+            state: None,
+        };
+        let a = s.suggest(&req).unwrap().suggestions.remove(0).assignment;
+        let v = (case.f)(&a);
+        best = best.min(v);
+        if i == 49 {
+            at50 = best - case.minimum;
+        }
+        let mut t = TrialRecord::new(format!("t{i}"), a);
+        t.state = TrialState::Succeeded;
+        t.objective = Some(v);
+        history.push(t);
+    }
+    (at50, best - case.minimum)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    0.5 * (v[v.len() / 2] + v[(v.len() - 1) / 2])
+}
+
+#[test]
+#[ignore = "quality report, not a check: run in release with --ignored --nocapture"]
+fn peer_report() {
+    let seeds: u64 = std::env::var("TPE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let given = std::env::var("TPE_SETTINGS").unwrap_or_default();
+    let pairs: Vec<(&str, &str)> = given
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let variants = std::env::var("TPE_VARIANTS").unwrap_or_else(|_| "tpe multivariate-tpe".into());
+    for name in variants.split_whitespace() {
+        let settings = crate::settings::algorithm(name)
+            .unwrap()
+            .parse(pairs.iter().copied())
+            .unwrap();
+        for case in cases() {
+            let s = crate::suggest::build_suggester(name, &settings, &case.space).unwrap();
+            let (r50, r100): (Vec<f64>, Vec<f64>) =
+                (0..seeds).map(|seed| run(&*s, &case, seed)).unzip();
+            if std::env::var("TPE_VERBOSE").is_ok() {
+                let mut v = r100.clone();
+                v.sort_by(f64::total_cmp);
+                println!("{name} {}: {v:.3?}", case.name);
+            }
+            println!(
+                "REPORT {name} {} {:.4} {:.4}",
+                case.name,
+                median(r50),
+                median(r100)
+            );
+        }
+    }
+}
