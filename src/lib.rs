@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod engine;
 pub mod metrics;
 pub mod runner;

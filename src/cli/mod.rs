@@ -3,6 +3,7 @@
 //! written for humans.
 
 mod ask_tell;
+mod controller;
 mod convert;
 mod crds;
 mod inspect;
@@ -47,6 +48,8 @@ pub enum Command {
     AskTell(ask_tell::Args),
     /// Turn Katib Experiments into ktune ones (for `kubectl apply`).
     Convert(convert::Args),
+    /// Run the Kubernetes controller for Experiments and Trials.
+    Controller(controller::Args),
 }
 
 /// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
@@ -105,5 +108,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crds(args) => crds::run(&args),
         Command::AskTell(args) => ask_tell::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Controller(args) => controller::run(&args),
     }
 }

@@ -75,6 +75,10 @@ pub struct EngineOptions {
     /// `CUDA_VISIBLE_DEVICES`, and trials wait while all are busy. Empty:
     /// no GPU accounting.
     pub gpus: Vec<String>,
+    /// The experiment's key in the store; its name when `None`. The
+    /// controller keys by namespace, name and uid, so a deleted and
+    /// re-created experiment starts afresh.
+    pub store_key: Option<String>,
 }
 
 /// A running trial and what has been read of it.
@@ -90,6 +94,9 @@ struct Live<T, M> {
     steps: BTreeMap<String, i64>,
     /// This attempt's objective reports, as the stopping rule reads them.
     series: Vec<Observation>,
+    /// Reports per metric to drop because they were stored before: an
+    /// adopted trial's metrics source replays them.
+    replayed: BTreeMap<String, i64>,
     gpu: Option<String>,
 }
 
@@ -165,7 +172,8 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             max_failed_trial_count: plan.max_failed_trial_count,
         };
         let spec = serde_json::to_value(experiment).unwrap_or_default();
-        let (record, created) = store.create_experiment(&name, &spec, now_ms()).await?;
+        let key = options.store_key.clone().unwrap_or_else(|| name.clone());
+        let (record, created) = store.create_experiment(&key, &spec, now_ms()).await?;
         if !created {
             match compare_specs(&record.spec, &spec) {
                 SpecChange::Same => {}
@@ -496,8 +504,10 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         env.extend(self.collector.prepare(&row.name));
         // A restarted trial's reports continue after those already stored.
         let mut steps = BTreeMap::new();
+        let mut stored: BTreeMap<String, i64> = BTreeMap::new();
         if row.started_at.is_some() {
             for o in self.store.observations(row.id).await? {
+                *stored.entry(o.metric.clone()).or_insert(0) += 1;
                 let last = steps.entry(o.metric).or_insert(0);
                 *last = o.step.max(*last);
             }
@@ -514,6 +524,11 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     parameters: row.assignment.clone(),
                 });
                 let metrics = self.collector.attach(&row.name, run.stdout());
+                let replayed = if run.adopted() {
+                    stored
+                } else {
+                    BTreeMap::new()
+                };
                 let id = row.id;
                 self.live.push(Live {
                     row,
@@ -522,6 +537,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     logs: Vec::new(),
                     steps,
                     series: Vec::new(),
+                    replayed,
                     gpu,
                 });
                 self.store
@@ -569,7 +585,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         let mut grew = Vec::with_capacity(self.live.len());
         let mut live = std::mem::take(&mut self.live);
         for l in &mut live {
-            grew.push(self.collect(l, on_event).await?);
+            grew.push(self.collect(l, false, on_event).await?);
         }
         self.live = live;
         // The history the stopping rule compares against: built at most
@@ -605,9 +621,23 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
     async fn collect(
         &self,
         l: &mut Live<R::Trial, C::Trial>,
+        last: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<bool, EngineError> {
-        let logs = l.metrics.poll().await;
+        let mut logs = if last {
+            l.metrics.finish().await
+        } else {
+            l.metrics.poll().await
+        };
+        if !l.replayed.is_empty() {
+            logs.retain(|log| match l.replayed.get_mut(&log.name) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    false
+                }
+                _ => true,
+            });
+        }
         if logs.is_empty() {
             return Ok(false);
         }
@@ -652,7 +682,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         stop_reason: Option<String>,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<(), EngineError> {
-        self.collect(&mut l, on_event).await?;
+        self.collect(&mut l, true, on_event).await?;
         self.collector.detach(&l.row.name);
         let objective = objective_value(
             &reduce(&self.plan.objective.metric, &l.logs),
@@ -727,15 +757,31 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             .collect()
     }
 
-    fn summary(&self, history: &[TrialRecord], state: ExperimentState, reason: &str) -> RunSummary {
-        let best = self.plan.objective.best_trial(history).and_then(|t| {
+    /// The trials as last read from the store.
+    #[must_use]
+    pub fn trials(&self) -> &[TrialRow] {
+        &self.rows
+    }
+
+    /// The best trial so far.
+    #[must_use]
+    pub fn best(&self) -> Option<BestTrial> {
+        self.best_of(&self.history())
+    }
+
+    fn best_of(&self, history: &[TrialRecord]) -> Option<BestTrial> {
+        self.plan.objective.best_trial(history).and_then(|t| {
             let row = self.rows.iter().find(|r| r.name == t.name)?;
             Some(BestTrial {
                 name: t.name.clone(),
                 parameters: row.assignment.clone(),
                 objective: t.finite_objective()?,
             })
-        });
+        })
+    }
+
+    fn summary(&self, history: &[TrialRecord], state: ExperimentState, reason: &str) -> RunSummary {
+        let best = self.best_of(history);
         RunSummary {
             state,
             reason: reason.to_owned(),

@@ -91,6 +91,7 @@ pub async fn run<S: Store>(
     let engine_options = EngineOptions {
         seed: options.seed,
         gpus: options.gpus.clone(),
+        store_key: None,
     };
     let mut engine = Engine::open(
         prepared,

@@ -55,6 +55,12 @@ pub trait Collector: Sync {
 pub trait TrialMetrics: Send {
     /// The reports that arrived since the last poll, in order.
     fn poll(&mut self) -> impl Future<Output = Vec<MetricLog>> + Send;
+
+    /// The last reports, once the trial has ended: a source that lags
+    /// behind the trial (a log stream) waits for them here.
+    fn finish(&mut self) -> impl Future<Output = Vec<MetricLog>> + Send {
+        self.poll()
+    }
 }
 
 /// Why a collector could not be set up.

@@ -70,6 +70,9 @@ pub enum RunnerError {
     /// The argv is empty.
     #[error("the trial has no command to run")]
     EmptyCommand,
+    /// The Kubernetes API refused or failed.
+    #[error("Kubernetes API: {0}")]
+    Api(String),
     /// The workload has no container of this name with a command.
     #[error("the trial template has no container {0:?} with a command to run locally")]
     NoCommand(String),

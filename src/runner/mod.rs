@@ -60,4 +60,11 @@ pub trait TrialRun: Send {
 
     /// Where its primary output can be read, for the StdOut collector.
     fn stdout(&self) -> Option<&Path>;
+
+    /// Whether `launch` found the trial already running (started by an
+    /// earlier engine that died) and took it over instead of starting it
+    /// again: its metrics source then replays what was already stored.
+    fn adopted(&self) -> bool {
+        false
+    }
 }

@@ -1,0 +1,313 @@
+//! The Experiment reconciler and the per-experiment worker.
+//!
+//! Reconciling an Experiment makes sure one worker runs the shared
+//! [`Engine`] for it — in-process suggesters, no suggestion deployment, no
+//! gRPC timeout — and, through a finalizer, stops that worker when the
+//! Experiment is deleted. The worker steps the engine over the cluster
+//! runner ([`ClusterRunner`]: Trial objects, whose workloads the trial
+//! reconciler creates) and the pod-log collector, and writes what happens
+//! to the Experiment's and Trials' status and as Events.
+//!
+//! A controller restart at any moment is safe: the engine reopens the
+//! experiment from the store, adopts the Trials already created (same
+//! deterministic names), skips the log lines already stored, and creates
+//! nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::logs::PodLogCollector;
+use super::status::{experiment_status, trial_status};
+use super::workload::ClusterRunner;
+use super::{Context, ControllerError, Worker};
+use crate::api::load::ConfigMaps;
+use crate::api::validate::Context as ValidationContext;
+use crate::api::{Experiment, Trial, prepare};
+use crate::engine::{Engine, EngineOptions, Event};
+use crate::metrics::text::TextParser;
+use crate::store::ExperimentState;
+
+/// The finalizer that stops an experiment's worker before it goes.
+pub const FINALIZER: &str = "ktune.dev/cleanup";
+
+/// Reconciles one Experiment.
+///
+/// # Errors
+/// [`ControllerError`] when the API or the finalizer fails.
+pub async fn reconcile(
+    experiment: Arc<Experiment>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let namespace = experiment
+        .namespace()
+        .unwrap_or_else(|| "default".to_owned());
+    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, experiment, |event| async {
+        match event {
+            Finalizer::Apply(experiment) => {
+                ensure_worker(&ctx, experiment);
+                Ok(Action::requeue(Duration::from_secs(60)))
+            }
+            Finalizer::Cleanup(experiment) => {
+                ctx.stop_worker(&experiment.uid().unwrap_or_default());
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ControllerError::Finalizer(Box::new(e)))
+}
+
+/// Whether the experiment's status says it finished.
+fn finished(experiment: &Experiment) -> bool {
+    experiment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.last())
+        .is_some_and(|c| matches!(c.type_.to_string().as_str(), "Succeeded" | "Failed"))
+}
+
+/// Starts the experiment's worker unless it runs already for this
+/// generation (a changed spec — a raised budget — restarts it).
+fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
+    let uid = experiment.uid().unwrap_or_default();
+    let generation = experiment.meta().generation.unwrap_or(0);
+    let Ok(mut workers) = ctx.workers.lock() else {
+        return;
+    };
+    if let Some(worker) = workers.get(&uid)
+        && worker.generation == generation
+        && (!worker.task.is_finished() || finished(&experiment))
+    {
+        return;
+    }
+    if let Some(old) = workers.remove(&uid) {
+        old.task.abort();
+    }
+    let task = tokio::spawn(run_worker(Arc::clone(ctx), experiment));
+    workers.insert(uid, Worker { generation, task });
+}
+
+async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>) {
+    let name = experiment.name_any();
+    if let Err(e) = work(&ctx, &experiment).await {
+        tracing::warn!(experiment = name, "experiment worker stopped: {e}");
+        ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
+            .await;
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// Drives one experiment to completion.
+async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), ControllerError> {
+    let namespace = experiment
+        .namespace()
+        .unwrap_or_else(|| "default".to_owned());
+    let name = experiment.name_any();
+    let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = experiment.object_ref(&());
+    let value = serde_json::to_value(experiment.as_ref())?;
+    let configmaps = ConfigMaps::default();
+    let prepared = prepare(
+        &value,
+        ValidationContext {
+            configmaps: &configmaps,
+            require_configmaps: false,
+        },
+    )
+    .map_err(|e| ControllerError::Invalid(e.to_string()));
+    let prepared = match prepared {
+        Ok(p) if p.report.is_valid() => p,
+        other => {
+            let message = match other {
+                Ok(p) => p
+                    .report
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Err(e) => e.to_string(),
+            };
+            let status = json!({"conditions": [
+                {"type": "Created", "status": "True", "reason": "ExperimentCreated", "lastTransitionTime": now()},
+                {"type": "Failed", "status": "True", "reason": "ExperimentInvalid", "message": message, "lastTransitionTime": now()},
+            ]});
+            patch_status(&experiments, &name, status).await?;
+            ctx.publish(&reference, "Invalid", &message).await;
+            return Ok(());
+        }
+    };
+    let spec = &prepared.experiment.spec;
+    let template = spec.trial_template.clone().unwrap_or_default();
+    let workload = template.trial_spec.clone().unwrap_or_default();
+    let kind = workload
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("Job")
+        .to_owned();
+    let metrics: Vec<String> = spec
+        .objective
+        .as_ref()
+        .map(|o| {
+            std::iter::once(o.objective_metric_name.clone())
+                .chain(o.additional_metric_names.iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let filters = spec
+        .metrics_collector_spec
+        .as_ref()
+        .and_then(|m| m.source.as_ref())
+        .and_then(|s| s.filter.as_ref())
+        .map(|f| f.metrics_format.clone())
+        .unwrap_or_default();
+    let parser = TextParser::new(metrics.iter().cloned(), &filters)
+        .map_err(|e| ControllerError::Invalid(e.to_string()))?;
+    let objective_metric = metrics.first().cloned().unwrap_or_default();
+    let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
+    let collector = PodLogCollector::new(
+        ctx.client.clone(),
+        namespace.clone(),
+        parser,
+        kind,
+        template.primary_container_name.clone().unwrap_or_default(),
+        template.primary_pod_labels.clone().unwrap_or_default(),
+    );
+    let options = EngineOptions {
+        seed: ctx.options.seed,
+        gpus: Vec::new(),
+        store_key: Some(format!(
+            "{namespace}/{name}/{}",
+            experiment.uid().unwrap_or_default()
+        )),
+    };
+    let mut engine = Engine::open(
+        &prepared,
+        &configmaps,
+        ctx.store.as_ref(),
+        &runner,
+        &collector,
+        options,
+    )
+    .await?;
+    let mut events = Vec::new();
+    let mut last_status = serde_json::Value::Null;
+    loop {
+        let done = engine.step(&mut |e| events.push(e)).await?;
+        for event in events.drain(..) {
+            match event {
+                Event::Started { trial, .. } => {
+                    patch_status(
+                        &trials,
+                        &trial,
+                        trial_status(
+                            ktune_algorithms::history::TrialState::Running,
+                            "",
+                            None,
+                            &now(),
+                        ),
+                    )
+                    .await
+                    .ok();
+                }
+                Event::Finished {
+                    trial,
+                    state,
+                    objective,
+                    reason,
+                } => {
+                    patch_status(
+                        &trials,
+                        &trial,
+                        trial_status(state, &reason, objective, &now()),
+                    )
+                    .await
+                    .ok();
+                    if let Ok(Some(t)) = trials.get_opt(&trial).await {
+                        let (kind, _) = super::status::trial_condition(state);
+                        ctx.publish(&t.object_ref(&()), kind, &reason).await;
+                    }
+                }
+                Event::Progress { .. } | Event::Reported { .. } => {}
+            }
+        }
+        let (state, reason) = match &done {
+            Some(summary) => (summary.state, summary.reason.clone()),
+            None => (ExperimentState::Running, String::new()),
+        };
+        let best = engine.best();
+        let mut status = experiment_status(
+            engine.trials(),
+            best.as_ref(),
+            &objective_metric,
+            state,
+            &reason,
+            "",
+        );
+        // Write only what changed (timestamps aside).
+        if status != last_status {
+            last_status = status.clone();
+            let stamp = now();
+            stamp_times(&mut status, &stamp);
+            patch_status(&experiments, &name, status).await?;
+            if done.is_some() {
+                let kind = if state == ExperimentState::Succeeded {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                };
+                ctx.publish(&reference, kind, &reason).await;
+            }
+        }
+        if done.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(ctx.options.tick).await;
+    }
+}
+
+/// Fills the empty timestamps of a status built without a clock.
+fn stamp_times(status: &mut serde_json::Value, now: &str) {
+    if let Some(conditions) = status
+        .get_mut("conditions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for c in conditions {
+            c["lastUpdateTime"] = json!(now);
+            c["lastTransitionTime"] = json!(now);
+        }
+    }
+    for key in ["lastReconcileTime", "completionTime"] {
+        if status.get(key).is_some() {
+            status[key] = json!(now);
+        }
+    }
+}
+
+async fn patch_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<(), ControllerError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! StdOut metrics in a cluster: the primary container's log, streamed
+//! through the API while the trial runs. The training command is never
+//! rewritten (no sidecar, no wrapper), so `kubectl logs` keeps working —
+//! Katib's injected collector breaks both.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, LogParams};
+use tokio::task::JoinHandle;
+
+use crate::metrics::MetricLog;
+use crate::metrics::collector::{Collector, TrialMetrics};
+use crate::metrics::text::TextParser;
+
+/// How long to wait for a trial's pod before looking again.
+const POD_WAIT: Duration = Duration::from_millis(500);
+
+/// Reads each trial's metrics from its primary pod's log.
+#[derive(Clone)]
+pub struct PodLogCollector {
+    client: Client,
+    namespace: String,
+    parser: Arc<TextParser>,
+    container: String,
+    primary_labels: BTreeMap<String, String>,
+    kind: String,
+}
+
+impl std::fmt::Debug for PodLogCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodLogCollector")
+            .field("namespace", &self.namespace)
+            .field("container", &self.container)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodLogCollector {
+    /// A collector for one experiment's trials: `kind` is the workload's
+    /// kind, `container` the primary container, `primary_labels` what
+    /// singles out the primary pod of a multi-pod workload.
+    #[must_use]
+    pub fn new(
+        client: Client,
+        namespace: String,
+        parser: TextParser,
+        kind: String,
+        container: String,
+        primary_labels: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            parser: Arc::new(parser),
+            container,
+            primary_labels,
+            kind,
+        }
+    }
+
+    /// The label selector of a trial's primary pod.
+    fn selector(&self, trial: &str) -> String {
+        let owner = if self.kind == "Job" {
+            format!("job-name={trial}")
+        } else {
+            format!("training.kubeflow.org/job-name={trial}")
+        };
+        std::iter::once(owner)
+            .chain(self.primary_labels.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The reports read so far, and whether the log has ended.
+#[derive(Debug, Default)]
+struct Inbox {
+    logs: Vec<MetricLog>,
+    ended: bool,
+}
+
+/// One trial's log reader: a task following the log into an inbox.
+#[derive(Debug)]
+pub struct PodLogs {
+    inbox: Arc<Mutex<Inbox>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for PodLogs {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodLogs {
+    fn drain(&self) -> Vec<MetricLog> {
+        self.inbox
+            .lock()
+            .map(|mut inbox| std::mem::take(&mut inbox.logs))
+            .unwrap_or_default()
+    }
+
+    fn ended(&self) -> bool {
+        self.inbox.lock().map_or(true, |inbox| inbox.ended)
+    }
+}
+
+impl TrialMetrics for PodLogs {
+    async fn poll(&mut self) -> Vec<MetricLog> {
+        self.drain()
+    }
+
+    async fn finish(&mut self) -> Vec<MetricLog> {
+        // The workload may report completion a moment before its log
+        // stream delivers the last lines.
+        for _ in 0..20 {
+            if self.ended() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.drain()
+    }
+}
+
+impl Collector for PodLogCollector {
+    type Trial = PodLogs;
+
+    fn prepare(&self, _trial: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn attach(&self, trial: &str, _stdout: Option<&std::path::Path>) -> PodLogs {
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let task = tokio::spawn(follow(self.clone(), trial.to_owned(), Arc::clone(&inbox)));
+        PodLogs { inbox, task }
+    }
+
+    fn detach(&self, _trial: &str) {}
+}
+
+/// Waits for the trial's primary pod to start, then follows its log to
+/// the end, parsing each line.
+async fn follow(collector: PodLogCollector, trial: String, inbox: Arc<Mutex<Inbox>>) {
+    let pods: Api<Pod> = Api::namespaced(collector.client.clone(), &collector.namespace);
+    let selector = collector.selector(&trial);
+    let pod = loop {
+        match pods.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => {
+                let started = list.items.into_iter().find(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|phase| phase != "Pending")
+                });
+                if let Some(pod) = started {
+                    break pod;
+                }
+            }
+            Err(e) => tracing::debug!(trial, "listing pods: {e}"),
+        }
+        tokio::time::sleep(POD_WAIT).await;
+    };
+    let name = pod.metadata.name.unwrap_or_default();
+    let params = LogParams {
+        follow: true,
+        container: (!collector.container.is_empty()).then(|| collector.container.clone()),
+        ..LogParams::default()
+    };
+    match pods.log_stream(&name, &params).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            loop {
+                match lines.try_next().await {
+                    Ok(Some(line)) => {
+                        let logs = collector.parser.parse_line(&line);
+                        if !logs.is_empty()
+                            && let Ok(mut inbox) = inbox.lock()
+                        {
+                            inbox.logs.extend(logs);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(trial, pod = name, "reading the log: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(trial, pod = name, "cannot follow the log: {e}"),
+    }
+    if let Ok(mut inbox) = inbox.lock() {
+        inbox.ended = true;
+    }
+}

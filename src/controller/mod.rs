@@ -1,0 +1,200 @@
+//! `ktune controller`: reconciles `Experiment`s and `Trial`s
+//! (`ktune.dev/v1beta1`) with kube-runtime, running each experiment through
+//! the same [`Engine`](crate::engine::Engine) as `ktune run`, with
+//! observations and algorithm state in the store (PostgreSQL in a cluster,
+//! SQLite on a volume for small installs) rather than in etcd objects.
+//!
+//! - [`experiment`]: the Experiment reconciler (finalizer, one worker per
+//!   experiment) and the worker writing status and Events;
+//! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
+//! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
+//! - [`logs`]: StdOut metrics from the primary pod's log;
+//! - [`status`]: the status documents, as pure functions.
+
+pub mod experiment;
+pub mod logs;
+pub mod status;
+pub mod trial;
+pub mod workload;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+
+use crate::api::{Experiment, Trial};
+use crate::engine::EngineError;
+use crate::store::SqlStore;
+
+/// Why reconciling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer could not be added or removed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ControllerError>>),
+    /// The engine stopped.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The experiment is invalid.
+    #[error("invalid experiment: {0}")]
+    Invalid(String),
+    /// A trial's workload cannot be created.
+    #[error("workload: {0}")]
+    Workload(String),
+    /// A value could not be serialised.
+    #[error("serialising: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The CRDs are not installed.
+    #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
+    CrdsMissing(#[source] kube::Error),
+}
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Watch one namespace only; all when `None`.
+    pub namespace: Option<String>,
+    /// Time between two engine steps of one experiment.
+    pub tick: Duration,
+    /// Seed for the suggesters.
+    pub seed: u64,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            tick: Duration::from_millis(500),
+            seed: 0,
+        }
+    }
+}
+
+/// One experiment's worker.
+#[derive(Debug)]
+pub struct Worker {
+    generation: i64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the reconcilers share.
+pub struct Context {
+    client: Client,
+    store: Arc<SqlStore>,
+    recorder: Recorder,
+    options: ControllerOptions,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Publishes a Normal event about an object (best effort: a lost event
+    /// must not fail a reconcile).
+    async fn publish(&self, object: &ObjectReference, reason: &str, note: &str) {
+        let event = KubeEvent {
+            type_: if matches!(reason, "Failed" | "Error" | "Invalid") {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: (!note.is_empty()).then(|| note.chars().take(1024).collect()),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::debug!("publishing an event: {e}");
+        }
+    }
+
+    fn stop_worker(&self, uid: &str) {
+        if let Ok(mut workers) = self.workers.lock()
+            && let Some(worker) = workers.remove(uid)
+        {
+            worker.task.abort();
+        }
+    }
+}
+
+fn error_policy<K>(_object: Arc<K>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("reconcile failed: {error}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controllers until `shutdown` resolves (or a signal arrives).
+///
+/// # Errors
+/// [`ControllerError::CrdsMissing`] when Experiments cannot be listed.
+pub async fn run(
+    client: Client,
+    store: SqlStore,
+    options: ControllerOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ControllerError> {
+    let (experiments, trials): (Api<Experiment>, Api<Trial>) = match &options.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    experiments
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(ControllerError::CrdsMissing)?;
+    let jobs = ApiResource::from_gvk(&GroupVersionKind::gvk("batch", "v1", "Job"));
+    let job_api: Api<DynamicObject> = match &options.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &jobs),
+        None => Api::all_with(client.clone(), &jobs),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
+        client,
+        store: Arc::new(store),
+        options,
+        workers: Mutex::new(HashMap::new()),
+    });
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let experiment_controller = Controller::new(experiments, watcher::Config::default())
+        .owns(trials.clone(), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(experiment::reconcile, error_policy, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("experiment reconcile: {e}");
+            }
+        });
+    let trial_controller = Controller::new(trials, watcher::Config::default())
+        .owns_with(job_api, jobs, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(trial::reconcile, error_policy, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("trial reconcile: {e}");
+            }
+        });
+    tokio::join!(experiment_controller, trial_controller);
+    if let Ok(mut workers) = ctx.workers.lock() {
+        for (_, worker) in workers.drain() {
+            worker.task.abort();
+        }
+    }
+    Ok(())
+}
