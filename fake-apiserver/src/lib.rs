@@ -1,0 +1,224 @@
+//! A faithful in-process fake Kubernetes API server, for ktune's controller
+//! tests and as a dev tool (`cargo run --release --example fake-apiserver`).
+//!
+//! It serves discovery, get/list/watch/create/update/patch/delete with
+//! resourceVersions, selectors, paging, bookmarks and `410 Gone`,
+//! finalizers, the status subresource, owner-reference garbage collection
+//! and kubectl's Table output, for the built-in kinds the controller
+//! touches and for any CRD created through it. Objects are plain
+//! `serde_json::Value`s; there is no schema validation, authentication or
+//! admission. An optional [`Executor`] runs Jobs' containers as local
+//! processes (images are ignored) and serves their logs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ktune_fake_apiserver::Error> {
+//! let server = ktune_fake_apiserver::FakeApiServer::new();
+//! // In process: `kube::Client::new(server.router(), "default")`.
+//! // Over TCP, for kubectl:
+//! let (addr, _handle) = server.serve("127.0.0.1:0".parse().unwrap()).await?;
+//! ktune_fake_apiserver::kubeconfig("/tmp/kubeconfig".as_ref(), &format!("http://{addr}"))?;
+//! # Ok(()) }
+//! ```
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod discovery;
+mod executor;
+mod http;
+mod logs;
+mod patch;
+mod resource;
+mod select;
+mod status;
+mod store;
+mod table;
+
+pub use executor::{Executor, ExecutorConfig};
+pub use resource::ResourceType;
+pub use status::ApiError;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What can go wrong outside a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding, serving or writing a file.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A YAML or JSON manifest that does not parse.
+    #[error("cannot parse manifest: {0}")]
+    Manifest(String),
+    /// The server refused an object.
+    #[error("{0}")]
+    Api(#[from] ApiError),
+}
+
+/// The fake API server: cheap to clone, all clones share one store.
+#[derive(Debug, Clone)]
+pub struct FakeApiServer {
+    app: http::App,
+}
+
+impl Default for FakeApiServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Settings for [`FakeApiServer::with_config`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Events kept per resource for watches; older resourceVersions get 410.
+    pub history_limit: usize,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A server running on a socket; dropping it stops the server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops serving.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeApiServer {
+    /// A server with the default [`Config`].
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// A server with the given settings.
+    pub fn with_config(config: Config) -> Self {
+        Self {
+            app: http::App {
+                store: Arc::new(store::Store::new(config.history_limit)),
+                logs: Arc::new(logs::Logs::default()),
+                bookmark_interval: config.bookmark_interval,
+            },
+        }
+    }
+
+    /// The axum router; hand it to `kube::Client::new(router, "default")`
+    /// to talk to the server without a socket.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.app.clone())
+    }
+
+    /// Serves on `addr` (use `127.0.0.1:0` for a free port); returns the
+    /// bound address and a handle that stops the server when dropped.
+    pub async fn serve(&self, addr: SocketAddr) -> Result<(SocketAddr, ServerHandle), Error> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Io {
+                context: format!("binding {addr}"),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Io {
+            context: "reading the bound address".into(),
+            source,
+        })?;
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "fake API server stopped");
+            }
+        });
+        tracing::info!(%bound, "fake API server listening");
+        Ok((bound, ServerHandle { task }))
+    }
+
+    /// Starts the Job executor (needs a Tokio runtime).
+    pub fn start_executor(&self, config: ExecutorConfig) -> Executor {
+        Executor::start(self.app.store.clone(), self.app.logs.clone(), config)
+    }
+
+    /// Simulates an etcd compaction: history is dropped, so open watches
+    /// end with `410 Gone` and clients must relist.
+    pub fn compact(&self) {
+        self.app.store.compact();
+    }
+
+    /// The current (global) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.app.store.resource_version()
+    }
+
+    /// Creates every object of a (multi-document) YAML or JSON manifest, as
+    /// `kubectl create -f` would; handy to install CRDs in tests.
+    pub fn create_manifest(&self, text: &str) -> Result<Vec<serde_json::Value>, Error> {
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| Error::Manifest(e.to_string()))?;
+        let mut out = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            let av = doc
+                .get("apiVersion")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let kind = doc.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
+            let (group, version) = av.rsplit_once('/').unwrap_or(("", av));
+            let rt = self
+                .app
+                .store
+                .types()
+                .into_iter()
+                .find(|t| t.group == group && t.version == version && t.kind == kind)
+                .ok_or_else(|| Error::Manifest(format!("no resource serves {av} {kind}")))?;
+            let ns = rt.namespaced.then(|| {
+                doc.pointer("/metadata/namespace")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("default")
+                    .to_string()
+            });
+            out.push(self.app.store.create(&rt, ns.as_deref(), doc, false)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a kubeconfig for `server` (e.g. `http://127.0.0.1:PORT`) with
+/// an empty user, usable by kubectl and `kube::Config`.
+pub fn kubeconfig(path: &Path, server: &str) -> Result<(), Error> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n"
+    );
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    })
+}
