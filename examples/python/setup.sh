@@ -6,7 +6,7 @@
 #   examples/python/setup.sh          scikit-learn tier (~60 MB, ~20 s)
 #   examples/python/setup.sh --lora   also the LoRA tier: torch, transformers,
 #                                     peft, a MiniLM model and a tweet data set
-#                                     (~3.2 GB download, ~5.8 GB on disk)
+#                                     (~3.2 GB download, ~5.9 GB on disk)
 #
 # PYTHON=/path/to/python3 picks the interpreter (3.10 or newer; default python3).
 set -Eeuo pipefail
