@@ -408,10 +408,12 @@ fn watch(
         None => None,
     };
     let bookmarks = truthy(q, "allowWatchBookmarks");
+    // timeoutSeconds=0 means the server's default (here: no timeout).
     let timeout = match q.get("timeoutSeconds").filter(|t| !t.is_empty()) {
         Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
             ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
-        })?)),
+        })?))
+        .filter(|d| !d.is_zero()),
         None => None,
     };
     let filter = WatchFilter {

@@ -199,7 +199,9 @@ pub fn builtins() -> Vec<ResourceType> {
             &["crd", "crds"],
             &["api-extensions"],
             true,
-            vec![col("Created At", "date", ".metadata.creationTimestamp")],
+            vec![
+                json!({"name": "Created At", "type": "date", "format": "date-time", "jsonPath": ".metadata.creationTimestamp"}),
+            ],
         ),
     ]
 }

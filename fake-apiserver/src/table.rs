@@ -78,10 +78,11 @@ fn human_duration(s: i64) -> String {
     }
 }
 
-fn cell(ty: &str, v: Option<&Value>) -> Value {
+fn cell(ty: &str, format: &str, v: Option<&Value>) -> Value {
     match v {
         None | Some(Value::Null) => Value::Null,
-        Some(Value::String(s)) if ty == "date" => json!(age(s)),
+        // `date-time` columns (the CRD list's "Created At") print the timestamp itself.
+        Some(Value::String(s)) if ty == "date" && format != "date-time" => json!(age(s)),
         Some(v @ (Value::Object(_) | Value::Array(_))) => json!(v.to_string()),
         Some(v) => v.clone(),
     }
@@ -117,7 +118,8 @@ pub fn row(rt: &ResourceType, obj: &Value) -> Value {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let ty = c.get("type").and_then(Value::as_str).unwrap_or("string");
-        cells.push(cell(ty, json_path(obj, path)));
+        let format = c.get("format").and_then(Value::as_str).unwrap_or_default();
+        cells.push(cell(ty, format, json_path(obj, path)));
     }
     json!({
         "cells": cells,
