@@ -467,9 +467,12 @@ pub struct Metric {
     /// The metric.
     pub name: String,
     /// Smallest reported value.
+    #[serde(default)]
     pub min: String,
     /// Largest reported value.
+    #[serde(default)]
     pub max: String,
     /// Last reported value.
+    #[serde(default)]
     pub latest: String,
 }

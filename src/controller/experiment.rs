@@ -26,12 +26,16 @@ use super::logs::PodLogCollector;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
+use crate::api::experiment::Metric;
 use crate::api::load::ConfigMaps;
 use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, Trial, prepare};
-use crate::engine::{Engine, EngineOptions, Event};
+use crate::engine::{Engine, EngineError, EngineOptions, Event};
+use crate::metrics::MetricLog;
+use crate::metrics::reduce::reduce;
 use crate::metrics::text::TextParser;
 use crate::store::ExperimentState;
+use crate::store::TrialRow;
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
@@ -174,7 +178,6 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         .unwrap_or_default();
     let parser = TextParser::new(metrics.iter().cloned(), &filters)
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
-    let objective_metric = metrics.first().cloned().unwrap_or_default();
     let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
     let collector = PodLogCollector::new(
         ctx.client.clone(),
@@ -203,6 +206,7 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     .await?;
     let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
+    let mut best_metrics: Option<(String, Vec<Metric>)> = None;
     loop {
         let done = engine.step(&mut |e| events.push(e)).await?;
         for event in events.drain(..) {
@@ -247,10 +251,19 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             None => (ExperimentState::Running, String::new()),
         };
         let best = engine.best();
+        if best.as_ref().map(|b| &b.name) != best_metrics.as_ref().map(|(name, _)| name) {
+            best_metrics = match &best {
+                Some(b) => Some((
+                    b.name.clone(),
+                    reduced_metrics(ctx, engine.trials(), &b.name, &metrics).await?,
+                )),
+                None => None,
+            };
+        }
         let mut status = experiment_status(
             engine.trials(),
-            best.as_ref(),
-            &objective_metric,
+            best.as_ref()
+                .zip(best_metrics.as_ref().map(|(_, m)| m.as_slice())),
             state,
             &reason,
             "",
@@ -275,6 +288,34 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         }
         tokio::time::sleep(ctx.options.tick).await;
     }
+}
+
+/// A trial's metrics as Katib reports them (min, max, latest), from the
+/// store.
+async fn reduced_metrics(
+    ctx: &Context,
+    rows: &[TrialRow],
+    trial: &str,
+    metrics: &[String],
+) -> Result<Vec<Metric>, ControllerError> {
+    let Some(row) = rows.iter().find(|r| r.name == trial) else {
+        return Ok(Vec::new());
+    };
+    let logs: Vec<MetricLog> = ctx
+        .store
+        .observations(row.id)
+        .await
+        .map_err(EngineError::from)?
+        .into_iter()
+        .map(|o| MetricLog {
+            name: o.metric,
+            value: o.value,
+            time: o
+                .time
+                .and_then(|t| jiff::Timestamp::from_millisecond(t).ok()),
+        })
+        .collect();
+    Ok(metrics.iter().map(|m| reduce(m, &logs)).collect())
 }
 
 /// Fills the empty timestamps of a status built without a clock.

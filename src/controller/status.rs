@@ -6,6 +6,7 @@
 use ktune_algorithms::history::TrialState;
 use serde_json::{Value, json};
 
+use crate::api::experiment::Metric;
 use crate::engine::BestTrial;
 use crate::engine::decide::Counts;
 use crate::store::{ExperimentState, TrialRow};
@@ -67,8 +68,7 @@ pub fn trial_status(state: TrialState, reason: &str, objective: Option<f64>, now
 #[must_use]
 pub fn experiment_status(
     rows: &[TrialRow],
-    best: Option<&BestTrial>,
-    objective_metric: &str,
+    best: Option<(&BestTrial, &[Metric])>,
     state: ExperimentState,
     reason: &str,
     now: &str,
@@ -115,7 +115,7 @@ pub fn experiment_status(
     if matches!(state, ExperimentState::Succeeded | ExperimentState::Failed) {
         status["completionTime"] = json!(now);
     }
-    if let Some(best) = best {
+    if let Some((best, metrics)) = best {
         status["currentOptimalTrial"] = json!({
             "bestTrialName": best.name,
             "parameterAssignments": best
@@ -123,10 +123,7 @@ pub fn experiment_status(
                 .iter()
                 .map(|(name, value)| json!({"name": name, "value": value}))
                 .collect::<Vec<_>>(),
-            "observation": {"metrics": [{
-                "name": objective_metric,
-                "latest": best.objective.to_string(),
-            }]},
+            "observation": {"metrics": metrics},
             "objectiveValue": best.objective,
         });
     }

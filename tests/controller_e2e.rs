@@ -1,0 +1,293 @@
+//! `ktune controller` end to end: the real binary reconciling against the
+//! fake API server (with its Job executor running trials as processes),
+//! driven and checked with the real `kubectl`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, kubeconfig};
+use support::describe;
+
+/// A fake cluster for one test: the server on a free port, its executor
+/// running pods in the repository root, and a kubeconfig pointing at it.
+struct Cluster {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    _server: ktune_fake_apiserver::ServerHandle,
+    _executor: ktune_fake_apiserver::Executor,
+}
+
+impl Cluster {
+    async fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ktune-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = FakeApiServer::new();
+        let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let executor = fake.start_executor(ExecutorConfig {
+            workdir: support::repo_root(),
+            grace: Duration::from_secs(2),
+        });
+        let config = dir.join("kubeconfig");
+        kubeconfig(&config, &format!("http://{addr}")).unwrap();
+        let cluster = Self {
+            dir,
+            kubeconfig: config,
+            _server: server,
+            _executor: executor,
+        };
+        let crds = support::repo_root().join("crds");
+        let out = cluster.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}", describe(&out));
+        cluster
+    }
+
+    /// Runs kubectl against the fake server (blocking: call from
+    /// `spawn_blocking` while the server runs on this runtime).
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new("kubectl");
+        command
+            .args(args)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match stdin {
+            None => command.output().unwrap(),
+            Some(text) => {
+                use std::io::Write as _;
+                let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+        }
+    }
+
+    fn controller(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ktune"))
+            .args(["controller", "--tick-ms", "100", "--db"])
+            .arg(format!(
+                "sqlite:{}",
+                self.dir.join("controller.db").display()
+            ))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KTUNE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `kubectl get … -o jsonpath=…`.
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let query = format!("jsonpath={path}");
+        args.extend(["-o", &query]);
+        let out = self.kubectl(&args, None);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// A Katib Experiment (`kubeflow.org/v1beta1`) over the quadratic example
+/// trial, written to `dir`.
+fn katib_experiment(dir: &Path, name: &str, trials: u32, epochs: u32, sleep: f64) -> PathBuf {
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  objective:
+    type: minimize
+    objectiveMetricName: loss
+    additionalMetricNames: [accuracy]
+  algorithm:
+    algorithmName: random
+  parallelTrialCount: 2
+  maxTrialCount: {trials}
+  maxFailedTrialCount: 2
+  parameters:
+    - name: lr
+      parameterType: double
+      feasibleSpace: {{min: "0.001", max: "0.3"}}
+    - name: momentum
+      parameterType: double
+      feasibleSpace: {{min: "0.5", max: "0.99"}}
+  trialTemplate:
+    primaryContainerName: training-container
+    trialParameters:
+      - {{name: learningRate, reference: lr}}
+      - {{name: momentum, reference: momentum}}
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: training-container
+                image: python:3.11-slim
+                command:
+                  - python3
+                  - examples/trials/quadratic.py
+                  - --lr=${{trialParameters.learningRate}}
+                  - --momentum=${{trialParameters.momentum}}
+                  - --epochs={epochs}
+                  - --sleep={sleep}
+"#
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// `ktune convert FILE | kubectl apply -f -`.
+fn submit(cluster: &Cluster, file: &Path) {
+    let converted = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .arg("convert")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{}", describe(&converted));
+    let text = String::from_utf8(converted.stdout).unwrap();
+    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+fn wait_for(cluster: &Cluster, condition: &str, object: &str, seconds: u64) -> Output {
+    cluster.kubectl(
+        &[
+            "wait",
+            &format!("--for=condition={condition}"),
+            object,
+            &format!("--timeout={seconds}s"),
+        ],
+        None,
+    )
+}
+
+fn stop(mut controller: Child) -> String {
+    let _ = controller.kill();
+    let out = controller.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converted_katib_experiment_runs_to_completion_and_kubectl_shows_the_best_trial() {
+    let cluster = Cluster::start("complete").await;
+    let file = katib_experiment(&cluster.dir, "quadratic", 4, 3, 0.05);
+    let controller = cluster.controller();
+    let (cluster, controller) = tokio::task::spawn_blocking(move || {
+        submit(&cluster, &file);
+        let waited = wait_for(&cluster, "Succeeded", "experiment/quadratic", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        (cluster, controller)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    let (cluster, table, trials, best, succeeded, events) =
+        tokio::task::spawn_blocking(move || {
+            let table = cluster.kubectl(&["get", "experiments"], None);
+            let trials = cluster.kubectl(&["get", "trials"], None);
+            let best = cluster.jsonpath(
+                &["experiment", "quadratic"],
+                "{.status.currentOptimalTrial.bestTrialName}",
+            );
+            let succeeded =
+                cluster.jsonpath(&["experiment", "quadratic"], "{.status.trialsSucceeded}");
+            // The controller writes events.k8s.io/v1 Events (a real cluster
+            // also shows them as core/v1 `kubectl get events`).
+            let events = cluster.kubectl(
+                &[
+                    "get",
+                    "events.events.k8s.io",
+                    "-o",
+                    "jsonpath={.items[*].reason}",
+                ],
+                None,
+            );
+            (cluster, table, trials, best, succeeded, events)
+        })
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table.contains("quadratic") && table.contains("Succeeded"),
+        "{table}\n{logs}"
+    );
+    assert_eq!(succeeded, "4", "{table}\n{logs}");
+    assert!(best.starts_with("quadratic-"), "{best}");
+    let trials = String::from_utf8_lossy(&trials.stdout).into_owned();
+    assert_eq!(trials.matches("quadratic-").count(), 4, "{trials}");
+    assert!(trials.contains("Succeeded"), "{trials}");
+    let events = String::from_utf8_lossy(&events.stdout).into_owned();
+    assert!(
+        events.contains("Created") && events.contains("Succeeded"),
+        "{events}"
+    );
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing() {
+    let cluster = Cluster::start("restart").await;
+    let file = katib_experiment(&cluster.dir, "restart", 4, 6, 0.2);
+    let first = cluster.controller();
+    let (cluster, first) = tokio::task::spawn_blocking(move || {
+        submit(&cluster, &file);
+        // Until the first trials run.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && cluster.jsonpath(&["experiment", "restart"], "{.status.trialsRunning}") != "2"
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (cluster, first)
+    })
+    .await
+    .unwrap();
+    let first_logs = stop(first);
+    let second = cluster.controller();
+    let (cluster, second) = tokio::task::spawn_blocking(move || {
+        let waited = wait_for(&cluster, "Succeeded", "experiment/restart", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        (cluster, second)
+    })
+    .await
+    .unwrap();
+    let logs = stop(second);
+    let db = format!("sqlite:{}", cluster.dir.join("controller.db").display());
+    let store = ktune::store::SqlStore::connect(&db).await.unwrap();
+    let experiments = store.experiments().await.unwrap();
+    assert_eq!(experiments.len(), 1, "{experiments:?}");
+    let trials = store.trials(experiments[0].id).await.unwrap();
+    assert_eq!(
+        trials.len(),
+        4,
+        "no trial duplicated: {trials:#?}\n{first_logs}\n{logs}"
+    );
+    for t in &trials {
+        let reports = store.observations(t.id).await.unwrap();
+        let losses = reports.iter().filter(|r| r.metric == "loss").count();
+        assert_eq!(losses, 6, "{}: each epoch stored once: {reports:?}", t.name);
+    }
+    let count = tokio::task::spawn_blocking(move || {
+        cluster.jsonpath(&["experiment", "restart"], "{.status.trials}")
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, "4");
+}
