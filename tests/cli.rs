@@ -30,13 +30,18 @@ fn help_lists_the_commands() {
 
 #[test]
 fn the_project_examples_are_valid() {
-    let examples: Vec<String> = std::fs::read_dir(support::repo_root().join("examples"))
-        .unwrap()
+    let root = support::repo_root().join("examples");
+    let examples: Vec<String> = [root.clone(), root.join("python")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    assert!(!examples.is_empty());
+    assert!(
+        examples.iter().any(|e| e.contains("python/lora")),
+        "{examples:?}"
+    );
     let mut args = vec!["validate", "--strict"];
     args.extend(examples.iter().map(String::as_str));
     let out = ktune(&args);
