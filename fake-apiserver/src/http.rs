@@ -486,10 +486,12 @@ async fn run_watch(
         tokio::select! {
             r = events.recv() => match r {
                 Ok(ev) => {
-                    if ev.rv <= last_rv {
+                    // The replay covered everything up to start_rv; two
+                    // events may share an rv (mirrored Events).
+                    if ev.rv <= start_rv {
                         continue;
                     }
-                    last_rv = ev.rv;
+                    last_rv = last_rv.max(ev.rv);
                     if let Some(v) = filter.render(&ev, &mut headers)
                         && tx.send(line(&v)).await.is_err() {
                             return;

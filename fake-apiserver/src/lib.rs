@@ -30,6 +30,7 @@
 )]
 
 mod discovery;
+mod events;
 mod executor;
 mod http;
 mod logs;

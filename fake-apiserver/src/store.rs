@@ -691,7 +691,12 @@ impl State {
                 ),
             ));
         }
-        if self.get(rt, ns.as_deref(), &name).is_some() {
+        let taken_by_mirror = crate::events::mirror(&rt.key(), &json!({})).is_some_and(|(k, _)| {
+            self.objects
+                .get(&k)
+                .is_some_and(|o| o.contains_key(&(ns.clone().unwrap_or_default(), name.clone())))
+        });
+        if taken_by_mirror || self.get(rt, ns.as_deref(), &name).is_some() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
         meta.insert("name".into(), json!(name));
@@ -751,6 +756,28 @@ impl State {
         if let Some(m) = meta_mut(&mut obj) {
             m.insert("resourceVersion".into(), json!(rv.to_string()));
         }
+        // core/v1 and events.k8s.io/v1 Events are one storage on a real
+        // server: keep a converted copy on the other side.
+        if let Some((mirror_key, mirrored)) = crate::events::mirror(key, &obj) {
+            let mirror_old = old
+                .as_ref()
+                .and_then(|o| crate::events::mirror(key, o))
+                .map(|(_, o)| o);
+            self.record(store, &mirror_key, mirrored, kind, mirror_old, rv);
+        }
+        self.record(store, key, obj, kind, old, rv)
+    }
+
+    /// Stores an object at `rv` and records and broadcasts the event.
+    fn record(
+        &mut self,
+        store: &Store,
+        key: &ResKey,
+        obj: Value,
+        kind: EventType,
+        old: Option<Value>,
+        rv: u64,
+    ) -> Value {
         let okey = (
             meta_str(&obj, "namespace").unwrap_or_default().to_string(),
             meta_str(&obj, "name").unwrap_or_default().to_string(),

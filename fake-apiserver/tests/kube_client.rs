@@ -804,3 +804,43 @@ async fn executor_runs_jobs_and_serves_logs() {
         "SIGTERM ended the process"
     );
 }
+
+#[tokio::test]
+async fn recorder_events_show_up_as_core_v1_events() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_server, client) = setup().await;
+    let widgets: Api<Widget> = Api::default_namespaced(client.clone());
+    let w = widgets
+        .create(&PostParams::default(), &widget("ev", 1))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "ktune".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Created".into(),
+        note: Some("made it".into()),
+        action: "Create".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &w.object_ref(&())).await.unwrap();
+    // A repeat is a merge patch of the series on events.k8s.io/v1.
+    recorder.publish(&ev, &w.object_ref(&())).await.unwrap();
+    let core: Api<CoreEvent> = Api::default_namespaced(client.clone());
+    let list = core
+        .list(&ListParams::default().fields("involvedObject.name=ev,involvedObject.kind=Widget"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(e.message.as_deref(), Some("made it"));
+    assert_eq!(e.reason.as_deref(), Some("Created"));
+    assert_eq!(e.reporting_component.as_deref(), Some("ktune"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+}
