@@ -42,7 +42,18 @@ pub fn mirror(key: &ResKey, obj: &Value) -> Option<(ResKey, Value)> {
     if to_core {
         out.insert("apiVersion".into(), json!("v1"));
         out.entry("source").or_insert_with(|| json!({}));
-        // kubectl sorts and prints ages by lastTimestamp/firstTimestamp, falling back to eventTime.
+        // The "Last Seen" column reads lastTimestamp; events.k8s.io writers
+        // set only eventTime and the series, so fill it from them.
+        if out.get("lastTimestamp").is_none_or(Value::is_null) {
+            let last = src
+                .get("series")
+                .and_then(|s| s.get("lastObservedTime"))
+                .or_else(|| src.get("eventTime"))
+                .cloned();
+            if let Some(t) = last {
+                out.insert("lastTimestamp".into(), t);
+            }
+        }
         Some((("".into(), "events".into()), Value::Object(out)))
     } else {
         out.insert("apiVersion".into(), json!("events.k8s.io/v1"));

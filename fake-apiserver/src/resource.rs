@@ -141,6 +141,7 @@ pub fn builtins() -> Vec<ResourceType> {
             &[],
             false,
             vec![
+                col("Last Seen", "date", ".lastTimestamp"),
                 col("Type", "string", ".type"),
                 col("Reason", "string", ".reason"),
                 col("Object", "string", ".involvedObject.name"),

@@ -88,7 +88,7 @@ async fn kubectl_apply_get_delete_experiments() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_server, _handle, _executor, k) = start(dir.path()).await;
+    let (server, _handle, _executor, k) = start(dir.path()).await;
     let crds = repo().join("crds");
     let out = k.ok(&["apply", "-f", crds.to_str().unwrap()]).await;
     assert!(
@@ -173,6 +173,20 @@ async fn kubectl_apply_get_delete_experiments() {
     assert!(
         out.is_empty() && err.contains("No resources found"),
         "{out}{err}"
+    );
+
+    // An events.k8s.io/v1 Event (as kube's Recorder writes) reads as core/v1 for kubectl.
+    server
+        .create_manifest(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: e1, namespace: default}\neventTime: '2025-01-01T00:00:00.000000Z'\nreportingController: ktune\nreportingInstance: t\naction: Create\nreason: Created\ntype: Normal\nnote: trial created\nregarding: {kind: Experiment, name: random-quadratic, namespace: default}\n",
+        )
+        .unwrap();
+    let out = k.ok(&["get", "events"]).await;
+    assert!(
+        out.contains("Created")
+            && out.contains("trial created")
+            && out.contains("random-quadratic"),
+        "{out}"
     );
 }
 
