@@ -80,7 +80,10 @@ impl Cluster {
                 self.dir.join("controller.db").display()
             ))
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("KTUNE_LOG", "warn")
+            .env(
+                "KTUNE_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -269,6 +272,9 @@ async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing()
     .await
     .unwrap();
     let logs = stop(second);
+    if std::env::var("E2E_LOG").is_ok() {
+        eprintln!("FIRST:\n{first_logs}\nSECOND:\n{logs}");
+    }
     let db = format!("sqlite:{}", cluster.dir.join("controller.db").display());
     let store = ktune::store::SqlStore::connect(&db).await.unwrap();
     let experiments = store.experiments().await.unwrap();
@@ -290,4 +296,133 @@ async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing()
     .await
     .unwrap();
     assert_eq!(count, "4");
+}
+
+/// A Katib Experiment whose trial is a shell script (`$1` is the mode).
+fn shell_experiment(dir: &Path, name: &str, script: &str, modes: &[&str], extra: &str) -> PathBuf {
+    let list = modes
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 1
+{extra}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: busybox
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
+"#
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_stopping_and_a_failing_workload_end_their_trials_alone() {
+    let cluster = Cluster::start("stops").await;
+    // Two good trials, a bad one the median rule stops mid-run, and one
+    // whose container exits 3.
+    let script = r#"case "$1" in
+bad) n=40; v=9;; crash) echo "loss=1"; exit 3;; *) n=4; v=1;; esac
+i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.15; done"#;
+    let extra = "  maxFailedTrialCount: 3\n  earlyStopping:\n    algorithmName: medianstop\n    algorithmSettings:\n      - {name: min_trials_required, value: \"2\"}\n      - {name: start_step, value: \"3\"}";
+    let file = shell_experiment(
+        &cluster.dir,
+        "stops",
+        script,
+        &["good1", "good2", "bad", "crash"],
+        extra,
+    );
+    let controller = cluster.controller();
+    let (cluster, controller) = tokio::task::spawn_blocking(move || {
+        submit(&cluster, &file);
+        let waited = wait_for(&cluster, "Succeeded", "experiment/stops", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        (cluster, controller)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    let (early, failed, jobs) = tokio::task::spawn_blocking(move || {
+        let early = cluster.jsonpath(&["experiment", "stops"], "{.status.earlyStoppedTrialList}");
+        let failed = cluster.jsonpath(&["experiment", "stops"], "{.status.failedTrialList}");
+        let jobs = cluster.jsonpath(&["jobs"], "{.items[*].metadata.name}");
+        (early, failed, jobs)
+    })
+    .await
+    .unwrap();
+    assert!(
+        early.contains("stops-0003"),
+        "early stopped: {early}\n{logs}"
+    );
+    assert!(failed.contains("stops-0004"), "failed: {failed}\n{logs}");
+    // Finished trials do not keep their workloads (retain is off).
+    assert!(
+        !jobs.contains("stops-0003"),
+        "the stopped trial's Job is deleted: {jobs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_experiment_is_reported_in_its_status() {
+    let cluster = Cluster::start("invalid").await;
+    let file = shell_experiment(
+        &cluster.dir,
+        "invalid",
+        "echo loss=1",
+        &["a"],
+        "  maxTrialCount: 3",
+    );
+    // Valid for the schema, refused by ktune: an unknown algorithm setting.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(
+            "apiVersion: kubeflow.org/v1beta1",
+            "apiVersion: ktune.dev/v1beta1",
+        )
+        .replace(
+            "algorithm: {algorithmName: grid}",
+            "algorithm: {algorithmName: grid, algorithmSettings: [{name: bogus, value: \"1\"}]}",
+        );
+    let controller = cluster.controller();
+    let (reason, message) = tokio::task::spawn_blocking(move || {
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
+        assert!(out.status.success(), "{}", describe(&out));
+        let waited = wait_for(&cluster, "Failed", "experiment/invalid", 30);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        let reason = cluster.jsonpath(
+            &["experiment", "invalid"],
+            "{.status.conditions[-1:].reason}",
+        );
+        let message = cluster.jsonpath(
+            &["experiment", "invalid"],
+            "{.status.conditions[-1:].message}",
+        );
+        (reason, message)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    assert_eq!(reason, "ExperimentInvalid", "{logs}");
+    assert!(message.contains("bogus"), "{message}");
 }

@@ -164,13 +164,22 @@ mod tests {
             parameters: vec![("lr".into(), "0.1".into())],
             objective: 0.5,
         };
+        let metrics = [Metric {
+            name: "loss".into(),
+            min: "0.5".into(),
+            max: "0.9".into(),
+            latest: "0.5".into(),
+        }];
         let s = experiment_status(
             &rows,
-            Some(&best),
-            "loss",
+            Some((&best, &metrics)),
             ExperimentState::Running,
             "",
             "t",
+        );
+        assert_eq!(
+            s["currentOptimalTrial"]["observation"]["metrics"][0]["max"],
+            "0.9"
         );
         assert_eq!(s["trials"], 3);
         assert_eq!(s["trialsRunning"], 1);
@@ -182,7 +191,6 @@ mod tests {
         let done = experiment_status(
             &rows,
             None,
-            "loss",
             ExperimentState::Succeeded,
             "ExperimentGoalReached",
             "t",
