@@ -553,6 +553,12 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                         },
                     )
                     .await?;
+                // What callers read between decisions (the controller's
+                // status) must show it running now.
+                if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
+                    r.state = TrialState::Running;
+                    r.started_at.get_or_insert_with(now_ms);
+                }
                 return Ok(());
             }
             Err(e) => {
