@@ -13,11 +13,16 @@ use support::describe;
 
 /// A fake cluster for one test: the server on a free port, its executor
 /// running pods in the repository root, and a kubeconfig pointing at it.
+///
+/// With `KTUNE_E2E_KUBECONFIG` set, a real cluster instead (see
+/// [`real_cluster_suite`]).
 struct Cluster {
     dir: PathBuf,
     kubeconfig: PathBuf,
-    _server: ktune_fake_apiserver::ServerHandle,
-    _executor: ktune_fake_apiserver::Executor,
+    _fake: Option<(
+        ktune_fake_apiserver::ServerHandle,
+        ktune_fake_apiserver::Executor,
+    )>,
 }
 
 impl Cluster {
@@ -25,6 +30,19 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("ktune-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        if let Ok(real) = std::env::var("KTUNE_E2E_KUBECONFIG") {
+            let cluster = Self {
+                dir,
+                kubeconfig: PathBuf::from(real),
+                _fake: None,
+            };
+            let crds = support::repo_root().join("crds");
+            let out = cluster.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+            assert!(out.status.success(), "{}", describe(&out));
+            // Leftovers of an earlier run of the suite.
+            let _ = cluster.kubectl(&["delete", "experiment", name, "--ignore-not-found"], None);
+            return cluster;
+        }
         let fake = FakeApiServer::new();
         let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let executor = fake.start_executor(ExecutorConfig {
@@ -36,8 +54,7 @@ impl Cluster {
         let cluster = Self {
             dir,
             kubeconfig: config,
-            _server: server,
-            _executor: executor,
+            _fake: Some((server, executor)),
         };
         let crds = support::repo_root().join("crds");
         let out = cluster.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
@@ -339,6 +356,10 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_stopping_and_a_failing_workload_end_their_trials_alone() {
+    stops_scenario().await;
+}
+
+async fn stops_scenario() {
     let cluster = Cluster::start("stops").await;
     // Two good trials, a bad one the median rule stops mid-run, and one
     // whose container exits 3.
@@ -385,6 +406,10 @@ i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.15; done"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_experiment_is_reported_in_its_status() {
+    invalid_scenario().await;
+}
+
+async fn invalid_scenario() {
     let cluster = Cluster::start("invalid").await;
     let file = shell_experiment(
         &cluster.dir,
@@ -425,4 +450,23 @@ async fn an_invalid_experiment_is_reported_in_its_status() {
     let logs = stop(controller);
     assert_eq!(reason, "ExperimentInvalid", "{logs}");
     assert!(message.contains("bogus"), "{message}");
+}
+
+/// The suite's busybox scenarios against a real cluster (kind, k3d …):
+///
+/// ```text
+/// KTUNE_E2E_KUBECONFIG=$HOME/.kube/config cargo test --test controller_e2e real_cluster -- --ignored
+/// ```
+///
+/// The controller runs on this machine against that cluster; trials run
+/// `busybox` Jobs in namespace `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real cluster: set KTUNE_E2E_KUBECONFIG"]
+async fn real_cluster_suite() {
+    assert!(
+        std::env::var("KTUNE_E2E_KUBECONFIG").is_ok(),
+        "set KTUNE_E2E_KUBECONFIG to a real cluster's kubeconfig"
+    );
+    stops_scenario().await;
+    invalid_scenario().await;
 }
