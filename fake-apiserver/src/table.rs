@@ -3,8 +3,33 @@
 use crate::resource::ResourceType;
 use serde_json::{Value, json};
 
+/// Splits a JSONPath on its dots; `\.` is a dot inside a field name
+/// (`.metadata.labels.katib\.kubeflow\.org/experiment`).
+fn segments(path: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                chars.next();
+                if let Some(s) = out.last_mut() {
+                    s.push('.');
+                }
+            }
+            '.' => out.push(String::new()),
+            c => {
+                if let Some(s) = out.last_mut() {
+                    s.push(c);
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 /// Evaluates the JSONPath subset printer columns use: `.a.b`, `.a[0]`,
-/// `.a[-1:]`, `.a[*].b` (first match is returned).
+/// `.a[-1:]`, `.a[*].b` (first match is returned), `\.` inside names.
 pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     let path = path
         .trim()
@@ -12,7 +37,8 @@ pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
         .trim_end_matches('}')
         .trim_start_matches('$');
     let mut cur = obj;
-    for raw in path.split('.').filter(|s| !s.is_empty()) {
+    for raw in segments(path) {
+        let raw = raw.as_str();
         let (field, index) = match raw.split_once('[') {
             Some((f, rest)) => (f, Some(rest.trim_end_matches(']'))),
             None => (raw, None),
@@ -145,6 +171,15 @@ pub fn table(rt: &ResourceType, objs: &[Value], list_meta: Value, headers: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_dots_are_part_of_a_name() {
+        let obj = json!({"metadata": {"labels": {"katib.kubeflow.org/experiment": "e"}}});
+        assert_eq!(
+            json_path(&obj, ".metadata.labels.katib\\.kubeflow\\.org/experiment"),
+            Some(&json!("e"))
+        );
+    }
 
     #[test]
     fn json_path_subset() {
