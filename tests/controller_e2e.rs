@@ -470,3 +470,57 @@ async fn real_cluster_suite() {
     stops_scenario().await;
     invalid_scenario().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_template_from_a_configmap_runs() {
+    let cluster = Cluster::start("configmap").await;
+    let manifest = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: trial-templates, namespace: default}
+data:
+  job.yaml: |
+    apiVersion: batch/v1
+    kind: Job
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: main
+              image: busybox
+              command: ["sh", "-c", "echo loss=${trialParameters.x}"]
+---
+apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {name: configmap, namespace: default}
+spec:
+  objective: {type: minimize, objectiveMetricName: loss}
+  algorithm: {algorithmName: grid}
+  parallelTrialCount: 2
+  parameters:
+    - {name: x, parameterType: categorical, feasibleSpace: {list: ["3", "1", "2"]}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{name: x, reference: x}]
+    configMap: {configMapName: trial-templates, configMapNamespace: default, templatePath: job.yaml}
+    # Katib defaults these for inline templates only.
+    successCondition: status.conditions.#(type=="Complete")#|#(status=="True")#
+    failureCondition: status.conditions.#(type=="Failed")#|#(status=="True")#
+"#;
+    let controller = cluster.controller();
+    let (best, controller) = tokio::task::spawn_blocking(move || {
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(manifest));
+        assert!(out.status.success(), "{}", describe(&out));
+        let waited = wait_for(&cluster, "Succeeded", "experiment/configmap", 60);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        let best = cluster.jsonpath(
+            &["experiment", "configmap"],
+            "{.status.currentOptimalTrial.objectiveValue}",
+        );
+        (best, controller)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    assert_eq!(best, "1", "{logs}");
+}

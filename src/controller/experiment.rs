@@ -27,7 +27,7 @@ use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
 use crate::api::experiment::Metric;
-use crate::api::load::ConfigMaps;
+use crate::api::load::{ConfigMaps, Document};
 use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, Trial, prepare};
 use crate::engine::{Engine, EngineError, EngineOptions, Event};
@@ -36,6 +36,7 @@ use crate::metrics::reduce::reduce;
 use crate::metrics::text::TextParser;
 use crate::store::ExperimentState;
 use crate::store::TrialRow;
+use k8s_openapi::api::core::v1::ConfigMap;
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
@@ -111,6 +112,51 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
+/// The ConfigMap a `trialTemplate.configMap` source names, as the
+/// loader's ConfigMaps (none when the template is inline or the ConfigMap
+/// cannot be read: validation then reports the missing template).
+async fn template_configmaps(
+    ctx: &Context,
+    experiment: &Experiment,
+    namespace: &str,
+) -> ConfigMaps {
+    let Some(source) = experiment
+        .spec
+        .trial_template
+        .as_ref()
+        .and_then(|t| t.config_map.as_ref())
+    else {
+        return ConfigMaps::default();
+    };
+    let ns = if source.config_map_namespace.is_empty() {
+        namespace
+    } else {
+        source.config_map_namespace.as_str()
+    };
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    match api.get_opt(&source.config_map_name).await {
+        Ok(Some(map)) => {
+            let mut value = serde_json::to_value(&map).unwrap_or_default();
+            value["apiVersion"] = json!("v1");
+            value["kind"] = json!("ConfigMap");
+            let document = Document {
+                file: std::path::PathBuf::from(format!(
+                    "configmap/{ns}/{}",
+                    source.config_map_name
+                )),
+                index: 0,
+                value,
+            };
+            ConfigMaps::from_documents([&document])
+        }
+        Ok(None) => ConfigMaps::default(),
+        Err(e) => {
+            tracing::warn!("reading ConfigMap {ns}/{}: {e}", source.config_map_name);
+            ConfigMaps::default()
+        }
+    }
+}
+
 /// Drives one experiment to completion.
 async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), ControllerError> {
     let namespace = experiment
@@ -121,12 +167,12 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = experiment.object_ref(&());
     let value = serde_json::to_value(experiment.as_ref())?;
-    let configmaps = ConfigMaps::default();
+    let configmaps = template_configmaps(ctx, experiment, &namespace).await;
     let prepared = prepare(
         &value,
         ValidationContext {
             configmaps: &configmaps,
-            require_configmaps: false,
+            require_configmaps: true,
         },
     )
     .map_err(|e| ControllerError::Invalid(e.to_string()));
@@ -212,6 +258,9 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         for event in events.drain(..) {
             match event {
                 Event::Started { trial, .. } => {
+                    if let Ok(Some(t)) = trials.get_opt(&trial).await {
+                        ctx.publish(&t.object_ref(&()), "Running", "").await;
+                    }
                     patch_status(
                         &trials,
                         &trial,

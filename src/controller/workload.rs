@@ -3,20 +3,19 @@
 //! [`TrialRun`] that follows the workload's conditions.
 //!
 //! Success and failure follow the trial template's `successCondition` and
-//! `failureCondition` (Katib's gjson expressions). ktune evaluates the form
-//! every Katib default takes — `status.conditions.#(type=="X")#|#(status=="True")#`,
-//! "a condition of type X holds" — and refuses nothing: an expression of
-//! another form falls back to the kind's usual conditions (`Complete` or
-//! `Succeeded`, and `Failed`).
+//! `failureCondition`: gjson queries on the workload's JSON, evaluated as
+//! Katib does (katib-reference.md §7.3) — failure first, and a condition
+//! matches when the query yields an object or a non-empty array. Without a
+//! condition (a kind Katib gives no default), the kind's usual conditions
+//! decide: `Complete` or `Succeeded`, and `Failed`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, PropagationPolicy,
 };
 use kube::{Client, Resource, ResourceExt};
-use regex::Regex;
 use serde_json::Value;
 
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
@@ -123,8 +122,8 @@ impl Runner for ClusterRunner {
             trials,
             workload,
             name: request.trial.to_owned(),
-            success: condition_type(self.template.success_condition.as_deref()),
-            failure: condition_type(self.template.failure_condition.as_deref()),
+            success: self.template.success_condition.clone().unwrap_or_default(),
+            failure: self.template.failure_condition.clone().unwrap_or_default(),
             adopted,
         })
     }
@@ -149,46 +148,43 @@ pub fn workload_api(
     Some(Api::namespaced_with(client.clone(), namespace, &resource))
 }
 
-static CONDITION: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r#"^status\.conditions\.#\(type=="([^"]+)"\)#\|#\(status=="True"\)#$"#).ok()
-});
-
-/// The condition type a Katib success/failure expression waits for.
-fn condition_type(expression: Option<&str>) -> Option<String> {
-    let re = CONDITION.as_ref()?;
-    re.captures(expression?.trim())
-        .and_then(|c| c.get(1))
-        .map(|m| m.as_str().to_owned())
+/// Whether a Katib condition (a gjson query) matches the workload: the
+/// query yields an object or a non-empty array.
+fn matches(workload_json: &str, condition: &str) -> bool {
+    let result = gjson::get(workload_json, condition);
+    match result.kind() {
+        gjson::Kind::Object => true,
+        gjson::Kind::Array => !result.array().is_empty(),
+        _ => false,
+    }
 }
 
 /// Whether the workload has a condition of this type that holds.
-fn holds(workload: &Value, kind: &str) -> bool {
-    workload
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some(kind)
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            })
-        })
+fn holds(workload_json: &str, kind: &str) -> bool {
+    matches(
+        workload_json,
+        &format!(r#"status.conditions.#(type=="{kind}")#|#(status=="True")#"#),
+    )
 }
 
-/// How a workload ended, if it did.
+/// How a workload ended, if it did, under the template's success and
+/// failure conditions (empty: the kind's usual conditions).
 #[must_use]
-pub fn workload_exit(
-    workload: &Value,
-    success: Option<&str>,
-    failure: Option<&str>,
-) -> Option<Exit> {
-    let failed = failure.map_or_else(|| holds(workload, "Failed"), |k| holds(workload, k));
+pub fn workload_exit(workload: &Value, success: &str, failure: &str) -> Option<Exit> {
+    let json = workload.to_string();
+    let failed = if failure.trim().is_empty() {
+        holds(&json, "Failed")
+    } else {
+        matches(&json, failure.trim())
+    };
     if failed {
         return Some(Exit::Failed { code: 1 });
     }
-    let succeeded = success.map_or_else(
-        || holds(workload, "Complete") || holds(workload, "Succeeded"),
-        |k| holds(workload, k),
-    );
+    let succeeded = if success.trim().is_empty() {
+        holds(&json, "Complete") || holds(&json, "Succeeded")
+    } else {
+        matches(&json, success.trim())
+    };
     succeeded.then_some(Exit::Succeeded)
 }
 
@@ -197,8 +193,8 @@ pub struct ClusterTrial {
     trials: Api<Trial>,
     workload: Api<DynamicObject>,
     name: String,
-    success: Option<String>,
-    failure: Option<String>,
+    success: String,
+    failure: String,
     adopted: bool,
 }
 
@@ -232,7 +228,7 @@ impl TrialRun for ClusterTrial {
             }
         };
         let value = serde_json::to_value(&object).unwrap_or_default();
-        workload_exit(&value, self.success.as_deref(), self.failure.as_deref())
+        workload_exit(&value, &self.success, &self.failure)
     }
 
     async fn stop(&mut self) {
@@ -260,33 +256,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn katib_default_expressions_name_their_condition() {
-        let expr = r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
-        assert_eq!(condition_type(Some(expr)).as_deref(), Some("Complete"));
-        assert_eq!(condition_type(Some("status.phase")), None);
-        assert_eq!(condition_type(None), None);
-    }
-
-    #[test]
     fn workload_conditions_decide_the_exit() {
         let job = |kind: &str, status: &str| json!({"status": {"conditions": [{"type": kind, "status": status}]}});
+        let complete = r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
+        let failed = r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
+        let katib = |w: &Value| workload_exit(w, complete, failed);
+        assert_eq!(katib(&job("Complete", "True")), Some(Exit::Succeeded));
+        assert_eq!(katib(&job("Complete", "False")), None);
         assert_eq!(
-            workload_exit(&job("Complete", "True"), None, None),
-            Some(Exit::Succeeded)
-        );
-        assert_eq!(
-            workload_exit(&job("Succeeded", "True"), None, None),
-            Some(Exit::Succeeded)
-        );
-        assert_eq!(workload_exit(&job("Complete", "False"), None, None), None);
-        assert_eq!(
-            workload_exit(&job("Failed", "True"), None, None),
+            katib(&job("Failed", "True")),
             Some(Exit::Failed { code: 1 })
         );
+        assert_eq!(katib(&json!({})), None);
+        // The kind's usual conditions without a template condition.
         assert_eq!(
-            workload_exit(&job("Complete", "True"), Some("Succeeded"), None),
-            None
+            workload_exit(&job("Succeeded", "True"), "", ""),
+            Some(Exit::Succeeded)
         );
-        assert_eq!(workload_exit(&json!({}), None, None), None);
+        assert_eq!(
+            workload_exit(&job("Failed", "True"), "", ""),
+            Some(Exit::Failed { code: 1 })
+        );
+        // Argo's form: the phase of the workflow itself.
+        let argo = r#"status.[@this].#(phase=="Succeeded")#"#;
+        let workflow = json!({"status": {"phase": "Succeeded"}});
+        assert_eq!(workload_exit(&workflow, argo, ""), Some(Exit::Succeeded));
+        let running = json!({"status": {"phase": "Running"}});
+        assert_eq!(workload_exit(&running, argo, ""), None);
     }
 }
