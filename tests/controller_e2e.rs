@@ -91,7 +91,7 @@ impl Cluster {
 
     fn controller(&self) -> Child {
         Command::new(env!("CARGO_BIN_EXE_ktune"))
-            .args(["controller", "--tick-ms", "100", "--db"])
+            .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
             .arg(format!(
                 "sqlite:{}",
                 self.dir.join("controller.db").display()

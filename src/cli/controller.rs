@@ -23,6 +23,22 @@ pub struct Args {
     /// Seed of the searches (an algorithm's `random_state` overrides it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`off`: nowhere).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: Listen,
+}
+
+/// `--listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Listen(Option<std::net::SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|addr| Listen(Some(addr)))
+        .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +54,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             namespace: args.namespace.clone(),
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
+            listen: args.listen.0,
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

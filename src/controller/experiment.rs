@@ -320,6 +320,12 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         // Write only what changed (timestamps aside).
         if status != last_status {
             last_status = status.clone();
+            let counts: Vec<(&str, i64)> = engine
+                .trials()
+                .iter()
+                .map(|t| (super::status::trial_condition(t.state).0, 1))
+                .collect();
+            ctx.ops.set_trials(&namespace, &name, &counts);
             let stamp = now();
             stamp_times(&mut status, &stamp);
             patch_status(&experiments, &name, status).await?;

@@ -9,15 +9,18 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`logs`]: StdOut metrics from the primary pod's log;
-//! - [`status`]: the status documents, as pure functions.
+//! - [`status`]: the status documents, as pure functions;
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
 
 pub mod experiment;
 pub mod logs;
+pub mod ops;
 pub mod status;
 pub mod trial;
 pub mod workload;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +57,9 @@ pub enum ControllerError {
     /// A value could not be serialised.
     #[error("serialising: {0}")]
     Json(#[from] serde_json::Error),
+    /// The operations endpoints could not be served.
+    #[error(transparent)]
+    Ops(#[from] ops::OpsError),
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
@@ -68,6 +74,8 @@ pub struct ControllerOptions {
     pub tick: Duration,
     /// Seed for the suggesters.
     pub seed: u64,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; nowhere when `None`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for ControllerOptions {
@@ -76,6 +84,7 @@ impl Default for ControllerOptions {
             namespace: None,
             tick: Duration::from_millis(500),
             seed: 0,
+            listen: None,
         }
     }
 }
@@ -94,6 +103,7 @@ pub struct Context {
     recorder: Recorder,
     options: ControllerOptions,
     workers: Mutex<HashMap<String, Worker>>,
+    ops: Arc<ops::Ops>,
 }
 
 impl std::fmt::Debug for Context {
@@ -164,18 +174,34 @@ pub async fn run(
         Some(ns) => Api::namespaced_with(client.clone(), ns, &jobs),
         None => Api::all_with(client.clone(), &jobs),
     };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let ops = Arc::new(ops::Ops::new());
+    let server = match options.listen {
+        Some(addr) => Some(tokio::spawn(
+            ops::serve(addr, Arc::clone(&ops), shutdown.clone()).await?,
+        )),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
         client,
         store: Arc::new(store),
         options,
         workers: Mutex::new(HashMap::new()),
+        ops,
     });
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let experiment_controller = Controller::new(experiments, watcher::Config::default())
         .owns(trials.clone(), watcher::Config::default())
         .graceful_shutdown_on(shutdown.clone())
-        .run(experiment::reconcile, error_policy, Arc::clone(&ctx))
+        .run(
+            |object, ctx| async move {
+                let ops = Arc::clone(&ctx.ops);
+                ops.measure("experiment", experiment::reconcile(object, ctx))
+                    .await
+            },
+            error_policy,
+            Arc::clone(&ctx),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("experiment reconcile: {e}");
@@ -184,13 +210,26 @@ pub async fn run(
     let trial_controller = Controller::new(trials, watcher::Config::default())
         .owns_with(job_api, jobs, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(trial::reconcile, error_policy, Arc::clone(&ctx))
+        .run(
+            |object, ctx| async move {
+                let ops = Arc::clone(&ctx.ops);
+                ops.measure("trial", trial::reconcile(object, ctx)).await
+            },
+            error_policy,
+            Arc::clone(&ctx),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("trial reconcile: {e}");
             }
         });
+    ctx.ops.set_leader(true);
+    ctx.ops.set_ready(true);
     tokio::join!(experiment_controller, trial_controller);
+    ctx.ops.set_ready(false);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     if let Ok(mut workers) = ctx.workers.lock() {
         for (_, worker) in workers.drain() {
             worker.task.abort();

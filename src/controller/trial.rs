@@ -95,6 +95,7 @@ mod tests {
             store: Arc::new(store),
             options: ControllerOptions::default(),
             workers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            ops: Arc::default(),
         })
     }
 

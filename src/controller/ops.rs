@@ -1,0 +1,271 @@
+//! The controller's operations endpoints: `/healthz`, `/readyz` and
+//! `/metrics`, served with axum next to the controllers.
+//!
+//! Kubernetes probes need to tell a wedged process (restart it) from one
+//! that is still starting (wait for it); Prometheus needs counters to alert
+//! on failing reconciles. kube has no metrics of its own, so, as in
+//! kube-rs's controller-rs, the reconcilers are wrapped in a timer feeding
+//! a prometheus-client registry (prefix `ktune`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Why the endpoints could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The listen address is taken or not ours.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address of `--listen`.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Which reconciler a sample is about.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// `experiment` or `trial`.
+    pub controller: String,
+}
+
+/// One experiment's trials in one state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrialLabels {
+    /// The experiment's namespace.
+    pub namespace: String,
+    /// The experiment's name.
+    pub experiment: String,
+    /// The trial state (`Running`, `Succeeded`, …).
+    pub state: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … about 16 s: a reconcile is a few API calls.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// The controller's metrics and probe state, shared by the reconcilers,
+/// the experiment workers and the HTTP server.
+pub struct Ops {
+    registry: Registry,
+    reconciles: Family<ControllerLabels, Counter>,
+    failures: Family<ControllerLabels, Counter>,
+    duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    trials: Family<TrialLabels, Gauge>,
+    leader: Gauge,
+    ready: AtomicBool,
+    is_leader: AtomicBool,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops")
+            .field("ready", &self.ready)
+            .field("is_leader", &self.is_leader)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ops {
+    /// A fresh registry with every metric registered (at zero).
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ktune");
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let failures = Family::<ControllerLabels, Counter>::default();
+        let duration =
+            Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        let trials = Family::<TrialLabels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "trials",
+            "Trials of each experiment by state, as its worker last wrote them",
+            trials.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process runs the controllers (holds the lease, or leader election is off)",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            trials,
+            leader,
+            ready: AtomicBool::new(false),
+            is_leader: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs one reconcile, counting it, its failure and its duration.
+    ///
+    /// # Errors
+    /// The reconcile's own.
+    pub async fn measure<T, E>(
+        &self,
+        controller: &str,
+        reconcile: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        let start = Instant::now();
+        let result = reconcile.await;
+        self.duration
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        self.reconciles.get_or_create(&labels).inc();
+        if result.is_err() {
+            self.failures.get_or_create(&labels).inc();
+        }
+        result
+    }
+
+    /// Records an experiment's trial counts by state (states missing from
+    /// `counts` drop to zero, so a finished experiment shows no Running).
+    pub fn set_trials(&self, namespace: &str, experiment: &str, counts: &[(&str, i64)]) {
+        for state in [
+            "Created",
+            "Running",
+            "Succeeded",
+            "Failed",
+            "Killed",
+            "EarlyStopped",
+            "MetricsUnavailable",
+        ] {
+            let value = counts
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| *n)
+                .sum();
+            self.trials
+                .get_or_create(&TrialLabels {
+                    namespace: namespace.to_owned(),
+                    experiment: experiment.to_owned(),
+                    state: state.to_owned(),
+                })
+                .set(value);
+        }
+    }
+
+    /// Marks the controllers as running (or stopped): `/readyz` follows.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Marks this process as the leader (or a standby).
+    pub fn set_leader(&self, leader: bool) {
+        self.is_leader.store(leader, Ordering::SeqCst);
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The registry in OpenMetrics text.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        text
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready once the CRDs were listable and the controllers (or, under leader
+/// election, the wait for the lease) run. A standby is ready too: a
+/// Deployment's rolling update waits for its new pod to be ready while the
+/// old one still holds the lease.
+async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    if !ops.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting");
+    }
+    if ops.is_leader.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok: leader")
+    } else {
+        (StatusCode::OK, "ok: standby, not leader")
+    }
+}
+
+async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ops.encode(),
+    )
+}
+
+/// The endpoints' routes.
+pub fn router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+}
+
+/// Binds `addr` now (so a taken port fails the start, not later) and
+/// returns the server, which runs until `shutdown` resolves.
+///
+/// # Errors
+/// [`OpsError::Bind`] when the address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    ops: Arc<Ops>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<impl Future<Output = ()> + Send, OpsError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| OpsError::Bind { addr, source })?;
+    tracing::info!("serving /healthz, /readyz and /metrics on {addr}");
+    Ok(async move {
+        if let Err(e) = axum::serve(listener, router(ops))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!("operations endpoints stopped: {e}");
+        }
+    })
+}

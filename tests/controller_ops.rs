@@ -1,0 +1,290 @@
+//! `ktune controller` operations: the health and metrics endpoints and
+//! leader election, checked on the real binary against the fake API server
+//! (with its Job executor), driven with the real `kubectl`.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, kubeconfig};
+use support::describe;
+
+/// A fake cluster: the server on a free port, its executor running pods in
+/// the repository root, and a kubeconfig pointing at it.
+struct Cluster {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    _fake: (
+        ktune_fake_apiserver::ServerHandle,
+        ktune_fake_apiserver::Executor,
+    ),
+}
+
+impl Cluster {
+    async fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ktune-ops-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = FakeApiServer::new();
+        let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let executor = fake.start_executor(ExecutorConfig {
+            workdir: support::repo_root(),
+            grace: Duration::from_secs(2),
+        });
+        let config = dir.join("kubeconfig");
+        kubeconfig(&config, &format!("http://{addr}")).unwrap();
+        Self {
+            dir,
+            kubeconfig: config,
+            _fake: (server, executor),
+        }
+    }
+
+    /// Runs kubectl (blocking: call from `spawn_blocking`).
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new("kubectl");
+        command
+            .args(args)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match stdin {
+            None => command.output().unwrap(),
+            Some(text) => {
+                let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+        }
+    }
+
+    fn apply_crds(&self) {
+        let crds = support::repo_root().join("crds");
+        let out = self.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+
+    /// The controller binary with its endpoints on `listen`, and `extra` args.
+    fn controller(&self, listen: SocketAddr, extra: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ktune"))
+            .args(["controller", "--tick-ms", "100", "--listen"])
+            .arg(listen.to_string())
+            .args(extra)
+            .arg("--db")
+            .arg(format!(
+                "sqlite:{}",
+                self.dir.join("controller.db").display()
+            ))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "KTUNE_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let query = format!("jsonpath={path}");
+        args.extend(["-o", &query]);
+        let out = self.kubectl(&args, None);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// A free local port (bound, then released).
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `GET path` over plain HTTP/1.0: the status code and body, or `None`
+/// while nothing listens.
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `path` until it answers `code`, for at most `seconds`.
+fn wait_http(addr: SocketAddr, path: &str, code: u16, seconds: u64) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if let Some((c, body)) = get(addr, path)
+            && c == code
+        {
+            return Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The value of the sample `name{labels…}` whose labels contain all of
+/// `labels` (0 when absent).
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A Katib Experiment whose trials are shell scripts printing `loss=`
+/// for `steps` steps of `sleep` seconds.
+fn shell_experiment(dir: &Path, name: &str, modes: &[&str], steps: u32, sleep: f64) -> PathBuf {
+    let list = modes
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script = format!(
+        "i=0; while [ $i -lt {steps} ]; do i=$((i+1)); echo \"loss=$i\"; sleep {sleep}; done"
+    );
+    let yaml = format!(
+        r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: busybox
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
+"#
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// `ktune convert FILE | kubectl apply -f -`.
+fn submit(cluster: &Cluster, file: &Path) {
+    let converted = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .arg("convert")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "{}", describe(&converted));
+    let text = String::from_utf8(converted.stdout).unwrap();
+    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+fn wait_succeeded(cluster: &Cluster, object: &str, seconds: u64) -> Output {
+    cluster.kubectl(
+        &[
+            "wait",
+            "--for=condition=Succeeded",
+            object,
+            &format!("--timeout={seconds}s"),
+        ],
+        None,
+    )
+}
+
+fn stop(mut controller: Child) -> String {
+    let _ = controller.kill();
+    let out = controller.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_readyz_and_metrics_report_reconciles_and_trials_by_state() {
+    let cluster = Cluster::start("metrics").await;
+    let listen = free_addr();
+    let file = shell_experiment(&cluster.dir, "metered", &["a", "b", "c"], 3, 0.05);
+    let (cluster, controller, metrics) = tokio::task::spawn_blocking(move || {
+        // Without the CRDs the controller cannot start: never ready.
+        cluster.apply_crds();
+        let controller = cluster.controller(listen, &[]);
+        let health = wait_http(listen, "/healthz", 200, 30);
+        assert!(health.is_some(), "/healthz never answered 200");
+        let ready = wait_http(listen, "/readyz", 200, 30);
+        assert!(ready.is_some(), "/readyz never answered 200");
+        submit(&cluster, &file);
+        let waited = wait_succeeded(&cluster, "experiment/metered", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        // The worker writes the final status, then the gauges are final.
+        std::thread::sleep(Duration::from_millis(500));
+        let (code, metrics) = get(listen, "/metrics").unwrap();
+        assert_eq!(code, 200, "{metrics}");
+        let trials = cluster.jsonpath(&["experiment", "metered"], "{.status.trialsSucceeded}");
+        assert_eq!(trials, "3");
+        (cluster, controller, metrics)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    let experiment = sample(
+        &metrics,
+        "ktune_reconciles_total",
+        &[r#"controller="experiment""#],
+    );
+    let trial = sample(
+        &metrics,
+        "ktune_reconciles_total",
+        &[r#"controller="trial""#],
+    );
+    assert!(
+        experiment > 0.0 && trial > 0.0,
+        "{experiment} {trial}\n{metrics}\n{logs}"
+    );
+    assert!(
+        metrics.contains("ktune_reconcile_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let succeeded = sample(
+        &metrics,
+        "ktune_trials",
+        &[r#"experiment="metered""#, r#"state="Succeeded""#],
+    );
+    let running = sample(
+        &metrics,
+        "ktune_trials",
+        &[r#"experiment="metered""#, r#"state="Running""#],
+    );
+    assert_eq!(succeeded, 3.0, "{metrics}");
+    assert_eq!(running, 0.0, "{metrics}");
+    assert_eq!(sample(&metrics, "ktune_leader", &[]), 1.0, "{metrics}");
+    drop(cluster);
+}
