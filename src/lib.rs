@@ -22,3 +22,4 @@ pub mod engine;
 pub mod metrics;
 pub mod runner;
 pub mod store;
+pub mod ui;

@@ -9,6 +9,7 @@ mod crds;
 mod inspect;
 mod run;
 mod suggest;
+mod ui;
 mod validate;
 mod view;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Run the Kubernetes controller for Experiments and Trials.
     Controller(controller::Args),
+    /// Serve a read-only web dashboard over the store.
+    Ui(ui::Args),
 }
 
 /// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
@@ -109,5 +112,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AskTell(args) => ask_tell::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Controller(args) => controller::run(&args),
+        Command::Ui(args) => ui::run(&args),
     }
 }

@@ -15,7 +15,7 @@ pub use rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
     state_from_str, state_to_str,
 };
-pub use sql::SqlStore;
+pub use sql::{ChangeMark, SqlStore, TrialPage, TrialQuery, TrialSort};
 
 use std::future::Future;
 

@@ -416,6 +416,251 @@ impl SqlStore {
     }
 }
 
+/// The column the trial table is ordered by. A closed set, so that only
+/// fixed SQL text ever reaches `ORDER BY` (user input picks a variant, it
+/// is never spliced in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrialSort {
+    /// Creation order (the trial number).
+    #[default]
+    Seq,
+    /// The trial's name.
+    Name,
+    /// The state word.
+    State,
+    /// The objective; trials without one come last either way.
+    Objective,
+    /// When it completed; unfinished trials come last either way.
+    Completed,
+}
+
+impl TrialSort {
+    /// The `ORDER BY` text, ties broken by trial number so pages are stable.
+    fn order_by(self, descending: bool) -> &'static str {
+        match (self, descending) {
+            (Self::Seq, false) => "seq ASC",
+            (Self::Seq, true) => "seq DESC",
+            (Self::Name, false) => "name ASC, seq ASC",
+            (Self::Name, true) => "name DESC, seq ASC",
+            (Self::State, false) => "state ASC, seq ASC",
+            (Self::State, true) => "state DESC, seq ASC",
+            (Self::Objective, false) => "objective IS NULL, objective ASC, seq ASC",
+            (Self::Objective, true) => "objective IS NULL, objective DESC, seq ASC",
+            (Self::Completed, false) => "completed_at IS NULL, completed_at ASC, seq ASC",
+            (Self::Completed, true) => "completed_at IS NULL, completed_at DESC, seq ASC",
+        }
+    }
+}
+
+/// Which trials a page shows and how they are ordered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrialQuery {
+    /// Only trials in this state.
+    pub state: Option<TrialState>,
+    /// Only trials whose name contains this text (case-insensitive for ASCII).
+    pub name_contains: Option<String>,
+    /// The order.
+    pub sort: TrialSort,
+    /// Largest first.
+    pub descending: bool,
+    /// At most this many rows.
+    pub limit: i64,
+    /// Rows skipped before the first one returned.
+    pub offset: i64,
+}
+
+/// One page of trials and how many match the filter in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialPage {
+    /// The page's trials, in the requested order.
+    pub rows: Vec<TrialRow>,
+    /// How many trials match the filter (every page together).
+    pub total: i64,
+}
+
+/// Counters that change whenever anything a dashboard shows of an
+/// experiment changes: cheap to read together for every experiment in one
+/// round trip, so a watcher can poll them instead of reloading trials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMark {
+    /// The experiment's id.
+    pub experiment_id: i64,
+    /// The experiment's name.
+    pub experiment: String,
+    /// The experiment's stored state word.
+    pub status: String,
+    /// How many trials it has.
+    pub trials: i64,
+    /// How many have started (a Pending→Running move bumps it).
+    pub started: i64,
+    /// How many have completed (a move to a terminal state bumps it).
+    pub completed: i64,
+    /// How many observations its running trials have stored.
+    pub running_observations: i64,
+}
+
+/// `text` as a `LIKE` pattern matching it anywhere, with `\` escaping the
+/// pattern characters it contains.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl SqlStore {
+    /// One page of an experiment's trials: filtered, ordered and windowed
+    /// in SQL, so a dashboard stays fast however many trials there are.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn trial_page(
+        &self,
+        experiment_id: i64,
+        query: &TrialQuery,
+    ) -> Result<TrialPage, StoreError> {
+        // Only generated placeholders and fixed text are spliced in; every
+        // value is bound.
+        let mut filter = String::from("experiment_id = $1");
+        let mut next = 2;
+        if query.state.is_some() {
+            filter.push_str(&format!(" AND state = ${next}"));
+            next += 1;
+        }
+        if query.name_contains.is_some() {
+            filter.push_str(&format!(" AND LOWER(name) LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        let count_sql = format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}");
+        let rows_sql = format!(
+            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
+             created_at, started_at, completed_at FROM trials WHERE {filter} ORDER BY {} \
+             LIMIT ${next} OFFSET ${}",
+            query.sort.order_by(query.descending),
+            next + 1
+        );
+        let pattern = query.name_contains.as_deref().map(contains_pattern);
+        let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql)).bind(experiment_id);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(rows_sql)).bind(experiment_id);
+        if let Some(state) = query.state {
+            count = count.bind(state_to_str(state));
+            rows = rows.bind(state_to_str(state));
+        }
+        if let Some(pattern) = &pattern {
+            count = count.bind(pattern.clone());
+            rows = rows.bind(pattern.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let rows = rows
+            .bind(query.limit.max(0))
+            .bind(query.offset.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(TrialPage {
+            rows: rows.iter().map(trial_from_row).collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    /// One trial of an experiment, by name.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn trial_named(
+        &self,
+        experiment_id: i64,
+        name: &str,
+    ) -> Result<Option<TrialRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
+             created_at, started_at, completed_at FROM trials WHERE experiment_id = $1 AND name = $2",
+        )
+        .bind(experiment_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(trial_from_row).transpose()
+    }
+
+    /// One metric's numeric reports for every trial of an experiment, as
+    /// (trial id, step, number) by trial then step: all learning curves in
+    /// one query instead of one per trial.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn metric_curves(
+        &self,
+        experiment_id: i64,
+        metric: &str,
+    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.trial_id AS trial_id, o.step AS step, o.number AS number \
+             FROM observations o JOIN trials t ON t.id = o.trial_id \
+             WHERE t.experiment_id = $1 AND o.metric = $2 ORDER BY o.trial_id, o.step",
+        )
+        .bind(experiment_id)
+        .bind(metric)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("trial_id")?,
+                    r.try_get("step")?,
+                    r.try_get("number")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Every experiment's [`ChangeMark`], by id, in two queries whatever
+    /// the number of trials.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn change_marks(&self) -> Result<Vec<ChangeMark>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id AS id, e.name AS name, e.status AS status, COUNT(t.id) AS trials, \
+             COUNT(t.started_at) AS started, COUNT(t.completed_at) AS completed \
+             FROM experiments e LEFT JOIN trials t ON t.experiment_id = e.id \
+             GROUP BY e.id, e.name, e.status ORDER BY e.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let observed = sqlx::query(
+            "SELECT t.experiment_id AS id, COUNT(*) AS n FROM observations o \
+             JOIN trials t ON t.id = o.trial_id WHERE t.state = $1 GROUP BY t.experiment_id",
+        )
+        .bind(state_to_str(TrialState::Running))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut running = BTreeMap::new();
+        for r in &observed {
+            running.insert(r.try_get::<i64, _>("id")?, r.try_get::<i64, _>("n")?);
+        }
+        rows.iter()
+            .map(|r| {
+                let experiment_id: i64 = r.try_get("id")?;
+                Ok(ChangeMark {
+                    experiment_id,
+                    experiment: r.try_get("name")?,
+                    status: r.try_get("status")?,
+                    trials: r.try_get("trials")?,
+                    started: r.try_get("started")?,
+                    completed: r.try_get("completed")?,
+                    running_observations: running.get(&experiment_id).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
+
 /// A float bound as text and cast in SQL. sqlx 0.9's `Any` driver sends a
 /// NULL `f64` to PostgreSQL as `float4` (its Null(Double)/Null(Real) mapping
 /// is swapped), so a statement first prepared with a NULL then fails when

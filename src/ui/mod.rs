@@ -1,0 +1,484 @@
+//! `ktune ui`: a read-only web dashboard over the store `ktune run` writes,
+//! served from the same binary. Pages are server-rendered HTML with SVG
+//! charts (they read without JavaScript); a small embedded script refreshes
+//! them from server-sent events. Nothing here writes to the store.
+//!
+//! Routes, under an optional base path: `/` (experiments),
+//! `/experiments/{name}` (history, curves, parameters, importance, trial
+//! table, spec), `/experiments/{name}/trials.csv|trials.json` (exports with
+//! the table's filter and order), `/experiments/{name}/spec.yaml`,
+//! `/experiments/{name}/trials/{trial}` (parameters, metrics, output),
+//! `/events` (server-sent events), `/assets/…`.
+
+mod assets;
+pub mod data;
+mod html;
+mod live;
+pub mod pages;
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::sync::broadcast;
+
+pub use html::escape;
+
+use crate::engine::decide::Counts;
+use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialRow, state_to_str};
+use data::TableParams;
+use pages::ExperimentSummary;
+
+/// How much of a trial's output the trial page shows (its end).
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// How the dashboard is served.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Prefix of every route (`""` or `/something`, no trailing slash), for
+    /// serving behind a reverse proxy.
+    pub base_path: String,
+    /// The folder `ktune run` kept trials in (for their output).
+    pub trials_dir: PathBuf,
+    /// How often the store is polled for live updates.
+    pub poll: Duration,
+}
+
+/// Why a page could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such experiment or trial.
+    #[error("{0}")]
+    NotFound(String),
+    /// The spec could not be written as YAML.
+    #[error("writing the spec as YAML: {0}")]
+    Yaml(#[from] serde_saphyr::SerializeError),
+    /// JSON export failed.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The server's socket failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+struct AppState {
+    store: SqlStore,
+    config: Config,
+    changes: broadcast::Sender<String>,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// An error response that still reads as a page.
+struct PageError {
+    base: String,
+    error: UiError,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self.error {
+            UiError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                Html(pages::not_found(&self.base, &what)),
+            )
+                .into_response(),
+            error => {
+                tracing::error!(%error, "ui: page failed");
+                let body = pages::layout(
+                    &self.base,
+                    "Error",
+                    "",
+                    &format!("<h1>Error</h1><pre>{}</pre>", escape(&error.to_string())),
+                );
+                (StatusCode::INTERNAL_SERVER_ERROR, Html(body)).into_response()
+            }
+        }
+    }
+}
+
+type PageResult<T> = Result<T, PageError>;
+
+impl AppState {
+    fn fail(&self, error: impl Into<UiError>) -> PageError {
+        PageError {
+            base: self.config.base_path.clone(),
+            error: error.into(),
+        }
+    }
+
+    async fn experiment(&self, name: &str) -> PageResult<ExperimentRecord> {
+        self.store
+            .experiment(name)
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| self.fail(UiError::NotFound(format!("No experiment named {name:?}."))))
+    }
+}
+
+/// The dashboard's routes over `store`; spawns the live-update poller, so
+/// it must be called inside a tokio runtime.
+pub fn router(store: SqlStore, config: Config) -> Router {
+    let changes = live::spawn(store.clone(), config.poll);
+    let base = config.base_path.trim_end_matches('/').to_owned();
+    let state = Arc::new(AppState {
+        store,
+        config: Config {
+            base_path: base.clone(),
+            ..config
+        },
+        changes,
+    });
+    let mut router = Router::new()
+        .route(&format!("{base}/"), get(experiments_page))
+        .route(
+            &format!("{base}/experiments/{{name}}"),
+            get(experiment_page),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/trials.csv"),
+            get(export_csv),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/trials.json"),
+            get(export_json),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/spec.yaml"),
+            get(spec_yaml),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/trials/{{trial}}"),
+            get(trial_page),
+        )
+        .route(&format!("{base}/events"), get(events))
+        .route(&format!("{base}/assets/style.css"), get(style_css))
+        .route(&format!("{base}/assets/app.js"), get(app_js));
+    if !base.is_empty() {
+        router = router.route(&base, get(experiments_page));
+    }
+    router.with_state(state)
+}
+
+/// Serves the dashboard on `listener` until the future is dropped or
+/// `shutdown` completes.
+///
+/// # Errors
+/// [`UiError::Io`] when the socket fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: SqlStore,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), UiError> {
+    axum::serve(listener, router(store, config))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// The summary shown for an experiment in the list and on its page.
+fn summarize(record: ExperimentRecord, trials: &[TrialRow]) -> ExperimentSummary {
+    let objective = data::objective_of(&record);
+    ExperimentSummary {
+        algorithm: data::algorithm_of(&record).to_owned(),
+        counts: Counts::from_states(trials.iter().map(|t| t.state)),
+        best: data::best_of(trials, &objective).cloned(),
+        history: data::history(trials, &objective),
+        objective,
+        record,
+    }
+}
+
+async fn experiments_page(State(app): Shared) -> PageResult<Html<String>> {
+    let records = app.store.experiments().await.map_err(|e| app.fail(e))?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
+        rows.push(summarize(record, &trials));
+    }
+    Ok(Html(pages::experiments(&app.config.base_path, &rows)))
+}
+
+/// Parameter names in the spec's order, else in the first trial's.
+fn parameter_names(e: &ExperimentRecord, trials: &[TrialRow]) -> Vec<String> {
+    let from_spec: Vec<String> = e
+        .spec
+        .pointer("/spec/parameters")
+        .and_then(serde_json::Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("name").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !from_spec.is_empty() {
+        return from_spec;
+    }
+    trials
+        .first()
+        .map(|t| t.assignment.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn experiment_page(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<TableParams>,
+) -> PageResult<Html<String>> {
+    let record = app.experiment(&name).await?;
+    let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
+    let page = app
+        .store
+        .trial_page(record.id, &params.query(false))
+        .await
+        .map_err(|e| app.fail(e))?;
+    let objective = data::objective_of(&record);
+    let rows = app
+        .store
+        .metric_curves(record.id, &objective.metric)
+        .await
+        .map_err(|e| app.fail(e))?;
+    let by_id: BTreeMap<i64, &TrialRow> = trials.iter().map(|t| (t.id, t)).collect();
+    let mut curves: Vec<svg::Curve> = Vec::new();
+    for (trial_id, step, number) in rows {
+        let Some(t) = by_id.get(&trial_id) else {
+            continue;
+        };
+        let Some(n) = number.filter(|n| n.is_finite()) else {
+            continue;
+        };
+        match curves.last_mut() {
+            Some(c) if c.name == t.name => c.points.push((step, n)),
+            _ => curves.push(svg::Curve {
+                name: t.name.clone(),
+                state: t.state,
+                points: vec![(step, n)],
+            }),
+        }
+    }
+    let parameters = parameter_names(&record, &trials);
+    let log_parameters = data::log_parameters(&record);
+    let importance = data::importance(&trials);
+    let spec_yaml = serde_saphyr::to_string(&record.spec).map_err(|e| app.fail(e))?;
+    let summary = summarize(record, &trials);
+    let view = pages::ExperimentView {
+        summary: &summary,
+        trials: &trials,
+        curves: &curves,
+        parameters: &parameters,
+        log_parameters: &log_parameters,
+        importance: &importance,
+        page: &page,
+        params: &params,
+        spec_yaml: &spec_yaml,
+        now: now_ms(),
+    };
+    Ok(Html(pages::experiment(&app.config.base_path, &view)))
+}
+
+/// Every trial matching the table's filter, in its order, for exports.
+async fn export_rows(
+    app: &AppState,
+    name: &str,
+    params: &TableParams,
+) -> PageResult<(Vec<String>, Vec<TrialRow>)> {
+    let record = app.experiment(name).await?;
+    let page = app
+        .store
+        .trial_page(record.id, &params.query(true))
+        .await
+        .map_err(|e| app.fail(e))?;
+    let parameters = parameter_names(&record, &page.rows);
+    Ok((parameters, page.rows))
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+async fn export_csv(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<TableParams>,
+) -> PageResult<Response> {
+    let (parameters, rows) = export_rows(&app, &name, &params).await?;
+    let mut out =
+        String::from("seq,name,state,reason,objective,created_at,started_at,completed_at");
+    for p in &parameters {
+        out.push(',');
+        out.push_str(&csv_cell(p));
+    }
+    out.push('\n');
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for t in &rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{}",
+            t.seq,
+            csv_cell(&t.name),
+            state_to_str(t.state),
+            csv_cell(&t.reason),
+            t.objective.map(|v| v.to_string()).unwrap_or_default(),
+            t.created_at,
+            opt(t.started_at),
+            opt(t.completed_at)
+        ));
+        for p in &parameters {
+            let v = t
+                .assignment
+                .iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| v.as_str());
+            out.push(',');
+            out.push_str(&csv_cell(v.unwrap_or_default()));
+        }
+        out.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-trials.csv\"",
+                    data::url_encode(&name)
+                ),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+async fn export_json(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<TableParams>,
+) -> PageResult<Response> {
+    let (_, rows) = export_rows(&app, &name, &params).await?;
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "seq": t.seq, "name": t.name, "state": state_to_str(t.state), "reason": t.reason,
+                "message": t.message, "objective": t.objective,
+                "parameters": t.assignment.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "labels": t.labels, "createdAt": t.created_at, "startedAt": t.started_at,
+                "completedAt": t.completed_at,
+            })
+        })
+        .collect();
+    let body = serde_json::to_string_pretty(&rows).map_err(|e| app.fail(e))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn spec_yaml(State(app): Shared, Path(name): Path<String>) -> PageResult<Response> {
+    let record = app.experiment(&name).await?;
+    let yaml = serde_saphyr::to_string(&record.spec).map_err(|e| app.fail(e))?;
+    Ok(([(header::CONTENT_TYPE, "text/yaml; charset=utf-8")], yaml).into_response())
+}
+
+/// Whether a stored name is one safe path component (the store accepts any
+/// text; a name like `..` must not reach outside the trials folder).
+fn safe_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// The end of a log file: `None` when it does not exist.
+async fn log_tail(path: &FsPath) -> Option<String> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    let len = file.metadata().await.ok()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(std::io::SeekFrom::Start(start)).await.ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    Some(if start > 0 {
+        format!("… (the first {start} bytes are left out)\n{text}")
+    } else {
+        text
+    })
+}
+
+async fn trial_page(
+    State(app): Shared,
+    Path((name, trial)): Path<(String, String)>,
+) -> PageResult<Html<String>> {
+    let record = app.experiment(&name).await?;
+    let row = app
+        .store
+        .trial_named(record.id, &trial)
+        .await
+        .map_err(|e| app.fail(e))?
+        .ok_or_else(|| {
+            app.fail(UiError::NotFound(format!(
+                "No trial named {trial:?} in experiment {name:?}."
+            )))
+        })?;
+    let observations = app
+        .store
+        .observations(row.id)
+        .await
+        .map_err(|e| app.fail(e))?;
+    let path = app
+        .config
+        .trials_dir
+        .join(&record.name)
+        .join(&row.name)
+        .join("stdout.log");
+    let log = if safe_component(&record.name) && safe_component(&row.name) {
+        log_tail(&path).await
+    } else {
+        None
+    };
+    let log_path = path.display().to_string();
+    let view = pages::TrialView {
+        experiment: &record.name,
+        trial: &row,
+        observations: &observations,
+        log: log.as_deref(),
+        log_path: &log_path,
+        now: now_ms(),
+    };
+    Ok(Html(pages::trial(&app.config.base_path, &view)))
+}
+
+async fn events(State(app): Shared) -> impl IntoResponse {
+    live::stream(&app.changes)
+}
+
+async fn style_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        assets::STYLE_CSS,
+    )
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        assets::APP_JS,
+    )
+}

@@ -1,0 +1,541 @@
+//! The dashboard's pages as server-rendered HTML: complete without
+//! JavaScript (the script only refreshes them live). Inputs are the view
+//! data the handlers gathered; every stored text is escaped here.
+
+use std::fmt::Write as _;
+
+use ktune_algorithms::history::Objective;
+
+use super::data::{
+    HistoryPoint, IMPORTANCE_METHOD, Importance, TableParams, age, page_count, time_text,
+    url_encode,
+};
+use super::html::escape;
+use super::svg;
+use crate::engine::decide::Counts;
+use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow, state_to_str};
+
+/// Wraps a page body in the document: title, stylesheet, script. `live`
+/// names what the script listens for (`*` every experiment).
+#[must_use]
+pub fn layout(base: &str, title: &str, live: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · ktune</title><link rel=\"stylesheet\" href=\"{base}/assets/style.css\">\
+         <script src=\"{base}/assets/app.js\" defer></script></head>\
+         <body data-base=\"{base}\" data-live=\"{}\"><header><a href=\"{base}/\">ktune</a> \
+         <span id=\"live\" class=\"live\"></span></header><main id=\"main\">{body}</main></body></html>",
+        escape(title),
+        escape(live),
+    )
+}
+
+/// One row of the experiments page.
+#[derive(Debug, Clone)]
+pub struct ExperimentSummary {
+    /// The stored experiment.
+    pub record: ExperimentRecord,
+    /// Its objective.
+    pub objective: Objective,
+    /// Its algorithm's name.
+    pub algorithm: String,
+    /// Trials by state.
+    pub counts: Counts,
+    /// The best trial, if any.
+    pub best: Option<TrialRow>,
+    /// Its history (for the sparkline).
+    pub history: Vec<HistoryPoint>,
+}
+
+fn counts_text(c: &Counts) -> String {
+    format!(
+        "<span class=\"counts\"><b>{}</b> trials · {} pending · {} running · {} succeeded · {} failed · {} killed · {} early-stopped · {} without metrics</span>",
+        c.total(),
+        c.pending,
+        c.running,
+        c.succeeded,
+        c.failed,
+        c.killed,
+        c.early_stopped,
+        c.metrics_unavailable
+    )
+}
+
+fn experiment_href(base: &str, name: &str) -> String {
+    format!("{base}/experiments/{}", url_encode(name))
+}
+
+/// The link to a trial's page.
+#[must_use]
+pub fn trial_href(base: &str, experiment: &str, trial: &str) -> String {
+    format!(
+        "{base}/experiments/{}/trials/{}",
+        url_encode(experiment),
+        url_encode(trial)
+    )
+}
+
+/// The experiments page.
+#[must_use]
+pub fn experiments(base: &str, rows: &[ExperimentSummary]) -> String {
+    let mut body = String::from("<h1>Experiments</h1>");
+    if rows.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">No experiments in this store yet: start one with \
+             <code>ktune run experiment.yaml</code> against the same <code>--db</code>.</p>",
+        );
+        return layout(base, "Experiments", "*", &body);
+    }
+    body.push_str(
+        "<table class=\"experiments\"><thead><tr><th>name</th><th>algorithm</th><th>status</th>\
+         <th>best</th><th>trials</th><th>started</th><th>finished</th><th>best so far</th></tr></thead><tbody>",
+    );
+    for r in rows {
+        let e = &r.record;
+        let best = r.best.as_ref().map_or_else(
+            || "<span class=\"empty\">none yet</span>".to_owned(),
+            |b| {
+                format!(
+                    "{}={} <a href=\"{}\">{}</a>",
+                    escape(&r.objective.metric),
+                    b.objective.map(|v| v.to_string()).unwrap_or_default(),
+                    escape(&trial_href(base, &e.name, &b.name)),
+                    escape(&b.name)
+                )
+            },
+        );
+        let _ = write!(
+            body,
+            "<tr data-experiment=\"{}\"><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"state\">{} {}</td>\
+             <td class=\"best\">{best}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&e.name),
+            escape(&experiment_href(base, &e.name)),
+            escape(&e.name),
+            escape(&r.algorithm),
+            e.state.as_str(),
+            escape(&e.reason),
+            counts_text(&r.counts),
+            time_text(Some(e.created_at)),
+            time_text(e.completed_at),
+            svg::sparkline(&r.history),
+        );
+    }
+    body.push_str("</tbody></table>");
+    layout(base, "Experiments", "*", &body)
+}
+
+/// Everything the experiment page shows.
+#[derive(Debug, Clone)]
+pub struct ExperimentView<'a> {
+    /// The summary (record, counts, best, history).
+    pub summary: &'a ExperimentSummary,
+    /// Every trial (for the parallel coordinates).
+    pub trials: &'a [TrialRow],
+    /// The objective's curves, one per trial that reported.
+    pub curves: &'a [svg::Curve],
+    /// Parameter names in spec order.
+    pub parameters: &'a [String],
+    /// Log-distributed parameters.
+    pub log_parameters: &'a [String],
+    /// Parameter importance.
+    pub importance: &'a [Importance],
+    /// The table's page.
+    pub page: &'a TrialPage,
+    /// The table's query.
+    pub params: &'a TableParams,
+    /// The spec as YAML.
+    pub spec_yaml: &'a str,
+    /// Now (Unix ms), for ages.
+    pub now: i64,
+}
+
+/// The experiment page.
+#[must_use]
+pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
+    let s = v.summary;
+    let e = &s.record;
+    let metric = &s.objective.metric;
+    let here = experiment_href(base, &e.name);
+    let mut body = format!(
+        "<h1>{}</h1><p class=\"meta\">{} · <span class=\"state\">{} {}</span> · started {} · finished {}</p><p id=\"counts\">{}</p>",
+        escape(&e.name),
+        escape(&s.algorithm),
+        e.state.as_str(),
+        escape(&e.reason),
+        time_text(Some(e.created_at)),
+        time_text(e.completed_at),
+        counts_text(&s.counts)
+    );
+    match &s.best {
+        Some(b) => {
+            let _ = write!(
+                body,
+                "<p id=\"best\">best: <a href=\"{}\">{}</a> {}={} · {}</p>",
+                escape(&trial_href(base, &e.name, &b.name)),
+                escape(&b.name),
+                escape(metric),
+                b.objective.map(|v| v.to_string()).unwrap_or_default(),
+                escape(&params_text(b))
+            );
+        }
+        None => body.push_str(
+            "<p id=\"best\" class=\"empty\">No succeeded trial with an objective yet.</p>",
+        ),
+    }
+
+    // Optimisation history.
+    let log = v.params.log_scale();
+    let _ = write!(
+        body,
+        "<section id=\"history\"><h2>Optimisation history</h2><p><a href=\"{}{}\">{}</a></p>",
+        escape(&here),
+        escape(
+            &v.params
+                .with(&[("log", if log { None } else { Some("1".into()) })])
+        ),
+        if log { "linear scale" } else { "log scale" }
+    );
+    if s.history.is_empty() {
+        let _ = write!(
+            body,
+            "<p class=\"empty\">No trials yet — the experiment was stored {} ago.</p>",
+            age(v.now, e.created_at)
+        );
+    } else {
+        let href = |name: &str| trial_href(base, &e.name, name);
+        body.push_str(&svg::history(&s.history, metric, log, &href));
+        body.push_str(
+            "<p class=\"legend\"><span class=\"k succeeded\">●</span> succeeded \
+             <span class=\"k failed\">●</span> failed <span class=\"k early-stopped\">●</span> early-stopped \
+             <span class=\"k best\">—</span> best so far; × on the axis: no objective</p>",
+        );
+    }
+    body.push_str("</section>");
+
+    // Learning curves.
+    body.push_str("<section id=\"curves\"><h2>Learning curves</h2>");
+    if v.curves.iter().all(|c| c.points.is_empty()) {
+        let _ = write!(
+            body,
+            "<p class=\"empty\">No {} observations yet.</p>",
+            escape(metric)
+        );
+    } else {
+        body.push_str(&svg::curves(v.curves, metric));
+        body.push_str("<p class=\"legend\">Early-stopped curves end with a bar where they were cut; running ones are drawn as far as they got.</p>");
+    }
+    body.push_str("</section>");
+
+    // Parallel coordinates and importance.
+    body.push_str("<section id=\"parallel\"><h2>Parameters</h2>");
+    if v.trials.iter().any(|t| t.objective.is_some()) && !v.parameters.is_empty() {
+        body.push_str(&svg::parallel(
+            v.trials,
+            v.parameters,
+            v.log_parameters,
+            metric,
+        ));
+    } else {
+        body.push_str("<p class=\"empty\">No trial with an objective yet.</p>");
+    }
+    body.push_str("<h3>Importance</h3>");
+    if v.importance.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">Needs at least 4 succeeded trials whose objectives differ.</p>",
+        );
+    } else {
+        body.push_str("<table class=\"importance\"><tbody>");
+        for i in v.importance {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {:.3}</td><td>{} bins</td></tr>",
+                escape(&i.parameter),
+                i.score * 200.0,
+                i.score,
+                i.bins
+            );
+        }
+        let _ = write!(
+            body,
+            "</tbody></table><p class=\"method\">Method: {}.</p>",
+            escape(IMPORTANCE_METHOD)
+        );
+    }
+    body.push_str("</section>");
+
+    body.push_str(&table(base, &e.name, v));
+
+    let _ = write!(
+        body,
+        "<section id=\"spec\"><h2>Spec</h2><p><a href=\"{}/spec.yaml\">spec.yaml</a></p><pre>{}</pre></section>",
+        escape(&here),
+        escape(v.spec_yaml)
+    );
+    layout(base, &e.name, &e.name, &body)
+}
+
+fn params_text(t: &TrialRow) -> String {
+    t.assignment
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The trial table: a filter form, sortable headers, pager and exports,
+/// all plain links and GET forms so it works without JavaScript.
+fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
+    let here = experiment_href(base, experiment);
+    let p = v.params;
+    let per = p.per();
+    let pages = page_count(v.page.total, per);
+    let page = p.page().min(pages);
+    let mut out = format!(
+        "<section id=\"trials\"><h2>Trials</h2><form method=\"get\" action=\"{}\">\
+         <input name=\"q\" placeholder=\"name contains\" value=\"{}\"> <select name=\"state\"><option value=\"\">any state</option>",
+        escape(&here),
+        escape(p.q.as_deref().unwrap_or_default())
+    );
+    for s in [
+        "Pending",
+        "Running",
+        "Succeeded",
+        "Failed",
+        "Killed",
+        "EarlyStopped",
+        "MetricsUnavailable",
+    ] {
+        let selected = if p.state.as_deref() == Some(s) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(out, "<option{selected}>{s}</option>");
+    }
+    for (k, val) in [
+        ("sort", &p.sort),
+        ("dir", &p.dir),
+        ("per", &p.per.map(|n| n.to_string())),
+    ] {
+        if let Some(val) = val {
+            let _ = write!(
+                out,
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                escape(val)
+            );
+        }
+    }
+    let export = p.with(&[("page", None), ("per", None)]);
+    let _ = write!(
+        out,
+        "</select> <button>filter</button></form><p class=\"exports\">{} matching · export \
+         <a href=\"{h}/trials.csv{x}\">CSV</a> <a href=\"{h}/trials.json{x}\">JSON</a></p>",
+        v.page.total,
+        h = escape(&here),
+        x = escape(&export),
+    );
+    if v.page.rows.is_empty() {
+        out.push_str("<p class=\"empty\">No trials match.</p></section>");
+        return out;
+    }
+    out.push_str("<table class=\"trials\"><thead><tr>");
+    let current = p.sort.as_deref().unwrap_or("seq");
+    let desc = p.dir.as_deref() == Some("desc");
+    let header = |key: &str, label: &str, out: &mut String| {
+        let (dir, mark) = if current == key {
+            if desc {
+                (None, " ↓")
+            } else {
+                (Some("desc".to_owned()), " ↑")
+            }
+        } else {
+            (None, "")
+        };
+        let link = p.with(&[("sort", Some(key.to_owned())), ("dir", dir), ("page", None)]);
+        let _ = write!(
+            out,
+            "<th><a href=\"{}{}\">{label}{mark}</a></th>",
+            escape(&here),
+            escape(&link)
+        );
+    };
+    header("seq", "#", &mut out);
+    header("name", "name", &mut out);
+    header("state", "state", &mut out);
+    header("objective", &escape(&v.summary.objective.metric), &mut out);
+    header("completed", "completed", &mut out);
+    for name in v.parameters {
+        let _ = write!(out, "<th>{}</th>", escape(name));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for t in &v.page.rows {
+        let _ = write!(
+            out,
+            "<tr data-trial=\"{}\"><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td>",
+            escape(&t.name),
+            t.seq,
+            escape(&trial_href(base, experiment, &t.name)),
+            escape(&t.name),
+            svg::state_class(t.state),
+            state_to_str(t.state),
+            t.objective.map(|v| v.to_string()).unwrap_or_default(),
+            time_text(t.completed_at)
+        );
+        for name in v.parameters {
+            let value = t
+                .assignment
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            let _ = write!(out, "<td>{}</td>", escape(value));
+        }
+        out.push_str("</tr>");
+    }
+    let _ = write!(
+        out,
+        "</tbody></table><nav class=\"pager\">page {page} of {pages} "
+    );
+    if page > 1 {
+        let _ = write!(
+            out,
+            "<a rel=\"prev\" href=\"{}{}\">previous</a> ",
+            escape(&here),
+            escape(&p.with(&[("page", Some((page - 1).to_string()))]))
+        );
+    }
+    if page < pages {
+        let _ = write!(
+            out,
+            "<a rel=\"next\" href=\"{}{}\">next</a>",
+            escape(&here),
+            escape(&p.with(&[("page", Some((page + 1).to_string()))]))
+        );
+    }
+    out.push_str("</nav></section>");
+    out
+}
+
+/// Everything the trial page shows.
+#[derive(Debug, Clone)]
+pub struct TrialView<'a> {
+    /// The experiment's name.
+    pub experiment: &'a str,
+    /// The trial.
+    pub trial: &'a TrialRow,
+    /// Its observations, by metric then step.
+    pub observations: &'a [ObservationRow],
+    /// The end of its stdout.log, if the file exists.
+    pub log: Option<&'a str>,
+    /// Where the log was looked for.
+    pub log_path: &'a str,
+    /// Now (Unix ms).
+    pub now: i64,
+}
+
+/// The trial page.
+#[must_use]
+pub fn trial(base: &str, v: &TrialView<'_>) -> String {
+    let t = v.trial;
+    let mut body = format!(
+        "<p><a href=\"{}\">{}</a></p><h1>{}</h1><p class=\"state {}\">{} {} {}</p><p class=\"meta\">#{} · created {} · started {} · completed {}</p>",
+        escape(&experiment_href(base, v.experiment)),
+        escape(v.experiment),
+        escape(&t.name),
+        svg::state_class(t.state),
+        state_to_str(t.state),
+        escape(&t.reason),
+        escape(&t.message),
+        t.seq,
+        time_text(Some(t.created_at)),
+        time_text(t.started_at),
+        time_text(t.completed_at),
+    );
+    if let Some(o) = t.objective {
+        let _ = write!(body, "<p id=\"objective\">objective: {o}</p>");
+    }
+    body.push_str("<h2>Parameters</h2><table class=\"params\"><tbody>");
+    for (k, val) in &t.assignment {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(k),
+            escape(val)
+        );
+    }
+    body.push_str("</tbody></table><section id=\"metrics\"><h2>Metrics</h2>");
+    if v.observations.is_empty() {
+        let since = t.started_at.unwrap_or(t.created_at);
+        let what = if t.started_at.is_some() {
+            "started"
+        } else {
+            "was created"
+        };
+        let _ = write!(
+            body,
+            "<p class=\"empty\">No observations yet — the trial {what} {} ago.</p>",
+            age(v.now, since)
+        );
+    } else {
+        let mut metrics: Vec<&str> = v.observations.iter().map(|o| o.metric.as_str()).collect();
+        metrics.dedup();
+        for m in metrics {
+            let rows: Vec<&ObservationRow> =
+                v.observations.iter().filter(|o| o.metric == m).collect();
+            let points: Vec<(i64, f64)> = rows
+                .iter()
+                .filter_map(|o| o.number.filter(|n| n.is_finite()).map(|n| (o.step, n)))
+                .collect();
+            let _ = write!(body, "<h3>{}</h3>", escape(m));
+            if points.is_empty() {
+                let last = rows.last().map(|o| o.value.as_str()).unwrap_or_default();
+                let _ = write!(
+                    body,
+                    "<p>{} reports, none numeric; last: {}</p>",
+                    rows.len(),
+                    escape(last)
+                );
+            } else {
+                body.push_str(&svg::curves(
+                    &[svg::Curve {
+                        name: t.name.clone(),
+                        state: t.state,
+                        points,
+                    }],
+                    m,
+                ));
+            }
+        }
+    }
+    body.push_str("</section><section id=\"logs\"><h2>Output</h2>");
+    match v.log {
+        Some(log) if !log.is_empty() => {
+            let _ = write!(body, "<pre class=\"log\">{}</pre>", escape(log));
+        }
+        Some(_) => body.push_str("<p class=\"empty\">The trial has written no output yet.</p>"),
+        None => {
+            let _ = write!(
+                body,
+                "<p class=\"empty\">No log at <code>{}</code> (give <code>--trials-dir</code> as for <code>ktune run</code>).</p>",
+                escape(v.log_path)
+            );
+        }
+    }
+    body.push_str("</section>");
+    layout(base, &t.name, v.experiment, &body)
+}
+
+/// A page saying what was not found, with a way back.
+#[must_use]
+pub fn not_found(base: &str, what: &str) -> String {
+    layout(
+        base,
+        "Not found",
+        "",
+        &format!(
+            "<h1>Not found</h1><p>{}</p><p><a href=\"{base}/\">All experiments</a></p>",
+            escape(what)
+        ),
+    )
+}

@@ -1,0 +1,575 @@
+//! `ktune ui` end to end: a store filled through the store API, the real
+//! binary serving it on a free port, every page fetched over HTTP and its
+//! content checked (best trial, counts, one history mark per trial, table
+//! paging and sorting, exports, escaping, server-sent events). Also the
+//! store queries the dashboard added, on SQLite and PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ktune::store::{NewTrial, ObservationRow, SqlStore, TrialOutcome, TrialQuery, TrialSort};
+use ktune_algorithms::history::TrialState;
+
+const XSS: &str = "<script>alert(1)</script>";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktune-ui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn spec(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "ktune.dev/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"},
+            "parameters": [
+                {"name": "lr", "parameterType": "double",
+                 "feasibleSpace": {"min": "0.001", "max": "1", "distribution": "logUniform"}},
+                {"name": "opt", "parameterType": "categorical",
+                 "feasibleSpace": {"list": ["sgd", "adam"]}}
+            ]
+        }
+    })
+}
+
+fn outcome(state: TrialState, objective: Option<f64>) -> TrialOutcome {
+    TrialOutcome {
+        state,
+        reason: format!("Trial{state:?}"),
+        message: String::new(),
+        objective,
+        at: 2_000_000,
+    }
+}
+
+/// `n` trials `t-001`…: the objective is (log10 lr + 1)² + 0.01·i, trial
+/// 7 failed, trial 9 early-stopped, the last two running (the very last
+/// without observations); trial 5 has a `<script>` as its optimiser.
+/// Returns the store ids by trial number and the best trial's name.
+async fn fill(store: &SqlStore, name: &str, n: usize) -> (Vec<i64>, String) {
+    let (e, _) = store
+        .create_experiment(name, &spec(name), 1_000_000)
+        .await
+        .unwrap();
+    let trials: Vec<NewTrial> = (1..=n)
+        .map(|i| NewTrial {
+            name: format!("t-{i:03}"),
+            assignment: vec![
+                ("lr".into(), format!("{}", 0.001 * 1.06f64.powi(i as i32))),
+                (
+                    "opt".into(),
+                    if i == 5 {
+                        XSS.into()
+                    } else if i % 2 == 0 {
+                        "sgd".into()
+                    } else {
+                        "adam".into()
+                    },
+                ),
+            ],
+            labels: BTreeMap::new(),
+        })
+        .collect();
+    store.insert_trials(e.id, &trials, 1_000_500).await.unwrap();
+    let rows = store.trials(e.id).await.unwrap();
+    let mut best: Option<(f64, String)> = None;
+    for (k, t) in rows.iter().enumerate() {
+        let i = k + 1;
+        let lr = 0.001 * 1.06f64.powi(i as i32);
+        let value = (lr.log10() + 1.0).powi(2) + 0.01 * (i % 7) as f64;
+        store
+            .transition(
+                t.id,
+                &[TrialState::Pending],
+                &outcome(TrialState::Running, None),
+            )
+            .await
+            .unwrap();
+        if i + 1 >= n {
+            if i + 1 == n {
+                let obs: Vec<ObservationRow> = (1..=3)
+                    .map(|s| ObservationRow {
+                        metric: "loss".into(),
+                        step: s,
+                        value: format!("{}", value + 1.0 / s as f64),
+                        number: Some(value + 1.0 / s as f64),
+                        time: None,
+                    })
+                    .collect();
+                store.append_observations(t.id, &obs).await.unwrap();
+            }
+            continue;
+        }
+        let (state, objective) = match i {
+            7 => (TrialState::Failed, None),
+            9 => (TrialState::EarlyStopped, Some(value + 1.0)),
+            _ => (TrialState::Succeeded, Some(value)),
+        };
+        if i <= 20 {
+            let obs: Vec<ObservationRow> = (1..=5)
+                .map(|s| ObservationRow {
+                    metric: "loss".into(),
+                    step: s,
+                    value: format!("{}", value + 1.0 / s as f64),
+                    number: Some(value + 1.0 / s as f64),
+                    time: None,
+                })
+                .collect();
+            store.append_observations(t.id, &obs).await.unwrap();
+        }
+        store
+            .transition(t.id, &[TrialState::Running], &outcome(state, objective))
+            .await
+            .unwrap();
+        if state == TrialState::Succeeded && best.as_ref().is_none_or(|(b, _)| value < *b) {
+            best = Some((value, t.name.clone()));
+        }
+    }
+    (rows.iter().map(|t| t.id).collect(), best.unwrap().1)
+}
+
+/// A running `ktune ui`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(db: &str, trials_dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args([
+            "ui",
+            "--db",
+            db,
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-ms",
+            "100",
+            "--trials-dir",
+        ])
+        .arg(trials_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(support::repo_root())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("ktune ui: http://")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    Server {
+        child,
+        base: url.trim_end_matches('/').to_owned(),
+    }
+}
+
+/// GET over a plain socket: (status, headers, body).
+fn get(server: &Server, path: &str) -> (u16, String, String) {
+    let host = server.base.split('/').next().unwrap();
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn page(server: &Server, path: &str) -> String {
+    let (status, _, body) = get(server, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// The trial names in the table, in order.
+fn table_names(html: &str) -> Vec<String> {
+    html.split("<tr data-trial=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_serves_every_page_from_a_filled_store() {
+    let dir = scratch("pages");
+    let db = format!("sqlite:{}", dir.join("ktune.db").display());
+    let store = SqlStore::connect(&db).await.unwrap();
+    let (ids, best) = fill(&store, "demo", 120).await;
+    let trials_dir = dir.join("trials");
+    std::fs::create_dir_all(trials_dir.join("demo/t-003")).unwrap();
+    std::fs::write(
+        trials_dir.join("demo/t-003/stdout.log"),
+        "<b>hello</b>\nloss=1\n",
+    )
+    .unwrap();
+    let server = start(&db, &trials_dir, &[]);
+
+    // Experiments: name, algorithm, best trial, counts, sparkline.
+    let home = page(&server, "/");
+    assert!(home.contains(">demo</a>"), "{home}");
+    assert!(home.contains("<td>random</td>"));
+    assert!(home.contains(&format!(">{best}</a>")));
+    assert!(
+        home.contains("<b>120</b> trials · 0 pending · 2 running · 116 succeeded · 1 failed"),
+        "{home}"
+    );
+    assert!(home.contains("class=\"spark\""));
+    assert!(home.contains("/assets/app.js"));
+
+    // Experiment: one history mark per trial, best-so-far, curves, importance, spec.
+    let exp = page(&server, "/experiments/demo");
+    let history = exp
+        .split("<section id=\"history\">")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert_eq!(history.matches("<path class=\"trial ").count(), 120);
+    assert_eq!(history.matches("class=\"best\"").count(), 1);
+    assert!(history.contains("class=\"trial failed\""));
+    assert!(history.contains("class=\"trial early-stopped\""));
+    assert!(
+        exp.contains(&format!(
+            "id=\"best\">best: <a href=\"/experiments/demo/trials/{best}\">{best}</a>"
+        )),
+        "{exp}"
+    );
+    assert!(exp.contains("class=\"curve early-stopped\""));
+    assert!(
+        exp.contains("class=\"curve running\""),
+        "running trials' curves are drawn"
+    );
+    assert!(
+        exp.contains("lr (log)"),
+        "log-distributed parameters get log axes"
+    );
+    assert!(exp.contains("correlation ratio"));
+    assert!(exp.contains("objectiveMetricName: loss"));
+    assert!(!exp.contains(XSS), "stored text is escaped");
+    let log_scale = page(&server, "/experiments/demo?log=1");
+    assert!(log_scale.contains("loss (log)"));
+
+    // The table pages, sorts and filters in SQL.
+    let p2 = page(&server, "/experiments/demo?per=10&page=2");
+    let names = table_names(&p2);
+    assert_eq!(
+        names,
+        (11..=20).map(|i| format!("t-{i:03}")).collect::<Vec<_>>()
+    );
+    assert!(p2.contains("page 2 of 12"));
+    assert!(p2.contains("rel=\"next\"") && p2.contains("rel=\"prev\""));
+    let sorted = page(&server, "/experiments/demo?sort=objective&per=5");
+    assert_eq!(table_names(&sorted)[0], best);
+    let desc = page(&server, "/experiments/demo?sort=seq&dir=desc&per=3");
+    assert_eq!(table_names(&desc), ["t-120", "t-119", "t-118"]);
+    let failed = page(&server, "/experiments/demo?state=Failed");
+    assert_eq!(table_names(&failed), ["t-007"]);
+    assert!(failed.contains("1 matching"));
+    let searched = page(&server, "/experiments/demo?q=T-00");
+    assert_eq!(
+        table_names(&searched).len(),
+        9,
+        "name filter is case-insensitive"
+    );
+    let with_xss = page(&server, "/experiments/demo?per=10");
+    assert!(with_xss.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!with_xss.contains(XSS));
+
+    // Exports follow the filter and order.
+    let (status, head, csv) = get(&server, "/experiments/demo/trials.csv");
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("content-type: text/csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 121);
+    assert!(lines[0].ends_with(",lr,opt"), "{}", lines[0]);
+    assert!(lines[1].starts_with("1,t-001,Succeeded,"));
+    let failed_csv = page(&server, "/experiments/demo/trials.csv?state=Failed");
+    assert_eq!(failed_csv.lines().count(), 2);
+    let json: serde_json::Value = serde_json::from_str(&page(
+        &server,
+        "/experiments/demo/trials.json?sort=objective",
+    ))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 120);
+    assert_eq!(json[0]["name"], best.as_str());
+    assert!(page(&server, "/experiments/demo/spec.yaml").contains("algorithmName: random"));
+
+    // Trial pages: parameters, metrics, output, empty states.
+    let t3 = page(&server, "/experiments/demo/trials/t-003");
+    assert!(t3.contains("<td>lr</td>"));
+    assert!(t3.contains("class=\"chart curves\""));
+    assert!(t3.contains("&lt;b&gt;hello&lt;/b&gt;"));
+    let t5 = page(&server, "/experiments/demo/trials/t-005");
+    assert!(t5.contains("&lt;script&gt;") && !t5.contains(XSS));
+    let last = page(&server, "/experiments/demo/trials/t-120");
+    assert!(
+        last.contains("No observations yet — the trial started"),
+        "{last}"
+    );
+    assert!(last.contains("No log at"));
+    assert_eq!(get(&server, "/experiments/nope").0, 404);
+    assert_eq!(get(&server, "/experiments/demo/trials/nope").0, 404);
+    assert!(page(&server, "/assets/style.css").contains(".trial"));
+
+    // Live: the event stream says which experiment changed.
+    let host = server.base.clone();
+    let events = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut told = false;
+        while Instant::now() < deadline {
+            let n = s.read(&mut buf).unwrap();
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if seen.contains("event: ready") && !told {
+                told = true;
+                std::fs::write(
+                    std::env::temp_dir().join(format!("ktune-ui-ready-{}", std::process::id())),
+                    "",
+                )
+                .unwrap();
+            }
+            if seen.contains("event: change") && seen.contains("\"experiment\":\"demo\"") {
+                return seen;
+            }
+        }
+        panic!("no change event: {seen}");
+    });
+    let flag = std::env::temp_dir().join(format!("ktune-ui-ready-{}", std::process::id()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !flag.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the event stream never said ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&flag).ok();
+    // A running trial reports one more step: only an observation count moves.
+    let obs = [ObservationRow {
+        metric: "loss".into(),
+        step: 99,
+        value: "0.5".into(),
+        number: Some(0.5),
+        time: None,
+    }];
+    store.append_observations(ids[119 - 1], &obs).await.unwrap();
+    let seen = events.join().unwrap();
+    assert!(seen.contains("\"runningObservations\":4"), "{seen}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_path_prefixes_every_link_and_an_empty_store_says_so() {
+    let dir = scratch("base");
+    let db = format!("sqlite:{}", dir.join("ktune.db").display());
+    drop(SqlStore::connect(&db).await.unwrap());
+    let server = start(&db, &dir, &["--base-path", "/k/"]);
+    let home = page(&server, "/k/");
+    assert!(home.contains("No experiments in this store yet"));
+    assert!(home.contains("href=\"/k/assets/style.css\""));
+    assert!(page(&server, "/k").contains("No experiments"));
+    assert_eq!(get(&server, "/").0, 404);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_missing_sqlite_file_is_refused_not_created() {
+    let dir = scratch("missing");
+    let db = format!("sqlite:{}", dir.join("nope.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(["ui", "--db", &db, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!dir.join("nope.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_experiment_page_stays_fast_at_ten_thousand_trials() {
+    let dir = scratch("big");
+    let db = format!("sqlite:{}", dir.join("ktune.db").display());
+    let store = SqlStore::connect(&db).await.unwrap();
+    let (e, _) = store
+        .create_experiment("big", &spec("big"), 0)
+        .await
+        .unwrap();
+    let trials: Vec<NewTrial> = (1..=10_000)
+        .map(|i| NewTrial {
+            name: format!("t-{i:05}"),
+            assignment: vec![
+                ("lr".into(), format!("{}", f64::from(i) / 10_000.0)),
+                ("opt".into(), "sgd".into()),
+            ],
+            labels: BTreeMap::new(),
+        })
+        .collect();
+    store.insert_trials(e.id, &trials, 1).await.unwrap();
+    let server = start(&db, &dir, &[]);
+    let started = Instant::now();
+    let table = page(
+        &server,
+        "/experiments/big?sort=name&dir=desc&page=3&per=100",
+    );
+    let full = started.elapsed();
+    assert_eq!(table_names(&table)[0], "t-09800");
+    let started = Instant::now();
+    let csv = page(&server, "/experiments/big/trials.csv");
+    let export = started.elapsed();
+    assert_eq!(csv.lines().count(), 10_001);
+    eprintln!("10 000 trials: experiment page {full:?}, CSV export {export:?}");
+    assert!(full < Duration::from_secs(10), "{full:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The dashboard's store queries on one backend.
+async fn queries_conform(store: &SqlStore) {
+    let name = unique("ui-queries");
+    let (ids, best) = fill(store, &name, 30).await;
+    let e = store.experiment(&name).await.unwrap().unwrap();
+    let q = |sort, descending, limit, offset| TrialQuery {
+        sort,
+        descending,
+        limit,
+        offset,
+        ..TrialQuery::default()
+    };
+    let page = store
+        .trial_page(e.id, &q(TrialSort::Seq, false, 10, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 30);
+    assert_eq!(
+        page.rows.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        (11..=20).collect::<Vec<_>>()
+    );
+    let by_objective = store
+        .trial_page(e.id, &q(TrialSort::Objective, false, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(by_objective.rows[0].name, best);
+    let nulls: Vec<bool> = by_objective
+        .rows
+        .iter()
+        .map(|t| t.objective.is_none())
+        .collect();
+    assert!(
+        nulls.ends_with(&[true, true, true]) && !nulls[..27].contains(&true),
+        "no objective sorts last"
+    );
+    let desc = store
+        .trial_page(e.id, &q(TrialSort::Objective, true, 100, 0))
+        .await
+        .unwrap();
+    assert!(desc.rows[0].objective >= desc.rows[1].objective);
+    assert!(
+        desc.rows[29].objective.is_none(),
+        "no objective sorts last either way"
+    );
+    let filtered = store
+        .trial_page(
+            e.id,
+            &TrialQuery {
+                state: Some(TrialState::Running),
+                name_contains: Some("T-0".into()),
+                limit: 10,
+                ..TrialQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(filtered.total, 2);
+    let pattern = store
+        .trial_page(
+            e.id,
+            &TrialQuery {
+                name_contains: Some("%".into()),
+                limit: 10,
+                ..TrialQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pattern.total, 0, "LIKE characters match themselves");
+    assert_eq!(
+        store.trial_named(e.id, "t-003").await.unwrap().unwrap().id,
+        ids[2]
+    );
+    assert!(store.trial_named(e.id, "nope").await.unwrap().is_none());
+    let curves = store.metric_curves(e.id, "loss").await.unwrap();
+    assert_eq!(curves.len(), 20 * 5 + 3);
+    let marks = store.change_marks().await.unwrap();
+    let mark = marks.iter().find(|m| m.experiment == name).unwrap();
+    assert_eq!(
+        (
+            mark.trials,
+            mark.started,
+            mark.completed,
+            mark.running_observations
+        ),
+        (30, 30, 28, 3)
+    );
+}
+
+#[tokio::test]
+async fn dashboard_queries_conform_on_sqlite() {
+    queries_conform(&SqlStore::connect("sqlite::memory:").await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn dashboard_queries_conform_on_postgres() {
+    let url = std::env::var("KTUNE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    match SqlStore::connect(&url).await {
+        Ok(store) => queries_conform(&store).await,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!(
+                "SKIPPED: PostgreSQL at {url} is not reachable ({e}); set KTUNE_TEST_POSTGRES_URL"
+            );
+        }
+        Err(e) => panic!("CI=true needs PostgreSQL at {url}: {e}"),
+    }
+}
