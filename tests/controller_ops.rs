@@ -288,3 +288,118 @@ async fn healthz_readyz_and_metrics_report_reconciles_and_trials_by_state() {
     assert_eq!(sample(&metrics, "ktune_leader", &[]), 1.0, "{metrics}");
     drop(cluster);
 }
+
+/// The lease's holder, as kubectl shows it.
+fn holder(cluster: &Cluster) -> String {
+    cluster.jsonpath(
+        &["lease", "ktune-controller", "-n", "default"],
+        "{.spec.holderIdentity}",
+    )
+}
+
+fn wait_holder(cluster: &Cluster, want: &str, seconds: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if holder(cluster) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leader_election_one_controller_works_and_a_standby_takes_over_when_it_dies() {
+    let cluster = Cluster::start("leader").await;
+    let (a, b) = (free_addr(), free_addr());
+    let file = shell_experiment(&cluster.dir, "elected", &["w", "x", "y", "z"], 8, 0.25);
+    let elect = |identity: &'static str| {
+        [
+            "--leader-elect",
+            "--identity",
+            identity,
+            "--lease-namespace",
+            "default",
+            "--lease-duration-seconds",
+            "3",
+        ]
+    };
+    let (cluster, second, metrics_b, takeover) = tokio::task::spawn_blocking(move || {
+        cluster.apply_crds();
+        let first = cluster.controller(a, &elect("first"));
+        assert!(wait_http(a, "/readyz", 200, 30).is_some());
+        assert!(wait_holder(&cluster, "first", 30), "{}", holder(&cluster));
+        let second = cluster.controller(b, &elect("second"));
+        let standby = wait_http(b, "/readyz", 200, 30).unwrap();
+        assert!(standby.contains("not leader"), "{standby}");
+        submit(&cluster, &file);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && cluster.jsonpath(&["experiment", "elected"], "{.status.trialsRunning}") != "2"
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (_, metrics_b) = get(b, "/metrics").unwrap();
+        let (_, metrics_a) = get(a, "/metrics").unwrap();
+        assert!(
+            sample(&metrics_a, "ktune_reconciles_total", &[]) > 0.0,
+            "{metrics_a}"
+        );
+        // The leader dies without releasing the lease.
+        let killed = Instant::now();
+        let first_logs = stop(first);
+        assert!(
+            wait_holder(&cluster, "second", 20),
+            "{}\n{first_logs}",
+            holder(&cluster)
+        );
+        let takeover = killed.elapsed();
+        let waited = wait_succeeded(&cluster, "experiment/elected", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        (cluster, second, metrics_b, takeover)
+    })
+    .await
+    .unwrap();
+    eprintln!("takeover after {takeover:?}");
+    // Before the takeover the standby reconciled nothing.
+    assert_eq!(
+        sample(&metrics_b, "ktune_reconciles_total", &[]),
+        0.0,
+        "{metrics_b}"
+    );
+    assert_eq!(sample(&metrics_b, "ktune_leader", &[]), 0.0, "{metrics_b}");
+    // Within the lease duration (3 s) plus one retry period and kubectl's polling.
+    assert!(takeover < Duration::from_secs(6), "{takeover:?}");
+    let (_, metrics) = get(b, "/metrics").unwrap();
+    assert_eq!(sample(&metrics, "ktune_leader", &[]), 1.0, "{metrics}");
+    // A graceful stop (SIGTERM, as Kubernetes sends) releases the lease.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(second.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = second.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{logs}");
+    let (cluster, released, table) = tokio::task::spawn_blocking(move || {
+        let released = holder(&cluster);
+        let table = cluster.kubectl(&["get", "trials"], None);
+        (cluster, released, table)
+    })
+    .await
+    .unwrap();
+    assert_eq!(released, "", "{logs}");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert_eq!(table.matches("elected-").count(), 4, "{table}");
+    let db = format!("sqlite:{}", cluster.dir.join("controller.db").display());
+    let store = ktune::store::SqlStore::connect(&db).await.unwrap();
+    let experiments = store.experiments().await.unwrap();
+    assert_eq!(experiments.len(), 1, "{experiments:?}");
+    let trials = store.trials(experiments[0].id).await.unwrap();
+    assert_eq!(trials.len(), 4, "no trial duplicated: {trials:#?}\n{logs}");
+    for t in &trials {
+        let reports = store.observations(t.id).await.unwrap();
+        let losses = reports.iter().filter(|r| r.metric == "loss").count();
+        assert_eq!(losses, 8, "{}: each step stored once: {reports:?}", t.name);
+    }
+}

@@ -26,7 +26,23 @@ pub struct Args {
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`off`: nowhere).
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: Listen,
+    /// Run the controllers only while holding the `ktune-controller` Lease,
+    /// so that several replicas can run (on in deploy/).
+    #[arg(long)]
+    leader_elect: bool,
+    /// This replica's identity in the lease (hostname-pid by default).
+    #[arg(long, env = "KTUNE_IDENTITY")]
+    identity: Option<String>,
+    /// The lease's namespace (the pod's own in a cluster, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a lease not renewed stays held; it is renewed every third.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    lease_duration_seconds: u64,
 }
+
+/// The service account's namespace when running in a pod.
+const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// `--listen`: an address, or `off`.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +71,32 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
             listen: args.listen.0,
+            leader: args.leader_elect.then(|| {
+                let namespace = args.lease_namespace.clone().unwrap_or_else(|| {
+                    std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
+                        .map(|ns| ns.trim().to_owned())
+                        .unwrap_or_else(|_| "default".to_owned())
+                });
+                let identity = args
+                    .identity
+                    .clone()
+                    .unwrap_or_else(controller::leader::default_identity);
+                let mut lease = controller::leader::LeaseConfig::new(&namespace, &identity);
+                lease.duration = std::time::Duration::from_secs(args.lease_duration_seconds);
+                lease.renew = lease.duration / 3;
+                lease
+            }),
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // Kubernetes stops a pod with SIGTERM: shut down as on Ctrl-C, so
+        // the lease is released and a standby takes over at once.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("listening for SIGTERM")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
         };
         controller::run(client, store, options, shutdown).await?;
         anyhow::Ok(())

@@ -10,9 +10,11 @@
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
-//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
+//! - [`leader`]: leader election on a Lease, so that one replica works.
 
 pub mod experiment;
+pub mod leader;
 pub mod logs;
 pub mod ops;
 pub mod status;
@@ -60,6 +62,10 @@ pub enum ControllerError {
     /// The operations endpoints could not be served.
     #[error(transparent)]
     Ops(#[from] ops::OpsError),
+    /// Another replica took the lease, or it could not be renewed: this
+    /// process stops (and is restarted as a standby).
+    #[error("lost the leader lease")]
+    LeaseLost,
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
@@ -76,6 +82,8 @@ pub struct ControllerOptions {
     pub seed: u64,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; nowhere when `None`.
     pub listen: Option<SocketAddr>,
+    /// Run the controllers only while holding this lease; always when `None`.
+    pub leader: Option<leader::LeaseConfig>,
 }
 
 impl Default for ControllerOptions {
@@ -85,6 +93,7 @@ impl Default for ControllerOptions {
             tick: Duration::from_millis(500),
             seed: 0,
             listen: None,
+            leader: None,
         }
     }
 }
@@ -176,12 +185,63 @@ pub async fn run(
     };
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let ops = Arc::new(ops::Ops::new());
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = match options.listen {
-        Some(addr) => Some(tokio::spawn(
-            ops::serve(addr, Arc::clone(&ops), shutdown.clone()).await?,
-        )),
+        Some(addr) => {
+            let until = futures::future::select(shutdown.clone(), server_stopped);
+            let serving = ops::serve(addr, Arc::clone(&ops), async move {
+                until.await;
+            });
+            Some(tokio::spawn(serving.await?))
+        }
         None => None,
     };
+    // Under leader election: ready as a standby, then wait for the lease;
+    // the controllers stop when it is lost.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = match options.leader.clone() {
+        Some(config) => {
+            ops.set_ready(true);
+            let mut elector = leader::Elector::new(client.clone(), config);
+            tokio::select! {
+                () = shutdown.clone() => {
+                    let _ = stop_server.send(());
+                    if let Some(server) = server {
+                        let _ = server.await;
+                    }
+                    return Ok(());
+                }
+                () = elector.acquire() => {}
+            }
+            let (stop_holding, holding_stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let lost = elector
+                    .hold(async move {
+                        let _ = holding_stopped.await;
+                    })
+                    .await;
+                if lost {
+                    let _ = lost_tx.send(());
+                } else {
+                    elector.release().await;
+                }
+                lost
+            });
+            Some((stop_holding, task))
+        }
+        None => {
+            drop(lost_tx);
+            None
+        }
+    };
+    let lost = async move {
+        if lost_rx.await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(async move {
+        futures::future::select(shutdown, Box::pin(lost)).await;
+    }));
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
         client,
@@ -227,13 +287,26 @@ pub async fn run(
     ctx.ops.set_ready(true);
     tokio::join!(experiment_controller, trial_controller);
     ctx.ops.set_ready(false);
-    if let Some(server) = server {
-        let _ = server.await;
-    }
+    ctx.ops.set_leader(false);
     if let Ok(mut workers) = ctx.workers.lock() {
         for (_, worker) in workers.drain() {
             worker.task.abort();
         }
+    }
+    // Released only now that no worker runs: the next leader starts them.
+    let lost = match holder {
+        Some((stop_holding, task)) => {
+            let _ = stop_holding.send(());
+            task.await.unwrap_or(false)
+        }
+        None => false,
+    };
+    let _ = stop_server.send(());
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    if lost {
+        return Err(ControllerError::LeaseLost);
     }
     Ok(())
 }

@@ -1,0 +1,234 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that several
+//! controller replicas (a rolling update, or two for availability) never
+//! run two workers for one experiment: only the holder of the lease runs
+//! the controllers, the others wait to take it over.
+//!
+//! The protocol is client-go's: every write is a get then a create or a
+//! replace carrying the resourceVersion read, so two candidates racing for
+//! the lease cannot both win (the loser gets `409 Conflict`). Expiry is
+//! judged on this process's own clock — from when it last saw the lease
+//! change — never by comparing the holder's `renewTime` with our clock, so
+//! skewed clocks cannot make two leaders.
+//!
+//! kube 5 has no leader election of its own and kube-leader-election needs
+//! kube 4; this is the small part of it we need.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+/// Where the lease is and who we are.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// The lease's namespace (the controller's own, in a cluster).
+    pub namespace: String,
+    /// The lease's name.
+    pub name: String,
+    /// This process's identity in `holderIdentity`.
+    pub identity: String,
+    /// How long a lease not renewed stays held (`leaseDurationSeconds`).
+    pub duration: Duration,
+    /// How often the holder renews it (and a candidate retries).
+    pub renew: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's defaults, scaled: 15 s leases renewed every 5 s.
+    #[must_use]
+    pub fn new(namespace: &str, identity: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: "ktune-controller".to_owned(),
+            identity: identity.to_owned(),
+            duration: Duration::from_secs(15),
+            renew: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `hostname-pid`: unique among the replicas (a pod's hostname is its name)
+/// and among processes on one machine.
+#[must_use]
+pub fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "ktune".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+/// One candidate for the lease.
+#[derive(Debug)]
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+    /// The lease's resourceVersion when we last saw it change, and when.
+    observed: Option<(String, Instant)>,
+}
+
+impl Elector {
+    /// A candidate that holds nothing yet.
+    #[must_use]
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+            observed: None,
+        }
+    }
+
+    fn spec(&self, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
+        let seconds = i32::try_from(self.config.duration.as_secs().max(1)).unwrap_or(i32::MAX);
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: Some(acquired.unwrap_or_else(now)),
+            renew_time: Some(now()),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// One attempt to take or renew the lease: whether we hold it now.
+    ///
+    /// # Errors
+    /// The API's, except the conflicts of a lost race (`Ok(false)`).
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(0, None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(e) if conflict(&e) => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        if self.observed.as_ref().is_none_or(|(v, _)| *v != version) {
+            self.observed = Some((version, Instant::now()));
+        }
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let transitions = spec.lease_transitions.unwrap_or(0);
+        let new_spec = if holder == self.config.identity {
+            self.spec(transitions, spec.acquire_time)
+        } else {
+            let duration = spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(self.config.duration, Duration::from_secs);
+            let expired = holder.is_empty()
+                || self
+                    .observed
+                    .as_ref()
+                    .is_some_and(|(_, seen)| seen.elapsed() >= duration);
+            if !expired {
+                return Ok(false);
+            }
+            tracing::info!(previous = holder, "taking over the expired lease");
+            self.spec(transitions.saturating_add(1), None)
+        };
+        lease.spec = Some(new_spec);
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until we hold the lease (retrying every renew period).
+    pub async fn acquire(&mut self) {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    tracing::info!(identity = self.config.identity, "holding the lease");
+                    return;
+                }
+                Ok(false) => tracing::debug!("the lease is held elsewhere"),
+                Err(e) => tracing::warn!("acquiring the lease: {e}"),
+            }
+            tokio::time::sleep(self.config.renew).await;
+        }
+    }
+
+    /// Renews the lease until `stop` resolves (`false`) or the lease is
+    /// lost (`true`): taken by another, or not renewed for two thirds of
+    /// its duration (so we stop before anyone may take it over).
+    pub async fn hold(&mut self, stop: impl Future<Output = ()>) -> bool {
+        let mut stop = std::pin::pin!(stop);
+        let mut renewed = Instant::now();
+        loop {
+            tokio::select! {
+                () = &mut stop => return false,
+                () = tokio::time::sleep(self.config.renew) => {}
+            }
+            match self.try_acquire_or_renew().await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => {
+                    tracing::error!("the lease was taken by another controller");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!("renewing the lease: {e}");
+                    if renewed.elapsed() >= self.config.duration * 2 / 3 {
+                        tracing::error!("could not renew the lease in time");
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the lease up (best effort), so a standby takes over at once
+    /// rather than after the lease expires.
+    pub async fn release(&mut self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now());
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!("released the lease"),
+            Err(e) => tracing::warn!("releasing the lease: {e}"),
+        }
+    }
+}
