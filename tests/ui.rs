@@ -296,6 +296,12 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
     assert_eq!(table_names(&sorted)[0], best);
     let desc = page(&server, "/experiments/demo?sort=seq&dir=desc&per=3");
     assert_eq!(table_names(&desc), ["t-120", "t-119", "t-118"]);
+    let junk = page(&server, "/experiments/demo?page=abc&per=&sort=nope");
+    assert_eq!(
+        table_names(&junk).len(),
+        50,
+        "bad query values fall back to defaults"
+    );
     let failed = page(&server, "/experiments/demo?state=Failed");
     assert_eq!(table_names(&failed), ["t-007"]);
     assert!(failed.contains("1 matching"));
@@ -398,6 +404,58 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
     let seen = events.join().unwrap();
     assert!(seen.contains("\"runningObservations\":4"), "{seen}");
     drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_real_ktune_run_shows_up_with_its_best_trial_metrics_and_logs() {
+    let dir = scratch("real");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let trials_dir = dir.join("trials");
+    let run = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args([
+            "run",
+            "examples/random.yaml",
+            "--quiet",
+            "--db",
+            &db,
+            "--trials-dir",
+        ])
+        .arg(&trials_dir)
+        .current_dir(support::repo_root())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", support::describe(&run));
+    let best = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(["best", "random-quadratic", "--db", &db])
+        .output()
+        .unwrap();
+    let best: serde_json::Value = serde_json::from_slice(&best.stdout).unwrap();
+    let best = best["trial"].as_str().unwrap().to_owned();
+
+    let server = start(&db, &trials_dir, &[]);
+    let home = page(&server, "/");
+    assert!(
+        home.contains(&format!(">{best}</a>")),
+        "the list names the same best trial as `ktune best`"
+    );
+    assert!(home.contains("<b>12</b> trials"));
+    let exp = page(&server, "/experiments/random-quadratic");
+    assert_eq!(exp.matches("<path class=\"trial succeeded\"").count(), 12);
+    assert_eq!(exp.matches("<path class=\"curve succeeded\"").count(), 12);
+    assert!(exp.contains("lr (log)"));
+    assert!(exp.contains(&format!(
+        "id=\"best\">best: <a href=\"/experiments/random-quadratic/trials/{best}\">"
+    )));
+    let trial = page(
+        &server,
+        &format!("/experiments/random-quadratic/trials/{best}"),
+    );
+    assert!(trial.contains("<h3>accuracy</h3>") && trial.contains("<h3>loss</h3>"));
+    assert!(
+        trial.contains("epoch 5: loss="),
+        "the trial's stdout.log: {trial}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -220,10 +220,10 @@ pub const MAX_PER_PAGE: i64 = 1000;
 /// or invalid values fall back to defaults rather than failing the page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct TableParams {
-    /// Page number, from 1.
-    pub page: Option<i64>,
-    /// Rows per page.
-    pub per: Option<i64>,
+    /// Page number, from 1 (text: a bad number falls back to 1).
+    pub page: Option<String>,
+    /// Rows per page (text: a bad number falls back to the default).
+    pub per: Option<String>,
     /// `seq`, `name`, `state`, `objective` or `completed`.
     pub sort: Option<String>,
     /// `desc` for largest first.
@@ -240,13 +240,21 @@ impl TableParams {
     /// The page number, from 1.
     #[must_use]
     pub fn page(&self) -> i64 {
-        self.page.unwrap_or(1).max(1)
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Rows per page, within 1..=[`MAX_PER_PAGE`].
     #[must_use]
     pub fn per(&self) -> i64 {
-        self.per.unwrap_or(DEFAULT_PER_PAGE).clamp(1, MAX_PER_PAGE)
+        self.per
+            .as_deref()
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(DEFAULT_PER_PAGE)
+            .clamp(1, MAX_PER_PAGE)
     }
 
     /// The sort column.
@@ -294,8 +302,8 @@ impl TableParams {
     #[must_use]
     pub fn with(&self, changes: &[(&str, Option<String>)]) -> String {
         let mut pairs: Vec<(&str, Option<String>)> = vec![
-            ("page", self.page.map(|v| v.to_string())),
-            ("per", self.per.map(|v| v.to_string())),
+            ("page", self.page.clone()),
+            ("per", self.per.clone()),
             ("sort", self.sort.clone()),
             ("dir", self.dir.clone()),
             ("state", self.state.clone()),
@@ -493,8 +501,8 @@ mod tests {
     #[test]
     fn table_params_page_in_bounds_and_keep_other_keys_in_links() {
         let p = TableParams {
-            page: Some(3),
-            per: Some(20),
+            page: Some("3".into()),
+            per: Some("20".into()),
             sort: Some("objective".into()),
             dir: Some("desc".into()),
             state: Some("Succeeded".into()),
@@ -511,8 +519,8 @@ mod tests {
             "?page=4&per=20&sort=objective&dir=desc&state=Succeeded&q=a%20b"
         );
         let bad = TableParams {
-            page: Some(-5),
-            per: Some(1_000_000),
+            page: Some("-5".into()),
+            per: Some("1000000".into()),
             sort: Some("drop table".into()),
             state: Some("Nope".into()),
             ..TableParams::default()
@@ -522,6 +530,12 @@ mod tests {
             (q.limit, q.offset, q.sort, q.state),
             (MAX_PER_PAGE, 0, TrialSort::Seq, None)
         );
+        let junk = TableParams {
+            page: Some("abc".into()),
+            per: Some(String::new()),
+            ..TableParams::default()
+        };
+        assert_eq!((junk.page(), junk.per()), (1, DEFAULT_PER_PAGE));
         assert_eq!(page_count(0, 50), 1);
         assert_eq!(page_count(101, 50), 3);
     }

@@ -313,11 +313,7 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         };
         let _ = write!(out, "<option{selected}>{s}</option>");
     }
-    for (k, val) in [
-        ("sort", &p.sort),
-        ("dir", &p.dir),
-        ("per", &p.per.map(|n| n.to_string())),
-    ] {
+    for (k, val) in [("sort", &p.sort), ("dir", &p.dir), ("per", &p.per)] {
         if let Some(val) = val {
             let _ = write!(
                 out,

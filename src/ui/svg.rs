@@ -166,12 +166,12 @@ pub fn history(
             continue;
         };
         let (px, py) = (x.px(p.seq as f64), y.px(b));
-        let _ = write!(
-            best,
-            "{}{px:.1} {py:.1}",
-            if best.is_empty() { "M" } else { "H" }
-        );
-        let _ = write!(best, "V{py:.1}");
+        // A step line: along at the old best, then down (or up) to the new one.
+        if best.is_empty() {
+            let _ = write!(best, "M{px:.1} {py:.1}");
+        } else {
+            let _ = write!(best, "H{px:.1}V{py:.1}");
+        }
     }
     if !best.is_empty() {
         let _ = write!(out, "<path class=\"best\" d=\"{best}\"/>");
@@ -444,6 +444,33 @@ mod tests {
         assert!(svg.contains("t&lt;2&gt;"));
         assert!(!svg.contains("t<2>"));
         assert!(svg.contains("class=\"trial failed\""));
+    }
+
+    #[test]
+    fn the_best_so_far_line_is_a_step_line() {
+        let points = [
+            point(1, TrialState::Succeeded, Some(2.0)),
+            point(2, TrialState::Succeeded, Some(1.0)),
+            point(3, TrialState::Succeeded, Some(0.5)),
+        ];
+        let svg = history(&points, "loss", false, &|n| n.to_owned());
+        let d = svg
+            .split("class=\"best\" d=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default();
+        // M x y, then exactly one number after each H and each V.
+        let letters = d.chars().filter(char::is_ascii_alphabetic);
+        let args = d.split(|c: char| c.is_ascii_alphabetic()).skip(1);
+        let commands: Vec<(char, usize)> = letters
+            .zip(args)
+            .map(|(c, a)| (c, a.split_whitespace().count()))
+            .collect();
+        assert_eq!(
+            commands,
+            [('M', 2), ('H', 1), ('V', 1), ('H', 1), ('V', 1)],
+            "{d}"
+        );
     }
 
     #[test]

@@ -30,6 +30,12 @@
     pending = true;
     var wait = Math.max(0, 1000 - (Date.now() - last));
     setTimeout(function () {
+      // Someone typing in the filter form keeps their text: skip this one.
+      var focused = document.activeElement;
+      if (focused && /^(INPUT|SELECT|TEXTAREA)$/.test(focused.tagName)) {
+        pending = false;
+        return;
+      }
       last = Date.now();
       fetch(location.href, { headers: { "Accept": "text/html" } })
         .then(function (r) { return r.text(); })
