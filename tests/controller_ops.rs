@@ -8,6 +8,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, kubeconfig};
@@ -77,6 +78,11 @@ impl Cluster {
 
     /// The controller binary with its endpoints on `listen`, and `extra` args.
     fn controller(&self, listen: SocketAddr, extra: &[&str]) -> Child {
+        self.controller_with(&self.kubeconfig, listen, extra)
+    }
+
+    /// [`Self::controller`] through another kubeconfig.
+    fn controller_with(&self, kubeconfig: &Path, listen: SocketAddr, extra: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_ktune"))
             .args(["controller", "--tick-ms", "100", "--listen"])
             .arg(listen.to_string())
@@ -86,7 +92,7 @@ impl Cluster {
                 "sqlite:{}",
                 self.dir.join("controller.db").display()
             ))
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "KTUNE_LOG",
                 std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
@@ -402,4 +408,271 @@ async fn with_leader_election_one_controller_works_and_a_standby_takes_over_when
         let losses = reports.iter().filter(|r| r.metric == "loss").count();
         assert_eq!(losses, 8, "{}: each step stored once: {reports:?}", t.name);
     }
+}
+
+/// `kubectl kustomize deploy/`, parsed.
+fn render_deploy(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let deploy = support::repo_root().join("deploy");
+    let out = cluster.kubectl(&["kustomize", deploy.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
+fn kinds(objects: &[serde_json::Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_renders_with_kubectl_kustomize_and_its_crds_namespace_and_secret_apply() {
+    let cluster = Cluster::start("deploy").await;
+    let (objects, applied, crds) = tokio::task::spawn_blocking(move || {
+        let objects = render_deploy(&cluster);
+        // The fake API server serves Namespaces, Secrets and CRDs but not
+        // ServiceAccounts, Services, Deployments or RBAC: apply what it
+        // serves, as `kubectl apply -k deploy/` would.
+        let served: Vec<&serde_json::Value> = objects
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o["kind"].as_str(),
+                    Some("Namespace" | "CustomResourceDefinition" | "Secret")
+                )
+            })
+            .collect();
+        let text = served
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let applied = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
+        let crds = cluster.jsonpath(&["crds"], "{.items[*].metadata.name}");
+        (objects, applied, crds)
+    })
+    .await
+    .unwrap();
+    let mut kinds = kinds(&objects);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Namespace",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    assert!(applied.status.success(), "{}", describe(&applied));
+    assert!(
+        crds.contains("experiments.ktune.dev") && crds.contains("trials.ktune.dev"),
+        "{crds}"
+    );
+    for o in &objects {
+        if o["kind"] != "Namespace"
+            && o["kind"] != "CustomResourceDefinition"
+            && !o["kind"].as_str().unwrap().starts_with("Cluster")
+        {
+            assert_eq!(o["metadata"]["namespace"], "ktune-system", "{o}");
+        }
+    }
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(args.contains(&"--leader-elect"), "{args:?}");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
+    );
+    // The arguments parse (clap rejects unknown flags before connecting).
+    let help = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "{}", describe(&help));
+}
+
+/// A proxy in front of the fake API server recording each request's
+/// method and URI, so a test sees every call the controller makes.
+async fn recording_proxy(upstream: String) -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let client: Client<_, axum::body::Body> = Client::builder(TokioExecutor::new()).build_http();
+    let recorded = Arc::clone(&log);
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (client, log, upstream) = (client.clone(), Arc::clone(&recorded), upstream.clone());
+        async move {
+            let (mut parts, body) = request.into_parts();
+            let target = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            log.lock()
+                .unwrap()
+                .push((parts.method.to_string(), target.clone()));
+            parts.uri = format!("{upstream}{target}").parse().unwrap();
+            let response = client
+                .request(axum::http::Request::from_parts(parts, body))
+                .await
+                .unwrap();
+            response.map(axum::body::Body::new)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, log)
+}
+
+/// What RBAC checks for a request: (apiGroup, resource[/subresource],
+/// verb); `None` for discovery and other non-resource URLs.
+fn attributes(method: &str, target: &str) -> Option<(String, String, String)> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        [] => return None,
+        ["namespaces", _, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let resource = match rest {
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        [resource, ..] => (*resource).to_owned(),
+        [] => return None,
+    };
+    let named = rest.len() > 1;
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => method,
+    };
+    Some((group.to_owned(), resource, verb.to_owned()))
+}
+
+fn allows(rules: &serde_json::Value, (group, resource, verb): &(String, String, String)) -> bool {
+    let has = |list: &serde_json::Value, want: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(want)))
+    };
+    rules.as_array().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            has(&r["apiGroups"], group) && has(&r["resources"], resource) && has(&r["verbs"], verb)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_call_of_an_experiment_is_allowed_by_the_deploy_rbac() {
+    let cluster = Cluster::start("rbac").await;
+    let upstream = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let upstream = upstream
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .unwrap()
+        .trim()
+        .trim_matches('"')
+        .to_owned();
+    let (proxy, log) = recording_proxy(upstream).await;
+    let proxied = cluster.dir.join("proxied-kubeconfig");
+    kubeconfig(&proxied, &format!("http://{proxy}")).unwrap();
+    let listen = free_addr();
+    let file = shell_experiment(&cluster.dir, "audited", &["p", "q", "r"], 3, 0.05);
+    let (objects, logs) = tokio::task::spawn_blocking(move || {
+        cluster.apply_crds();
+        let elect = ["--leader-elect", "--lease-namespace", "default"];
+        let controller = cluster.controller_with(&proxied, listen, &elect);
+        assert!(wait_http(listen, "/readyz", 200, 30).is_some());
+        submit(&cluster, &file);
+        let waited = wait_succeeded(&cluster, "experiment/audited", 90);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        // A graceful stop: the lease release is a call too.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(controller.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = controller.wait_with_output().unwrap();
+        (
+            render_deploy(&cluster),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    let rules = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .map(|o| o["rules"].clone())
+            .unwrap()
+    };
+    let (cluster_rules, lease_rules) = (rules("ClusterRole"), rules("Role"));
+    assert!(!cluster_rules.to_string().contains('*'), "{cluster_rules}");
+    let calls: std::collections::BTreeSet<(String, String, String)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(method, target)| attributes(method, target))
+        .collect();
+    let denied: Vec<_> = calls
+        .iter()
+        .filter(|call| {
+            let rules = if call.1 == "leases" {
+                &lease_rules
+            } else {
+                &cluster_rules
+            };
+            !allows(rules, call)
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "not allowed by deploy/rbac.yaml: {denied:?}\nall: {calls:#?}\n{logs}"
+    );
+    for expected in [
+        ("ktune.dev", "experiments", "watch"),
+        ("ktune.dev", "experiments/status", "patch"),
+        ("ktune.dev", "trials", "create"),
+        ("batch", "jobs", "create"),
+        ("", "pods/log", "get"),
+        ("events.k8s.io", "events", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+    ] {
+        let call = (
+            expected.0.to_owned(),
+            expected.1.to_owned(),
+            expected.2.to_owned(),
+        );
+        assert!(calls.contains(&call), "{expected:?} not seen: {calls:#?}");
+    }
+    eprintln!("calls: {calls:?}");
 }
