@@ -600,6 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", default="50,100", help="comma-separated budgets; each run goes to the largest")
     ap.add_argument("--ktune", help="ktune binary (default $CARGO_TARGET_DIR/release/ktune or target/release/ktune)")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON results")
+    ap.add_argument(
+        "--optimizers",
+        help="comma-separated labels to run (e.g. ktune or skopt-gp); default: ktune and every peer of each family",
+    )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        help="a results JSON from an earlier run: runs in it (same family, optimizer, function, seed and budget) "
+        "are taken from it instead of run again; repeatable",
+    )
     args = ap.parse_args(argv)
 
     seeds = 2 if args.quick else args.seeds
@@ -611,6 +623,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ktune binary not found at {binary}; run `cargo build --release` or pass --ktune", file=sys.stderr)
         return 2
     top = max(budgets)
+
+    only = {o for o in args.optimizers.split(",") if o} if args.optimizers else None
+    reused: dict[tuple, Run] = {}
+    for path in args.reuse:
+        for r in json.loads(path.read_text())["runs"]:
+            if r["status"] != "ok" or r["budget"] != top:
+                continue
+            old = Run(r["family"], r["optimizer"], r["function"], r["seed"], r["budget"])
+            old.values = [math.nan if v is None else v for v in r["values"]]
+            old.seconds = r["seconds_per_suggestion"]
+            reused[(old.family, old.optimizer, old.function, old.seed)] = old
 
     runs: list[Run] = []
     started = time.perf_counter()
@@ -626,6 +649,14 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 ] + [(label, lambda run=run, fn=fn, seed=seed: run(fn, seed, top)) for label, run in family.peers]
                 for label, call in candidates:
+                    old = reused.get((family.name, label, fn.name, seed))
+                    if old is not None:
+                        old.curve = regret_curve(old.values, fn.f_star)
+                        old.final = {str(b): old.curve[b - 1] for b in budgets if len(old.curve) >= b}
+                        runs.append(old)
+                        continue
+                    if only is not None and label not in only:
+                        continue
                     # Once an optimizer is n/a it stays so; do not retry it per seed.
                     prev = next(
                         (r for r in runs if (r.optimizer, r.family, r.status) == (label, family.name, "n/a")), None

@@ -11,6 +11,8 @@
 //!   optimiser nothing to follow; log-EI stays finite and smooth. For
 //!   `z ≤ −3` it uses the Laplace continued fraction of Mills' ratio,
 //!   rearranged so `1 − z·R` never cancels.
+//!   An optional `ξ` shifts the incumbent (scikit-optimize's EI uses 0.01;
+//!   ktune uses 0, see `XI` in the module root).
 //! * LCB — `−(μ − κσ)`, κ = 1.96 as in scikit-optimize (Katib's `LCB`).
 //! * log-PI — `log Φ((best − ξ − μ)/σ)`, ξ = 0.01 as in scikit-optimize.
 
@@ -20,8 +22,11 @@ const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// Which acquisition to maximise.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Acquisition {
-    /// Log expected improvement.
-    LogEi,
+    /// Log expected improvement over `best − xi`.
+    LogEi {
+        /// Required improvement, in standardised units.
+        xi: f64,
+    },
     /// Lower confidence bound with exploration weight `kappa`.
     Lcb {
         /// Weight of `σ`.
@@ -112,8 +117,8 @@ impl Acquisition {
     pub fn value(self, mu: f64, var: f64, best: f64) -> (f64, f64, f64) {
         let sigma = var.sqrt();
         let (a, da_dmu, da_dsigma) = match self {
-            Self::LogEi => {
-                let z = (best - mu) / sigma;
+            Self::LogEi { xi } => {
+                let z = (best - xi - mu) / sigma;
                 let (lh, ratio) = log_h(z);
                 (sigma.ln() + lh, -ratio / sigma, (1.0 - ratio * z) / sigma)
             }
@@ -164,7 +169,7 @@ mod tests {
     #[test]
     fn log_ei_matches_quadrature() {
         for (mu, sigma) in [(0.0, 1.0), (0.5, 0.3), (-0.2, 2.0), (2.0, 0.5)] {
-            let (a, _, _) = Acquisition::LogEi.value(mu, sigma * sigma, 0.0);
+            let (a, _, _) = Acquisition::LogEi { xi: 0.0 }.value(mu, sigma * sigma, 0.0);
             let q = ei_quadrature(mu, sigma, 0.0);
             assert!(
                 (a.exp() - q).abs() < 1e-6 * q.max(1e-3),
@@ -177,12 +182,12 @@ mod tests {
     #[test]
     fn ei_vanishes_far_from_the_incumbent_but_log_ei_stays_finite() {
         // Mean 40 standard deviations above the incumbent, variance ~ 0.
-        let (a, dmu, dvar) = Acquisition::LogEi.value(1.0, 1e-6 * 1e-6 * 625.0, 0.0);
+        let (a, dmu, dvar) = Acquisition::LogEi { xi: 0.0 }.value(1.0, 1e-6 * 1e-6 * 625.0, 0.0);
         assert!(a.exp() < 1e-300, "{a}");
         assert!(a.is_finite() && a < -700.0);
         assert!(dmu.is_finite() && dmu < 0.0 && dvar.is_finite() && dvar > 0.0);
         // Variance zero at the floor: still finite.
-        let (a, _, _) = Acquisition::LogEi.value(1.0, 1e-12, 0.0);
+        let (a, _, _) = Acquisition::LogEi { xi: 0.0 }.value(1.0, 1e-12, 0.0);
         assert!(a.is_finite());
         let (p, _, _) = Acquisition::LogPi { xi: 0.01 }.value(1.0, 1e-12, 0.0);
         assert!(p.is_finite() && p.exp() == 0.0);
@@ -192,7 +197,8 @@ mod tests {
     fn derivatives_match_finite_differences() {
         let h = 1e-6;
         for acq in [
-            Acquisition::LogEi,
+            Acquisition::LogEi { xi: 0.0 },
+            Acquisition::LogEi { xi: 0.01 },
             Acquisition::Lcb { kappa: 1.96 },
             Acquisition::LogPi { xi: 0.01 },
         ] {

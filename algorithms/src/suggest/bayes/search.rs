@@ -3,7 +3,7 @@
 //! Two stages, as in BoTorch's `optimize_acqf` and Optuna's `optim_mixed`:
 //! 1. score a few thousand candidates at once — scrambled Sobol points over
 //!    the whole space plus Gaussian perturbations (three radii) of the best
-//!    observed configurations, where the optimum usually is once the model
+//!    observed configurations (reflected at the bounds, not clamped), where the optimum usually is once the model
 //!    has learnt something — each snapped to a real configuration;
 //! 2. polish the best few with projected L-BFGS on the ordered coordinates
 //!    (categorical one-hot blocks held fixed), snap, then one sweep of
@@ -31,6 +31,18 @@ const SWEEP_POINTS: u64 = 16;
 
 /// A configuration's identity for duplicate checks: its Katib strings.
 pub(crate) type Key = Vec<(String, String)>;
+
+/// `x` folded into `[0, 1]` by reflection at the bounds. Clamping would
+/// put half the perturbations of an incumbent on a bound exactly onto that
+/// bound, so a parameter that reached its bound early (e.g. dropout 0)
+/// would be tried nowhere else nearby.
+fn reflect(x: f64) -> f64 {
+    if !x.is_finite() {
+        return x.clamp(0.0, 1.0);
+    }
+    let m = x.rem_euclid(2.0);
+    if m > 1.0 { 2.0 - m } else { m }
+}
 
 /// How hard to search.
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +160,7 @@ impl Search<'_> {
                     match *c {
                         Column::Ordered { at, .. } => {
                             if let Some(x) = f.get_mut(at) {
-                                *x = (*x + radius * standard_normal(rng)).clamp(0.0, 1.0);
+                                *x = reflect(*x + radius * standard_normal(rng));
                             }
                         }
                         Column::OneHot { at, len } => {

@@ -477,3 +477,92 @@ fn regret_report() {
         }
     }
 }
+
+/// The peer benchmark's functions (`tpe::peer_report`) with GP-BO: median
+/// regret at 50 and 100 trials, for quick A/B runs. `GP_SEEDS` (default
+/// 10), `GP_FUNCTIONS` (space-separated names), `GP_VERBOSE`. Run with
+/// `cargo test --release -p ktune-algorithms bayes::tests::gp_peer_report -- --ignored --nocapture`.
+#[test]
+#[ignore = "quality report, run by hand in release mode"]
+fn gp_peer_report() {
+    use crate::suggest::tpe::peer_report::{cases, median, run};
+    let seeds: u64 = std::env::var("GP_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let only = std::env::var("GP_FUNCTIONS").unwrap_or_default();
+    let mut s = BayesSuggester::from_settings(&parsed(&[]));
+    if let Some(xi) = std::env::var("GP_XI").ok().and_then(|v| v.parse().ok()) {
+        s.xi = xi;
+    }
+    s.prior_dims = std::env::var("GP_PRIOR_D")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    for case in cases() {
+        if !only.is_empty() && !only.split_whitespace().any(|n| n == case.name) {
+            continue;
+        }
+        let t0 = std::time::Instant::now();
+        let (r50, r100): (Vec<f64>, Vec<f64>) = (0..seeds).map(|seed| run(&s, &case, seed)).unzip();
+        if std::env::var("GP_VERBOSE").is_ok() {
+            println!("{} @50: {r50:.4?}", case.name);
+        }
+        println!(
+            "GP {} {:.4} {:.4} ({:.1?})",
+            case.name,
+            median(r50),
+            median(r100),
+            t0.elapsed()
+        );
+    }
+}
+
+/// One `mixed` run traced: each suggestion from trial 10 on, and the
+/// hyperparameters fitted at a few points. `GP_SEED` picks the seed.
+#[test]
+#[ignore = "diagnostic, run by hand in release mode"]
+fn gp_trace_mixed() {
+    use crate::suggest::tpe::peer_report::cases;
+    let seed: u64 = std::env::var("GP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let case = cases().into_iter().find(|c| c.name == "mixed").unwrap();
+    let s = BayesSuggester::from_settings(&parsed(&[]));
+    let objective = Objective::new("value", Direction::Minimize);
+    let mut history: Vec<TrialRecord> = Vec::new();
+    let map = FeatureMap::new(&case.space);
+    for i in 0..60 {
+        let a = ask(&s, &case.space, &objective, &history, 1, seed)
+            .suggestions
+            .remove(0)
+            .assignment;
+        let v = (case.f)(&a);
+        println!(
+            "{i:3} {v:9.4} {}",
+            a.to_katib_strings()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        history.push(finished(format!("t{i}"), a, v));
+        if i % 10 == 9 {
+            let (obs, _) = read_history(&case.space, &map, &objective, &history);
+            let raw: Vec<f64> = obs.iter().map(|(_, v)| *v).collect();
+            let y = transform(&raw);
+            let x: Vec<f64> = obs.iter().flat_map(|(f, _)| f.clone()).collect();
+            #[allow(clippy::cast_precision_loss)]
+            let h = fit_hyper(&x, &y, map.width(), case.space.len() as f64);
+            println!(
+                "    ls {:.3?} signal {:.3} noise {:.2e}",
+                h.log_lengthscales
+                    .iter()
+                    .map(|l| l.exp())
+                    .collect::<Vec<_>>(),
+                h.log_signal.exp(),
+                h.log_noise.exp()
+            );
+        }
+    }
+}

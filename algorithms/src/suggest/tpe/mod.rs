@@ -354,6 +354,6 @@ impl Suggester for TpeSuggester {
 }
 
 #[cfg(test)]
-mod peer_report;
+pub(crate) mod peer_report;
 #[cfg(test)]
 mod tests;

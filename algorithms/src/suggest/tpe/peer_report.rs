@@ -8,11 +8,11 @@ use super::*;
 use crate::history::Direction;
 use crate::space::{Distribution, ParamValue, ParameterSpec};
 
-struct Case {
-    name: &'static str,
-    space: SearchSpace,
-    f: fn(&Assignment) -> f64,
-    minimum: f64,
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub space: SearchSpace,
+    pub f: fn(&Assignment) -> f64,
+    pub minimum: f64,
 }
 
 use crate::space::Assignment;
@@ -71,7 +71,7 @@ fn mixed(a: &Assignment) -> f64 {
         + 4.0 * (f("dropout") - 0.05 * layers).powi(2)
 }
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let t = crate::testfns::ALL;
     vec![
         Case {
@@ -134,7 +134,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// Regret after 50 and after 100 trials.
-fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
+pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
     let objective = Objective::new("value", Direction::Minimize);
     let mut history: Vec<TrialRecord> = Vec::new();
     let mut best = f64::INFINITY;
@@ -162,7 +162,7 @@ fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
     (at50, best - case.minimum)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     0.5 * (v[v.len() / 2] + v[(v.len() - 1) / 2])
 }
