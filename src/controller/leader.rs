@@ -232,3 +232,93 @@ impl Elector {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn candidates(duration: Duration) -> (Elector, Elector, Api<Lease>) {
+        let server = ktune_fake_apiserver::FakeApiServer::new();
+        let client = Client::new(server.router(), "default");
+        let config = |identity: &str| LeaseConfig {
+            duration,
+            renew: duration / 3,
+            ..LeaseConfig::new("default", identity)
+        };
+        (
+            Elector::new(client.clone(), config("a")),
+            Elector::new(client.clone(), config("b")),
+            Api::namespaced(client, "default"),
+        )
+    }
+
+    async fn holder(api: &Api<Lease>) -> Option<String> {
+        api.get("ktune-controller")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.holder_identity)
+    }
+
+    #[tokio::test]
+    async fn one_candidate_holds_the_lease_and_renews_it_while_the_other_waits() {
+        let (mut a, mut b, api) = candidates(Duration::from_secs(30));
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        assert!(!b.try_acquire_or_renew().await.unwrap());
+        let before = api.get("ktune-controller").await.unwrap();
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        let after = api.get("ktune-controller").await.unwrap();
+        assert_ne!(
+            before.metadata.resource_version,
+            after.metadata.resource_version
+        );
+        assert_eq!(holder(&api).await.as_deref(), Some("a"));
+        assert_eq!(after.spec.unwrap().lease_transitions, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_stale_resource_version_loses_the_race() {
+        let (mut a, _, api) = candidates(Duration::from_secs(30));
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        let mut stale = api.get("ktune-controller").await.unwrap();
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        stale.spec.as_mut().unwrap().holder_identity = Some("b".into());
+        let error = api
+            .replace("ktune-controller", &PostParams::default(), &stale)
+            .await
+            .unwrap_err();
+        assert!(conflict(&error), "{error}");
+        assert_eq!(holder(&api).await.as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_a_released_one_at_once() {
+        let (mut a, mut b, api) = candidates(Duration::from_secs(1));
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        // b starts its clock when it first sees the lease.
+        assert!(!b.try_acquire_or_renew().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(b.try_acquire_or_renew().await.unwrap());
+        assert_eq!(holder(&api).await.as_deref(), Some("b"));
+        let spec = api.get("ktune-controller").await.unwrap().spec.unwrap();
+        assert_eq!(spec.lease_transitions, Some(1));
+        // The old holder finds it gone.
+        assert!(!a.try_acquire_or_renew().await.unwrap());
+        b.release().await;
+        assert_eq!(holder(&api).await, None);
+        assert!(a.try_acquire_or_renew().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hold_reports_a_lease_taken_by_another() {
+        let (mut a, _, api) = candidates(Duration::from_millis(300));
+        assert!(a.try_acquire_or_renew().await.unwrap());
+        let mut lease = api.get("ktune-controller").await.unwrap();
+        lease.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+        api.replace("ktune-controller", &PostParams::default(), &lease)
+            .await
+            .unwrap();
+        assert!(a.hold(futures::future::pending()).await);
+    }
+}

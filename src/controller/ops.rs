@@ -269,3 +269,59 @@ pub async fn serve(
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn measure_counts_reconciles_and_failures_per_controller() {
+        let ops = Ops::new();
+        let ok: Result<(), ()> = ops.measure("trial", async { Ok(()) }).await;
+        assert!(ok.is_ok());
+        let failed: Result<(), &str> = ops.measure("trial", async { Err("no") }).await;
+        assert!(failed.is_err());
+        ops.set_trials(
+            "ns",
+            "e",
+            &[("Running", 1), ("Succeeded", 1), ("Succeeded", 1)],
+        );
+        let text = ops.encode();
+        assert!(
+            text.contains("ktune_reconciles_total{controller=\"trial\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ktune_reconcile_errors_total{controller=\"trial\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ktune_reconcile_duration_seconds_count{controller=\"trial\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ktune_trials{namespace=\"ns\",experiment=\"e\",state=\"Succeeded\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ktune_trials{namespace=\"ns\",experiment=\"e\",state=\"Failed\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_the_controllers_and_tells_a_standby() {
+        let ops = Arc::new(Ops::new());
+        let status = |ops: &Arc<Ops>| {
+            let ops = Arc::clone(ops);
+            async move { readyz(State(ops)).await.into_response().status() }
+        };
+        assert_eq!(status(&ops).await, StatusCode::SERVICE_UNAVAILABLE);
+        ops.set_ready(true);
+        assert_eq!(status(&ops).await, StatusCode::OK);
+        ops.set_leader(true);
+        assert_eq!(status(&ops).await, StatusCode::OK);
+        assert!(ops.encode().contains("ktune_leader 1"));
+    }
+}
