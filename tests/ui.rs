@@ -277,6 +277,11 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
         exp.contains("lr (log)"),
         "log-distributed parameters get log axes"
     );
+    assert_eq!(
+        exp.matches("data-x=").count(),
+        3,
+        "one brushable axis per parameter and the objective"
+    );
     assert!(exp.contains("correlation ratio"));
     assert!(exp.contains("objectiveMetricName: loss"));
     assert!(!exp.contains(XSS), "stored text is escaped");
@@ -470,6 +475,21 @@ async fn a_base_path_prefixes_every_link_and_an_empty_store_says_so() {
     assert!(home.contains("href=\"/k/assets/style.css\""));
     assert!(page(&server, "/k").contains("No experiments"));
     assert_eq!(get(&server, "/").0, 404);
+    // An experiment without trials: explicit empty states, no blank charts.
+    let store = SqlStore::connect(&db).await.unwrap();
+    store
+        .create_experiment("fresh", &spec("fresh"), 1)
+        .await
+        .unwrap();
+    let fresh = page(&server, "/k/experiments/fresh");
+    assert!(
+        fresh.contains("No trials yet — the experiment was stored"),
+        "{fresh}"
+    );
+    assert!(fresh.contains("No loss observations yet"));
+    assert!(fresh.contains("No succeeded trial with an objective yet"));
+    assert!(!fresh.contains("<svg class=\"chart"));
+    assert!(fresh.contains("href=\"/k/experiments/fresh/trials.csv\""));
     std::fs::remove_dir_all(&dir).ok();
 }
 

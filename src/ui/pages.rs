@@ -218,8 +218,9 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     if v.curves.iter().all(|c| c.points.is_empty()) {
         let _ = write!(
             body,
-            "<p class=\"empty\">No {} observations yet.</p>",
-            escape(metric)
+            "<p class=\"empty\">No {} observations yet — the experiment was stored {} ago.</p>",
+            escape(metric),
+            age(v.now, e.created_at)
         );
     } else {
         body.push_str(&svg::curves(v.curves, metric));
@@ -236,6 +237,10 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
             v.log_parameters,
             metric,
         ));
+        body.push_str(
+            "<p class=\"legend\">Drag along an axis to keep only the lines crossing it there \
+             (with JavaScript); click an axis to clear its range.</p>",
+        );
     } else {
         body.push_str("<p class=\"empty\">No trial with an objective yet.</p>");
     }

@@ -321,7 +321,7 @@ pub fn parallel(
                 let (lo, hi) = s.ends();
                 let _ = write!(
                     out,
-                    "<g class=\"axis\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
+                    "<g class=\"axis\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
                      <text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
                     TOP + 2.0,
                     escape(p),
@@ -346,7 +346,7 @@ pub fn parallel(
                 let n = cats.len().max(2) - 1;
                 let _ = write!(
                     out,
-                    "<g class=\"axis\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    "<g class=\"axis\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
                     TOP + 2.0,
                     escape(p)
                 );
@@ -374,7 +374,7 @@ pub fn parallel(
     let (lo, hi) = s.ends();
     let _ = write!(
         out,
-        "<g class=\"axis objective\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+        "<g class=\"axis objective\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
          <text x=\"{ax:.1}\" y=\"{top}\" text-anchor=\"end\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
         TOP + 2.0,
         escape(metric),
