@@ -157,10 +157,14 @@ fn error_policy<K>(_object: Arc<K>, error: &ControllerError, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controllers until `shutdown` resolves (or a signal arrives).
+/// Runs the controllers until `shutdown` resolves (or a signal arrives),
+/// serving the operations endpoints on `options.listen`; with
+/// `options.leader`, only while holding the lease (a standby waits, ready).
 ///
 /// # Errors
-/// [`ControllerError::CrdsMissing`] when Experiments cannot be listed.
+/// [`ControllerError::CrdsMissing`] when Experiments cannot be listed,
+/// [`ControllerError::Ops`] when `listen` cannot be bound, and
+/// [`ControllerError::LeaseLost`] when another replica took the lease.
 pub async fn run(
     client: Client,
     store: SqlStore,
