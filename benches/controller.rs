@@ -106,7 +106,7 @@ async fn main() {
     let api: Api<Experiment> = Api::all(client);
 
     let mut controller = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .args(["controller", "--tick-ms", "100", "--db"])
+        .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
         .arg(format!("sqlite:{}", dir.join("controller.db").display()))
         .env("KUBECONFIG", &config)
         .env("KTUNE_LOG", "error")
