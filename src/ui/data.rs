@@ -2,7 +2,7 @@
 //! pages draw (history, best-so-far, parameter importance, paging). No I/O
 //! here, so every number a page shows is unit-tested without a server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ktune_algorithms::history::{Direction, Objective, TrialState};
 
@@ -209,6 +209,33 @@ fn bin_values(values: &[Option<&str>]) -> Vec<usize> {
             .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0))
             .collect(),
     }
+}
+
+/// At most this many learning curves on the experiment page.
+pub const MAX_CURVES: usize = 200;
+/// At most this many lines in the parallel coordinates.
+pub const MAX_LINES: usize = 1000;
+
+/// Which trials a crowded chart draws, as store ids: every running trial
+/// first (they are what a person watches), then the best by objective,
+/// then the most recent, up to `max`. Thousands of curves would make a
+/// page of megabytes and a chart nobody can read.
+#[must_use]
+pub fn shown_trials(trials: &[TrialRow], objective: &Objective, max: usize) -> BTreeSet<i64> {
+    let mut order: Vec<&TrialRow> = trials.iter().collect();
+    order.sort_by(|a, b| {
+        let running = |t: &TrialRow| t.state != TrialState::Running;
+        running(a)
+            .cmp(&running(b))
+            .then_with(|| {
+                objective.cmp_best_first(
+                    a.objective.filter(|v| v.is_finite()),
+                    b.objective.filter(|v| v.is_finite()),
+                )
+            })
+            .then_with(|| b.seq.cmp(&a.seq))
+    });
+    order.into_iter().take(max).map(|t| t.id).collect()
 }
 
 /// Rows per page when the URL names none, and the most it may ask for.
@@ -538,6 +565,20 @@ mod tests {
         assert_eq!((junk.page(), junk.per()), (1, DEFAULT_PER_PAGE));
         assert_eq!(page_count(0, 50), 1);
         assert_eq!(page_count(101, 50), 3);
+    }
+
+    #[test]
+    fn crowded_charts_show_running_trials_then_the_best() {
+        let trials = [
+            trial(1, TrialState::Succeeded, Some(3.0), "1"),
+            trial(2, TrialState::Succeeded, Some(1.0), "2"),
+            trial(3, TrialState::Running, None, "3"),
+            trial(4, TrialState::Failed, None, "4"),
+            trial(5, TrialState::Succeeded, Some(2.0), "5"),
+        ];
+        let shown = shown_trials(&trials, &minimize(), 3);
+        assert_eq!(shown, BTreeSet::from([3, 2, 5]));
+        assert_eq!(shown_trials(&trials, &minimize(), 10).len(), 5);
     }
 
     #[test]

@@ -258,8 +258,18 @@ async fn experiment_page(
         .await
         .map_err(|e| app.fail(e))?;
     let by_id: BTreeMap<i64, &TrialRow> = trials.iter().map(|t| (t.id, t)).collect();
+    let reported: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+    let reporting: Vec<TrialRow> = trials
+        .iter()
+        .filter(|t| reported.contains(&t.id))
+        .cloned()
+        .collect();
+    let drawn = data::shown_trials(&reporting, &objective, data::MAX_CURVES);
     let mut curves: Vec<svg::Curve> = Vec::new();
     for (trial_id, step, number) in rows {
+        if !drawn.contains(&trial_id) {
+            continue;
+        }
         let Some(t) = by_id.get(&trial_id) else {
             continue;
         };
@@ -275,6 +285,17 @@ async fn experiment_page(
             }),
         }
     }
+    let with_objective: Vec<TrialRow> = trials
+        .iter()
+        .filter(|t| t.objective.is_some_and(f64::is_finite))
+        .cloned()
+        .collect();
+    let lined = data::shown_trials(&with_objective, &objective, data::MAX_LINES);
+    let lines: Vec<TrialRow> = with_objective
+        .iter()
+        .filter(|t| lined.contains(&t.id))
+        .cloned()
+        .collect();
     let parameters = parameter_names(&record, &trials);
     let log_parameters = data::log_parameters(&record);
     let importance = data::importance(&trials);
@@ -282,8 +303,10 @@ async fn experiment_page(
     let summary = summarize(record, &trials);
     let view = pages::ExperimentView {
         summary: &summary,
-        trials: &trials,
+        lines: &lines,
+        lines_total: with_objective.len(),
         curves: &curves,
+        curves_total: reporting.len(),
         parameters: &parameters,
         log_parameters: &log_parameters,
         importance: &importance,

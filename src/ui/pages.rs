@@ -130,10 +130,14 @@ pub fn experiments(base: &str, rows: &[ExperimentSummary]) -> String {
 pub struct ExperimentView<'a> {
     /// The summary (record, counts, best, history).
     pub summary: &'a ExperimentSummary,
-    /// Every trial (for the parallel coordinates).
-    pub trials: &'a [TrialRow],
-    /// The objective's curves, one per trial that reported.
+    /// The trials drawn in the parallel coordinates (finite objectives).
+    pub lines: &'a [TrialRow],
+    /// How many trials have a finite objective in all.
+    pub lines_total: usize,
+    /// The objective's curves drawn, one per trial.
     pub curves: &'a [svg::Curve],
+    /// How many trials reported the objective metric in all.
+    pub curves_total: usize,
     /// Parameter names in spec order.
     pub parameters: &'a [String],
     /// Log-distributed parameters.
@@ -225,14 +229,23 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     } else {
         body.push_str(&svg::curves(v.curves, metric));
         body.push_str("<p class=\"legend\">Early-stopped curves end with a bar where they were cut; running ones are drawn as far as they got.</p>");
+        if v.curves.len() < v.curves_total {
+            let _ = write!(
+                body,
+                "<p class=\"legend\">Showing {} of {} curves: every running trial, then the best by {}.</p>",
+                v.curves.len(),
+                v.curves_total,
+                escape(metric)
+            );
+        }
     }
     body.push_str("</section>");
 
     // Parallel coordinates and importance.
     body.push_str("<section id=\"parallel\"><h2>Parameters</h2>");
-    if v.trials.iter().any(|t| t.objective.is_some()) && !v.parameters.is_empty() {
+    if !v.lines.is_empty() && !v.parameters.is_empty() {
         body.push_str(&svg::parallel(
-            v.trials,
+            v.lines,
             v.parameters,
             v.log_parameters,
             metric,
@@ -241,6 +254,15 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
             "<p class=\"legend\">Drag along an axis to keep only the lines crossing it there \
              (with JavaScript); click an axis to clear its range.</p>",
         );
+        if v.lines.len() < v.lines_total {
+            let _ = write!(
+                body,
+                "<p class=\"legend\">Showing {} of {} trials with an objective: the best by {}.</p>",
+                v.lines.len(),
+                v.lines_total,
+                escape(metric)
+            );
+        }
     } else {
         body.push_str("<p class=\"empty\">No trial with an objective yet.</p>");
     }
