@@ -494,6 +494,16 @@ async fn a_base_path_prefixes_every_link_and_an_empty_store_says_so() {
 }
 
 #[test]
+fn help_lists_the_ui_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ui ") && text.contains("dashboard"), "{text}");
+}
+
+#[test]
 fn a_missing_sqlite_file_is_refused_not_created() {
     let dir = scratch("missing");
     let db = format!("sqlite:{}", dir.join("nope.db").display());
@@ -560,6 +570,12 @@ async fn queries_conform(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(page.total, 30);
+    let all = store
+        .trial_page(e.id, &q(TrialSort::Name, true, i64::MAX, 0))
+        .await
+        .unwrap();
+    assert_eq!(all.rows.len(), 30, "exports ask for every row");
+    assert_eq!(all.rows[0].name, "t-030");
     assert_eq!(
         page.rows.iter().map(|t| t.seq).collect::<Vec<_>>(),
         (11..=20).collect::<Vec<_>>()
