@@ -17,8 +17,8 @@ pub struct Args {
     /// `sqlite:PATH` or `postgres://…`.
     #[arg(long, env = "KTUNE_DB", default_value = "sqlite:ktune.db")]
     db: String,
-    /// Address to listen on (port 0 picks a free one; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on (port 0: a free one, printed); not `ktune controller`'s 8080.
+    #[arg(long, default_value = "127.0.0.1:8765")]
     listen: SocketAddr,
     /// Prefix of every URL, for serving behind a reverse proxy (e.g. `/ktune`).
     #[arg(long, default_value = "")]
