@@ -9,10 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use ktune_algorithms::history::{Direction, Objective, TrialState};
-
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, TrialRow, state_to_str};
+use crate::store::{ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str};
 
 use super::EXIT_INVALID;
 
@@ -122,40 +120,6 @@ pub(super) async fn latest_metrics(
     }
     Ok(latest)
 }
-
-/// The stored experiment's objective (metric and direction).
-fn objective_of(e: &ExperimentRecord) -> Objective {
-    let objective = e.spec.pointer("/spec/objective");
-    let metric = objective
-        .and_then(|o| o.get("objectiveMetricName"))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("objective");
-    let maximize = objective
-        .and_then(|o| o.get("type"))
-        .and_then(serde_json::Value::as_str)
-        == Some("maximize");
-    let direction = if maximize {
-        Direction::Maximize
-    } else {
-        Direction::Minimize
-    };
-    Objective::new(metric, direction)
-}
-
-/// The succeeded trial with the best objective, by the same rule as `ktune run`.
-fn best_of<'a>(trials: &'a [TrialRow], objective: &Objective) -> Option<&'a TrialRow> {
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Succeeded && t.objective.is_some_and(f64::is_finite))
-        .reduce(|best, t| {
-            if objective.is_better(t.objective, best.objective) {
-                t
-            } else {
-                best
-            }
-        })
-}
-
 fn params(t: &TrialRow) -> String {
     t.assignment
         .iter()
@@ -177,7 +141,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         for e in experiments {
             let trials = store.trials(e.id).await?;
-            let objective = objective_of(&e);
+            let objective = e.objective();
             let metric = &objective.metric;
             let c = Counts::from_states(trials.iter().map(|t| t.state));
             writeln!(
@@ -192,7 +156,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 c.failed.saturating_add(c.metrics_unavailable),
                 c.early_stopped
             )?;
-            if let Some(best) = best_of(&trials, &objective) {
+            if let Some(best) = best_trial(&trials, &objective) {
                 writeln!(
                     out,
                     "  best: {}  {metric}={}  {}",
@@ -258,10 +222,10 @@ pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
         let store = open(&args.db).await?;
         let e = experiment(&store, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
-        let objective = objective_of(&e);
+        let objective = e.objective();
         let metric = &objective.metric;
         let mut out = std::io::stdout().lock();
-        let Some(best) = best_of(&trials, &objective) else {
+        let Some(best) = best_trial(&trials, &objective) else {
             writeln!(std::io::stderr(), "no succeeded trial with an objective yet")?;
             return Ok(ExitCode::from(EXIT_INVALID));
         };

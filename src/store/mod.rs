@@ -13,7 +13,7 @@ mod sql;
 
 pub use rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
-    state_from_str, state_to_str,
+    best_trial, state_from_str, state_to_str,
 };
 pub use sql::{ChangeMark, SqlStore, TrialPage, TrialQuery, TrialSort};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ktune_algorithms::history::TrialState;
+use ktune_algorithms::history::{Direction, Objective, TrialState};
 use ktune_algorithms::suggest::AlgorithmState;
 
 use super::StoreError;
@@ -101,6 +101,45 @@ pub struct ExperimentRecord {
     pub algorithm_state_version: i64,
 }
 
+impl ExperimentRecord {
+    /// The objective as the stored spec states it (minimise `objective`
+    /// when the spec says nothing).
+    #[must_use]
+    pub fn objective(&self) -> Objective {
+        let objective = self.spec.pointer("/spec/objective");
+        let metric = objective
+            .and_then(|o| o.get("objectiveMetricName"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("objective");
+        let maximize = objective
+            .and_then(|o| o.get("type"))
+            .and_then(serde_json::Value::as_str)
+            == Some("maximize");
+        let direction = if maximize {
+            Direction::Maximize
+        } else {
+            Direction::Minimize
+        };
+        Objective::new(metric, direction)
+    }
+}
+
+/// The succeeded trial with the best finite objective — the rule `ktune
+/// run`, `ktune best` and the dashboard share.
+#[must_use]
+pub fn best_trial<'a>(trials: &'a [TrialRow], objective: &Objective) -> Option<&'a TrialRow> {
+    trials
+        .iter()
+        .filter(|t| t.counts_for_best())
+        .reduce(|best, t| {
+            if objective.is_better(t.objective, best.objective) {
+                t
+            } else {
+                best
+            }
+        })
+}
+
 /// A trial to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTrial {
@@ -139,6 +178,14 @@ pub struct TrialRow {
     pub started_at: Option<i64>,
     /// When it completed.
     pub completed_at: Option<i64>,
+}
+
+impl TrialRow {
+    /// Whether it can be the best trial: succeeded, with a finite objective.
+    #[must_use]
+    pub fn counts_for_best(&self) -> bool {
+        self.state == TrialState::Succeeded && self.objective.is_some_and(f64::is_finite)
+    }
 }
 
 /// How a trial's state changes.

@@ -4,30 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ktune_algorithms::history::{Direction, Objective, TrialState};
+use ktune_algorithms::history::{Objective, TrialState};
 
 use crate::store::{ExperimentRecord, TrialQuery, TrialRow, TrialSort, state_from_str};
-
-/// The stored experiment's objective (metric and direction), read the way
-/// `ktune status` reads it: a spec without one minimises `objective`.
-#[must_use]
-pub fn objective_of(e: &ExperimentRecord) -> Objective {
-    let objective = e.spec.pointer("/spec/objective");
-    let metric = objective
-        .and_then(|o| o.get("objectiveMetricName"))
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("objective");
-    let maximize = objective
-        .and_then(|o| o.get("type"))
-        .and_then(serde_json::Value::as_str)
-        == Some("maximize");
-    let direction = if maximize {
-        Direction::Maximize
-    } else {
-        Direction::Minimize
-    };
-    Objective::new(metric, direction)
-}
 
 /// The experiment's algorithm name, or `-` when the spec names none.
 #[must_use]
@@ -36,27 +15,6 @@ pub fn algorithm_of(e: &ExperimentRecord) -> &str {
         .pointer("/spec/algorithm/algorithmName")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("-")
-}
-
-/// Whether a trial counts towards "best": succeeded with a finite
-/// objective, the rule `ktune run` and `ktune status` use.
-fn counts_for_best(t: &TrialRow) -> bool {
-    t.state == TrialState::Succeeded && t.objective.is_some_and(f64::is_finite)
-}
-
-/// The succeeded trial with the best objective.
-#[must_use]
-pub fn best_of<'a>(trials: &'a [TrialRow], objective: &Objective) -> Option<&'a TrialRow> {
-    trials
-        .iter()
-        .filter(|t| counts_for_best(t))
-        .reduce(|best, t| {
-            if objective.is_better(t.objective, best.objective) {
-                t
-            } else {
-                best
-            }
-        })
 }
 
 /// One trial in the optimisation history.
@@ -83,7 +41,7 @@ pub fn history(trials: &[TrialRow], objective: &Objective) -> Vec<HistoryPoint> 
     ordered
         .into_iter()
         .map(|t| {
-            if counts_for_best(t) && (best.is_none() || objective.is_better(t.objective, best)) {
+            if t.counts_for_best() && (best.is_none() || objective.is_better(t.objective, best)) {
                 best = t.objective;
             }
             HistoryPoint {
@@ -125,7 +83,7 @@ const MIN_TRIALS: usize = 4;
 /// objective does not vary.
 #[must_use]
 pub fn importance(trials: &[TrialRow]) -> Vec<Importance> {
-    let scored: Vec<&TrialRow> = trials.iter().filter(|t| counts_for_best(t)).collect();
+    let scored: Vec<&TrialRow> = trials.iter().filter(|t| t.counts_for_best()).collect();
     if scored.len() < MIN_TRIALS {
         return Vec::new();
     }
@@ -424,6 +382,8 @@ pub fn log_parameters(e: &ExperimentRecord) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::best_trial;
+    use ktune_algorithms::history::Direction;
 
     fn trial(seq: i64, state: TrialState, objective: Option<f64>, x: &str) -> TrialRow {
         TrialRow {
@@ -477,9 +437,9 @@ mod tests {
             Some(0.1),
             "failed trials keep their value for the plot"
         );
-        assert_eq!(best_of(&trials, &minimize()).map(|t| t.seq), Some(4));
+        assert_eq!(best_trial(&trials, &minimize()).map(|t| t.seq), Some(4));
         let max = Objective::new("acc", Direction::Maximize);
-        assert_eq!(best_of(&trials, &max).map(|t| t.seq), Some(1));
+        assert_eq!(best_trial(&trials, &max).map(|t| t.seq), Some(1));
     }
 
     #[test]

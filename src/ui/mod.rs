@@ -196,11 +196,11 @@ fn now_ms() -> i64 {
 
 /// The summary shown for an experiment in the list and on its page.
 fn summarize(record: ExperimentRecord, trials: &[TrialRow]) -> ExperimentSummary {
-    let objective = data::objective_of(&record);
+    let objective = record.objective();
     ExperimentSummary {
         algorithm: data::algorithm_of(&record).to_owned(),
         counts: Counts::from_states(trials.iter().map(|t| t.state)),
-        best: data::best_of(trials, &objective).cloned(),
+        best: crate::store::best_trial(trials, &objective).cloned(),
         history: data::history(trials, &objective),
         objective,
         record,
@@ -251,7 +251,7 @@ async fn experiment_page(
         .trial_page(record.id, &params.query(false))
         .await
         .map_err(|e| app.fail(e))?;
-    let objective = data::objective_of(&record);
+    let objective = record.objective();
     let rows = app
         .store
         .metric_curves(record.id, &objective.metric)
