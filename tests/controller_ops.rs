@@ -426,33 +426,38 @@ fn kinds(objects: &[serde_json::Value]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_renders_with_kubectl_kustomize_and_its_crds_namespace_and_secret_apply() {
+async fn deploy_renders_with_kubectl_kustomize_and_kubectl_apply_k_installs_it_all() {
     let cluster = Cluster::start("deploy").await;
-    let (objects, applied, crds) = tokio::task::spawn_blocking(move || {
+    let (objects, applied, crds, installed) = tokio::task::spawn_blocking(move || {
         let objects = render_deploy(&cluster);
-        // The fake API server serves Namespaces, Secrets and CRDs but not
-        // ServiceAccounts, Services, Deployments or RBAC: apply what it
-        // serves, as `kubectl apply -k deploy/` would.
-        let served: Vec<&serde_json::Value> = objects
-            .iter()
-            .filter(|o| {
-                matches!(
-                    o["kind"].as_str(),
-                    Some("Namespace" | "CustomResourceDefinition" | "Secret")
-                )
-            })
-            .collect();
-        let text = served
-            .iter()
-            .map(|o| serde_json::to_string(o).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let applied = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
+        let deploy = support::repo_root().join("deploy");
+        let applied = cluster.kubectl(&["apply", "-k", deploy.to_str().unwrap()], None);
         let crds = cluster.jsonpath(&["crds"], "{.items[*].metadata.name}");
-        (objects, applied, crds)
+        let installed = cluster.jsonpath(
+            &[
+                "-n",
+                "ktune-system",
+                "deployments,services,serviceaccounts,roles,rolebindings",
+            ],
+            "{.items[*].kind}",
+        );
+        (objects, applied, crds, installed)
     })
     .await
     .unwrap();
+    assert!(applied.status.success(), "{}", describe(&applied));
+    for kind in [
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    ] {
+        assert!(
+            installed.contains(kind),
+            "{kind} not installed: {installed}"
+        );
+    }
     let mut kinds = kinds(&objects);
     kinds.sort();
     assert_eq!(
@@ -471,7 +476,6 @@ async fn deploy_renders_with_kubectl_kustomize_and_its_crds_namespace_and_secret
             "ServiceAccount"
         ]
     );
-    assert!(applied.status.success(), "{}", describe(&applied));
     assert!(
         crds.contains("experiments.ktune.dev") && crds.contains("trials.ktune.dev"),
         "{crds}"

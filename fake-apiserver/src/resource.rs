@@ -79,7 +79,8 @@ fn col(name: &str, ty: &str, path: &str) -> Value {
     json!({ "name": name, "type": ty, "jsonPath": path })
 }
 
-/// The built-in kinds the controller touches.
+/// The built-in kinds the controller touches, and those its install
+/// manifests (`deploy/`) create.
 pub fn builtins() -> Vec<ResourceType> {
     let age = || col("Age", "date", ".metadata.creationTimestamp");
     vec![
@@ -179,6 +180,102 @@ pub fn builtins() -> Vec<ResourceType> {
                 col("Failed", "integer", ".status.failed"),
                 age(),
             ],
+        ),
+        ResourceType::builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            &[],
+            false,
+            vec![age()],
+        ),
+        ResourceType::builtin(
+            "",
+            "v1",
+            "services",
+            "Service",
+            true,
+            &["svc"],
+            &["all"],
+            true,
+            vec![
+                col("Type", "string", ".spec.type"),
+                col("Cluster-IP", "string", ".spec.clusterIP"),
+                age(),
+            ],
+        ),
+        ResourceType::builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            &["all"],
+            true,
+            vec![
+                col("Ready", "integer", ".status.readyReplicas"),
+                col("Available", "integer", ".status.availableReplicas"),
+                age(),
+            ],
+        ),
+        ResourceType::builtin(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            &["sts"],
+            &["all"],
+            true,
+            vec![col("Ready", "integer", ".status.readyReplicas"), age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            true,
+            &[],
+            &[],
+            false,
+            vec![age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+            &[],
+            &[],
+            false,
+            vec![col("Role", "string", ".roleRef.name"), age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            &[],
+            false,
+            vec![age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            &[],
+            false,
+            vec![col("Role", "string", ".roleRef.name"), age()],
         ),
         ResourceType::builtin(
             "coordination.k8s.io",
