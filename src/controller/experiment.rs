@@ -250,6 +250,14 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         options,
     )
     .await?;
+    let fresh = experiment
+        .status
+        .as_ref()
+        .is_none_or(|s| s.conditions.is_empty());
+    if fresh {
+        ctx.publish(&reference, "Created", "the search runs in the controller")
+            .await;
+    }
     let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
     let mut best_metrics: Option<(String, Vec<Metric>)> = None;
