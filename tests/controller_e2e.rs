@@ -5,118 +5,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, kubeconfig};
-use support::describe;
-
-/// A fake cluster for one test: the server on a free port, its executor
-/// running pods in the repository root, and a kubeconfig pointing at it.
-///
-/// With `KTUNE_E2E_KUBECONFIG` set, a real cluster instead (see
-/// [`real_cluster_suite`]).
-struct Cluster {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    _fake: Option<(
-        ktune_fake_apiserver::ServerHandle,
-        ktune_fake_apiserver::Executor,
-    )>,
-}
-
-impl Cluster {
-    async fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ktune-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if let Ok(real) = std::env::var("KTUNE_E2E_KUBECONFIG") {
-            let cluster = Self {
-                dir,
-                kubeconfig: PathBuf::from(real),
-                _fake: None,
-            };
-            let crds = support::repo_root().join("crds");
-            let out = cluster.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
-            assert!(out.status.success(), "{}", describe(&out));
-            // Leftovers of an earlier run of the suite.
-            let _ = cluster.kubectl(&["delete", "experiment", name, "--ignore-not-found"], None);
-            return cluster;
-        }
-        let fake = FakeApiServer::new();
-        let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let executor = fake.start_executor(ExecutorConfig {
-            workdir: support::repo_root(),
-            grace: Duration::from_secs(2),
-        });
-        let config = dir.join("kubeconfig");
-        kubeconfig(&config, &format!("http://{addr}")).unwrap();
-        let cluster = Self {
-            dir,
-            kubeconfig: config,
-            _fake: Some((server, executor)),
-        };
-        let crds = support::repo_root().join("crds");
-        let out = cluster.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
-        assert!(out.status.success(), "{}", describe(&out));
-        cluster
-    }
-
-    /// Runs kubectl against the fake server (blocking: call from
-    /// `spawn_blocking` while the server runs on this runtime).
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new("kubectl");
-        command
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.join("kube-cache"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match stdin {
-            None => command.output().unwrap(),
-            Some(text) => {
-                use std::io::Write as _;
-                let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(text.as_bytes())
-                    .unwrap();
-                child.wait_with_output().unwrap()
-            }
-        }
-    }
-
-    fn controller(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_ktune"))
-            .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
-            .arg(format!(
-                "sqlite:{}",
-                self.dir.join("controller.db").display()
-            ))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env(
-                "KTUNE_LOG",
-                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// `kubectl get … -o jsonpath=…`.
-    fn jsonpath(&self, what: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let query = format!("jsonpath={path}");
-        args.extend(["-o", &query]);
-        let out = self.kubectl(&args, None);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
+use support::cluster::{Cluster, stop};
+use support::{describe, shell_experiment};
 
 /// A Katib Experiment (`kubeflow.org/v1beta1`) over the quadratic example
 /// trial, written to `dir`.
@@ -173,45 +65,14 @@ spec:
     path
 }
 
-/// `ktune convert FILE | kubectl apply -f -`.
-fn submit(cluster: &Cluster, file: &Path) {
-    let converted = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .arg("convert")
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(converted.status.success(), "{}", describe(&converted));
-    let text = String::from_utf8(converted.stdout).unwrap();
-    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
-    assert!(out.status.success(), "{}", describe(&out));
-}
-
-fn wait_for(cluster: &Cluster, condition: &str, object: &str, seconds: u64) -> Output {
-    cluster.kubectl(
-        &[
-            "wait",
-            &format!("--for=condition={condition}"),
-            object,
-            &format!("--timeout={seconds}s"),
-        ],
-        None,
-    )
-}
-
-fn stop(mut controller: Child) -> String {
-    let _ = controller.kill();
-    let out = controller.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_converted_katib_experiment_runs_to_completion_and_kubectl_shows_the_best_trial() {
-    let cluster = Cluster::start("complete").await;
+    let cluster = Cluster::fake("complete").await;
     let file = katib_experiment(&cluster.dir, "quadratic", 4, 3, 0.05);
-    let controller = cluster.controller();
+    let controller = cluster.controller(&["--listen", "off"]);
     let (cluster, controller) = tokio::task::spawn_blocking(move || {
-        submit(&cluster, &file);
-        let waited = wait_for(&cluster, "Succeeded", "experiment/quadratic", 90);
+        cluster.submit(&file);
+        let waited = cluster.wait_for("Succeeded", "experiment/quadratic", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         (cluster, controller)
     })
@@ -263,11 +124,11 @@ async fn a_converted_katib_experiment_runs_to_completion_and_kubectl_shows_the_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing() {
-    let cluster = Cluster::start("restart").await;
+    let cluster = Cluster::fake("restart").await;
     let file = katib_experiment(&cluster.dir, "restart", 4, 6, 0.2);
-    let first = cluster.controller();
+    let first = cluster.controller(&["--listen", "off"]);
     let (cluster, first) = tokio::task::spawn_blocking(move || {
-        submit(&cluster, &file);
+        cluster.submit(&file);
         // Until the first trials run.
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline
@@ -280,9 +141,9 @@ async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing()
     .await
     .unwrap();
     let first_logs = stop(first);
-    let second = cluster.controller();
+    let second = cluster.controller(&["--listen", "off"]);
     let (cluster, second) = tokio::task::spawn_blocking(move || {
-        let waited = wait_for(&cluster, "Succeeded", "experiment/restart", 90);
+        let waited = cluster.wait_for("Succeeded", "experiment/restart", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         (cluster, second)
     })
@@ -315,58 +176,19 @@ async fn the_controller_killed_mid_experiment_and_restarted_duplicates_nothing()
     assert_eq!(count, "4");
 }
 
-/// A Katib Experiment whose trial is a shell script (`$1` is the mode).
-fn shell_experiment(dir: &Path, name: &str, script: &str, modes: &[&str], extra: &str) -> PathBuf {
-    let list = modes
-        .iter()
-        .map(|m| format!("\"{m}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let yaml = format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 1
-{extra}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_stopping_and_a_failing_workload_end_their_trials_alone() {
     stops_scenario().await;
 }
 
 async fn stops_scenario() {
-    let cluster = Cluster::start("stops").await;
+    let cluster = Cluster::fake_or_real("stops").await;
     // Two good trials, a bad one the median rule stops mid-run, and one
     // whose container exits 3.
     let script = r#"case "$1" in
 bad) n=40; v=9;; crash) echo "loss=1"; exit 3;; *) n=4; v=1;; esac
 i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.15; done"#;
-    let extra = "  maxFailedTrialCount: 3\n  earlyStopping:\n    algorithmName: medianstop\n    algorithmSettings:\n      - {name: min_trials_required, value: \"2\"}\n      - {name: start_step, value: \"3\"}";
+    let extra = "  parallelTrialCount: 1\n  maxFailedTrialCount: 3\n  earlyStopping:\n    algorithmName: medianstop\n    algorithmSettings:\n      - {name: min_trials_required, value: \"2\"}\n      - {name: start_step, value: \"3\"}";
     let file = shell_experiment(
         &cluster.dir,
         "stops",
@@ -374,10 +196,10 @@ i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.15; done"#;
         &["good1", "good2", "bad", "crash"],
         extra,
     );
-    let controller = cluster.controller();
+    let controller = cluster.controller(&["--listen", "off"]);
     let (cluster, controller) = tokio::task::spawn_blocking(move || {
-        submit(&cluster, &file);
-        let waited = wait_for(&cluster, "Succeeded", "experiment/stops", 90);
+        cluster.submit(&file);
+        let waited = cluster.wait_for("Succeeded", "experiment/stops", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         (cluster, controller)
     })
@@ -410,7 +232,7 @@ async fn an_invalid_experiment_is_reported_in_its_status() {
 }
 
 async fn invalid_scenario() {
-    let cluster = Cluster::start("invalid").await;
+    let cluster = Cluster::fake_or_real("invalid").await;
     let file = shell_experiment(
         &cluster.dir,
         "invalid",
@@ -419,21 +241,16 @@ async fn invalid_scenario() {
         "  maxTrialCount: 3",
     );
     // Valid for the schema, refused by ktune: an unknown algorithm setting.
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace(
-            "apiVersion: kubeflow.org/v1beta1",
-            "apiVersion: ktune.dev/v1beta1",
-        )
-        .replace(
-            "algorithm: {algorithmName: grid}",
-            "algorithm: {algorithmName: grid, algorithmSettings: [{name: bogus, value: \"1\"}]}",
-        );
-    let controller = cluster.controller();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "algorithm: {algorithmName: grid}",
+        "algorithm: {algorithmName: grid, algorithmSettings: [{name: bogus, value: \"1\"}]}",
+    );
+    assert!(text.contains("bogus"), "{text}");
+    let controller = cluster.controller(&["--listen", "off"]);
     let (reason, message) = tokio::task::spawn_blocking(move || {
         let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
         assert!(out.status.success(), "{}", describe(&out));
-        let waited = wait_for(&cluster, "Failed", "experiment/invalid", 30);
+        let waited = cluster.wait_for("Failed", "experiment/invalid", 30);
         assert!(waited.status.success(), "{}", describe(&waited));
         let reason = cluster.jsonpath(
             &["experiment", "invalid"],
@@ -473,7 +290,7 @@ async fn real_cluster_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trial_template_from_a_configmap_runs() {
-    let cluster = Cluster::start("configmap").await;
+    let cluster = Cluster::fake("configmap").await;
     let manifest = r#"apiVersion: v1
 kind: ConfigMap
 metadata: {name: trial-templates, namespace: default}
@@ -507,11 +324,11 @@ spec:
     successCondition: status.conditions.#(type=="Complete")#|#(status=="True")#
     failureCondition: status.conditions.#(type=="Failed")#|#(status=="True")#
 "#;
-    let controller = cluster.controller();
+    let controller = cluster.controller(&["--listen", "off"]);
     let (best, controller) = tokio::task::spawn_blocking(move || {
         let out = cluster.kubectl(&["apply", "-f", "-"], Some(manifest));
         assert!(out.status.success(), "{}", describe(&out));
-        let waited = wait_for(&cluster, "Succeeded", "experiment/configmap", 60);
+        let waited = cluster.wait_for("Succeeded", "experiment/configmap", 60);
         assert!(waited.status.success(), "{}", describe(&waited));
         let best = cluster.jsonpath(
             &["experiment", "configmap"],

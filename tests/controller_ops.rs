@@ -7,110 +7,29 @@ mod support;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, kubeconfig};
-use support::describe;
+use support::cluster::{Cluster, stop};
+use support::{describe, shell_experiment};
 
-/// A fake cluster: the server on a free port, its executor running pods in
-/// the repository root, and a kubeconfig pointing at it.
-struct Cluster {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    _fake: (
-        ktune_fake_apiserver::ServerHandle,
-        ktune_fake_apiserver::Executor,
-    ),
+/// `ktune controller` with its endpoints on `listen`, and `extra` args.
+fn controller(cluster: &Cluster, listen: SocketAddr, extra: &[&str]) -> Child {
+    controller_via(cluster, &cluster.kubeconfig, listen, extra)
 }
 
-impl Cluster {
-    async fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ktune-ops-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let fake = FakeApiServer::new();
-        let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let executor = fake.start_executor(ExecutorConfig {
-            workdir: support::repo_root(),
-            grace: Duration::from_secs(2),
-        });
-        let config = dir.join("kubeconfig");
-        kubeconfig(&config, &format!("http://{addr}")).unwrap();
-        Self {
-            dir,
-            kubeconfig: config,
-            _fake: (server, executor),
-        }
-    }
-
-    /// Runs kubectl (blocking: call from `spawn_blocking`).
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = Command::new("kubectl");
-        command
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.dir.join("kube-cache"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match stdin {
-            None => command.output().unwrap(),
-            Some(text) => {
-                let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(text.as_bytes())
-                    .unwrap();
-                child.wait_with_output().unwrap()
-            }
-        }
-    }
-
-    fn apply_crds(&self) {
-        let crds = support::repo_root().join("crds");
-        let out = self.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
-        assert!(out.status.success(), "{}", describe(&out));
-    }
-
-    /// The controller binary with its endpoints on `listen`, and `extra` args.
-    fn controller(&self, listen: SocketAddr, extra: &[&str]) -> Child {
-        self.controller_with(&self.kubeconfig, listen, extra)
-    }
-
-    /// [`Self::controller`] through another kubeconfig.
-    fn controller_with(&self, kubeconfig: &Path, listen: SocketAddr, extra: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_ktune"))
-            .args(["controller", "--tick-ms", "100", "--listen"])
-            .arg(listen.to_string())
-            .args(extra)
-            .arg("--db")
-            .arg(format!(
-                "sqlite:{}",
-                self.dir.join("controller.db").display()
-            ))
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "KTUNE_LOG",
-                std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn jsonpath(&self, what: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let query = format!("jsonpath={path}");
-        args.extend(["-o", &query]);
-        let out = self.kubectl(&args, None);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
+/// [`controller`] through another kubeconfig.
+fn controller_via(
+    cluster: &Cluster,
+    kubeconfig: &Path,
+    listen: SocketAddr,
+    extra: &[&str],
+) -> Child {
+    let listen = listen.to_string();
+    let mut args = vec!["--listen", listen.as_str()];
+    args.extend_from_slice(extra);
+    cluster.controller_via(kubeconfig, &args)
 }
 
 /// A free local port (bound, then released).
@@ -161,94 +80,29 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// A Katib Experiment whose trials are shell scripts printing `loss=`
-/// for `steps` steps of `sleep` seconds.
-fn shell_experiment(dir: &Path, name: &str, modes: &[&str], steps: u32, sleep: f64) -> PathBuf {
-    let list = modes
-        .iter()
-        .map(|m| format!("\"{m}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// An experiment whose trials print `loss=` for `steps` steps of `sleep`
+/// seconds, two at a time.
+fn counting_experiment(dir: &Path, name: &str, modes: &[&str], steps: u32, sleep: f64) -> PathBuf {
     let script = format!(
         "i=0; while [ $i -lt {steps} ]; do i=$((i+1)); echo \"loss=$i\"; sleep {sleep}; done"
     );
-    let yaml = format!(
-        r#"apiVersion: kubeflow.org/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-/// `ktune convert FILE | kubectl apply -f -`.
-fn submit(cluster: &Cluster, file: &Path) {
-    let converted = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .arg("convert")
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(converted.status.success(), "{}", describe(&converted));
-    let text = String::from_utf8(converted.stdout).unwrap();
-    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&text));
-    assert!(out.status.success(), "{}", describe(&out));
-}
-
-fn wait_succeeded(cluster: &Cluster, object: &str, seconds: u64) -> Output {
-    cluster.kubectl(
-        &[
-            "wait",
-            "--for=condition=Succeeded",
-            object,
-            &format!("--timeout={seconds}s"),
-        ],
-        None,
-    )
-}
-
-fn stop(mut controller: Child) -> String {
-    let _ = controller.kill();
-    let out = controller.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    shell_experiment(dir, name, &script, modes, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_readyz_and_metrics_report_reconciles_and_trials_by_state() {
-    let cluster = Cluster::start("metrics").await;
+    let cluster = Cluster::fake("metrics").await;
     let listen = free_addr();
-    let file = shell_experiment(&cluster.dir, "metered", &["a", "b", "c"], 3, 0.05);
+    let file = counting_experiment(&cluster.dir, "metered", &["a", "b", "c"], 3, 0.05);
     let (cluster, controller, metrics) = tokio::task::spawn_blocking(move || {
         // Without the CRDs the controller cannot start: never ready.
-        cluster.apply_crds();
-        let controller = cluster.controller(listen, &[]);
+        let controller = controller(&cluster, listen, &[]);
         let health = wait_http(listen, "/healthz", 200, 30);
         assert!(health.is_some(), "/healthz never answered 200");
         let ready = wait_http(listen, "/readyz", 200, 30);
         assert!(ready.is_some(), "/readyz never answered 200");
-        submit(&cluster, &file);
-        let waited = wait_succeeded(&cluster, "experiment/metered", 90);
+        cluster.submit(&file);
+        let waited = cluster.wait_for("Succeeded", "experiment/metered", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         // The worker writes the final status, then the gauges are final.
         std::thread::sleep(Duration::from_millis(500));
@@ -316,9 +170,9 @@ fn wait_holder(cluster: &Cluster, want: &str, seconds: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_leader_election_one_controller_works_and_a_standby_takes_over_when_it_dies() {
-    let cluster = Cluster::start("leader").await;
+    let cluster = Cluster::fake("leader").await;
     let (a, b) = (free_addr(), free_addr());
-    let file = shell_experiment(&cluster.dir, "elected", &["w", "x", "y", "z"], 8, 0.25);
+    let file = counting_experiment(&cluster.dir, "elected", &["w", "x", "y", "z"], 8, 0.25);
     let elect = |identity: &'static str| {
         [
             "--leader-elect",
@@ -331,14 +185,13 @@ async fn with_leader_election_one_controller_works_and_a_standby_takes_over_when
         ]
     };
     let (cluster, second, metrics_b, takeover) = tokio::task::spawn_blocking(move || {
-        cluster.apply_crds();
-        let first = cluster.controller(a, &elect("first"));
+        let first = controller(&cluster, a, &elect("first"));
         assert!(wait_http(a, "/readyz", 200, 30).is_some());
         assert!(wait_holder(&cluster, "first", 30), "{}", holder(&cluster));
-        let second = cluster.controller(b, &elect("second"));
+        let second = controller(&cluster, b, &elect("second"));
         let standby = wait_http(b, "/readyz", 200, 30).unwrap();
         assert!(standby.contains("not leader"), "{standby}");
-        submit(&cluster, &file);
+        cluster.submit(&file);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline
             && cluster.jsonpath(&["experiment", "elected"], "{.status.trialsRunning}") != "2"
@@ -360,7 +213,7 @@ async fn with_leader_election_one_controller_works_and_a_standby_takes_over_when
             holder(&cluster)
         );
         let takeover = killed.elapsed();
-        let waited = wait_succeeded(&cluster, "experiment/elected", 90);
+        let waited = cluster.wait_for("Succeeded", "experiment/elected", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         (cluster, second, metrics_b, takeover)
     })
@@ -427,7 +280,7 @@ fn kinds(objects: &[serde_json::Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_renders_with_kubectl_kustomize_and_kubectl_apply_k_installs_it_all() {
-    let cluster = Cluster::start("deploy").await;
+    let cluster = Cluster::fake("deploy").await;
     let (objects, applied, crds, installed) = tokio::task::spawn_blocking(move || {
         let objects = render_deploy(&cluster);
         let deploy = support::repo_root().join("deploy");
@@ -596,7 +449,7 @@ fn allows(rules: &serde_json::Value, (group, resource, verb): &(String, String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_call_of_an_experiment_is_allowed_by_the_deploy_rbac() {
-    let cluster = Cluster::start("rbac").await;
+    let cluster = Cluster::fake("rbac").await;
     let upstream = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
     let upstream = upstream
         .lines()
@@ -607,16 +460,15 @@ async fn every_api_call_of_an_experiment_is_allowed_by_the_deploy_rbac() {
         .to_owned();
     let (proxy, log) = recording_proxy(upstream).await;
     let proxied = cluster.dir.join("proxied-kubeconfig");
-    kubeconfig(&proxied, &format!("http://{proxy}")).unwrap();
+    ktune_fake_apiserver::kubeconfig(&proxied, &format!("http://{proxy}")).unwrap();
     let listen = free_addr();
-    let file = shell_experiment(&cluster.dir, "audited", &["p", "q", "r"], 3, 0.05);
+    let file = counting_experiment(&cluster.dir, "audited", &["p", "q", "r"], 3, 0.05);
     let (objects, logs) = tokio::task::spawn_blocking(move || {
-        cluster.apply_crds();
         let elect = ["--leader-elect", "--lease-namespace", "default"];
-        let controller = cluster.controller_with(&proxied, listen, &elect);
+        let controller = controller_via(&cluster, &proxied, listen, &elect);
         assert!(wait_http(listen, "/readyz", 200, 30).is_some());
-        submit(&cluster, &file);
-        let waited = wait_succeeded(&cluster, "experiment/audited", 90);
+        cluster.submit(&file);
+        let waited = cluster.wait_for("Succeeded", "experiment/audited", 90);
         assert!(waited.status.success(), "{}", describe(&waited));
         // A graceful stop: the lease release is a call too.
         nix::sys::signal::kill(

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{describe, ktune, repo_root};
+use support::{describe, ktune, repo_root, scratch};
 
 /// The `cargo run` prefix every trainer example starts its trials with.
 const CARGO_PREFIX: [&str; 7] = [
@@ -25,13 +25,6 @@ const CARGO_PREFIX: [&str; 7] = [
     "ktune-trainer",
     "--",
 ];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ktune-examples-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// `examples/*.yaml`, sorted.
 fn example_files() -> Vec<PathBuf> {

@@ -4,18 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::describe;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ktune-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{describe, scratch};
 
 fn run_args<'a>(dir: &'a Path, db: &'a str, file: &'a str) -> Vec<String> {
     vec![
@@ -36,54 +29,12 @@ fn ktune(args: &[String]) -> std::process::Output {
         .unwrap()
 }
 
-/// An experiment whose trial is a shell script: `$1` is the mode.
+/// An experiment whose trial is a shell script (`$1` is the mode), as a
+/// path for the command line.
 fn shell_experiment(dir: &Path, name: &str, script: &str, modes: &[&str], extra: &str) -> String {
-    let path = dir.join(format!("{name}.yaml"));
-    let list = modes
-        .iter()
-        .map(|m| format!("\"{m}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let objective = if extra.contains("objective:") {
-        ""
-    } else {
-        "  objective: {type: minimize, objectiveMetricName: loss}"
-    };
-    let parallel = if extra.contains("parallelTrialCount") {
-        ""
-    } else {
-        "  parallelTrialCount: 2"
-    };
-    let yaml = format!(
-        r#"
-apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}}}
-spec:
-{objective}
-  algorithm: {{algorithmName: grid}}
-{parallel}
-{extra}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
+    support::shell_experiment(dir, name, script, modes, extra)
+        .display()
+        .to_string()
 }
 
 /// Starts `ktune run` in the background and returns once `marker` (a path

@@ -4,18 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::describe;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ktune-output-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::{describe, scratch};
 
 /// A three-trial grid experiment whose trial is a shell script: mode `a`
 /// reports loss 0.5 then 0.25 (and `acc`), `b` loss 0.75, `c` fails.
@@ -25,37 +18,10 @@ fn experiment(dir: &Path, name: &str) -> String {
   b) echo "loss=0.75"; echo "acc=0.05" ;;
   *) exit 3 ;;
 esac"#;
-    let yaml = format!(
-        r#"
-apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss, additionalMetricNames: [acc]}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 1
-  maxTrialCount: 3
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["a", "b", "c"]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
+    let extra = "  objective: {type: minimize, objectiveMetricName: loss, additionalMetricNames: [acc]}\n  parallelTrialCount: 1\n  maxTrialCount: 3";
+    support::shell_experiment(dir, name, script, &["a", "b", "c"], extra)
+        .display()
+        .to_string()
 }
 
 /// Runs `ktune run FILE` against the scratch folder's database, with `extra` flags.

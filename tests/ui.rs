@@ -9,21 +9,15 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ktune::store::{NewTrial, ObservationRow, SqlStore, TrialOutcome, TrialQuery, TrialSort};
 use ktune_algorithms::history::TrialState;
+use support::scratch;
 
 const XSS: &str = "<script>alert(1)</script>";
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ktune-ui-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -1,6 +1,9 @@
 //! Shared fixtures for the integration tests: where `../shared` is, the
-//! `ktune` binary, and Katib's example files.
+//! `ktune` binary, Katib's example files, scratch folders, experiments whose
+//! trials are shell scripts, and (in [`cluster`]) a fake Kubernetes cluster.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,4 +69,71 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// A fresh, empty folder for one test (unique per test binary run).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ktune-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `<dir>/<name>.yaml`: a grid experiment over one categorical
+/// `mode` whose trial is the shell `script` (`$1` is the mode), minimising
+/// `loss` two trials at a time unless `extra` (spec lines, indented by two)
+/// says otherwise.
+pub fn shell_experiment(
+    dir: &Path,
+    name: &str,
+    script: &str,
+    modes: &[&str],
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let list = modes
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let objective = if extra.contains("objective:") {
+        ""
+    } else {
+        "  objective: {type: minimize, objectiveMetricName: loss}"
+    };
+    let parallel = if extra.contains("parallelTrialCount") {
+        ""
+    } else {
+        "  parallelTrialCount: 2"
+    };
+    let yaml = format!(
+        r#"
+apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+{objective}
+  algorithm: {{algorithmName: grid}}
+{parallel}
+{extra}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: [{list}]}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: busybox
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
+"#
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
 }
