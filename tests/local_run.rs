@@ -56,7 +56,7 @@ fn start_and_wait_for(dir: &Path, db: &str, file: &str, marker: &str) -> std::pr
 }
 
 #[test]
-fn the_readme_example_runs_to_its_budget_and_prints_the_best_trial() {
+fn the_random_example_runs_to_its_budget_and_prints_the_best_trial() {
     let dir = scratch("readme");
     let db = format!("sqlite:{}", dir.join("k.db").display());
     let out = ktune(&run_args(&dir, &db, "examples/random.yaml"));

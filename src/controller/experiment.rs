@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ktune_algorithms::history::TrialState;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -266,21 +267,8 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         for event in events.drain(..) {
             match event {
                 Event::Started { trial, .. } => {
-                    if let Ok(Some(t)) = trials.get_opt(&trial).await {
-                        ctx.publish(&t.object_ref(&()), "Running", "").await;
-                    }
-                    patch_status(
-                        &trials,
-                        &trial,
-                        trial_status(
-                            ktune_algorithms::history::TrialState::Running,
-                            "",
-                            None,
-                            &now(),
-                        ),
-                    )
-                    .await
-                    .ok();
+                    let status = trial_status(TrialState::Running, "", None, &now());
+                    trial_changed(ctx, &trials, &trial, status, "Running", "").await;
                 }
                 Event::Finished {
                     trial,
@@ -288,17 +276,9 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
                     objective,
                     reason,
                 } => {
-                    patch_status(
-                        &trials,
-                        &trial,
-                        trial_status(state, &reason, objective, &now()),
-                    )
-                    .await
-                    .ok();
-                    if let Ok(Some(t)) = trials.get_opt(&trial).await {
-                        let (kind, _) = super::status::trial_condition(state);
-                        ctx.publish(&t.object_ref(&()), kind, &reason).await;
-                    }
+                    let status = trial_status(state, &reason, objective, &now());
+                    let (kind, _) = super::status::trial_condition(state);
+                    trial_changed(ctx, &trials, &trial, status, kind, &reason).await;
                 }
                 Event::Progress { .. } | Event::Reported { .. } => {}
             }
@@ -399,19 +379,37 @@ fn stamp_times(status: &mut serde_json::Value, now: &str) {
     }
 }
 
+/// Writes a trial's status and records the change as an Event on it (the
+/// patched object is the Event's reference: no extra read). Best effort: a
+/// trial deleted meanwhile has nothing to update.
+async fn trial_changed(
+    ctx: &Context,
+    trials: &Api<Trial>,
+    trial: &str,
+    status: serde_json::Value,
+    reason: &str,
+    note: &str,
+) {
+    match patch_status(trials, trial, status).await {
+        Ok(t) => ctx.publish(&t.object_ref(&()), reason, note).await,
+        Err(e) => tracing::debug!(trial, "updating the trial's status: {e}"),
+    }
+}
+
+/// Merges `status` into the object's status subresource; returns the object.
 async fn patch_status<K>(
     api: &Api<K>,
     name: &str,
     status: serde_json::Value,
-) -> Result<(), ControllerError>
+) -> Result<K, ControllerError>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?)
 }
