@@ -233,7 +233,11 @@ impl Collector for LocalCollector {
             } => {
                 // Trials running side by side cannot all listen on the
                 // spec's port: each gets a free one of its own.
-                let port = if *shared_port { free_port() } else { *port };
+                let port = if *shared_port {
+                    crate::runner::replicas::free_port()
+                } else {
+                    *port
+                };
                 if let Ok(mut ports) = ports.lock() {
                     ports.insert(trial.to_owned(), port);
                 }
@@ -377,12 +381,6 @@ impl TrialMetrics for LocalMetrics {
             }
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(DEFAULT_PORT, |a| a.port())
 }
 
 /// The complete lines appended to a file since the last read.
