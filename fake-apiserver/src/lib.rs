@@ -7,8 +7,11 @@
 //! and kubectl's Table output, for the built-in kinds the controller
 //! touches and for any CRD created through it. Objects are plain
 //! `serde_json::Value`s; there is no schema validation, authentication or
-//! admission. An optional [`Executor`] runs Jobs' containers as local
-//! processes (images are ignored) and serves their logs.
+//! admission. An optional [`Executor`] runs workloads — Jobs, the Kubeflow
+//! training jobs, Trainer `TrainJob`s, Argo `Workflow`s and Tekton
+//! `PipelineRun`s — as pods whose containers are local processes (images
+//! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
+//! kinds that are not built in.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ktune_fake_apiserver::Error> {
@@ -35,13 +38,33 @@ mod executor;
 mod http;
 mod logs;
 mod patch;
+mod pod;
 mod resource;
 mod select;
 mod status;
 mod store;
 mod table;
+mod workloads;
 
 pub use executor::{Executor, ExecutorConfig};
+
+/// Minimal CRDs (names and versions, schemaless, status subresource) of the
+/// workload kinds the [`Executor`] runs that Kubernetes does not build in;
+/// install one with [`FakeApiServer::create_manifest`] or `kubectl apply`.
+pub mod crds {
+    /// `PyTorchJob`, `TFJob`, `XGBoostJob`, `PaddleJob`, `JAXJob` (`kubeflow.org/v1`).
+    pub const TRAINING_OPERATOR: &str = include_str!("../crds/training-operator.yaml");
+    /// The training operator's `MPIJob` (`kubeflow.org/v1`).
+    pub const MPIJOB_V1: &str = include_str!("../crds/mpijob-v1.yaml");
+    /// mpi-operator's `MPIJob` (`kubeflow.org/v2beta1`); excludes [`MPIJOB_V1`].
+    pub const MPIJOB_V2BETA1: &str = include_str!("../crds/mpijob-v2beta1.yaml");
+    /// Kubeflow Trainer's `TrainJob` (`trainer.kubeflow.org/v1alpha1`).
+    pub const TRAINER: &str = include_str!("../crds/trainer.yaml");
+    /// Argo's `Workflow` (`argoproj.io/v1alpha1`).
+    pub const ARGO: &str = include_str!("../crds/argo.yaml");
+    /// Tekton's `PipelineRun` (`tekton.dev/v1`, `v1beta1`).
+    pub const TEKTON: &str = include_str!("../crds/tekton.yaml");
+}
 pub use resource::ResourceType;
 pub use status::ApiError;
 

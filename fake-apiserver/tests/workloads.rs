@@ -1,0 +1,380 @@
+//! The executor's workload controllers through a kube client: the
+//! Kubeflow training jobs, a Trainer TrainJob, an Argo Workflow and a
+//! Tekton PipelineRun each run as labelled pods of local processes with
+//! the operator's environment, and end with the operator's status.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer, crds};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+
+struct Fixture {
+    server: FakeApiServer,
+    client: Client,
+    _dir: tempfile::TempDir,
+    _executor: ktune_fake_apiserver::Executor,
+}
+
+fn fixture(crd_manifests: &[&str]) -> Fixture {
+    let server = FakeApiServer::new();
+    for m in crd_manifests {
+        server.create_manifest(m).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let executor = server.start_executor(ExecutorConfig {
+        workdir: dir.path().to_path_buf(),
+        grace: Duration::from_secs(1),
+    });
+    Fixture {
+        client: Client::new(server.router(), "default"),
+        server,
+        _dir: dir,
+        _executor: executor,
+    }
+}
+
+impl Fixture {
+    /// Creates `yaml` and waits (10 s at most) until `done` holds for it.
+    async fn run(&self, yaml: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let created = self.server.create_manifest(yaml).unwrap();
+        let object = &created[0];
+        let api_version = object["apiVersion"].as_str().unwrap();
+        let (group, version) = api_version.rsplit_once('/').unwrap();
+        let kind = object["kind"].as_str().unwrap();
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), "default", &resource);
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not done in time: {now:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn pods(&self, selector: &str) -> Vec<Pod> {
+        let pods: Api<Pod> = Api::default_namespaced(self.client.clone());
+        let mut list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items;
+        list.sort_by_key(ResourceExt::name_any);
+        list
+    }
+
+    async fn log(&self, pod: &str, container: &str) -> String {
+        let pods: Api<Pod> = Api::default_namespaced(self.client.clone());
+        let params = LogParams {
+            container: Some(container.to_owned()),
+            ..LogParams::default()
+        };
+        pods.logs(pod, &params).await.unwrap()
+    }
+}
+
+fn condition(object: &Value, ty: &str) -> Option<String> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+}
+
+fn types(object: &Value) -> Vec<String> {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn finished(object: &Value) -> bool {
+    ["Succeeded", "Failed", "Complete"]
+        .iter()
+        .any(|t| condition(object, t).as_deref() == Some("True"))
+}
+
+const ECHO_RANK: &str =
+    r#"["sh", "-c", "echo rank=$RANK world=$WORLD_SIZE at=$MASTER_ADDR:$MASTER_PORT"]"#;
+
+#[tokio::test]
+async fn a_pytorchjob_runs_a_pod_per_replica_with_ranks_and_succeeds_with_its_master() {
+    let f = fixture(&[crds::TRAINING_OPERATOR]);
+    let yaml = format!(
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {{name: torch, namespace: default}}
+spec:
+  pytorchReplicaSpecs:
+    Worker:
+      replicas: 2
+      template: {{spec: {{containers: [{{name: pytorch, image: x, command: {ECHO_RANK}}}]}}}}
+    Master:
+      replicas: 1
+      template: {{spec: {{containers: [{{name: pytorch, image: x, command: {ECHO_RANK}}}]}}}}
+"#
+    );
+    let job = f.run(&yaml, finished).await;
+    assert_eq!(types(&job), ["Created", "Running", "Succeeded"], "{job:#}");
+    assert_eq!(condition(&job, "Succeeded").as_deref(), Some("True"));
+    let pods = f.pods("training.kubeflow.org/job-name=torch").await;
+    let names: Vec<_> = pods.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(
+        names,
+        ["torch-master-0", "torch-worker-0", "torch-worker-1"]
+    );
+    let masters = f
+        .pods("training.kubeflow.org/job-name=torch,training.kubeflow.org/job-role=master")
+        .await;
+    assert_eq!(masters.len(), 1);
+    assert_eq!(masters[0].name_any(), "torch-master-0");
+    assert_eq!(
+        masters[0].labels()["training.kubeflow.org/operator-name"],
+        "pytorchjob-controller"
+    );
+    let master = f.log("torch-master-0", "pytorch").await;
+    let worker = f.log("torch-worker-1", "pytorch").await;
+    assert!(
+        master.starts_with("rank=0 world=3 at=127.0.0.1:"),
+        "{master}"
+    );
+    assert!(
+        worker.starts_with("rank=2 world=3 at=127.0.0.1:"),
+        "{worker}"
+    );
+    // One rendezvous port for all.
+    assert_eq!(master.split(':').nth(1), worker.split(':').nth(1));
+}
+
+#[tokio::test]
+async fn a_failing_replica_fails_the_training_job() {
+    let f = fixture(&[crds::TRAINING_OPERATOR]);
+    let yaml = r#"
+apiVersion: kubeflow.org/v1
+kind: XGBoostJob
+metadata: {name: xgb, namespace: default}
+spec:
+  xgbReplicaSpecs:
+    Master: {replicas: 1, template: {spec: {containers: [{name: xgboost, image: x, command: [sleep, "5"]}]}}}
+    Worker: {replicas: 1, template: {spec: {containers: [{name: xgboost, image: x, command: [sh, -c, "exit 3"]}]}}}
+"#;
+    let job = f.run(yaml, finished).await;
+    assert_eq!(
+        condition(&job, "Failed").as_deref(),
+        Some("True"),
+        "{job:#}"
+    );
+    assert_eq!(job["status"]["replicaStatuses"]["Worker"]["failed"], 1);
+}
+
+#[tokio::test]
+async fn an_mpijob_v2beta1_launcher_decides_and_idle_workers_are_cleaned_up() {
+    let f = fixture(&[crds::MPIJOB_V2BETA1]);
+    let yaml = r#"
+apiVersion: kubeflow.org/v2beta1
+kind: MPIJob
+metadata: {name: mpi, namespace: default}
+spec:
+  runPolicy: {cleanPodPolicy: Running}
+  mpiReplicaSpecs:
+    Launcher: {replicas: 1, template: {spec: {containers: [{name: mpi, image: x, command: [sh, -c, "echo role=$K_MPI_JOB_ROLE"]}]}}}
+    Worker: {replicas: 2, template: {spec: {containers: [{name: mpi, image: x}]}}}
+"#;
+    let job = f.run(yaml, finished).await;
+    assert_eq!(
+        condition(&job, "Succeeded").as_deref(),
+        Some("True"),
+        "{job:#}"
+    );
+    let launcher = f.pods("training.kubeflow.org/job-role=launcher").await;
+    assert_eq!(launcher.len(), 1);
+    assert_eq!(f.log("mpi-launcher", "mpi").await, "role=launcher\n");
+    // cleanPodPolicy Running: the still-running workers are deleted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !f
+        .pods("training.kubeflow.org/job-role=worker")
+        .await
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "workers left running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_trainjob_runs_each_node_with_its_rank_from_the_completion_index() {
+    let f = fixture(&[crds::TRAINER]);
+    let yaml = r#"
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata: {name: tj, namespace: default}
+spec:
+  runtimeRef: {name: torch-distributed}
+  trainer:
+    numNodes: 2
+    image: x
+    command: [sh, -c, "echo node=$PET_NODE_RANK of=$PET_NNODES at=$PET_MASTER_ADDR"]
+"#;
+    let job = f.run(yaml, finished).await;
+    assert_eq!(
+        condition(&job, "Complete").as_deref(),
+        Some("True"),
+        "{job:#}"
+    );
+    let primary = f
+        .pods("jobset.sigs.k8s.io/jobset-name=tj,jobset.sigs.k8s.io/replicatedjob-name=node,batch.kubernetes.io/job-completion-index=1")
+        .await;
+    assert_eq!(primary.len(), 1);
+    let log = f.log(&primary[0].name_any(), "node").await;
+    assert_eq!(log, "node=1 of=2 at=127.0.0.1\n");
+}
+
+#[tokio::test]
+async fn an_argo_workflow_runs_its_steps_in_order_passing_outputs() {
+    let f = fixture(&[crds::ARGO]);
+    let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: wf, namespace: default}
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {name: prepare, template: gen}
+        - - name: train
+            template: train
+            arguments: {parameters: [{name: epochs, value: "{{steps.prepare.outputs.result}}"}]}
+    - name: gen
+      script: {image: x, command: [sh], source: "echo 7"}
+    - name: train
+      metadata: {labels: {katib.kubeflow.org/model-training: "true"}}
+      inputs: {parameters: [{name: epochs}]}
+      container: {name: trainer, image: x, command: [sh, -c, "echo epochs={{inputs.parameters.epochs}} wf={{workflow.name}}"]}
+"#;
+    let wf = f
+        .run(yaml, |w| {
+            matches!(w["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .await;
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf:#}");
+    let train = f
+        .pods("workflows.argoproj.io/workflow=wf,katib.kubeflow.org/model-training=true")
+        .await;
+    assert_eq!(train.len(), 1);
+    assert_eq!(
+        f.log(&train[0].name_any(), "main").await,
+        "epochs=7 wf=wf\n"
+    );
+}
+
+#[tokio::test]
+async fn a_tekton_pipelinerun_passes_params_and_results_and_runs_steps_in_order() {
+    let f = fixture(&[crds::TEKTON]);
+    let yaml = r#"
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: pr, namespace: default}
+spec:
+  params: [{name: lr, value: "0.5"}]
+  pipelineSpec:
+    params: [{name: lr}]
+    tasks:
+      - name: train
+        params:
+          - {name: lr, value: $(params.lr)}
+          - {name: count, value: $(tasks.prepare.results.count)}
+        taskSpec:
+          params: [{name: lr}, {name: count}]
+          steps:
+            - {name: first, image: x, command: [sh, -c, "sleep 0.3; echo one"]}
+            - {name: model-training, image: x, command: [sh, -c, "echo lr=$(params.lr) n=$(params.count)"]}
+      - name: prepare
+        taskSpec:
+          results: [{name: count}]
+          steps:
+            - {name: gen, image: x, script: "printf 42 > $(results.count.path)"}
+"#;
+    let run = f
+        .run(yaml, |r| {
+            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
+        })
+        .await;
+    assert_eq!(
+        condition(&run, "Succeeded").as_deref(),
+        Some("True"),
+        "{run:#}"
+    );
+    let train = f
+        .pods("tekton.dev/pipelineRun=pr,tekton.dev/pipelineTask=train")
+        .await;
+    assert_eq!(train.len(), 1);
+    assert_eq!(
+        f.log("pr-train-pod", "step-model-training").await,
+        "lr=0.5 n=42\n"
+    );
+    // The second step started only after the first ended.
+    let statuses = train[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .clone()
+        .unwrap();
+    let ended = |i: usize| {
+        statuses[i]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .clone()
+    };
+    assert!(ended(0).finished_at <= ended(1).started_at, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_failing_tekton_step_fails_the_run_and_skips_the_rest() {
+    let f = fixture(&[crds::TEKTON]);
+    let yaml = r#"
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: bad, namespace: default}
+spec:
+  pipelineSpec:
+    tasks:
+      - name: t
+        taskSpec:
+          steps:
+            - {name: a, image: x, command: [sh, -c, "exit 1"]}
+            - {name: b, image: x, command: [sh, -c, "echo never"]}
+"#;
+    let run = f
+        .run(yaml, |r| {
+            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
+        })
+        .await;
+    assert_eq!(
+        condition(&run, "Succeeded").as_deref(),
+        Some("False"),
+        "{run:#}"
+    );
+    assert_eq!(f.log("bad-t-pod", "step-b").await, "");
+}
