@@ -17,6 +17,10 @@ use ktune::store::{NewTrial, ObservationRow, SqlStore, TrialOutcome, TrialQuery,
 use ktune_algorithms::history::TrialState;
 use support::scratch;
 
+/// When the made-up experiments start (2026-11-18 UTC), so pages and
+/// screenshots show plausible dates.
+const T0: i64 = 1_795_000_000_000;
+
 const XSS: &str = "<script>alert(1)</script>";
 
 fn unique(prefix: &str) -> String {
@@ -49,7 +53,7 @@ fn outcome(state: TrialState, objective: Option<f64>) -> TrialOutcome {
         reason: format!("Trial{state:?}"),
         message: String::new(),
         objective,
-        at: 2_000_000,
+        at: T0 + 2_000_000,
     }
 }
 
@@ -59,7 +63,7 @@ fn outcome(state: TrialState, objective: Option<f64>) -> TrialOutcome {
 /// Returns the store ids by trial number and the best trial's name.
 async fn fill(store: &SqlStore, name: &str, n: usize) -> (Vec<i64>, String) {
     let (e, _) = store
-        .create_experiment(name, &spec(name), 1_000_000)
+        .create_experiment(name, &spec(name), T0 + 1_000_000)
         .await
         .unwrap();
     let trials: Vec<NewTrial> = (1..=n)
@@ -81,7 +85,10 @@ async fn fill(store: &SqlStore, name: &str, n: usize) -> (Vec<i64>, String) {
             labels: BTreeMap::new(),
         })
         .collect();
-    store.insert_trials(e.id, &trials, 1_000_500).await.unwrap();
+    store
+        .insert_trials(e.id, &trials, T0 + 1_000_500)
+        .await
+        .unwrap();
     let rows = store.trials(e.id).await.unwrap();
     let mut best: Option<(f64, String)> = None;
     for (k, t) in rows.iter().enumerate() {
@@ -332,6 +339,63 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
     assert_eq!(json.as_array().unwrap().len(), 120);
     assert_eq!(json[0]["name"], best.as_str());
     assert!(page(&server, "/experiments/demo/spec.yaml").contains("algorithmName: random"));
+
+    // A parallel-coordinates selection filters the table, its pages and exports.
+    let brush = |json: &str| format!("brush={}", ktune::ui::data::url_encode(json));
+    let sgd = page(
+        &server,
+        &format!(
+            "/experiments/demo?per=1000&{}",
+            brush(r#"{"params":{"opt":["sgd"]}}"#)
+        ),
+    );
+    let names = table_names(&sgd);
+    assert_eq!(names.len(), 60, "even trials use sgd");
+    assert!(
+        names
+            .iter()
+            .all(|n| n[2..].parse::<u32>().unwrap() % 2 == 0)
+    );
+    assert!(sgd.contains("60 matching"));
+    assert!(sgd.contains("Selected in the parallel coordinates: opt sgd"));
+    let ranged = page(
+        &server,
+        &format!(
+            "/experiments/demo?per=1000&{}",
+            brush(r#"{"params":{"lr":[0.002,0.01]},"objective":[0,2]}"#)
+        ),
+    );
+    let names = table_names(&ranged);
+    // lr = 0.001·1.06^i within [0.002, 0.01]: i = 12..=39; of those, an
+    // objective (log10 lr + 1)² + 0.01·(i mod 7) ≤ 2 from i = 24 on.
+    assert_eq!(names.len(), 16, "{names:?}");
+    assert_eq!(names.first().map(String::as_str), Some("t-024"));
+    let paged = page(
+        &server,
+        &format!(
+            "/experiments/demo?per=10&page=2&{}",
+            brush(r#"{"params":{"opt":["sgd"]}}"#)
+        ),
+    );
+    assert_eq!(
+        table_names(&paged)[0],
+        "t-022",
+        "paging applies after the selection"
+    );
+    assert!(paged.contains("page 2 of 6"));
+    let brushed_csv = page(
+        &server,
+        &format!(
+            "/experiments/demo/trials.csv?{}",
+            brush(r#"{"params":{"opt":["sgd"]}}"#)
+        ),
+    );
+    assert_eq!(brushed_csv.lines().count(), 61);
+    let ignored = page(&server, "/experiments/demo?brush=%7Bnot-json");
+    assert!(
+        ignored.contains("120 matching"),
+        "a malformed selection is ignored"
+    );
 
     // Trial pages: parameters, metrics, output, empty states.
     let t3 = page(&server, "/experiments/demo/trials/t-003");
@@ -656,4 +720,141 @@ async fn dashboard_queries_conform_on_postgres() {
         }
         Err(e) => panic!("CI=true needs PostgreSQL at {url}: {e}"),
     }
+}
+
+/// Where the browser test finds Chromium and its driver library, or why it
+/// cannot run. In CI (`CI` set) a missing piece fails the test: `.ci/run`
+/// installs both (`scripts/browser-deps`).
+fn browser_setup() -> Result<std::path::PathBuf, String> {
+    let chromium = std::env::var_os("KTUNE_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    let driver = support::repo_root().join("tests/browser/node_modules/playwright-core");
+    if !chromium.exists() {
+        return Err(format!("no Chromium at {}", chromium.display()));
+    }
+    if !driver.exists() {
+        return Err(format!("no playwright-core at {}", driver.display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("no node on PATH".to_owned());
+    }
+    Ok(chromium)
+}
+
+/// Headless Chromium through every page (tests/browser/ui.mjs): the list,
+/// a finished experiment (one history mark per trial, curves, parallel
+/// coordinates, importance, spec), brushing the objective axis filters the
+/// table, a trial page with its curve and output, a running experiment
+/// updated live while the store changes, and an empty one. Screenshots of
+/// each page land in the test's scratch folder, and in
+/// `$KTUNE_SCREENSHOTS_DIR` when set (docs/screenshots holds the README's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_sees_every_page_brushes_the_table_and_gets_live_updates() {
+    let chromium = match browser_setup() {
+        Ok(path) => path,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: {why} (run scripts/browser-deps)");
+            return;
+        }
+        Err(why) => panic!("{why}: .ci/run should have run scripts/browser-deps"),
+    };
+    let dir = scratch("browser");
+    let db = format!("sqlite:{}", dir.join("ktune.db").display());
+    let store = SqlStore::connect(&db).await.unwrap();
+    let (_, best) = fill(&store, "demo", 120).await;
+    let demo = store.experiment("demo").await.unwrap().unwrap();
+    store
+        .set_experiment_state(
+            demo.id,
+            ktune::store::ExperimentState::Succeeded,
+            "MaxTrialsReached",
+            Some(T0 + 3_000_000),
+        )
+        .await
+        .unwrap();
+    fill(&store, "live", 6).await;
+    store
+        .create_experiment("empty", &spec("empty"), T0 + 1_000_000)
+        .await
+        .unwrap();
+    let trials_dir = dir.join("trials");
+    std::fs::create_dir_all(trials_dir.join("demo/t-003")).unwrap();
+    std::fs::write(trials_dir.join("demo/t-003/stdout.log"), "hello\nloss=1\n").unwrap();
+    let server = start(&db, &trials_dir, &[]);
+
+    // The "live" experiment keeps changing while the browser watches.
+    let live = store.experiment("live").await.unwrap().unwrap();
+    let writer_store = store.clone();
+    let writer = tokio::spawn(async move {
+        for i in 7.. {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let new = NewTrial {
+                name: format!("t-{i:03}"),
+                assignment: vec![("lr".into(), "0.01".into()), ("opt".into(), "sgd".into())],
+                labels: BTreeMap::new(),
+            };
+            if writer_store
+                .insert_trials(live.id, &[new], T0 + 4_000_000)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Ok(Some(t)) = writer_store
+                .trial_named(live.id, &format!("t-{i:03}"))
+                .await
+            {
+                let _ = writer_store
+                    .transition(
+                        t.id,
+                        &[TrialState::Pending],
+                        &outcome(TrialState::Running, None),
+                    )
+                    .await;
+            }
+        }
+    });
+
+    let shots = dir.join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg("tests/browser/ui.mjs")
+        .arg(format!("http://{}", server.base))
+        .arg(&shots)
+        .arg(&best)
+        .env("KTUNE_CHROMIUM", &chromium)
+        .current_dir(support::repo_root())
+        .output()
+        .await
+        .unwrap();
+    writer.abort();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "browser checks failed:\n{report}");
+    for page in [
+        "experiments",
+        "experiment",
+        "experiment-brushed",
+        "trial",
+        "experiment-live",
+    ] {
+        let png = shots.join(format!("{page}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "no screenshot {}",
+            png.display()
+        );
+        if let Some(keep) = std::env::var_os("KTUNE_SCREENSHOTS_DIR") {
+            let keep = std::path::PathBuf::from(keep);
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(&png, keep.join(format!("{page}.png"))).unwrap();
+        }
+    }
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ktune_algorithms::history::{Objective, TrialState};
 
+use super::brush::Brush;
 use crate::store::{ExperimentRecord, TrialQuery, TrialRow, TrialSort, state_from_str};
 
 /// The experiment's algorithm name, or `-` when the spec names none.
@@ -219,6 +220,8 @@ pub struct TableParams {
     pub q: Option<String>,
     /// `1`: the history on a log scale.
     pub log: Option<String>,
+    /// The parallel-coordinates selection as JSON (see [`Brush`]).
+    pub brush: Option<String>,
 }
 
 impl TableParams {
@@ -276,6 +279,12 @@ impl TableParams {
         }
     }
 
+    /// The parallel-coordinates selection, when one is given and well formed.
+    #[must_use]
+    pub fn brush(&self) -> Option<Brush> {
+        self.brush.as_deref().and_then(Brush::parse)
+    }
+
     /// Whether the history is drawn on a log scale.
     #[must_use]
     pub fn log_scale(&self) -> bool {
@@ -294,6 +303,7 @@ impl TableParams {
             ("state", self.state.clone()),
             ("q", self.q.clone()),
             ("log", self.log.clone()),
+            ("brush", self.brush.clone()),
         ];
         for (key, value) in changes {
             if let Some(slot) = pairs.iter_mut().find(|(k, _)| k == key) {

@@ -11,6 +11,7 @@
 //! `/events` (server-sent events), `/assets/…`.
 
 mod assets;
+pub mod brush;
 pub mod data;
 mod html;
 mod live;
@@ -33,7 +34,7 @@ use tokio::sync::broadcast;
 pub use html::escape;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialRow, state_to_str};
+use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialPage, TrialRow, state_to_str};
 use data::TableParams;
 use pages::ExperimentSummary;
 
@@ -127,6 +128,39 @@ impl AppState {
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| self.fail(UiError::NotFound(format!("No experiment named {name:?}."))))
     }
+
+    /// The trial table's rows (with `all`, every matching row): filtered,
+    /// ordered and paged in SQL; a parallel-coordinates selection, which
+    /// portable SQL cannot express over the stored assignment JSON, is
+    /// applied here to the rows the SQL filter matched.
+    async fn table_page(
+        &self,
+        experiment_id: i64,
+        params: &TableParams,
+        all: bool,
+    ) -> PageResult<TrialPage> {
+        let Some(brush) = params.brush() else {
+            return self
+                .store
+                .trial_page(experiment_id, &params.query(all))
+                .await
+                .map_err(|e| self.fail(e));
+        };
+        let mut page = self
+            .store
+            .trial_page(experiment_id, &params.query(true))
+            .await
+            .map_err(|e| self.fail(e))?;
+        page.rows.retain(|t| brush.keeps(t));
+        page.total = i64::try_from(page.rows.len()).unwrap_or(i64::MAX);
+        if !all {
+            let q = params.query(false);
+            let skip = usize::try_from(q.offset).unwrap_or(usize::MAX);
+            let take = usize::try_from(q.limit).unwrap_or(usize::MAX);
+            page.rows = page.rows.into_iter().skip(skip).take(take).collect();
+        }
+        Ok(page)
+    }
 }
 
 /// The dashboard's routes over `store`; spawns the live-update poller, so
@@ -166,7 +200,8 @@ pub fn router(store: SqlStore, config: Config) -> Router {
         )
         .route(&format!("{base}/events"), get(events))
         .route(&format!("{base}/assets/style.css"), get(style_css))
-        .route(&format!("{base}/assets/app.js"), get(app_js));
+        .route(&format!("{base}/assets/app.js"), get(app_js))
+        .route(&format!("{base}/assets/favicon.svg"), get(favicon_svg));
     if !base.is_empty() {
         router = router.route(&base, get(experiments_page));
     }
@@ -246,11 +281,7 @@ async fn experiment_page(
 ) -> PageResult<Html<String>> {
     let record = app.experiment(&name).await?;
     let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
-    let page = app
-        .store
-        .trial_page(record.id, &params.query(false))
-        .await
-        .map_err(|e| app.fail(e))?;
+    let page = app.table_page(record.id, &params, false).await?;
     let objective = record.objective();
     let rows = app
         .store
@@ -325,20 +356,25 @@ async fn export_rows(
     params: &TableParams,
 ) -> PageResult<(Vec<String>, Vec<TrialRow>)> {
     let record = app.experiment(name).await?;
-    let page = app
-        .store
-        .trial_page(record.id, &params.query(true))
-        .await
-        .map_err(|e| app.fail(e))?;
+    let page = app.table_page(record.id, params, true).await?;
     let parameters = parameter_names(&record, &page.rows);
     Ok((parameters, page.rows))
 }
 
+/// One CSV cell: quoted when needed, and text that a spreadsheet would run
+/// as a formula (`=`, `+`, `-`, `@`, tab or carriage return first, and
+/// not a number) prefixed with `'` — trial names and parameter values come
+/// from users and programs, and the export is opened in spreadsheets.
 fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -499,9 +535,37 @@ async fn style_css() -> impl IntoResponse {
     )
 }
 
+async fn favicon_svg() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        assets::FAVICON_SVG,
+    )
+}
+
 async fn app_js() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         assets::APP_JS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_quote_and_defuse_formulas_but_keep_numbers() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("+cmd"), "'+cmd");
+        assert_eq!(csv_cell("-0.25"), "-0.25");
+        assert_eq!(csv_cell("-1e-3"), "-1e-3");
+        assert_eq!(csv_cell("-x"), "'-x");
+    }
 }

@@ -23,6 +23,7 @@ pub fn layout(base: &str, title: &str, live: &str, body: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · ktune</title><link rel=\"stylesheet\" href=\"{base}/assets/style.css\">\
+         <link rel=\"icon\" type=\"image/svg+xml\" href=\"{base}/assets/favicon.svg\">\
          <script src=\"{base}/assets/app.js\" defer></script></head>\
          <body data-base=\"{base}\" data-live=\"{}\"><header><a href=\"{base}/\">ktune</a> \
          <span id=\"live\" class=\"live\"></span></header><main id=\"main\">{body}</main></body></html>",
@@ -340,7 +341,12 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         };
         let _ = write!(out, "<option{selected}>{s}</option>");
     }
-    for (k, val) in [("sort", &p.sort), ("dir", &p.dir), ("per", &p.per)] {
+    for (k, val) in [
+        ("sort", &p.sort),
+        ("dir", &p.dir),
+        ("per", &p.per),
+        ("brush", &p.brush),
+    ] {
         if let Some(val) = val {
             let _ = write!(
                 out,
@@ -358,6 +364,15 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         h = escape(&here),
         x = escape(&export),
     );
+    if let Some(brush) = p.brush() {
+        let _ = write!(
+            out,
+            "<p class=\"selection\">Selected in the parallel coordinates: {} · <a id=\"clear-brush\" href=\"{}{}\">clear</a></p>",
+            escape(&brush.describe(&v.summary.objective.metric)),
+            escape(&here),
+            escape(&p.with(&[("brush", None), ("page", None)]))
+        );
+    }
     if v.page.rows.is_empty() {
         out.push_str("<p class=\"empty\">No trials match.</p></section>");
         return out;

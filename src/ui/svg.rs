@@ -66,6 +66,20 @@ impl Scale {
         self.from + (v - self.lo) / (self.hi - self.lo) * (self.to - self.from)
     }
 
+    /// `data-…` attributes from which the page's script maps a pixel back
+    /// to a value (for brushing): value = lo + (px − from)/(to − from)·(hi − lo),
+    /// as a power of ten on a log axis.
+    fn data_attributes(&self) -> String {
+        format!(
+            "data-from=\"{}\" data-to=\"{}\" data-lo=\"{}\" data-hi=\"{}\" data-log=\"{}\"",
+            self.from,
+            self.to,
+            self.lo,
+            self.hi,
+            u8::from(self.log)
+        )
+    }
+
     /// The value at the low and high ends, for axis labels.
     fn ends(&self) -> (f64, f64) {
         if self.log {
@@ -77,7 +91,7 @@ impl Scale {
 }
 
 /// A short label for an axis value.
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
         format!("{v:.3e}")
     } else {
@@ -321,8 +335,10 @@ pub fn parallel(
                 let (lo, hi) = s.ends();
                 let _ = write!(
                     out,
-                    "<g class=\"axis\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
+                    "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
                      <text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
+                    escape(p),
+                    s.data_attributes(),
                     TOP + 2.0,
                     escape(p),
                     if s.log { " (log)" } else { "" },
@@ -346,7 +362,9 @@ pub fn parallel(
                 let n = cats.len().max(2) - 1;
                 let _ = write!(
                     out,
-                    "<g class=\"axis\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" data-from=\"{bottom}\" data-to=\"{top}\" data-cats=\"{}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                    escape(p),
+                    escape(&serde_json::Value::from(cats.clone()).to_string()),
                     TOP + 2.0,
                     escape(p)
                 );
@@ -374,8 +392,9 @@ pub fn parallel(
     let (lo, hi) = s.ends();
     let _ = write!(
         out,
-        "<g class=\"axis objective\" data-x=\"{ax:.1}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+        "<g class=\"axis objective\" data-x=\"{ax:.1}\" data-objective=\"1\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
          <text x=\"{ax:.1}\" y=\"{top}\" text-anchor=\"end\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
+        s.data_attributes(),
         TOP + 2.0,
         escape(metric),
         num(hi),

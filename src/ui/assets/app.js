@@ -2,7 +2,9 @@
 // without this script; it listens to the server's events and reloads the
 // page's main part when its experiment changed (at most once a second),
 // shows a trial's title beside the pointer, and lets a drag along a
-// parallel-coordinates axis dim the lines outside the dragged range.
+// parallel-coordinates axis dim the lines outside the dragged range and
+// filter the trial table to it (server-side, through the `brush` query
+// parameter, so paging and exports follow the selection).
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
@@ -65,6 +67,8 @@
   // The drag in progress: {svg, axis, from}; one set of window listeners
   // for every chart, so live refreshes add none.
   var drag = null;
+  // When the main part was last reloaded (live refreshes wait a second).
+  var last = 0;
   function setupBrushing(svg) {
     var axes = [].map.call(svg.querySelectorAll("[data-x]"), function (g) { return g.getAttribute("data-x"); });
     svg.addEventListener("mousedown", function (e) {
@@ -87,16 +91,106 @@
     if (!drag) { return; }
     if (Math.abs(svgY(drag.svg, e).y - drag.from) < 3) { delete brushes[drag.axis]; }
     applyBrushes(drag.svg);
+    filterTable(drag.svg);
     drag = null;
   });
+
+  // The brushed ranges in data units, as the server's `brush` parameter
+  // reads them: {"params":{name:[lo,hi] or [categories]},"objective":[lo,hi]}.
+  function brushValue(svg) {
+    var out = { params: {} };
+    var any = false;
+    Object.keys(brushes).forEach(function (x) {
+      var axis = svg.querySelector('[data-x="' + x + '"]');
+      if (!axis) { return; }
+      var y0 = brushes[x][0], y1 = brushes[x][1];
+      var from = +axis.getAttribute("data-from"), to = +axis.getAttribute("data-to");
+      var cats = axis.getAttribute("data-cats");
+      var range;
+      if (cats !== null) {
+        var list = JSON.parse(cats);
+        var n = Math.max(list.length, 2) - 1;
+        range = list.filter(function (c, k) {
+          var py = from + (to - from) * k / n;
+          return py >= y0 && py <= y1;
+        });
+      } else {
+        var lo = +axis.getAttribute("data-lo"), hi = +axis.getAttribute("data-hi");
+        var log = axis.getAttribute("data-log") === "1";
+        range = [y1, y0].map(function (y) {
+          var v = lo + (y - from) / (to - from) * (hi - lo);
+          return log ? Math.pow(10, v) : v;
+        });
+      }
+      any = true;
+      if (axis.getAttribute("data-objective") === "1") { out.objective = range; }
+      else { out.params[axis.getAttribute("data-param")] = range; }
+    });
+    return any ? JSON.stringify(out) : null;
+  }
+  // Puts the selection in the address (so reloads, paging and exports keep
+  // it) and reloads the page's main part: the server filters the table.
+  function filterTable(svg) {
+    var url = new URL(location.href);
+    var value = brushValue(svg);
+    if (value === null) { url.searchParams.delete("brush"); } else { url.searchParams.set("brush", value); }
+    url.searchParams.delete("page");
+    history.replaceState(null, "", url.toString());
+    reload();
+  }
+  function reload() {
+    last = Date.now();
+    return fetch(location.href, { headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("main");
+        var main = document.getElementById("main");
+        if (fresh && main) {
+          main.innerHTML = fresh.innerHTML;
+          init();
+        }
+      })
+      .catch(function () {});
+  }
+  // A page opened with a selection in its address: draw it.
+  function restoreBrushes(svg) {
+    var text = new URL(location.href).searchParams.get("brush");
+    var b;
+    try { b = JSON.parse(text || "null"); } catch (err) { return; }
+    if (!b) { return; }
+    [].forEach.call(svg.querySelectorAll("[data-x]"), function (axis) {
+      var range = axis.getAttribute("data-objective") === "1" ? b.objective : (b.params || {})[axis.getAttribute("data-param")];
+      if (!range) { return; }
+      var from = +axis.getAttribute("data-from"), to = +axis.getAttribute("data-to");
+      var cats = axis.getAttribute("data-cats");
+      var ys;
+      if (cats !== null) {
+        var list = JSON.parse(cats);
+        var n = Math.max(list.length, 2) - 1;
+        ys = range.map(function (c) { return from + (to - from) * list.indexOf(c) / n; });
+        ys = [Math.min.apply(null, ys) - 4, Math.max.apply(null, ys) + 4];
+      } else {
+        var lo = +axis.getAttribute("data-lo"), hi = +axis.getAttribute("data-hi");
+        var log = axis.getAttribute("data-log") === "1";
+        ys = range.map(function (v) {
+          var u = log ? Math.log(v) / Math.LN10 : v;
+          return from + (u - lo) / (hi - lo) * (to - from);
+        });
+      }
+      brushes[axis.getAttribute("data-x")] = [Math.min(ys[0], ys[1]), Math.max(ys[0], ys[1])];
+    });
+  }
   function init() {
-    [].forEach.call(document.querySelectorAll("svg.parallel"), setupBrushing);
+    [].forEach.call(document.querySelectorAll("svg.parallel"), function (svg) {
+      if (Object.keys(brushes).length === 0) { restoreBrushes(svg); }
+      setupBrushing(svg);
+    });
   }
   init();
 
   if (!live || !window.EventSource) { return; }
   var pending = false;
-  var last = 0;
   function refresh() {
     if (pending) { return; }
     pending = true;
@@ -108,20 +202,7 @@
         pending = false;
         return;
       }
-      last = Date.now();
-      fetch(location.href, { headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.text(); })
-        .then(function (html) {
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.getElementById("main");
-          var main = document.getElementById("main");
-          if (fresh && main) {
-            main.innerHTML = fresh.innerHTML;
-            init();
-          }
-        })
-        .catch(function () {})
-        .then(function () { pending = false; });
+      reload().then(function () { pending = false; });
     }, wait);
   }
   var source = new EventSource(base + "/events");
