@@ -391,6 +391,19 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
         ),
     );
     assert_eq!(brushed_csv.lines().count(), 61);
+    let table_only = page(&server, "/experiments/demo/trials?per=10&page=2");
+    assert_eq!(
+        table_names(&table_only),
+        (11..=20).map(|i| format!("t-{i:03}")).collect::<Vec<_>>()
+    );
+    assert!(
+        table_only.contains("href=\"/experiments/demo/trials?page=3&amp;per=10\""),
+        "{table_only}"
+    );
+    assert!(
+        !table_only.contains("<svg class=\"chart"),
+        "the table page draws no charts"
+    );
     let ignored = page(&server, "/experiments/demo?brush=%7Bnot-json");
     assert!(
         ignored.contains("120 matching"),

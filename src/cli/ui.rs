@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value = ".ktune/trials")]
     trials_dir: PathBuf,
     /// How often the store is polled for live updates, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = crate::ui::DEFAULT_POLL.as_millis() as u64)]
     poll_ms: u64,
 }
 

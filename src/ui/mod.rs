@@ -7,6 +7,7 @@
 //! `/experiments/{name}` (history, curves, parameters, importance, trial
 //! table, spec), `/experiments/{name}/trials.csv|trials.json` (exports with
 //! the table's filter and order), `/experiments/{name}/spec.yaml`,
+//! `/experiments/{name}/trials` (the table alone),
 //! `/experiments/{name}/trials/{trial}` (parameters, metrics, output),
 //! `/events` (server-sent events), `/assets/…`.
 
@@ -37,6 +38,11 @@ use crate::engine::decide::Counts;
 use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialPage, TrialRow, state_to_str};
 use data::TableParams;
 use pages::ExperimentSummary;
+
+/// How often the store is polled for live updates unless told otherwise:
+/// one cheap query per poll ([`SqlStore::change_marks`]) while a page
+/// listens, none otherwise.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(100);
 
 /// How much of a trial's output the trial page shows (its end).
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
@@ -181,6 +187,10 @@ pub fn router(store: SqlStore, config: Config) -> Router {
         .route(
             &format!("{base}/experiments/{{name}}"),
             get(experiment_page),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/trials"),
+            get(trials_page),
         )
         .route(
             &format!("{base}/experiments/{{name}}/trials.csv"),
@@ -347,6 +357,25 @@ async fn experiment_page(
         now: now_ms(),
     };
     Ok(Html(pages::experiment(&app.config.base_path, &view)))
+}
+
+async fn trials_page(
+    State(app): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<TableParams>,
+) -> PageResult<Html<String>> {
+    let record = app.experiment(&name).await?;
+    let page = app.table_page(record.id, &params, false).await?;
+    let parameters = parameter_names(&record, &page.rows);
+    let metric = record.objective().metric;
+    let view = pages::TableView {
+        experiment: &record.name,
+        metric: &metric,
+        parameters: &parameters,
+        page: &page,
+        params: &params,
+    };
+    Ok(Html(pages::trials(&app.config.base_path, &view)))
 }
 
 /// Every trial matching the table's filter, in its order, for exports.

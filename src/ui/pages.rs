@@ -292,7 +292,17 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     }
     body.push_str("</section>");
 
-    body.push_str(&table(base, &e.name, v));
+    body.push_str(&table(
+        base,
+        &here,
+        &TableView {
+            experiment: &e.name,
+            metric,
+            parameters: v.parameters,
+            page: v.page,
+            params: v.params,
+        },
+    ));
 
     let _ = write!(
         body,
@@ -311,10 +321,45 @@ fn params_text(t: &TrialRow) -> String {
         .join(" ")
 }
 
+/// What the trial table shows.
+#[derive(Debug, Clone, Copy)]
+pub struct TableView<'a> {
+    /// The experiment's name.
+    pub experiment: &'a str,
+    /// The objective metric's name (a column).
+    pub metric: &'a str,
+    /// Parameter names, one column each.
+    pub parameters: &'a [String],
+    /// The page's rows and the matching total.
+    pub page: &'a TrialPage,
+    /// The query the page answers.
+    pub params: &'a TableParams,
+}
+
+/// The trials page: the table alone, cheap at any number of trials (one
+/// page of rows from the store; no charts). The experiment page's script
+/// reloads its table from here when the brushing selection changes.
+#[must_use]
+pub fn trials(base: &str, v: &TableView<'_>) -> String {
+    let href = experiment_href(base, v.experiment);
+    let body = format!(
+        "<h1><a href=\"{}\">{}</a> · trials</h1>{}",
+        escape(&href),
+        escape(v.experiment),
+        table(base, &format!("{href}/trials"), v)
+    );
+    layout(
+        base,
+        &format!("{} · trials", v.experiment),
+        v.experiment,
+        &body,
+    )
+}
+
 /// The trial table: a filter form, sortable headers, pager and exports,
 /// all plain links and GET forms so it works without JavaScript.
-fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
-    let here = experiment_href(base, experiment);
+fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
+    let experiment = v.experiment;
     let p = v.params;
     let per = p.per();
     let pages = page_count(v.page.total, per);
@@ -322,7 +367,7 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
     let mut out = format!(
         "<section id=\"trials\"><h2>Trials</h2><form method=\"get\" action=\"{}\">\
          <input name=\"q\" placeholder=\"name contains\" value=\"{}\"> <select name=\"state\"><option value=\"\">any state</option>",
-        escape(&here),
+        escape(here),
         escape(p.q.as_deref().unwrap_or_default())
     );
     for s in [
@@ -361,15 +406,15 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         "</select> <button>filter</button></form><p class=\"exports\">{} matching · export \
          <a href=\"{h}/trials.csv{x}\">CSV</a> <a href=\"{h}/trials.json{x}\">JSON</a></p>",
         v.page.total,
-        h = escape(&here),
+        h = escape(here),
         x = escape(&export),
     );
     if let Some(brush) = p.brush() {
         let _ = write!(
             out,
             "<p class=\"selection\">Selected in the parallel coordinates: {} · <a id=\"clear-brush\" href=\"{}{}\">clear</a></p>",
-            escape(&brush.describe(&v.summary.objective.metric)),
-            escape(&here),
+            escape(&brush.describe(&v.metric)),
+            escape(here),
             escape(&p.with(&[("brush", None), ("page", None)]))
         );
     }
@@ -394,14 +439,14 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         let _ = write!(
             out,
             "<th><a href=\"{}{}\">{label}{mark}</a></th>",
-            escape(&here),
+            escape(here),
             escape(&link)
         );
     };
     header("seq", "#", &mut out);
     header("name", "name", &mut out);
     header("state", "state", &mut out);
-    header("objective", &escape(&v.summary.objective.metric), &mut out);
+    header("objective", &escape(&v.metric), &mut out);
     header("completed", "completed", &mut out);
     for name in v.parameters {
         let _ = write!(out, "<th>{}</th>", escape(name));
@@ -439,7 +484,7 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         let _ = write!(
             out,
             "<a rel=\"prev\" href=\"{}{}\">previous</a> ",
-            escape(&here),
+            escape(here),
             escape(&p.with(&[("page", Some((page - 1).to_string()))]))
         );
     }
@@ -447,7 +492,7 @@ fn table(base: &str, experiment: &str, v: &ExperimentView<'_>) -> String {
         let _ = write!(
             out,
             "<a rel=\"next\" href=\"{}{}\">next</a>",
-            escape(&here),
+            escape(here),
             escape(&p.with(&[("page", Some((page + 1).to_string()))]))
         );
     }

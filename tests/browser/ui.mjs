@@ -76,6 +76,8 @@ try {
   check((await page.locator("svg.parallel path.line.dim").count()) > 0, "lines outside the selection are dimmed");
   const rows = await page.locator("#trials tbody tr").count();
   check(rows === Math.min(matching, 50), "the table's rows are the selected trials");
+  const sortLink = await page.locator("#trials thead a").first().getAttribute("href");
+  check(sortLink.startsWith("/experiments/demo?") && sortLink.includes("brush="), `the reloaded table's links stay on this page and keep the selection (${sortLink})`);
   await shot("experiment-brushed");
   await Promise.all([page.waitForNavigation(), page.click("#clear-brush")]);
   check((await page.locator("#trials p.selection").count()) === 0, "the selection is cleared");

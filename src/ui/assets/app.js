@@ -136,7 +136,30 @@
     if (value === null) { url.searchParams.delete("brush"); } else { url.searchParams.set("brush", value); }
     url.searchParams.delete("page");
     history.replaceState(null, "", url.toString());
-    reload();
+    reloadTable();
+  }
+  // Replaces the trial table with a fresh one from the cheap trials page
+  // (no charts rendered), its links pointed back at this page.
+  function reloadTable() {
+    var page = location.pathname.replace(/\/$/, "");
+    var tablePath = page + "/trials";
+    return fetch(tablePath + location.search, { headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("trials");
+        var current = document.getElementById("trials");
+        if (!fresh || !current) { return; }
+        [].forEach.call(fresh.querySelectorAll("a[href], form[action]"), function (el) {
+          var attr = el.hasAttribute("href") ? "href" : "action";
+          var value = el.getAttribute(attr);
+          if (value === tablePath || value.indexOf(tablePath + "?") === 0) {
+            el.setAttribute(attr, page + value.slice(tablePath.length));
+          }
+        });
+        current.replaceWith(document.importNode(fresh, true));
+      })
+      .catch(function () {});
   }
   function reload() {
     last = Date.now();
