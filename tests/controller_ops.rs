@@ -110,6 +110,19 @@ async fn healthz_readyz_and_metrics_report_reconciles_and_trials_by_state() {
         assert_eq!(code, 200, "{metrics}");
         let trials = cluster.jsonpath(&["experiment", "metered"], "{.status.trialsSucceeded}");
         assert_eq!(trials, "3");
+        // The dashboard is served on the same port, over the controller's store.
+        let (code, home) = get(listen, "/").unwrap();
+        assert_eq!(code, 200, "{home}");
+        assert!(home.contains("metered"), "{home}");
+        let link = home
+            .split("href=\"/experiments/")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        let (code, page) = get(listen, &format!("/experiments/{link}")).unwrap();
+        assert_eq!(code, 200, "{page}");
+        assert!(page.contains("3 succeeded"), "{page}");
         (cluster, controller, metrics)
     })
     .await

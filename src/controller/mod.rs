@@ -158,7 +158,8 @@ fn error_policy<K>(_object: Arc<K>, error: &ControllerError, _ctx: Arc<Context>)
 }
 
 /// Runs the controllers until `shutdown` resolves (or a signal arrives),
-/// serving the operations endpoints on `options.listen`; with
+/// serving the operations endpoints and the dashboard (`ktune ui`'s pages)
+/// on `options.listen`; with
 /// `options.leader`, only while holding the lease (a standby waits, ready).
 ///
 /// # Errors
@@ -193,7 +194,17 @@ pub async fn run(
     let server = match options.listen {
         Some(addr) => {
             let until = futures::future::select(shutdown.clone(), server_stopped);
-            let serving = ops::serve(addr, Arc::clone(&ops), async move {
+            // The dashboard over the controller's store, beside the
+            // operations endpoints (read-only; a standby serves it too).
+            let dashboard = crate::ui::router(
+                store.clone(),
+                crate::ui::Config {
+                    base_path: String::new(),
+                    trials_dir: std::path::PathBuf::new(),
+                    poll: crate::ui::DEFAULT_POLL,
+                },
+            );
+            let serving = ops::serve(addr, Arc::clone(&ops), dashboard, async move {
                 until.await;
             });
             Some(tokio::spawn(serving.await?))

@@ -247,21 +247,23 @@ pub fn router(ops: Arc<Ops>) -> Router {
 }
 
 /// Binds `addr` now (so a taken port fails the start, not later) and
-/// returns the server, which runs until `shutdown` resolves.
+/// returns the server of the operations endpoints and `extra` (the
+/// dashboard), which runs until `shutdown` resolves.
 ///
 /// # Errors
 /// [`OpsError::Bind`] when the address cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
     ops: Arc<Ops>,
+    extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<impl Future<Output = ()> + Send, OpsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| OpsError::Bind { addr, source })?;
-    tracing::info!("serving /healthz, /readyz and /metrics on {addr}");
+    tracing::info!("serving /healthz, /readyz, /metrics and the dashboard on {addr}");
     Ok(async move {
-        if let Err(e) = axum::serve(listener, router(ops))
+        if let Err(e) = axum::serve(listener, router(ops).merge(extra))
             .with_graceful_shutdown(shutdown)
             .await
         {
