@@ -39,6 +39,21 @@ pub struct Args {
     /// Seconds a lease not renewed stays held; it is renewed every third.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     lease_duration_seconds: u64,
+    /// The workload kinds trials may use, as `Kind.version.group` (Katib's
+    /// `trialResources`); an experiment of another kind fails. Grant the
+    /// same kinds in the RBAC rules (deploy/rbac.yaml grants the default).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = controller::kinds::default_trial_resources(),
+        value_parser = parse_trial_resource,
+    )]
+    trial_resources: Vec<controller::kinds::TrialResource>,
+}
+
+fn parse_trial_resource(text: &str) -> Result<controller::kinds::TrialResource, String> {
+    text.parse()
+        .map_err(|e: controller::kinds::BadTrialResource| e.to_string())
 }
 
 /// The service account's namespace when running in a pod.
@@ -71,6 +86,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
             listen: args.listen.0,
+            trial_resources: args.trial_resources.clone(),
             leader: args.leader_elect.then(|| {
                 let namespace = args.lease_namespace.clone().unwrap_or_else(|| {
                     std::fs::read_to_string(IN_CLUSTER_NAMESPACE)

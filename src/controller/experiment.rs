@@ -23,12 +23,14 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::kinds::not_allowed;
 use super::logs::PodLogCollector;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
+use crate::api::template::resolve_template;
 use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, Trial, prepare};
 use crate::engine::{Engine, EngineError, EngineOptions, Event};
@@ -190,23 +192,32 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
                     .join("; "),
                 Err(e) => e.to_string(),
             };
-            let status = json!({"conditions": [
-                {"type": "Created", "status": "True", "reason": "ExperimentCreated", "lastTransitionTime": now()},
-                {"type": "Failed", "status": "True", "reason": "ExperimentInvalid", "message": message, "lastTransitionTime": now()},
-            ]});
-            patch_status(&experiments, &name, status).await?;
-            ctx.publish(&reference, "Invalid", &message).await;
+            refuse(ctx, &experiments, &name, "ExperimentInvalid", &message).await?;
             return Ok(());
         }
     };
     let spec = &prepared.experiment.spec;
     let template = spec.trial_template.clone().unwrap_or_default();
-    let workload = template.trial_spec.clone().unwrap_or_default();
-    let kind = workload
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or("Job")
-        .to_owned();
+    let workload = resolve_template(&template, &configmaps).unwrap_or_default();
+    if let Some(message) = not_allowed(&workload, &ctx.options.trial_resources) {
+        refuse(
+            ctx,
+            &experiments,
+            &name,
+            "TrialResourceNotAllowed",
+            &message,
+        )
+        .await?;
+        return Ok(());
+    }
+    let text = |key: &str| {
+        workload
+            .get(key)
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
     let metrics: Vec<String> = spec
         .objective
         .as_ref()
@@ -230,7 +241,7 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         ctx.client.clone(),
         namespace.clone(),
         parser,
-        kind,
+        (&api_version, &kind),
         template.primary_container_name.clone().unwrap_or_default(),
         template.primary_pod_labels.clone().unwrap_or_default(),
     );
@@ -331,6 +342,25 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         }
         tokio::time::sleep(ctx.options.tick).await;
     }
+}
+
+/// Marks an experiment that cannot run Failed, saying why (also as a
+/// Warning event).
+async fn refuse(
+    ctx: &Context,
+    experiments: &Api<Experiment>,
+    name: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), ControllerError> {
+    let status = json!({"conditions": [
+        {"type": "Created", "status": "True", "reason": "ExperimentCreated", "lastTransitionTime": now()},
+        {"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": now()},
+    ]});
+    let experiment = patch_status(experiments, name, status).await?;
+    ctx.publish(&experiment.object_ref(&()), "Invalid", message)
+        .await;
+    Ok(())
 }
 
 /// A trial's metrics as Katib reports them (min, max, latest), from the

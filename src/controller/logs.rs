@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use tokio::task::JoinHandle;
 
+use super::kinds::owner_label;
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
 use crate::metrics::text::TextParser;
@@ -28,7 +29,7 @@ pub struct PodLogCollector {
     parser: Arc<TextParser>,
     container: String,
     primary_labels: BTreeMap<String, String>,
-    kind: String,
+    owner_label: Option<&'static str>,
 }
 
 impl std::fmt::Debug for PodLogCollector {
@@ -41,15 +42,17 @@ impl std::fmt::Debug for PodLogCollector {
 }
 
 impl PodLogCollector {
-    /// A collector for one experiment's trials: `kind` is the workload's
-    /// kind, `container` the primary container, `primary_labels` what
-    /// singles out the primary pod of a multi-pod workload.
+    /// A collector for one experiment's trials: `api_version` and `kind`
+    /// are the workload's (they say which label names its pods, see
+    /// [`owner_label`]), `container` the primary container,
+    /// `primary_labels` what singles out the primary pod of a multi-pod
+    /// workload.
     #[must_use]
     pub fn new(
         client: Client,
         namespace: String,
         parser: TextParser,
-        kind: String,
+        (api_version, kind): (&str, &str),
         container: String,
         primary_labels: BTreeMap<String, String>,
     ) -> Self {
@@ -59,18 +62,16 @@ impl PodLogCollector {
             parser: Arc::new(parser),
             container,
             primary_labels,
-            kind,
+            owner_label: owner_label(api_version, kind),
         }
     }
 
-    /// The label selector of a trial's primary pod.
+    /// The label selector of a trial's primary pod: its workload's pods,
+    /// narrowed by the primary-pod labels.
     fn selector(&self, trial: &str) -> String {
-        let owner = if self.kind == "Job" {
-            format!("job-name={trial}")
-        } else {
-            format!("training.kubeflow.org/job-name={trial}")
-        };
-        std::iter::once(owner)
+        self.owner_label
+            .map(|label| format!("{label}={trial}"))
+            .into_iter()
             .chain(self.primary_labels.iter().map(|(k, v)| format!("{k}={v}")))
             .collect::<Vec<_>>()
             .join(",")

@@ -8,12 +8,14 @@
 //!   experiment) and the worker writing status and Events;
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
+//! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`leader`]: leader election on a Lease, so that one replica works.
 
 pub mod experiment;
+pub mod kinds;
 pub mod leader;
 pub mod logs;
 pub mod ops;
@@ -29,7 +31,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -84,6 +86,8 @@ pub struct ControllerOptions {
     pub listen: Option<SocketAddr>,
     /// Run the controllers only while holding this lease; always when `None`.
     pub leader: Option<leader::LeaseConfig>,
+    /// The workload kinds trials may use (Katib's `trialResources`).
+    pub trial_resources: Vec<kinds::TrialResource>,
 }
 
 impl Default for ControllerOptions {
@@ -94,6 +98,7 @@ impl Default for ControllerOptions {
             seed: 0,
             listen: None,
             leader: None,
+            trial_resources: kinds::default_trial_resources(),
         }
     }
 }
@@ -152,6 +157,38 @@ impl Context {
     }
 }
 
+/// The allowed trial kinds the API server serves, to watch: a change of a
+/// trial's workload then wakes its reconciler (as Katib watches its
+/// `trialResources`). A kind not served now (its CRD not installed) is
+/// logged and left unwatched; its trials still work, followed by polling.
+async fn served_workloads(
+    client: &Client,
+    options: &ControllerOptions,
+) -> Vec<(Api<DynamicObject>, ApiResource)> {
+    let mut out: Vec<(Api<DynamicObject>, ApiResource)> = Vec::new();
+    for resource in &options.trial_resources {
+        let ar = resource.api_resource();
+        // Versions of one kind share a watch (its objects are the same).
+        if out
+            .iter()
+            .any(|(_, seen)| seen.group == ar.group && seen.plural == ar.plural)
+        {
+            continue;
+        }
+        let api: Api<DynamicObject> = match &options.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => out.push((api, ar)),
+            Err(e) => tracing::info!(
+                "trial resource {resource} is not watched (is its CRD installed?): {e}"
+            ),
+        }
+    }
+    out
+}
+
 fn error_policy<K>(_object: Arc<K>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
     tracing::warn!("reconcile failed: {error}");
     Action::requeue(Duration::from_secs(5))
@@ -183,11 +220,7 @@ pub async fn run(
         .list(&ListParams::default().limit(1))
         .await
         .map_err(ControllerError::CrdsMissing)?;
-    let jobs = ApiResource::from_gvk(&GroupVersionKind::gvk("batch", "v1", "Job"));
-    let job_api: Api<DynamicObject> = match &options.namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &jobs),
-        None => Api::all_with(client.clone(), &jobs),
-    };
+    let workloads = served_workloads(&client, &options).await;
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let ops = Arc::new(ops::Ops::new());
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -282,8 +315,11 @@ pub async fn run(
                 tracing::debug!("experiment reconcile: {e}");
             }
         });
-    let trial_controller = Controller::new(trials, watcher::Config::default())
-        .owns_with(job_api, jobs, watcher::Config::default())
+    let mut trial_controller = Controller::new(trials, watcher::Config::default());
+    for (api, resource) in workloads {
+        trial_controller = trial_controller.owns_with(api, resource, watcher::Config::default());
+    }
+    let trial_controller = trial_controller
         .graceful_shutdown_on(shutdown)
         .run(
             |object, ctx| async move {

@@ -24,8 +24,17 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh fake cluster.
     pub async fn fake(name: &str) -> Self {
+        Self::fake_with(name, &[]).await
+    }
+
+    /// A fresh fake cluster with these manifests created first (the CRDs
+    /// of workload kinds: `ktune_fake_apiserver::crds`).
+    pub async fn fake_with(name: &str, manifests: &[&str]) -> Self {
         let dir = scratch(name);
         let fake = FakeApiServer::new();
+        for manifest in manifests {
+            fake.create_manifest(manifest).unwrap();
+        }
         let (addr, server) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let executor = fake.start_executor(ExecutorConfig {
             workdir: repo_root(),
