@@ -700,8 +700,25 @@ async fn queries_conform(store: &SqlStore) {
         ids[2]
     );
     assert!(store.trial_named(e.id, "nope").await.unwrap().is_none());
-    let curves = store.metric_curves(e.id, "loss").await.unwrap();
+    let reporting = store.trials_reporting(e.id, "loss").await.unwrap();
+    assert_eq!(reporting.len(), 21, "trials 1–20 and the second-to-last");
+    assert!(
+        store
+            .trials_reporting(e.id, "nope")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let curves = store.metric_curves(&reporting, "loss").await.unwrap();
     assert_eq!(curves.len(), 20 * 5 + 3);
+    assert!(
+        curves
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
+    );
+    let one = store.metric_curves(&reporting[..1], "loss").await.unwrap();
+    assert_eq!(one.len(), 5);
+    assert!(store.metric_curves(&[], "loss").await.unwrap().is_empty());
     let marks = store.change_marks().await.unwrap();
     let mark = marks.iter().find(|m| m.experiment == name).unwrap();
     assert_eq!(

@@ -588,35 +588,65 @@ impl SqlStore {
         row.as_ref().map(trial_from_row).transpose()
     }
 
-    /// One metric's numeric reports for every trial of an experiment, as
-    /// (trial id, step, number) by trial then step: all learning curves in
-    /// one query instead of one per trial.
+    /// The ids of an experiment's trials that reported `metric` at least
+    /// once, by id: one index probe per trial, never a scan of every
+    /// observation.
     ///
     /// # Errors
     /// [`StoreError`] on a database error.
-    pub async fn metric_curves(
+    pub async fn trials_reporting(
         &self,
         experiment_id: i64,
         metric: &str,
-    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.trial_id AS trial_id, o.step AS step, o.number AS number \
-             FROM observations o JOIN trials t ON t.id = o.trial_id \
-             WHERE t.experiment_id = $1 AND o.metric = $2 ORDER BY o.trial_id, o.step",
+            "SELECT t.id AS id FROM trials t WHERE t.experiment_id = $1 AND EXISTS \
+             (SELECT 1 FROM observations o WHERE o.trial_id = t.id AND o.metric = $2) \
+             ORDER BY t.id",
         )
         .bind(experiment_id)
         .bind(metric)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// One metric's numeric reports for the given trials, as (trial id,
+    /// step, number) by trial then step: the learning curves a chart
+    /// draws, in one query instead of one per trial. Unknown ids are
+    /// skipped; no ids, no rows.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn metric_curves(
+        &self,
+        trial_ids: &[i64],
+        metric: &str,
+    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+        let mut out = Vec::new();
+        // Bounded statements: SQLite caps the number of bound values.
+        for chunk in trial_ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT trial_id, step, number FROM observations \
+                 WHERE metric = $1 AND trial_id IN ({}) ORDER BY trial_id, step",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(metric);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.push((
                     r.try_get("trial_id")?,
                     r.try_get("step")?,
                     r.try_get("number")?,
-                ))
-            })
-            .collect()
+                ));
+            }
+        }
+        out.sort_by_key(|(trial, step, _)| (*trial, *step));
+        Ok(out)
     }
 
     /// Every experiment's [`ChangeMark`], by id, in two queries whatever

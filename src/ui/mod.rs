@@ -293,24 +293,28 @@ async fn experiment_page(
     let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
     let page = app.table_page(record.id, &params, false).await?;
     let objective = record.objective();
-    let rows = app
+    let reported: std::collections::BTreeSet<i64> = app
         .store
-        .metric_curves(record.id, &objective.metric)
+        .trials_reporting(record.id, &objective.metric)
         .await
-        .map_err(|e| app.fail(e))?;
+        .map_err(|e| app.fail(e))?
+        .into_iter()
+        .collect();
     let by_id: BTreeMap<i64, &TrialRow> = trials.iter().map(|t| (t.id, t)).collect();
-    let reported: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
     let reporting: Vec<TrialRow> = trials
         .iter()
         .filter(|t| reported.contains(&t.id))
         .cloned()
         .collect();
     let drawn = data::shown_trials(&reporting, &objective, data::MAX_CURVES);
+    let drawn: Vec<i64> = drawn.into_iter().collect();
+    let rows = app
+        .store
+        .metric_curves(&drawn, &objective.metric)
+        .await
+        .map_err(|e| app.fail(e))?;
     let mut curves: Vec<svg::Curve> = Vec::new();
     for (trial_id, step, number) in rows {
-        if !drawn.contains(&trial_id) {
-            continue;
-        }
         let Some(t) = by_id.get(&trial_id) else {
             continue;
         };
