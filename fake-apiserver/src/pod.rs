@@ -147,6 +147,28 @@ impl Pods {
         self.logs.remove(&key.0, &key.1);
     }
 
+    /// A key of a Secret in `ns` (`data`, base64, or `stringData`).
+    fn secret(&self, ns: &str, name: &str, key: &str) -> Option<String> {
+        use base64::Engine as _;
+        let rt = self.store.find_type("", "v1", "secrets")?;
+        let secret = self.store.get(&rt, Some(ns), name).ok()?;
+        if let Some(text) = secret
+            .pointer("/data")
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+        {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?;
+            return String::from_utf8(bytes).ok();
+        }
+        secret
+            .pointer("/stringData")
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// What a container of a pod has written so far.
     pub(crate) fn log(&self, ns: &str, pod: &str, container: &str) -> String {
         self.logs
@@ -196,9 +218,10 @@ impl Pods {
 
         let start = |c: &Value| {
             let buf = self.logs.buffer(&ns, &name, str_at(c, "/name"));
+            let env = env_of(&pod, c, &|secret, key| self.secret(&ns, secret, key));
             tokio::spawn(run_container(
                 self.config.workdir.clone(),
-                pod.clone(),
+                env,
                 c.clone(),
                 buf,
                 kill_rx.clone(),
@@ -298,7 +321,15 @@ impl Drop for GroupGuard {
     }
 }
 
-fn env_of(pod: &Value, c: &Value) -> Vec<(String, String)> {
+/// A container's environment: plain values, `fieldRef`s to the pod, and
+/// `secretKeyRef`s (through `secret`: namespace-local name and key →
+/// value); a missing Secret or key is an error unless `optional`, as a
+/// kubelet refuses to start the container (CreateContainerConfigError).
+fn env_of(
+    pod: &Value,
+    c: &Value,
+    secret: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
     let mut out = vec![(
         "HOSTNAME".to_string(),
         str_at(pod, "/metadata/name").to_string(),
@@ -307,6 +338,17 @@ fn env_of(pod: &Value, c: &Value) -> Vec<(String, String)> {
         let name = str_at(e, "/name").to_string();
         if let Some(v) = e.get("value").and_then(Value::as_str) {
             out.push((name, v.to_string()));
+        } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
+            let (secret_name, key) = (str_at(r, "/name"), str_at(r, "/key"));
+            match secret(secret_name, key) {
+                Some(v) => out.push((name, v)),
+                None if r.get("optional").and_then(Value::as_bool) == Some(true) => {}
+                None => {
+                    return Err(format!(
+                        "secret {secret_name:?} (key {key:?}) for {name} not found"
+                    ));
+                }
+            }
         } else if let Some(path) = e
             .pointer("/valueFrom/fieldRef/fieldPath")
             .and_then(Value::as_str)
@@ -341,7 +383,7 @@ fn env_of(pod: &Value, c: &Value) -> Vec<(String, String)> {
             out.push((name, String::new()));
         }
     }
-    out
+    Ok(out)
 }
 
 async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, buf: Arc<LogBuf>) {
@@ -357,7 +399,7 @@ async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, buf: Arc<LogBuf>) {
 #[allow(clippy::too_many_arguments)] // one call site, all plain inputs
 async fn run_container(
     workdir: PathBuf,
-    pod: Value,
+    env: Result<Vec<(String, String)>, String>,
     c: Value,
     buf: Arc<LogBuf>,
     mut kill: watch::Receiver<bool>,
@@ -406,6 +448,10 @@ async fn run_container(
             killed: false,
         };
     }
+    let env = match env {
+        Ok(env) => env,
+        Err(e) => return fail(e, &buf),
+    };
     let Some((prog, args)) = argv.split_first() else {
         return fail(
             "the container has no command or args (the fake executor ignores images)".into(),
@@ -420,7 +466,7 @@ async fn run_container(
         .unwrap_or(workdir);
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
-        .envs(env_of(&pod, &c))
+        .envs(env)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -49,6 +49,15 @@ pub struct Args {
         value_parser = parse_trial_resource,
     )]
     trial_resources: Vec<controller::kinds::TrialResource>,
+    /// Serve the Push metrics endpoint here (`HOST:PORT`); experiments with
+    /// the Push collector need it.
+    #[arg(long)]
+    push_listen: Option<std::net::SocketAddr>,
+    /// The push endpoint's URL as trials reach it (default: the bound
+    /// address; in a cluster, the Service's, e.g.
+    /// `http://ktune-controller.ktune-system:8081`).
+    #[arg(long)]
+    push_url: Option<String>,
 }
 
 fn parse_trial_resource(text: &str) -> Result<controller::kinds::TrialResource, String> {
@@ -87,6 +96,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             listen: args.listen.0,
             trial_resources: args.trial_resources.clone(),
+            push_listen: args.push_listen,
+            push_url: args.push_url.clone(),
             leader: args.leader_elect.then(|| {
                 let namespace = args.lease_namespace.clone().unwrap_or_else(|| {
                     std::fs::read_to_string(IN_CLUSTER_NAMESPACE)

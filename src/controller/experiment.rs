@@ -23,11 +23,14 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::collect::ClusterCollector;
 use super::kinds::not_allowed;
 use super::logs::PodLogCollector;
+use super::push::PushCollector;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
+use crate::api::enums::CollectorKind;
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
@@ -237,14 +240,33 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     let parser = TextParser::new(metrics.iter().cloned(), &filters)
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
     let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
-    let collector = PodLogCollector::new(
-        ctx.client.clone(),
-        namespace.clone(),
-        parser,
-        (&api_version, &kind),
-        template.primary_container_name.clone().unwrap_or_default(),
-        template.primary_pod_labels.clone().unwrap_or_default(),
+    let push = matches!(
+        spec.metrics_collector_spec
+            .as_ref()
+            .and_then(|m| m.collector.as_ref())
+            .and_then(|c| c.kind.as_ref()),
+        Some(CollectorKind::Push)
     );
+    let collector = match (&ctx.push, push) {
+        (Some(endpoint), true) => ClusterCollector::Push(PushCollector::new(
+            Arc::clone(endpoint),
+            namespace.clone(),
+            metrics.clone(),
+        )),
+        (None, true) => {
+            let message = "the Push metrics collector needs the controller's push endpoint: run ktune controller with --push-listen";
+            refuse(ctx, &experiments, &name, "PushUnavailable", message).await?;
+            return Ok(());
+        }
+        (_, false) => ClusterCollector::Logs(PodLogCollector::new(
+            ctx.client.clone(),
+            namespace.clone(),
+            parser,
+            (&api_version, &kind),
+            template.primary_container_name.clone().unwrap_or_default(),
+            template.primary_pod_labels.clone().unwrap_or_default(),
+        )),
+    };
     let options = EngineOptions {
         seed: ctx.options.seed,
         gpus: Vec::new(),

@@ -9,16 +9,20 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
+//! - [`push`], [`collect`]: Push metrics (an endpoint, a token per trial in
+//!   a Secret) beside StdOut from the logs;
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`leader`]: leader election on a Lease, so that one replica works.
 
+pub mod collect;
 pub mod experiment;
 pub mod kinds;
 pub mod leader;
 pub mod logs;
 pub mod ops;
+pub mod push;
 pub mod status;
 pub mod trial;
 pub mod workload;
@@ -68,6 +72,9 @@ pub enum ControllerError {
     /// process stops (and is restarted as a standby).
     #[error("lost the leader lease")]
     LeaseLost,
+    /// The Push endpoint could not be served.
+    #[error("push endpoint: {0}")]
+    Push(#[from] crate::metrics::push::PushError),
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
@@ -88,6 +95,10 @@ pub struct ControllerOptions {
     pub leader: Option<leader::LeaseConfig>,
     /// The workload kinds trials may use (Katib's `trialResources`).
     pub trial_resources: Vec<kinds::TrialResource>,
+    /// Where the Push metrics endpoint listens; no Push collector when `None`.
+    pub push_listen: Option<SocketAddr>,
+    /// The endpoint's URL as trials reach it (default: the bound address).
+    pub push_url: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -99,6 +110,8 @@ impl Default for ControllerOptions {
             listen: None,
             leader: None,
             trial_resources: kinds::default_trial_resources(),
+            push_listen: None,
+            push_url: None,
         }
     }
 }
@@ -118,6 +131,7 @@ pub struct Context {
     options: ControllerOptions,
     workers: Mutex<HashMap<String, Worker>>,
     ops: Arc<ops::Ops>,
+    push: Option<Arc<push::ClusterPush>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -290,6 +304,13 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(async move {
         futures::future::select(shutdown, Box::pin(lost)).await;
     }));
+    // Served by the replica that works only (a standby has no trials).
+    let push = match options.push_listen {
+        Some(addr) => Some(Arc::new(
+            push::ClusterPush::start(addr, options.push_url.clone()).await?,
+        )),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
         client,
@@ -297,6 +318,7 @@ pub async fn run(
         options,
         workers: Mutex::new(HashMap::new()),
         ops,
+        push,
     });
     let experiment_controller = Controller::new(experiments, watcher::Config::default())
         .owns(trials.clone(), watcher::Config::default())

@@ -96,6 +96,7 @@ mod tests {
             options: ControllerOptions::default(),
             workers: std::sync::Mutex::new(std::collections::HashMap::new()),
             ops: Arc::default(),
+            push: None,
         })
     }
 

@@ -18,9 +18,11 @@ use kube::api::{
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
+use super::push;
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
+use k8s_openapi::api::core::v1::Secret;
 
 /// The label Katib puts on every trial: its experiment's name.
 pub const EXPERIMENT_LABEL: &str = "katib.kubeflow.org/experiment";
@@ -59,14 +61,14 @@ impl ClusterRunner {
             .unwrap_or_else(|| "default".to_owned())
     }
 
-    fn trial_object(&self, request: &LaunchRequest<'_>) -> Trial {
+    fn trial_object(&self, request: &LaunchRequest<'_>, workload: serde_json::Value) -> Trial {
         let experiment = self.experiment.name_any();
         let mut trial = Trial::new(
             request.trial,
             TrialSpec {
                 objective: self.experiment.spec.objective.clone(),
                 parameter_assignments: parameters(&request.env),
-                run_spec: Some(request.workload.clone()),
+                run_spec: Some(workload),
                 retain_run: self.template.retain,
                 metrics_collector: self.experiment.spec.metrics_collector_spec.clone(),
                 primary_pod_labels: self.template.primary_pod_labels.clone(),
@@ -107,8 +109,32 @@ impl Runner for ClusterRunner {
     async fn launch(&self, request: &LaunchRequest<'_>) -> Result<ClusterTrial, RunnerError> {
         let namespace = self.namespace();
         let trials: Api<Trial> = Api::namespaced(self.client.clone(), &namespace);
+        let mut workload = request.workload.clone();
+        // Push: the token reaches the workload through a Secret written
+        // before the Trial (so before any pod can look for it).
+        if let Some((url, token)) = push::credentials(&request.env) {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            let labels =
+                BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any())]);
+            push::write_secret(
+                &secrets,
+                request.trial,
+                (&url, &token),
+                self.experiment.controller_owner_ref(&()).map(|mut o| {
+                    o.controller = None;
+                    o
+                }),
+                labels,
+            )
+            .await
+            .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
+            push::inject_env(&mut workload, &push::secret_name(request.trial));
+        }
         let adopted = match trials
-            .create(&PostParams::default(), &self.trial_object(request))
+            .create(
+                &PostParams::default(),
+                &self.trial_object(request, workload),
+            )
             .await
         {
             Ok(_) => false,
