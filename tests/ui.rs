@@ -730,6 +730,65 @@ async fn queries_conform(store: &SqlStore) {
         ),
         (30, 30, 28, 3)
     );
+
+    // Revisions: a reader gets only what changed since it last looked.
+    let (all, r1) = store.trials_since(e.id, -1).await.unwrap();
+    assert_eq!(all.len(), 30);
+    assert_eq!(store.trials_since(e.id, r1).await.unwrap(), (vec![], r1));
+    let running = ids[29];
+    let refused = store
+        .transition(
+            running,
+            &[TrialState::Pending],
+            &outcome(TrialState::Failed, None),
+        )
+        .await
+        .unwrap();
+    assert!(!refused);
+    assert_eq!(
+        store.trials_since(e.id, r1).await.unwrap().0.len(),
+        0,
+        "a refused transition changes nothing"
+    );
+    let moved = store
+        .transition(
+            running,
+            &[TrialState::Running],
+            &outcome(TrialState::Succeeded, Some(0.5)),
+        )
+        .await
+        .unwrap();
+    assert!(moved);
+    let (changed, r2) = store.trials_since(e.id, r1).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].id, changed[0].state),
+        (running, TrialState::Succeeded)
+    );
+    assert!(r2 > r1);
+    let new = NewTrial {
+        name: "late".into(),
+        assignment: vec![],
+        labels: BTreeMap::new(),
+    };
+    store.insert_trials(e.id, &[new], T0).await.unwrap();
+    let (changed, r3) = store.trials_since(e.id, r2).await.unwrap();
+    assert_eq!(
+        changed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["late"]
+    );
+    assert!(r3 > r2);
+    assert!(
+        store
+            .transition(
+                -1,
+                &[TrialState::Pending],
+                &outcome(TrialState::Running, None)
+            )
+            .await
+            .is_ok_and(|moved| !moved),
+        "an unknown trial does not move"
+    );
 }
 
 #[tokio::test]

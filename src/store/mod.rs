@@ -127,4 +127,7 @@ pub enum StoreError {
     /// No experiment with this name.
     #[error("no experiment named {0:?}")]
     NoSuchExperiment(String),
+    /// No experiment with this id (it was deleted while being written to).
+    #[error("no experiment with id {0}")]
+    NoSuchExperimentId(i64),
 }

@@ -239,11 +239,12 @@ impl SqlStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let revision = bump_revision(&mut tx, experiment_id).await?;
         let mut inserted = 0;
         for trial in trials {
             inserted += sqlx::query(
-                "INSERT INTO trials (experiment_id, seq, name, assignment, labels, state, created_at) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM trials WHERE experiment_id = $1 \
+                "INSERT INTO trials (experiment_id, seq, name, assignment, labels, state, created_at, revision) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM trials WHERE experiment_id = $1 \
                  ON CONFLICT (experiment_id, name) DO NOTHING",
             )
             .bind(experiment_id)
@@ -252,6 +253,7 @@ impl SqlStore {
             .bind(to_json("trials.labels", &trial.labels)?)
             .bind(state_to_str(TrialState::Pending))
             .bind(now)
+            .bind(revision)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -273,6 +275,36 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(trial_from_row).collect()
+    }
+
+    /// The experiment's trials written after revision `since` (every
+    /// trial for a negative `since`), in creation order, and the highest
+    /// revision among them (`since` when none changed): what a reader that
+    /// keeps a copy needs to bring it up to date.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn trials_since(
+        &self,
+        experiment_id: i64,
+        since: i64,
+    ) -> Result<(Vec<TrialRow>, i64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
+             created_at, started_at, completed_at, revision FROM trials \
+             WHERE experiment_id = $1 AND revision > $2 ORDER BY seq",
+        )
+        .bind(experiment_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut revision = since;
+        let mut trials = Vec::with_capacity(rows.len());
+        for row in &rows {
+            revision = revision.max(row.try_get("revision")?);
+            trials.push(trial_from_row(row)?);
+        }
+        Ok((trials, revision))
     }
 
     /// Finds a trial by name in any experiment: the experiment's name and
@@ -309,12 +341,23 @@ impl SqlStore {
         if from.is_empty() {
             return Ok(false);
         }
-        // $1..$7 are the fields below; the states it may leave follow from $8.
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 8)).collect();
+        let mut tx = self.pool.begin().await?;
+        let Some(experiment_id) = sqlx::query("SELECT experiment_id FROM trials WHERE id = $1")
+            .bind(trial_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>("experiment_id"))
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        let revision = bump_revision(&mut tx, experiment_id).await?;
+        // $1..$8 are the fields below; the states it may leave follow from $9.
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 9)).collect();
         let sql = format!(
             "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE(CAST($4 AS DOUBLE PRECISION), objective), \
              started_at = CASE WHEN $1 = 'Running' AND started_at IS NULL THEN $5 ELSE started_at END, \
-             completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END \
+             completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END, revision = $8 \
              WHERE id = $7 AND state IN ({})",
             placeholders.join(", ")
         );
@@ -326,11 +369,17 @@ impl SqlStore {
             .bind(float_text(outcome.objective))
             .bind(outcome.at)
             .bind(i64::from(outcome.state.is_terminal()))
-            .bind(trial_id);
+            .bind(trial_id)
+            .bind(revision);
         for state in from {
             query = query.bind(state_to_str(*state));
         }
-        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+        let moved = query.execute(&mut *tx).await?.rows_affected() == 1;
+        // Not moved: dropping the transaction rolls the bump back too.
+        if moved {
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     /// Appends observations in batched transactions; a (trial, metric,
@@ -699,6 +748,24 @@ impl SqlStore {
 /// value exact. Non-finite values are stored as NULL (the text column keeps them).
 fn float_text(value: Option<f64>) -> Option<String> {
     value.filter(|v| v.is_finite()).map(|v| v.to_string())
+}
+
+/// Bumps an experiment's revision inside `tx` and returns the new value,
+/// for the trial rows the transaction writes. Locking the experiment's
+/// row first orders concurrent writers, so a reader that sees revision n
+/// committed also sees every revision below it.
+async fn bump_revision(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    experiment_id: i64,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "UPDATE experiments SET revision = revision + 1 WHERE id = $1 RETURNING revision",
+    )
+    .bind(experiment_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NoSuchExperimentId(experiment_id))?;
+    Ok(row.try_get("revision")?)
 }
 
 fn experiment_from_row(row: &AnyRow) -> Result<ExperimentRecord, StoreError> {

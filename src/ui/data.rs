@@ -505,6 +505,7 @@ mod tests {
             state: Some("Succeeded".into()),
             q: Some("a b".into()),
             log: None,
+            brush: Some(r#"{"params":{"x":[1,2]}}"#.into()),
         };
         let q = p.query(false);
         assert_eq!((q.limit, q.offset), (20, 40));
@@ -513,8 +514,10 @@ mod tests {
         assert_eq!(q.state, Some(TrialState::Succeeded));
         assert_eq!(
             p.with(&[("page", Some("4".into()))]),
-            "?page=4&per=20&sort=objective&dir=desc&state=Succeeded&q=a%20b"
+            "?page=4&per=20&sort=objective&dir=desc&state=Succeeded&q=a%20b\
+             &brush=%7B%22params%22%3A%7B%22x%22%3A%5B1%2C2%5D%7D%7D"
         );
+        assert!(p.brush().is_some());
         let bad = TableParams {
             page: Some("-5".into()),
             per: Some("1000000".into()),

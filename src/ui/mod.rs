@@ -13,6 +13,7 @@
 
 mod assets;
 pub mod brush;
+mod cache;
 pub mod data;
 mod html;
 mod live;
@@ -83,6 +84,7 @@ pub enum UiError {
 #[derive(Debug)]
 struct AppState {
     store: SqlStore,
+    cache: cache::TrialCache,
     config: Config,
     changes: broadcast::Sender<String>,
 }
@@ -176,6 +178,7 @@ pub fn router(store: SqlStore, config: Config) -> Router {
     let base = config.base_path.trim_end_matches('/').to_owned();
     let state = Arc::new(AppState {
         store,
+        cache: cache::TrialCache::default(),
         config: Config {
             base_path: base.clone(),
             ..config
@@ -256,7 +259,11 @@ async fn experiments_page(State(app): Shared) -> PageResult<Html<String>> {
     let records = app.store.experiments().await.map_err(|e| app.fail(e))?;
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
-        let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
+        let trials = app
+            .cache
+            .trials(&app.store, record.id)
+            .await
+            .map_err(|e| app.fail(e))?;
         rows.push(summarize(record, &trials));
     }
     Ok(Html(pages::experiments(&app.config.base_path, &rows)))
@@ -290,7 +297,11 @@ async fn experiment_page(
     Query(params): Query<TableParams>,
 ) -> PageResult<Html<String>> {
     let record = app.experiment(&name).await?;
-    let trials = app.store.trials(record.id).await.map_err(|e| app.fail(e))?;
+    let trials = app
+        .cache
+        .trials(&app.store, record.id)
+        .await
+        .map_err(|e| app.fail(e))?;
     let page = app.table_page(record.id, &params, false).await?;
     let objective = record.objective();
     let reported: std::collections::BTreeSet<i64> = app
