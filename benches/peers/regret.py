@@ -619,12 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     families = [FAMILIES[f] for f in args.families.split(",") if f]
     functions = [FUNCTIONS[f] for f in args.functions.split(",") if f]
     binary = ktune_binary(args.ktune)
-    if not binary.is_file():
-        print(f"ktune binary not found at {binary}; run `cargo build --release` or pass --ktune", file=sys.stderr)
-        return 2
     top = max(budgets)
 
     only = {o for o in args.optimizers.split(",") if o} if args.optimizers else None
+    if not binary.is_file() and (only is None or KTUNE in only):
+        print(f"ktune binary not found at {binary}; run `cargo build --release` or pass --ktune", file=sys.stderr)
+        return 2
     reused: dict[tuple, Run] = {}
     for path in args.reuse:
         for r in json.loads(path.read_text())["runs"]:
@@ -637,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[Run] = []
     started = time.perf_counter()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"regret-{stamp}.json"
     for family in families:
         for fn in functions:
             for seed in range(seeds):
@@ -671,11 +674,19 @@ def main(argv: list[str] | None = None) -> int:
                     if run.status == "error":
                         print(f"  {family.name}/{label}/{fn.name}/seed {seed}: {run.message}", file=sys.stderr)
             print(f"  {family.name} {fn.name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+            # Written after every (family, function), so a long run stopped
+            # part-way leaves its finished cells for --reuse.
+            write_report(path, stamp, args, seeds, budgets, families, functions, binary, runs)
 
+    table = write_report(path, stamp, args, seeds, budgets, families, functions, binary, runs)
+    print(table)
+    print(f"\n{len(runs)} runs, {seeds} seeds, {time.perf_counter() - started:.0f} s; results: {path}")
+    return 0
+
+
+def write_report(path, stamp, args, seeds, budgets, families, functions, binary, runs) -> str:
+    """Writes the JSON report (summary and every run so far) and returns the markdown table."""
     rows, table = summarise(runs, budgets)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"regret-{stamp}.json"
 
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
@@ -715,10 +726,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in runs
         ],
     }
-    path.write_text(json.dumps(clean(report), indent=1))
-    print(table)
-    print(f"\n{len(runs)} runs, {seeds} seeds, {time.perf_counter() - started:.0f} s; results: {path}")
-    return 0
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean(report), indent=1))
+    tmp.replace(path)
+    return table
 
 
 if __name__ == "__main__":

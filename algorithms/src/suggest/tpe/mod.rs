@@ -256,6 +256,7 @@ impl TpeSuggester {
             dims: &table.dims,
             prior_weight: c.prior_weight,
             n_ranked: table.ranked(),
+            joint: c.multivariate,
         };
         let good_fit = Fit {
             coords: &table.coords,

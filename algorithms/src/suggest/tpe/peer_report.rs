@@ -2,7 +2,8 @@
 //! process, for quick A/B runs of the model: a report, not a check.
 //!
 //! `TPE_SEEDS=20 TPE_SETTINGS="gamma=0.1 n_ei_candidates=64" cargo test --release -p
-//! ktune-algorithms tpe::peer_report -- --ignored --nocapture`
+//! ktune-algorithms tpe::peer_report -- --ignored --nocapture`; `TPE_CASES=mixed,branin`
+//! and `TPE_VARIANTS=tpe` narrow it down.
 
 use super::*;
 use crate::history::Direction;
@@ -185,7 +186,11 @@ fn peer_report() {
             .unwrap()
             .parse(pairs.iter().copied())
             .unwrap();
+        let only = std::env::var("TPE_CASES").unwrap_or_default();
         for case in cases() {
+            if !only.is_empty() && !only.split(',').any(|c| c == case.name) {
+                continue;
+            }
             let s = crate::suggest::build_suggester(name, &settings, &case.space).unwrap();
             let (r50, r100): (Vec<f64>, Vec<f64>) =
                 (0..seeds).map(|seed| run(&*s, &case, seed)).unzip();

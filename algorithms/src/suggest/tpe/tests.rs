@@ -438,3 +438,36 @@ fn degenerate_spaces_and_histories_still_give_valid_suggestions() {
         }
     }
 }
+
+/// The peer benchmark's `mixed` function (log-scale double, two ints, a
+/// double that interacts with one of them, a categorical): in how many of
+/// `seeds` did `tpe` end on the right integers (regret < 0.2: one step off
+/// costs 0.25 or more) after 100 trials?
+fn mixed_on_the_right_integers(name: &str, seeds: std::ops::Range<u64>) -> usize {
+    let case = super::peer_report::cases()
+        .into_iter()
+        .find(|c| c.name == "mixed")
+        .unwrap();
+    let settings = crate::settings::algorithm(name)
+        .unwrap()
+        .parse(std::iter::empty())
+        .unwrap();
+    let s = crate::suggest::build_suggester(name, &settings, &case.space).unwrap();
+    seeds
+        .filter(|&seed| super::peer_report::run(&*s, &case, seed).1 < 0.2)
+        .count()
+}
+
+#[test]
+fn univariate_tpe_leaves_a_wrong_integer_on_the_mixed_function() {
+    // With the good estimator's floor as narrow on the integers as on the
+    // doubles, half the seeds settled one step from the best `layers` or
+    // `batch_log2` (12 of seeds 0-23); with the wider floor on integer
+    // dimensions, 16 of 24 (over 400 seeds: 56 % before, 78 % after;
+    // Optuna's TPESampler 80 % over 40).
+    let found = mixed_on_the_right_integers("tpe", 0..24);
+    assert!(
+        found >= 15,
+        "only {found} of 24 seeds found the right integers"
+    );
+}

@@ -8,6 +8,17 @@ fn dims_of(specs: &[ParameterSpec]) -> Vec<Dim> {
 
 /// A fit to `coords` (one row per observation), all weights 1.
 fn fitted(dims: &[Dim], coords: &[f64], n_ranked: usize, which: &[usize]) -> Parzen<'static> {
+    fitted_as(dims, coords, n_ranked, which, false)
+}
+
+/// [`fitted`], as one joint (multivariate) estimator when `joint`.
+fn fitted_as(
+    dims: &[Dim],
+    coords: &[f64],
+    n_ranked: usize,
+    which: &[usize],
+    joint: bool,
+) -> Parzen<'static> {
     let n = coords.len() / dims.len();
     let rows: Vec<usize> = (0..n).collect();
     // Leaked so the estimator can borrow it for the rest of the test.
@@ -17,6 +28,7 @@ fn fitted(dims: &[Dim], coords: &[f64], n_ranked: usize, which: &[usize]) -> Par
         dims,
         prior_weight: 1.0,
         n_ranked,
+        joint,
     };
     Parzen::new(
         &setup,
@@ -80,6 +92,49 @@ fn the_floor_is_optunas_for_a_whole_history_and_narrower_for_a_tenth_of_it() {
             assert!(f >= 0.01 - 1e-15, "{m} {n}");
         }
     }
+}
+
+#[test]
+fn the_ladder_floor_lies_between_ktunes_and_optunas() {
+    // Ten good trials among 100 on 8 points (width 8): ktune's floor
+    // 8 / (sqrt(1000) + 2), Optuna's 8 / 12, the ladder's their geometric mean.
+    let k = min_sigma(8.0, 10, 100);
+    let o = 8.0 / 12.0;
+    assert!((ladder_min_sigma(8.0, 10, 100) - (k * o).sqrt()).abs() < 1e-15);
+    for m in 0..60 {
+        for n in 0..300 {
+            let f = ladder_min_sigma(1.0, m, n);
+            let optuna = 1.0 / (m as f64 + 2.0).min(100.0);
+            assert!(f <= optuna + 1e-15, "{m} {n}");
+            assert!(f >= min_sigma(1.0, m, n) - 1e-15, "{m} {n}");
+        }
+    }
+    // Where m = n (the bad group) all three agree.
+    assert!((ladder_min_sigma(1.0, 40, 40) - 1.0 / 42.0).abs() < 1e-15);
+}
+
+#[test]
+fn a_good_group_on_one_integer_leaves_its_neighbours_a_chance() {
+    // Ten good trials, all at layers = 4 (index 3), among 100 ranked: the
+    // univariate estimator must still give 3 and 5 a real probability, or
+    // TPE never tries them and settles on 4 for good. The joint estimator
+    // keeps the sharper floor: its kernels carry the trial's other
+    // coordinates, which are tuned for 4.
+    let dims = dims_of(&[ParameterSpec::int("layers", 1, 8, None, Distribution::Uniform).unwrap()]);
+    let coords = [3.0; 10];
+    let p = |joint: bool, k: f64| {
+        fitted_as(&dims, &coords, 100, &[0], joint)
+            .log_pdf(&[k], &mut Vec::new())
+            .exp()
+    };
+    for joint in [false, true] {
+        let total: f64 = (0..8).map(|k| p(joint, f64::from(k))).sum();
+        assert!((total - 1.0).abs() < 1e-12, "{joint}: {total}");
+    }
+    let (uni, multi) = (p(false, 2.0), p(true, 2.0));
+    assert!(uni > 0.08, "univariate P(3) = {uni}");
+    assert!(multi < 0.05, "joint P(3) = {multi}");
+    assert!(p(false, 4.0) > 0.08, "univariate P(5) = {}", p(false, 4.0));
 }
 
 #[test]
