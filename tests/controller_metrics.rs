@@ -113,3 +113,80 @@ async fn a_push_experiment_fails_when_the_controller_serves_no_push_endpoint() {
     );
     assert_eq!(reason, "PushUnavailable", "{logs}");
 }
+
+/// A trial serving `loss` in the Prometheus text format on its pod IP
+/// (downward API) at :8080 for about two seconds: 0.9, then `0.<mode>`.
+const PROMETHEUS_TRIAL: &str = r##"
+import http.server, os, sys, threading, time
+state = {"loss": 0.9}
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("# TYPE loss gauge\nloss %s\n" % state["loss"]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer((os.environ["POD_IP"], 8080), Metrics)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(0.8)
+state["loss"] = float("0." + sys.argv[1])
+time.sleep(1.4)
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_trials_are_scraped_on_their_pod_ip() {
+    let cluster = Cluster::fake("prometheus").await;
+    let yaml = format!(
+        r#"apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: scraped, namespace: default}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+  metricsCollectorSpec:
+    collector: {{kind: PrometheusMetric}}
+    source: {{httpGet: {{port: 8080, path: /metrics}}}}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: python:3.12-slim
+                env: [{{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}]
+                command: ["python3", "-c", {PROMETHEUS_TRIAL:?}, "${{trialParameters.mode}}"]
+"#
+    );
+    let controller = cluster.controller(&["--listen", "off"]);
+    let (cluster, waited) = tokio::task::spawn_blocking(move || {
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        assert!(out.status.success(), "{}", describe(&out));
+        let waited = cluster.wait_for("Succeeded", "experiment/scraped", 60);
+        (cluster, waited)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    assert!(waited.status.success(), "{}\n{logs}", describe(&waited));
+    let get = |path: &str| cluster.jsonpath(&["experiment", "scraped"], path);
+    assert_eq!(get("{.status.trialsSucceeded}"), "2", "{logs}");
+    // Both values of the best trial were seen: min 0.1, max 0.9.
+    assert_eq!(
+        get("{.status.currentOptimalTrial.objectiveValue}"),
+        "0.1",
+        "{logs}"
+    );
+    let max = get("{.status.currentOptimalTrial.observation.metrics[0].max}");
+    assert_eq!(max, "0.9", "{logs}");
+}

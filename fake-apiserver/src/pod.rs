@@ -49,6 +49,8 @@ pub(crate) struct Pods {
     rt: ResourceType,
     /// Kill switches of running pods, by (namespace, name).
     kills: Mutex<HashMap<(String, String), watch::Sender<bool>>>,
+    /// Pods started so far: each gets its own loopback address as pod IP.
+    started: std::sync::atomic::AtomicU32,
 }
 
 /// How one pod ended.
@@ -101,7 +103,21 @@ impl Pods {
             config,
             rt,
             kills: Mutex::default(),
+            started: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// A pod IP of its own (`127.1.0.1`, `127.1.0.2` …; Linux routes all of
+    /// 127.0.0.0/8 to loopback): a process binding its `status.podIP`
+    /// (downward API) on a fixed port does not collide with another pod's,
+    /// as on a cluster. 127.0.0.x is left to the host.
+    fn next_ip(&self) -> String {
+        let n = self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % (255 * 254 * 254);
+        let (a, rest) = (n / (254 * 254), n % (254 * 254));
+        format!("127.{}.{}.{}", a + 1, rest / 254, rest % 254 + 1)
     }
 
     /// Whether a store event is about pods.
@@ -209,7 +225,10 @@ impl Pods {
             .iter()
             .map(|c| json!({"name": c.get("name"), "image": c.get("image"), "imageID": "", "containerID": "fake://", "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": started}}}))
             .collect();
-        let base = json!({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "qosClass": "BestEffort", "startTime": started});
+        let ip = self.next_ip();
+        let base = json!({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": ip, "podIPs": [{"ip": ip}], "qosClass": "BestEffort", "startTime": started});
+        let mut pod = pod;
+        pod["status"] = json!({"podIP": ip});
         let mut st = base.clone();
         st["phase"] = json!("Running");
         st["conditions"] = pod_conditions(true, &started);
@@ -375,7 +394,8 @@ fn env_of(
                 "metadata.namespace" => str_at(pod, "/metadata/namespace"),
                 "metadata.uid" => str_at(pod, "/metadata/uid"),
                 "spec.nodeName" => "fake-node",
-                "status.podIP" | "status.hostIP" => "127.0.0.1",
+                "status.podIP" => str_at(pod, "/status/podIP"),
+                "status.hostIP" => "127.0.0.1",
                 _ => continue,
             };
             out.push((name, v.to_string()));

@@ -1,11 +1,13 @@
 //! The experiment worker's collector, by the experiment's collector kind:
-//! the primary pod's log ([`PodLogCollector`], StdOut) or what the trials
-//! push to the controller ([`PushCollector`], Push).
+//! the primary pod's log ([`PodLogCollector`], StdOut), what the trials
+//! push to the controller ([`PushCollector`], Push), or the primary pod's
+//! Prometheus endpoint ([`PodScrapeCollector`], PrometheusMetric).
 
 use std::path::Path;
 
 use super::logs::{PodLogCollector, PodLogs};
 use super::push::{PushCollector, PushedMetrics};
+use super::scrape::{PodScrapeCollector, PodScrapes};
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
 
@@ -16,6 +18,8 @@ pub enum ClusterCollector {
     Logs(PodLogCollector),
     /// Push: the controller's endpoint.
     Push(PushCollector),
+    /// PrometheusMetric: the primary pod's endpoint.
+    Scrape(PodScrapeCollector),
 }
 
 /// One trial's metrics in a cluster.
@@ -25,6 +29,8 @@ pub enum ClusterMetrics {
     Logs(PodLogs),
     /// Pushed.
     Push(PushedMetrics),
+    /// Scraped.
+    Scrape(PodScrapes),
 }
 
 impl TrialMetrics for ClusterMetrics {
@@ -32,6 +38,7 @@ impl TrialMetrics for ClusterMetrics {
         match self {
             Self::Logs(m) => m.poll().await,
             Self::Push(m) => m.poll().await,
+            Self::Scrape(m) => m.poll().await,
         }
     }
 
@@ -39,6 +46,7 @@ impl TrialMetrics for ClusterMetrics {
         match self {
             Self::Logs(m) => m.finish().await,
             Self::Push(m) => m.finish().await,
+            Self::Scrape(m) => m.finish().await,
         }
     }
 }
@@ -50,6 +58,7 @@ impl Collector for ClusterCollector {
         match self {
             Self::Logs(c) => c.prepare(trial),
             Self::Push(c) => c.prepare(trial),
+            Self::Scrape(c) => c.prepare(trial),
         }
     }
 
@@ -57,6 +66,7 @@ impl Collector for ClusterCollector {
         match self {
             Self::Logs(c) => ClusterMetrics::Logs(c.attach(trial, stdout)),
             Self::Push(c) => ClusterMetrics::Push(c.attach(trial, stdout)),
+            Self::Scrape(c) => ClusterMetrics::Scrape(c.attach(trial, stdout)),
         }
     }
 
@@ -64,6 +74,7 @@ impl Collector for ClusterCollector {
         match self {
             Self::Logs(c) => c.detach(trial),
             Self::Push(c) => c.detach(trial),
+            Self::Scrape(c) => c.detach(trial),
         }
     }
 }

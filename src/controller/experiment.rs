@@ -27,6 +27,7 @@ use super::collect::ClusterCollector;
 use super::kinds::not_allowed;
 use super::logs::PodLogCollector;
 use super::push::PushCollector;
+use super::scrape::PodScrapeCollector;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
@@ -43,6 +44,7 @@ use crate::metrics::text::TextParser;
 use crate::store::ExperimentState;
 use crate::store::TrialRow;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
@@ -240,14 +242,41 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     let parser = TextParser::new(metrics.iter().cloned(), &filters)
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
     let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
-    let push = matches!(
-        spec.metrics_collector_spec
-            .as_ref()
-            .and_then(|m| m.collector.as_ref())
-            .and_then(|c| c.kind.as_ref()),
-        Some(CollectorKind::Push)
-    );
+    let collector_kind = spec
+        .metrics_collector_spec
+        .as_ref()
+        .and_then(|m| m.collector.as_ref())
+        .and_then(|c| c.kind.clone());
+    let push = collector_kind == Some(CollectorKind::Push);
     let collector = match (&ctx.push, push) {
+        (_, false) if collector_kind == Some(CollectorKind::PrometheusMetric) => {
+            let get = spec
+                .metrics_collector_spec
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .and_then(|s| s.http_get.clone())
+                .unwrap_or_default();
+            let port = match &get.port {
+                IntOrString::Int(p) => u16::try_from(*p).ok().filter(|p| *p > 0),
+                IntOrString::String(s) => s.parse().ok(),
+            };
+            let Some(port) = port else {
+                let message = format!(
+                    "metricsCollectorSpec.source.httpGet.port {:?}: the controller scrapes numeric ports only",
+                    get.port
+                );
+                refuse(ctx, &experiments, &name, "ExperimentInvalid", &message).await?;
+                return Ok(());
+            };
+            ClusterCollector::Scrape(PodScrapeCollector::new(
+                ctx.client.clone(),
+                namespace.clone(),
+                (&api_version, &kind),
+                template.primary_pod_labels.clone().unwrap_or_default(),
+                (port, get.path.unwrap_or_default()),
+                metrics.clone(),
+            ))
+        }
         (Some(endpoint), true) => ClusterCollector::Push(PushCollector::new(
             Arc::clone(endpoint),
             namespace.clone(),

@@ -69,12 +69,43 @@ impl PodLogCollector {
     /// The label selector of a trial's primary pod: its workload's pods,
     /// narrowed by the primary-pod labels.
     fn selector(&self, trial: &str) -> String {
-        self.owner_label
-            .map(|label| format!("{label}={trial}"))
-            .into_iter()
-            .chain(self.primary_labels.iter().map(|(k, v)| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(",")
+        pod_selector(self.owner_label, &self.primary_labels, trial)
+    }
+}
+
+/// The label selector of a trial's primary pod: its workload's pods (by
+/// the kind's `owner_label`), narrowed by the primary-pod labels.
+pub(super) fn pod_selector(
+    owner_label: Option<&str>,
+    primary_labels: &BTreeMap<String, String>,
+    trial: &str,
+) -> String {
+    owner_label
+        .map(|label| format!("{label}={trial}"))
+        .into_iter()
+        .chain(primary_labels.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Waits until the pod `selector` finds has started (left Pending).
+pub(super) async fn started_pod(pods: &Api<Pod>, selector: &str, trial: &str) -> Pod {
+    loop {
+        match pods.list(&ListParams::default().labels(selector)).await {
+            Ok(list) => {
+                let started = list.items.into_iter().find(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|phase| phase != "Pending")
+                });
+                if let Some(pod) = started {
+                    return pod;
+                }
+            }
+            Err(e) => tracing::debug!(trial, "listing pods: {e}"),
+        }
+        tokio::time::sleep(POD_WAIT).await;
     }
 }
 
@@ -150,23 +181,7 @@ impl Collector for PodLogCollector {
 async fn follow(collector: PodLogCollector, trial: String, inbox: Arc<Mutex<Inbox>>) {
     let pods: Api<Pod> = Api::namespaced(collector.client.clone(), &collector.namespace);
     let selector = collector.selector(&trial);
-    let pod = loop {
-        match pods.list(&ListParams::default().labels(&selector)).await {
-            Ok(list) => {
-                let started = list.items.into_iter().find(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|s| s.phase.as_deref())
-                        .is_some_and(|phase| phase != "Pending")
-                });
-                if let Some(pod) = started {
-                    break pod;
-                }
-            }
-            Err(e) => tracing::debug!(trial, "listing pods: {e}"),
-        }
-        tokio::time::sleep(POD_WAIT).await;
-    };
+    let pod = started_pod(&pods, &selector, &trial).await;
     let name = pod.metadata.name.unwrap_or_default();
     let params = LogParams {
         follow: true,

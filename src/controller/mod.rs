@@ -9,8 +9,9 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
-//! - [`push`], [`collect`]: Push metrics (an endpoint, a token per trial in
-//!   a Secret) beside StdOut from the logs;
+//! - [`push`], [`scrape`], [`collect`]: Push metrics (an endpoint, a token
+//!   per trial in a Secret) and PrometheusMetric (the primary pod scraped)
+//!   beside StdOut from the logs;
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
@@ -23,6 +24,7 @@ pub mod leader;
 pub mod logs;
 pub mod ops;
 pub mod push;
+pub mod scrape;
 pub mod status;
 pub mod trial;
 pub mod workload;
