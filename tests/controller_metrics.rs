@@ -190,3 +190,113 @@ spec:
     let max = get("{.status.currentOptimalTrial.observation.metrics[0].max}");
     assert_eq!(max, "0.9", "{logs}");
 }
+
+/// A File experiment over modes 1 and 2 (`source` is the collector's
+/// source YAML) whose trials are `trial_spec` (YAML indented by 6).
+fn file_experiment(name: &str, source: &str, container: &str, trial_spec: &str) -> String {
+    format!(
+        r#"apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+  metricsCollectorSpec:
+    collector: {{kind: File}}
+    source: {source}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
+  trialTemplate:
+    primaryContainerName: {container}
+    trialParameters: [{{name: mode, reference: mode}}]
+    trialSpec:
+{trial_spec}
+"#
+    )
+}
+
+/// Runs a File experiment under a controller whose sidecar is this test's
+/// `ktune`; returns the best objective value and its max.
+async fn run_file_experiment(cluster: Cluster, name: &str, yaml: String) -> (String, String) {
+    let controller = cluster.controller(&[
+        "--listen",
+        "off",
+        "--push-listen",
+        "127.0.0.1:0",
+        "--collector-command",
+        env!("CARGO_BIN_EXE_ktune"),
+    ]);
+    let object = format!("experiment/{name}");
+    let (cluster, waited) = tokio::task::spawn_blocking(move || {
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        assert!(out.status.success(), "{}", describe(&out));
+        let waited = cluster.wait_for("Succeeded", &object, 60);
+        (cluster, waited)
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    assert!(waited.status.success(), "{}\n{logs}", describe(&waited));
+    let get = |path: &str| cluster.jsonpath(&["experiment", name], path);
+    assert_eq!(get("{.status.trialsSucceeded}"), "2", "{logs}");
+    (
+        get("{.status.currentOptimalTrial.objectiveValue}"),
+        get("{.status.currentOptimalTrial.observation.metrics[0].max}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_trials_stream_text_lines_through_a_native_sidecar_in_the_primary_pod() {
+    let cluster = Cluster::fake_with(
+        "file-text",
+        &[ktune_fake_apiserver::crds::TRAINING_OPERATOR],
+    )
+    .await;
+    // The master writes the metrics file (the sidecar is in its pod only);
+    // the worker prints a worse value that no collector reads.
+    let master = "echo loss=0.9 >> /var/log/katib/metrics.log; sleep 0.6; echo loss=0.$1 >> /var/log/katib/metrics.log";
+    let spec = format!(
+        r#"      apiVersion: kubeflow.org/v1
+      kind: PyTorchJob
+      spec:
+        pytorchReplicaSpecs:
+          Master:
+            replicas: 1
+            template: {{spec: {{containers: [{{name: pytorch, image: x, command: ["sh", "-c", {master:?}, "t", "${{trialParameters.mode}}"]}}]}}}}
+          Worker:
+            replicas: 1
+            template: {{spec: {{containers: [{{name: pytorch, image: x, command: ["sh", "-c", "echo loss=9"]}}]}}}}"#
+    );
+    let yaml = file_experiment(
+        "filetext",
+        "{fileSystemPath: {path: /var/log/katib/metrics.log, kind: File, format: TEXT}}",
+        "pytorch",
+        &spec,
+    );
+    let (best, max) = run_file_experiment(cluster, "filetext", yaml).await;
+    assert_eq!((best.as_str(), max.as_str()), ("0.1", "0.9"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_trials_stream_json_lines() {
+    let cluster = Cluster::fake("file-json").await;
+    let script = r#"echo '{"loss": "0.7"}' > /out/m.json; sleep 0.3; echo "{\"loss\": \"0.$1\"}" >> /out/m.json"#;
+    let spec = format!(
+        r#"      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers: [{{name: main, image: x, command: ["sh", "-c", {script:?}, "t", "${{trialParameters.mode}}"]}}]"#
+    );
+    let yaml = file_experiment(
+        "filejson",
+        "{fileSystemPath: {path: /out/m.json, kind: File, format: JSON}}",
+        "main",
+        &spec,
+    );
+    let (best, max) = run_file_experiment(cluster, "filejson", yaml).await;
+    assert_eq!((best.as_str(), max.as_str()), ("0.1", "0.7"));
+}

@@ -547,7 +547,15 @@ async fn pod_log(
             )));
         }
     };
-    if !containers.contains(&container) {
+    // Init containers (native sidecars too) have logs as well.
+    let init = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("name").and_then(Value::as_str) == Some(&container))
+        });
+    if !containers.contains(&container) && !init {
         return Err(ApiError::bad_request(format!(
             "container {container} is not valid for pod {name}"
         )));

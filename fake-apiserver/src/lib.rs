@@ -44,6 +44,7 @@ mod select;
 mod status;
 mod store;
 mod table;
+mod volumes;
 mod workloads;
 
 pub use executor::{Executor, ExecutorConfig};

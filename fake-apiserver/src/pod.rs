@@ -161,6 +161,7 @@ impl Pods {
             k.send_replace(true);
         }
         self.logs.remove(&key.0, &key.1);
+        let _ = std::fs::remove_dir_all(crate::volumes::pod_root(&key.0, &key.1));
     }
 
     /// A key of a Secret in `ns` (`data`, base64, or `stringData`).
@@ -209,6 +210,16 @@ impl Pods {
                 == Some("true")
         };
         let (sequential, idle) = (annotation(SEQUENTIAL), annotation(IDLE));
+        // Init containers: regular ones run to completion first, in order;
+        // native sidecars (`restartPolicy: Always`) start in their turn and
+        // run beside the main containers until those have ended.
+        let init: Vec<Value> = pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let root = crate::volumes::pod_root(&ns, &name);
+        let dirs = crate::volumes::empty_dirs(&pod, &root);
         let grace = pod
             .pointer("/spec/terminationGracePeriodSeconds")
             .and_then(Value::as_u64)
@@ -235,20 +246,23 @@ impl Pods {
         st["containerStatuses"] = json!(running);
         let _ = self.store.set_status(&self.rt, &ns, &name, st);
 
-        let start = |c: &Value| {
+        let (sidecar_tx, sidecar_rx) = watch::channel(false);
+        let start_with = |c: &Value, kill: watch::Receiver<bool>| {
             let buf = self.logs.buffer(&ns, &name, str_at(c, "/name"));
-            let env = env_of(&pod, c, &|secret, key| self.secret(&ns, secret, key));
+            let c = crate::volumes::localize(c, &dirs);
+            let env = env_of(&pod, &c, &|secret, key| self.secret(&ns, secret, key));
             tokio::spawn(run_container(
                 self.config.workdir.clone(),
                 env,
-                c.clone(),
+                c,
                 buf,
-                kill_rx.clone(),
+                kill,
                 deadline,
                 grace,
                 idle,
             ))
         };
+        let start = |c: &Value| start_with(c, kill_rx.clone());
         let joined = |r: Result<Exit, tokio::task::JoinError>| {
             r.unwrap_or_else(|e| Exit {
                 code: 128,
@@ -259,8 +273,33 @@ impl Pods {
                 killed: false,
             })
         };
+        let mut sidecars = Vec::new();
+        let mut init_failed = false;
+        for c in &init {
+            if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+                // Stopped when the main containers end, or with the pod.
+                let (tx, rx) = watch::channel(false);
+                let (mut pod_kill, mut mains_done) = (kill_rx.clone(), sidecar_rx.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = pod_kill.wait_for(|k| *k) => {}
+                        _ = mains_done.wait_for(|k| *k) => {}
+                    }
+                    tx.send_replace(true);
+                });
+                sidecars.push(start_with(c, rx));
+            } else if joined(start(c).await).code != 0 {
+                init_failed = true;
+                break;
+            }
+        }
         let mut exits = Vec::new();
-        if sequential {
+        if init_failed {
+            for c in &containers {
+                self.logs.buffer(&ns, &name, str_at(c, "/name")).finish();
+                exits.push(Exit::skipped());
+            }
+        } else if sequential {
             for c in &containers {
                 if exits.iter().any(|e: &Exit| e.code != 0) || *kill_rx.borrow() {
                     self.logs.buffer(&ns, &name, str_at(c, "/name")).finish();
@@ -274,6 +313,10 @@ impl Pods {
             for h in handles {
                 exits.push(joined(h.await));
             }
+        }
+        sidecar_tx.send_replace(true);
+        for s in sidecars {
+            let _ = s.await;
         }
         self.kills
             .lock()

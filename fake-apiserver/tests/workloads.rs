@@ -378,3 +378,54 @@ spec:
     );
     assert_eq!(f.log("bad-t-pod", "step-b").await, "");
 }
+
+#[tokio::test]
+async fn a_native_sidecar_shares_an_empty_dir_and_is_stopped_after_the_main_container() {
+    let f = fixture(&[]);
+    let yaml = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: side, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{name: shared, emptyDir: {}}]
+      initContainers:
+        - name: prepare
+          image: x
+          command: [sh, -c, "echo ready > /shared/ready"]
+          volumeMounts: [{name: shared, mountPath: /shared}]
+        - name: sidecar
+          image: x
+          restartPolicy: Always
+          command: [sh, -c, "trap 'cat /shared/out; exit 0' TERM; while true; do sleep 0.05; done"]
+          volumeMounts: [{name: shared, mountPath: /shared}]
+      containers:
+        - name: main
+          image: x
+          command: [sh, -c, "cat /shared/ready > /shared/out; echo done >> /shared/out"]
+          volumeMounts: [{name: shared, mountPath: /shared}]
+"#;
+    let job = f.run(yaml, finished).await;
+    assert_eq!(
+        condition(&job, "Complete").as_deref(),
+        Some("True"),
+        "{job:#}"
+    );
+    let pod = f.pods("job-name=side").await.remove(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = f.log(&pod.name_any(), "sidecar").await;
+        // (sh may first say its `sleep` was terminated: the group gets SIGTERM.)
+        if log.ends_with("ready\ndone\n") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sidecar log: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

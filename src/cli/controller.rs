@@ -58,6 +58,12 @@ pub struct Args {
     /// `http://ktune-controller.ktune-system:8081`).
     #[arg(long)]
     push_url: Option<String>,
+    /// The image of the File collector's sidecar (it runs `ktune collect-file`).
+    #[arg(long, default_value = controller::DEFAULT_COLLECTOR_IMAGE)]
+    collector_image: String,
+    /// The `ktune` binary in that image.
+    #[arg(long, default_value = controller::DEFAULT_COLLECTOR_COMMAND)]
+    collector_command: String,
 }
 
 fn parse_trial_resource(text: &str) -> Result<controller::kinds::TrialResource, String> {
@@ -98,6 +104,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             trial_resources: args.trial_resources.clone(),
             push_listen: args.push_listen,
             push_url: args.push_url.clone(),
+            collector_image: args.collector_image.clone(),
+            collector_command: args.collector_command.clone(),
             leader: args.leader_elect.then(|| {
                 let namespace = args.lease_namespace.clone().unwrap_or_else(|| {
                     std::fs::read_to_string(IN_CLUSTER_NAMESPACE)

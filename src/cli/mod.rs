@@ -3,6 +3,7 @@
 //! written for humans.
 
 mod ask_tell;
+mod collect;
 mod controller;
 mod convert;
 mod crds;
@@ -51,6 +52,9 @@ pub enum Command {
     Convert(convert::Args),
     /// Run the Kubernetes controller for Experiments and Trials.
     Controller(controller::Args),
+    /// The File metrics collector's sidecar: stream a trial's metrics file to the controller.
+    #[command(hide = true)]
+    CollectFile(collect::Args),
     /// Serve a read-only web dashboard over the store.
     Ui(ui::Args),
 }
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AskTell(args) => ask_tell::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Controller(args) => controller::run(&args),
+        Command::CollectFile(args) => collect::run(&args),
         Command::Ui(args) => ui::run(&args),
     }
 }

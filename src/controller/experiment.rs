@@ -28,10 +28,11 @@ use super::kinds::not_allowed;
 use super::logs::PodLogCollector;
 use super::push::PushCollector;
 use super::scrape::PodScrapeCollector;
+use super::sidecar::FileSidecar;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
-use crate::api::enums::CollectorKind;
+use crate::api::enums::{CollectorKind, FileFormat};
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
@@ -241,13 +242,37 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         .unwrap_or_default();
     let parser = TextParser::new(metrics.iter().cloned(), &filters)
         .map_err(|e| ControllerError::Invalid(e.to_string()))?;
-    let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
+    let mut runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
     let collector_kind = spec
         .metrics_collector_spec
         .as_ref()
         .and_then(|m| m.collector.as_ref())
         .and_then(|c| c.kind.clone());
-    let push = collector_kind == Some(CollectorKind::Push);
+    // File reports stream through the push endpoint from a sidecar.
+    let push = matches!(
+        collector_kind,
+        Some(CollectorKind::Push | CollectorKind::File)
+    );
+    if collector_kind == Some(CollectorKind::File) {
+        let source = spec
+            .metrics_collector_spec
+            .as_ref()
+            .and_then(|m| m.source.clone())
+            .unwrap_or_default();
+        let file = source.file_system_path.unwrap_or_default();
+        runner = runner.with_file_sidecar(FileSidecar {
+            image: ctx.options.collector_image.clone(),
+            command: ctx.options.collector_command.clone(),
+            path: file.path,
+            format: if file.format == Some(FileFormat::Json) {
+                "JSON".to_owned()
+            } else {
+                "TEXT".to_owned()
+            },
+            metrics: metrics.clone(),
+            filters,
+        });
+    }
     let collector = match (&ctx.push, push) {
         (_, false) if collector_kind == Some(CollectorKind::PrometheusMetric) => {
             let get = spec
@@ -283,7 +308,7 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             metrics.clone(),
         )),
         (None, true) => {
-            let message = "the Push metrics collector needs the controller's push endpoint: run ktune controller with --push-listen";
+            let message = "the Push and File metrics collectors need the controller's push endpoint: run ktune controller with --push-listen";
             refuse(ctx, &experiments, &name, "PushUnavailable", message).await?;
             return Ok(());
         }

@@ -9,9 +9,10 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
-//! - [`push`], [`scrape`], [`collect`]: Push metrics (an endpoint, a token
-//!   per trial in a Secret) and PrometheusMetric (the primary pod scraped)
-//!   beside StdOut from the logs;
+//! - [`push`], [`sidecar`], [`scrape`], [`collect`]: Push metrics (an
+//!   endpoint, a token per trial in a Secret), File (a native sidecar
+//!   streaming to that endpoint) and PrometheusMetric (the primary pod
+//!   scraped) beside StdOut from the logs;
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
@@ -25,6 +26,7 @@ pub mod logs;
 pub mod ops;
 pub mod push;
 pub mod scrape;
+pub mod sidecar;
 pub mod status;
 pub mod trial;
 pub mod workload;
@@ -82,6 +84,11 @@ pub enum ControllerError {
     CrdsMissing(#[source] kube::Error),
 }
 
+/// The File collector sidecar's default image: the controller's.
+pub const DEFAULT_COLLECTOR_IMAGE: &str = "ghcr.io/ktune-dev/ktune:latest";
+/// Where that image keeps `ktune` (see the Dockerfile).
+pub const DEFAULT_COLLECTOR_COMMAND: &str = "/usr/local/bin/ktune";
+
 /// How the controller behaves.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
@@ -101,6 +108,10 @@ pub struct ControllerOptions {
     pub push_listen: Option<SocketAddr>,
     /// The endpoint's URL as trials reach it (default: the bound address).
     pub push_url: Option<String>,
+    /// The image of the File collector's sidecar (the controller's own).
+    pub collector_image: String,
+    /// The `ktune` binary in that image.
+    pub collector_command: String,
 }
 
 impl Default for ControllerOptions {
@@ -114,6 +125,8 @@ impl Default for ControllerOptions {
             trial_resources: kinds::default_trial_resources(),
             push_listen: None,
             push_url: None,
+            collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
+            collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
         }
     }
 }

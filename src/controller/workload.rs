@@ -19,6 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::push;
+use super::sidecar::FileSidecar;
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
@@ -33,6 +34,7 @@ pub struct ClusterRunner {
     client: Client,
     experiment: Arc<Experiment>,
     template: TrialTemplate,
+    file_sidecar: Option<FileSidecar>,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -52,7 +54,16 @@ impl ClusterRunner {
             client,
             experiment,
             template,
+            file_sidecar: None,
         }
+    }
+
+    /// Adds the File collector's sidecar to each trial's primary pod
+    /// templates (see [`super::sidecar`]).
+    #[must_use]
+    pub fn with_file_sidecar(mut self, sidecar: FileSidecar) -> Self {
+        self.file_sidecar = Some(sidecar);
+        self
     }
 
     fn namespace(&self) -> String {
@@ -128,7 +139,21 @@ impl Runner for ClusterRunner {
             )
             .await
             .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
-            push::inject_env(&mut workload, &push::secret_name(request.trial));
+            let secret = push::secret_name(request.trial);
+            push::inject_env(&mut workload, &secret);
+            if let Some(sidecar) = &self.file_sidecar {
+                let primary = self
+                    .template
+                    .primary_container_name
+                    .as_deref()
+                    .unwrap_or_default();
+                if sidecar.inject(&mut workload, primary, &secret) == 0 {
+                    tracing::warn!(
+                        trial = request.trial,
+                        "no pod template holds the primary container {primary:?}: no File collector sidecar"
+                    );
+                }
+            }
         }
         let adopted = match trials
             .create(

@@ -18,6 +18,7 @@ pub mod json;
 pub mod prometheus;
 pub mod push;
 pub mod reduce;
+pub mod stream;
 pub mod text;
 
 use jiff::Timestamp;
