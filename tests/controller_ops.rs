@@ -146,6 +146,21 @@ async fn healthz_readyz_and_metrics_report_reconciles_and_trials_by_state() {
         metrics.contains("ktune_reconcile_duration_seconds_bucket"),
         "{metrics}"
     );
+    // The grid was asked at least once, and each call took some time.
+    let calls = sample(
+        &metrics,
+        "ktune_suggestion_duration_seconds_count",
+        &[r#"algorithm="grid""#],
+    );
+    let seconds = sample(
+        &metrics,
+        "ktune_suggestion_duration_seconds_sum",
+        &[r#"algorithm="grid""#],
+    );
+    assert!(
+        calls >= 1.0 && seconds > 0.0,
+        "{calls} {seconds}\n{metrics}"
+    );
     let succeeded = sample(
         &metrics,
         "ktune_trials",

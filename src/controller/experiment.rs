@@ -346,11 +346,18 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         ctx.publish(&reference, "Created", "the search runs in the controller")
             .await;
     }
+    let algorithm = spec
+        .algorithm
+        .as_ref()
+        .map(|a| a.algorithm_name.clone())
+        .unwrap_or_default();
     let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
     let mut best_metrics: Option<(String, Vec<Metric>)> = None;
     loop {
         let done = engine.step(&mut |e| events.push(e)).await?;
+        ctx.ops
+            .observe_suggestions(&algorithm, &engine.take_suggest_seconds());
         for event in events.drain(..) {
             match event {
                 Event::Started { trial, .. } => {

@@ -61,6 +61,19 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// Labels of the suggestion latency.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AlgorithmLabels {
+    /// The experiment's `algorithmName`.
+    pub algorithm: String,
+}
+
+fn suggestion_histogram() -> Histogram {
+    // 100 µs … about 3 s: random is microseconds, a GP over a long
+    // history seconds.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
 /// The controller's metrics and probe state, shared by the reconcilers,
 /// the experiment workers and the HTTP server.
 pub struct Ops {
@@ -69,6 +82,7 @@ pub struct Ops {
     failures: Family<ControllerLabels, Counter>,
     duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     trials: Family<TrialLabels, Gauge>,
+    suggestions: Family<AlgorithmLabels, Histogram, fn() -> Histogram>,
     leader: Gauge,
     ready: AtomicBool,
     is_leader: AtomicBool,
@@ -101,6 +115,10 @@ impl Ops {
                 duration_histogram,
             );
         let trials = Family::<TrialLabels, Gauge>::default();
+        let suggestions =
+            Family::<AlgorithmLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                suggestion_histogram,
+            );
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
@@ -119,6 +137,11 @@ impl Ops {
             trials.clone(),
         );
         registry.register(
+            "suggestion_duration_seconds",
+            "How long one call of the search algorithm took (the engine's suggest step)",
+            suggestions.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this process runs the controllers (holds the lease, or leader election is off)",
             leader.clone(),
@@ -129,6 +152,7 @@ impl Ops {
             failures,
             duration,
             trials,
+            suggestions,
             leader,
             ready: AtomicBool::new(false),
             is_leader: AtomicBool::new(false),
@@ -183,6 +207,19 @@ impl Ops {
                     state: state.to_owned(),
                 })
                 .set(value);
+        }
+    }
+
+    /// Records how long calls of an algorithm took (seconds).
+    pub fn observe_suggestions(&self, algorithm: &str, seconds: &[f64]) {
+        if seconds.is_empty() {
+            return;
+        }
+        let histogram = self.suggestions.get_or_create(&AlgorithmLabels {
+            algorithm: algorithm.to_owned(),
+        });
+        for s in seconds {
+            histogram.observe(*s);
         }
     }
 

@@ -129,6 +129,9 @@ pub struct Engine<'a, S: Store, R: Runner, C: Collector> {
     /// Whether a trial was added or changed state since the last decisions:
     /// the store is read and the budget decided only then.
     changed: bool,
+    /// How long the algorithm's calls took since the last
+    /// [`Engine::take_suggest_seconds`] (for the controller's /metrics).
+    suggest_seconds: Vec<f64>,
 }
 
 fn now_ms() -> i64 {
@@ -205,6 +208,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             done: None,
             closed: None,
             changed: true,
+            suggest_seconds: Vec::new(),
         };
         let finished = matches!(
             record.state,
@@ -401,7 +405,10 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             seed: self.options.seed,
             state: self.algorithm_state.as_ref(),
         };
-        let suggestions = self.plan.suggester.suggest(&request)?;
+        let started = std::time::Instant::now();
+        let suggestions = self.plan.suggester.suggest(&request);
+        self.suggest_seconds.push(started.elapsed().as_secs_f64());
+        let suggestions = suggestions?;
         self.exhausted = suggestions.exhausted;
         // Exhaustion ends the experiment once nothing runs: look again.
         self.changed |= suggestions.exhausted;
@@ -761,6 +768,12 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                 Some(record)
             })
             .collect()
+    }
+
+    /// How long each call of the algorithm took (seconds) since the last
+    /// take: the controller's suggestion-latency histogram reads it.
+    pub fn take_suggest_seconds(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.suggest_seconds)
     }
 
     /// The trials as last read from the store.
