@@ -11,9 +11,9 @@
 //!   al., JAIR 2022): a few diverged trials with huge losses no longer
 //!   flatten the model where the optimum is (4-D Rosenbrock after 60
 //!   trials: median regret 4 instead of 310 with plain standardisation);
-//!   hyperparameters by MAP marginal likelihood under the lengthscale
-//!   prior of Hvarfner et al. (ICML 2024) without its √D scaling
-//!   (see `gp.rs`), multi-start L-BFGS on
+//!   hyperparameters by MAP marginal likelihood under a log-normal
+//!   lengthscale prior with median 0.61 unit-cube widths (see `gp.rs` for
+//!   why not Hvarfner et al.'s), multi-start L-BFGS on
 //!   analytic gradients (`optimize.rs`); Cholesky with escalating jitter
 //!   (`linalg.rs`).
 //! * **acquisition** (`acquisition.rs`): log-EI (Ament et al., NeurIPS 2023),
@@ -92,10 +92,6 @@ pub const MAX_FIT: usize = 64;
 /// and did not unstick `mixed`.
 const XI: f64 = 0.0;
 
-/// The `D` in the lengthscale prior's location `√2 + ½ ln D`; see
-/// [`gp`]. 1: no dimension scaling.
-const PRIOR_DIMS: f64 = 1.0;
-
 /// How many incumbents the local candidates perturb.
 const INCUMBENTS: usize = 5;
 
@@ -147,8 +143,8 @@ pub struct BayesSuggester {
     polish: bool,
     /// EI's required improvement (standardised units).
     xi: f64,
-    /// The `D` of the lengthscale prior; `None`: [`PRIOR_DIMS`].
-    prior_dims: Option<f64>,
+    /// The lengthscale prior's log-median; `None`: [`gp::LS_LOC`].
+    ls_loc: Option<f64>,
 }
 
 impl BayesSuggester {
@@ -169,7 +165,7 @@ impl BayesSuggester {
             acq_func,
             polish: settings.text("acq_optimizer") != Some("sampling"),
             xi: XI,
-            prior_dims: None,
+            ls_loc: None,
         }
     }
 
@@ -301,7 +297,7 @@ struct Model {
 impl Model {
     fn fit(
         width: usize,
-        dims: f64,
+        ls_loc: f64,
         observed: &[Observed],
         pending: &[Vec<f64>],
         rng: &mut AlgoRng,
@@ -330,7 +326,7 @@ impl Model {
             .flatten()
             .copied()
             .collect();
-        let hyper = fit_hyper(&x_fit, &y_fit, width, dims);
+        let hyper = fit_hyper(&x_fit, &y_fit, width, ls_loc);
         let mut gp = Gp::condition(&x_all, &y_all, width, &hyper)
             .or_else(|_| {
                 // A larger noise regularises a near-singular matrix.
@@ -409,8 +405,8 @@ impl Suggester for BayesSuggester {
             let k = (req.history.len() + i) as u64;
             let use_model = k >= self.n_initial_points as u64 && observed.len() >= 2;
             if use_model && !fitted {
-                let dims = self.prior_dims.unwrap_or(PRIOR_DIMS);
-                model = Model::fit(map.width(), dims, &observed, &pending, &mut rng);
+                let ls_loc = self.ls_loc.unwrap_or(gp::LS_LOC);
+                model = Model::fit(map.width(), ls_loc, &observed, &pending, &mut rng);
                 fitted = true;
             }
             let picked = match model.as_ref() {

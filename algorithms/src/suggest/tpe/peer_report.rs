@@ -134,6 +134,31 @@ pub(crate) fn cases() -> Vec<Case> {
     ]
 }
 
+/// Regret after `budget` trials (for tests: [`run`] goes to 100).
+pub(crate) fn regret_after(s: &dyn Suggester, case: &Case, seed: u64, budget: usize) -> f64 {
+    let objective = Objective::new("value", Direction::Minimize);
+    let mut history: Vec<TrialRecord> = Vec::new();
+    let mut best = f64::INFINITY;
+    for i in 0..budget {
+        let req = SuggestRequest {
+            space: &case.space,
+            objective: &objective,
+            history: &history,
+            count: 1,
+            seed,
+            state: None,
+        };
+        let a = s.suggest(&req).unwrap().suggestions.remove(0).assignment;
+        let v = (case.f)(&a);
+        best = best.min(v);
+        let mut t = TrialRecord::new(format!("t{i}"), a);
+        t.state = TrialState::Succeeded;
+        t.objective = Some(v);
+        history.push(t);
+    }
+    best - case.minimum
+}
+
 /// Regret after 50 and after 100 trials.
 pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
     let objective = Objective::new("value", Direction::Minimize);
