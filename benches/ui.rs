@@ -154,7 +154,7 @@ fn bench(c: &mut Criterion) {
         );
         let config = ktune::ui::Config {
             base_path: String::new(),
-            trials_dir: dir.join("trials"),
+            trials_dir: Some(dir.join("trials")),
             poll: ktune::ui::DEFAULT_POLL,
         };
         let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {

@@ -423,6 +423,38 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
         "{last}"
     );
     assert!(last.contains("No log at"));
+
+    // A running trial's output is followed from where the page left off.
+    std::fs::create_dir_all(trials_dir.join("demo/t-119")).unwrap();
+    std::fs::write(trials_dir.join("demo/t-119/stdout.log"), "epoch 1\n").unwrap();
+    let running = page(&server, "/experiments/demo/trials/t-119");
+    assert!(
+        running.contains("data-follow=\"/experiments/demo/trials/t-119/log\" data-offset=\"8\""),
+        "{running}"
+    );
+    assert!(
+        !t3.contains("data-follow"),
+        "a finished trial's log is not followed"
+    );
+    std::fs::write(
+        trials_dir.join("demo/t-119/stdout.log"),
+        "epoch 1\nepoch 2\n",
+    )
+    .unwrap();
+    let (status, head, body) = get(&server, "/experiments/demo/trials/t-119/log?offset=8");
+    assert_eq!((status, body.as_str()), (200, "epoch 2\n"));
+    assert!(head.to_lowercase().contains("x-log-offset: 16"), "{head}");
+    let (_, head, body) = get(&server, "/experiments/demo/trials/t-119/log?offset=99");
+    assert_eq!(
+        body, "epoch 1\nepoch 2\n",
+        "a shorter file is read from its start"
+    );
+    assert!(head.to_lowercase().contains("x-log-offset: 16"));
+    assert_eq!(get(&server, "/experiments/demo/trials/t-120/log").0, 404);
+    assert_eq!(
+        get(&server, "/experiments/demo/trials/..%2F..%2Fetc/log").0,
+        404
+    );
     assert_eq!(get(&server, "/experiments/nope").0, 404);
     assert_eq!(get(&server, "/experiments/demo/trials/nope").0, 404);
     assert!(page(&server, "/assets/style.css").contains(".trial"));
@@ -872,12 +904,19 @@ async fn a_browser_sees_every_page_brushes_the_table_and_gets_live_updates() {
     std::fs::write(trials_dir.join("demo/t-003/stdout.log"), "hello\nloss=1\n").unwrap();
     let server = start(&db, &trials_dir, &[]);
 
-    // The "live" experiment keeps changing while the browser watches.
+    // The "live" experiment keeps changing while the browser watches: a
+    // new trial and a line of output from a running one every 400 ms.
     let live = store.experiment("live").await.unwrap().unwrap();
+    let running_log = trials_dir.join("live/t-006/stdout.log");
+    std::fs::create_dir_all(running_log.parent().unwrap()).unwrap();
+    std::fs::write(&running_log, "epoch 0\n").unwrap();
     let writer_store = store.clone();
     let writer = tokio::spawn(async move {
         for i in 7.. {
             tokio::time::sleep(Duration::from_millis(400)).await;
+            if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(&running_log) {
+                let _ = writeln!(log, "epoch {i}");
+            }
             let new = NewTrial {
                 name: format!("t-{i:03}"),
                 assignment: vec![("lr".into(), "0.01".into()), ("opt".into(), "sgd".into())],
@@ -929,6 +968,7 @@ async fn a_browser_sees_every_page_brushes_the_table_and_gets_live_updates() {
         "experiment",
         "experiment-brushed",
         "trial",
+        "trial-running",
         "experiment-live",
     ] {
         let png = shots.join(format!("{page}.png"));

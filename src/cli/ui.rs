@@ -71,7 +71,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         drop(out);
         let config = crate::ui::Config {
             base_path: base,
-            trials_dir: args.trials_dir.clone(),
+            trials_dir: Some(args.trials_dir.clone()),
             poll: Duration::from_millis(args.poll_ms.max(50)),
         };
         let shutdown = async {

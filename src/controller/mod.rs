@@ -262,7 +262,7 @@ pub async fn run(
                 store.clone(),
                 crate::ui::Config {
                     base_path: String::new(),
-                    trials_dir: std::path::PathBuf::new(),
+                    trials_dir: None,
                     poll: crate::ui::DEFAULT_POLL,
                 },
             );

@@ -9,6 +9,7 @@
 //! the table's filter and order), `/experiments/{name}/spec.yaml`,
 //! `/experiments/{name}/trials` (the table alone),
 //! `/experiments/{name}/trials/{trial}` (parameters, metrics, output),
+//! `/experiments/{name}/trials/{trial}/log?offset=` (following the output),
 //! `/events` (server-sent events), `/assets/…`.
 
 mod assets;
@@ -54,8 +55,10 @@ pub struct Config {
     /// Prefix of every route (`""` or `/something`, no trailing slash), for
     /// serving behind a reverse proxy.
     pub base_path: String,
-    /// The folder `ktune run` kept trials in (for their output).
-    pub trials_dir: PathBuf,
+    /// The folder `ktune run` kept trials in (for their output); `None`
+    /// where trials' output is not on this machine (the controller: it is
+    /// in the pods' logs).
+    pub trials_dir: Option<PathBuf>,
     /// How often the store is polled for live updates.
     pub poll: Duration,
 }
@@ -210,6 +213,10 @@ pub fn router(store: SqlStore, config: Config) -> Router {
         .route(
             &format!("{base}/experiments/{{name}}/trials/{{trial}}"),
             get(trial_page),
+        )
+        .route(
+            &format!("{base}/experiments/{{name}}/trials/{{trial}}/log"),
+            get(trial_log),
         )
         .route(&format!("{base}/events"), get(events))
         .route(&format!("{base}/assets/style.css"), get(style_css))
@@ -509,20 +516,82 @@ fn safe_component(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
-/// The end of a log file: `None` when it does not exist.
-async fn log_tail(path: &FsPath) -> Option<String> {
+/// Up to [`LOG_TAIL_BYTES`] of a log file from byte `from` (its end when
+/// `from` is `None`), and the file's size: `None` when it does not exist.
+async fn log_bytes(path: &FsPath, from: Option<u64>) -> Option<(Vec<u8>, u64, u64)> {
     let mut file = tokio::fs::File::open(path).await.ok()?;
     let len = file.metadata().await.ok()?.len();
-    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    let start = match from {
+        // A file shorter than the offset was replaced: from its start.
+        Some(offset) if offset <= len => offset,
+        Some(_) => 0,
+        None => len.saturating_sub(LOG_TAIL_BYTES),
+    };
     file.seek(std::io::SeekFrom::Start(start)).await.ok()?;
     let mut buf = Vec::new();
-    file.read_to_end(&mut buf).await.ok()?;
+    (&mut file)
+        .take(LOG_TAIL_BYTES)
+        .read_to_end(&mut buf)
+        .await
+        .ok()?;
+    Some((buf, start, len))
+}
+
+/// The end of a log file and its size: `None` when it does not exist.
+async fn log_tail(path: &FsPath) -> Option<(String, u64)> {
+    let (buf, start, len) = log_bytes(path, None).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    Some(if start > 0 {
+    let text = if start > 0 {
         format!("… (the first {start} bytes are left out)\n{text}")
     } else {
         text
-    })
+    };
+    Some((text, len))
+}
+
+/// A trial's `stdout.log` path, when both names are safe path components.
+fn log_path(config: &Config, experiment: &str, trial: &str) -> Option<PathBuf> {
+    let dir = config.trials_dir.as_ref()?;
+    (safe_component(experiment) && safe_component(trial))
+        .then(|| dir.join(experiment).join(trial).join("stdout.log"))
+}
+
+/// Where following a log goes on from.
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    offset: Option<u64>,
+}
+
+/// `…/log?offset=N`: the log's bytes from `N` (at most 64 KiB), with the
+/// offset to ask for next in `X-Log-Offset`; a trial page's script polls
+/// it while the trial runs.
+async fn trial_log(
+    State(app): Shared,
+    Path((name, trial)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> PageResult<Response> {
+    let missing = || {
+        app.fail(UiError::NotFound(format!(
+            "No log for trial {trial:?} of experiment {name:?}."
+        )))
+    };
+    let path = log_path(&app.config, &name, &trial).ok_or_else(missing)?;
+    let (buf, start, _) = log_bytes(&path, Some(query.offset.unwrap_or(0)))
+        .await
+        .ok_or_else(missing)?;
+    let next = start + buf.len() as u64;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::HeaderName::from_static("x-log-offset"),
+                next.to_string(),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        String::from_utf8_lossy(&buf).into_owned(),
+    )
+        .into_response())
 }
 
 async fn trial_page(
@@ -545,23 +614,18 @@ async fn trial_page(
         .observations(row.id)
         .await
         .map_err(|e| app.fail(e))?;
-    let path = app
-        .config
-        .trials_dir
-        .join(&record.name)
-        .join(&row.name)
-        .join("stdout.log");
-    let log = if safe_component(&record.name) && safe_component(&row.name) {
-        log_tail(&path).await
-    } else {
-        None
+    let path = log_path(&app.config, &record.name, &row.name);
+    let log = match &path {
+        Some(path) => log_tail(path).await,
+        None => None,
     };
-    let log_path = path.display().to_string();
+    let log_path = path.map(|p| p.display().to_string()).unwrap_or_default();
     let view = pages::TrialView {
         experiment: &record.name,
         trial: &row,
         observations: &observations,
-        log: log.as_deref(),
+        log: log.as_ref().map(|(text, _)| text.as_str()),
+        log_size: log.as_ref().map_or(0, |(_, size)| *size),
         log_path: &log_path,
         now: now_ms(),
     };

@@ -511,6 +511,8 @@ pub struct TrialView<'a> {
     pub observations: &'a [ObservationRow],
     /// The end of its stdout.log, if the file exists.
     pub log: Option<&'a str>,
+    /// The log file's size in bytes (where following it goes on from).
+    pub log_size: u64,
     /// Where the log was looked for.
     pub log_path: &'a str,
     /// Now (Unix ms).
@@ -593,10 +595,31 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
     }
     body.push_str("</section><section id=\"logs\"><h2>Output</h2>");
     match v.log {
-        Some(log) if !log.is_empty() => {
-            let _ = write!(body, "<pre class=\"log\">{}</pre>", escape(log));
+        Some(log) => {
+            // A trial that has not finished is followed by the script from
+            // the log's end (`…/log?offset=`).
+            let follow = if t.state.is_terminal() {
+                String::new()
+            } else {
+                format!(
+                    " data-follow=\"{}/log\" data-offset=\"{}\"",
+                    escape(&trial_href(base, v.experiment, &t.name)),
+                    v.log_size
+                )
+            };
+            if log.is_empty() {
+                body.push_str("<p class=\"empty\">The trial has written no output yet.</p>");
+            }
+            let _ = write!(
+                body,
+                "<pre class=\"log\" id=\"log\"{follow}>{}</pre>",
+                escape(log)
+            );
         }
-        Some(_) => body.push_str("<p class=\"empty\">The trial has written no output yet.</p>"),
+        None if v.log_path.is_empty() => body.push_str(
+            "<p class=\"empty\">The trial's output is not kept here: in a cluster, it is the log of \
+             the trial's primary pod (<code>kubectl logs</code>).</p>",
+        ),
         None => {
             let _ = write!(
                 body,

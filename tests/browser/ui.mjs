@@ -103,6 +103,15 @@ try {
   check((await page.locator("#history path.trial").count()) >= 1, "the running experiment's history");
   await shot("experiment-live");
 
+  // A running trial's output grows on the page as the trial writes it.
+  await page.goto(`${base}/experiments/live/trials/t-006`);
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const logBefore = await page.textContent("#log");
+  await page.waitForFunction((b) => (document.getElementById("log")?.textContent || "").length > b.length, logBefore, { timeout: 15000 });
+  check((await page.textContent("#log")).startsWith(logBefore), "new output is appended to what was shown");
+  check(await page.evaluate(() => window.__notReloaded === true), "the output is followed without reloading the page");
+  await shot("trial-running");
+
   // An empty state reads as one.
   await page.goto(`${base}/experiments/empty`);
   check((await page.locator("p.empty").count()) >= 1, "an experiment without trials says so");

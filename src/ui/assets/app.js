@@ -4,7 +4,8 @@
 // shows a trial's title beside the pointer, and lets a drag along a
 // parallel-coordinates axis dim the lines outside the dragged range and
 // filter the trial table to it (server-side, through the `brush` query
-// parameter, so paging and exports follow the selection).
+// parameter, so paging and exports follow the selection), and follows a
+// running trial's output.
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
@@ -204,7 +205,37 @@
       brushes[axis.getAttribute("data-x")] = [Math.min(ys[0], ys[1]), Math.max(ys[0], ys[1])];
     });
   }
+  // Following a running trial's output: poll `…/log?offset=` once a
+  // second and append what is new, keeping the view at the end when it
+  // was there. Live refreshes replace the element; the timer then finds
+  // the new one (and its offset).
+  var following = null;
+  function follow() {
+    if (following) { return; }
+    following = setInterval(function () {
+      var pre = document.querySelector("pre.log[data-follow]");
+      if (!pre) { clearInterval(following); following = null; return; }
+      if (pre.getAttribute("data-busy") === "1") { return; }
+      pre.setAttribute("data-busy", "1");
+      var url = pre.getAttribute("data-follow") + "?offset=" + pre.getAttribute("data-offset");
+      fetch(url, { cache: "no-store" })
+        .then(function (r) {
+          if (!r.ok) { throw new Error(r.status); }
+          var next = r.headers.get("X-Log-Offset");
+          return r.text().then(function (text) { return [text, next]; });
+        })
+        .then(function (got) {
+          var atEnd = window.innerHeight + window.scrollY >= document.body.scrollHeight - 4;
+          if (got[0]) { pre.appendChild(document.createTextNode(got[0])); }
+          if (got[1] !== null) { pre.setAttribute("data-offset", got[1]); }
+          if (got[0] && atEnd) { window.scrollTo(0, document.body.scrollHeight); }
+        })
+        .catch(function () {})
+        .then(function () { pre.removeAttribute("data-busy"); });
+    }, 1000);
+  }
   function init() {
+    if (document.querySelector("pre.log[data-follow]")) { follow(); }
     [].forEach.call(document.querySelectorAll("svg.parallel"), function (svg) {
       if (Object.keys(brushes).length === 0) { restoreBrushes(svg); }
       setupBrushing(svg);
