@@ -413,7 +413,7 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
         let _ = write!(
             out,
             "<p class=\"selection\">Selected in the parallel coordinates: {} · <a id=\"clear-brush\" href=\"{}{}\">clear</a></p>",
-            escape(&brush.describe(&v.metric)),
+            escape(&brush.describe(v.metric)),
             escape(here),
             escape(&p.with(&[("brush", None), ("page", None)]))
         );
@@ -446,7 +446,7 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
     header("seq", "#", &mut out);
     header("name", "name", &mut out);
     header("state", "state", &mut out);
-    header("objective", &escape(&v.metric), &mut out);
+    header("objective", &escape(v.metric), &mut out);
     header("completed", "completed", &mut out);
     for name in v.parameters {
         let _ = write!(out, "<th>{}</th>", escape(name));
