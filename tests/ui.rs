@@ -284,6 +284,10 @@ async fn the_dashboard_serves_every_page_from_a_filled_store() {
         "one brushable axis per parameter and the objective"
     );
     assert!(exp.contains("correlation ratio"));
+    assert!(
+        exp.contains("class=\"bar top\""),
+        "PED-ANOVA shares beside η² with 116 succeeded trials"
+    );
     assert!(exp.contains("objectiveMetricName: loss"));
     assert!(!exp.contains(XSS), "stored text is escaped");
     let log_scale = page(&server, "/experiments/demo?log=1");

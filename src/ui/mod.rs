@@ -19,6 +19,7 @@ pub mod data;
 mod html;
 mod live;
 pub mod pages;
+pub mod ped_anova;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -362,6 +363,7 @@ async fn experiment_page(
     let parameters = parameter_names(&record, &trials);
     let log_parameters = data::log_parameters(&record);
     let importance = data::importance(&trials);
+    let top_shares = ped_anova::shares(&trials, &objective, &parameters, &log_parameters);
     let spec_yaml = serde_saphyr::to_string(&record.spec).map_err(|e| app.fail(e))?;
     let summary = summarize(record, &trials);
     let view = pages::ExperimentView {
@@ -373,6 +375,7 @@ async fn experiment_page(
         parameters: &parameters,
         log_parameters: &log_parameters,
         importance: &importance,
+        top_shares: &top_shares,
         page: &page,
         params: &params,
         spec_yaml: &spec_yaml,

@@ -11,6 +11,7 @@ use super::data::{
     url_encode,
 };
 use super::html::escape;
+use super::ped_anova;
 use super::svg;
 use crate::engine::decide::Counts;
 use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow, state_to_str};
@@ -143,8 +144,10 @@ pub struct ExperimentView<'a> {
     pub parameters: &'a [String],
     /// Log-distributed parameters.
     pub log_parameters: &'a [String],
-    /// Parameter importance.
+    /// Parameter importance (η²).
     pub importance: &'a [Importance],
+    /// What sets the top trials apart (PED-ANOVA shares, spec order).
+    pub top_shares: &'a [(String, f64)],
     /// The table's page.
     pub page: &'a TrialPage,
     /// The table's query.
@@ -273,21 +276,45 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
             "<p class=\"empty\">Needs at least 4 succeeded trials whose objectives differ.</p>",
         );
     } else {
-        body.push_str("<table class=\"importance\"><tbody>");
+        let _ = write!(
+            body,
+            "<table class=\"importance\"><thead><tr><th>parameter</th><th title=\"{}\">variance explained (η²)</th>\
+             <th>bins</th><th title=\"{}\">sets the top 10 % apart (PED-ANOVA)</th></tr></thead><tbody>",
+            escape(IMPORTANCE_METHOD),
+            escape(ped_anova::METHOD)
+        );
         for i in v.importance {
+            let share = v
+                .top_shares
+                .iter()
+                .find(|(name, _)| *name == i.parameter)
+                .map(|(_, share)| *share);
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {:.3}</td><td>{} bins</td></tr>",
+                "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {:.3}</td><td>{}</td><td>{}</td></tr>",
                 escape(&i.parameter),
                 i.score * 200.0,
                 i.score,
-                i.bins
+                i.bins,
+                share.map_or_else(
+                    || "–".to_owned(),
+                    |s| format!(
+                        "<span class=\"bar top\" style=\"width:{:.0}px\"></span> {s:.3}",
+                        s * 200.0
+                    )
+                )
             );
         }
         let _ = write!(
             body,
-            "</tbody></table><p class=\"method\">Method: {}.</p>",
-            escape(IMPORTANCE_METHOD)
+            "</tbody></table><p class=\"method\">Methods: {}. {}{}.</p>",
+            escape(IMPORTANCE_METHOD),
+            escape(ped_anova::METHOD),
+            if v.top_shares.is_empty() {
+                " (needs at least 20 succeeded trials)"
+            } else {
+                ""
+            }
         );
     }
     body.push_str("</section>");
