@@ -9,12 +9,20 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = ktune::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KTUNE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("KTUNE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        ktune::cli::LogFormat::Text => logs.init(),
+        // Each line carries the current span and the whole span list, so
+        // a log collector can select one experiment's or trial's lines.
+        ktune::cli::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     match ktune::cli::run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -182,3 +182,32 @@ fn without_a_terminal_each_trial_is_a_plain_line_then_the_result() {
     // No escape sequences from a progress bar.
     assert!(!text.contains('\x1b'), "{text:?}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_naming_the_experiment() {
+    let dir = scratch("json-logs");
+    let file = experiment(&dir, "logged");
+    let out = run(&dir, &file, &["--quiet", "--log-format", "json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    // The trial template names an image, which `ktune run` ignores and says so.
+    let warning = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("container images are ignored"))
+        })
+        .unwrap_or_else(|| panic!("no image warning in {stderr}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["span"]["name"], "experiment", "{warning}");
+    assert_eq!(warning["span"]["experiment"], "logged", "{warning}");
+    assert_eq!(warning["spans"][0]["experiment"], "logged", "{warning}");
+    std::fs::remove_dir_all(&dir).ok();
+}

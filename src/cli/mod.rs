@@ -22,9 +22,23 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ktune", version, about, long_about = None)]
 pub struct Cli {
+    /// Log lines on stderr as text, or as JSON objects (one per line, with
+    /// the spans they happened in: experiment, trial) for log collectors.
+    /// Levels: `KTUNE_LOG` (e.g. `info`, `ktune=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KTUNE_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.

@@ -22,6 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::collect::ClusterCollector;
 use super::kinds::not_allowed;
@@ -104,7 +105,14 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
     if let Some(old) = workers.remove(&uid) {
         old.task.abort();
     }
-    let task = tokio::spawn(run_worker(Arc::clone(ctx), experiment));
+    // Every log line of the worker (suggestions, trials, status) names its
+    // experiment; ERROR level so the span is on whatever `KTUNE_LOG` says.
+    let span = tracing::error_span!(
+        "worker",
+        namespace = %experiment.namespace().unwrap_or_default(),
+        experiment = %experiment.name_any()
+    );
+    let task = tokio::spawn(run_worker(Arc::clone(ctx), experiment).instrument(span));
     workers.insert(uid, Worker { generation, task });
 }
 

@@ -38,8 +38,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::{Client, ResourceExt as _};
+use tracing::Instrument as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -339,10 +340,20 @@ pub async fn run(
         .owns(trials.clone(), watcher::Config::default())
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |object, ctx| async move {
-                let ops = Arc::clone(&ctx.ops);
-                ops.measure("experiment", experiment::reconcile(object, ctx))
-                    .await
+            |object, ctx| {
+                // ERROR level: enabled whatever `KTUNE_LOG` lets through,
+                // so every line of the reconcile names its object.
+                let span = tracing::error_span!(
+                    "reconcile",
+                    namespace = %object.namespace().unwrap_or_default(),
+                    experiment = %object.name_any()
+                );
+                async move {
+                    let ops = Arc::clone(&ctx.ops);
+                    ops.measure("experiment", experiment::reconcile(object, ctx))
+                        .await
+                }
+                .instrument(span)
             },
             error_policy,
             Arc::clone(&ctx),
@@ -359,9 +370,17 @@ pub async fn run(
     let trial_controller = trial_controller
         .graceful_shutdown_on(shutdown)
         .run(
-            |object, ctx| async move {
-                let ops = Arc::clone(&ctx.ops);
-                ops.measure("trial", trial::reconcile(object, ctx)).await
+            |object, ctx| {
+                let span = tracing::error_span!(
+                    "reconcile",
+                    namespace = %object.namespace().unwrap_or_default(),
+                    trial = %object.name_any()
+                );
+                async move {
+                    let ops = Arc::clone(&ctx.ops);
+                    ops.measure("trial", trial::reconcile(object, ctx)).await
+                }
+                .instrument(span)
             },
             error_policy,
             Arc::clone(&ctx),

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -58,6 +59,29 @@ pub enum DriverError {
 /// # Errors
 /// [`DriverError`] when the experiment cannot be planned or run.
 pub async fn run<S: Store>(
+    prepared: &PreparedExperiment,
+    configmaps: &ConfigMaps,
+    store: &S,
+    options: &RunOptions,
+    on_event: &mut (dyn FnMut(Event) + Send),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, DriverError> {
+    // Every log line of the run names its experiment (a field of the
+    // span, in JSON logs). ERROR level so that the span is enabled whatever
+    // level `KTUNE_LOG` lets through (a span's level only gates the span).
+    let name = prepared
+        .experiment
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default();
+    let span = tracing::error_span!("experiment", experiment = %name);
+    drive(prepared, configmaps, store, options, on_event, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn drive<S: Store>(
     prepared: &PreparedExperiment,
     configmaps: &ConfigMaps,
     store: &S,
