@@ -29,6 +29,7 @@ spec:
       apiVersion: batch/v1
       kind: Job
       spec:
+        backoffLimit: 0
         template:
           spec:
             restartPolicy: Never
@@ -299,4 +300,78 @@ async fn file_trials_stream_json_lines() {
     );
     let (best, max) = run_file_experiment(cluster, "filejson", yaml).await;
     assert_eq!((best.as_str(), max.as_str()), ("0.1", "0.7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_trial_adopted_by_a_restarted_controller_keeps_its_token() {
+    let cluster = Cluster::fake("push-restart").await;
+    let go = cluster.dir.join("go");
+    // Report once (and say so), wait for the test's go (after the
+    // restart), report again with the token the pod started with — for up
+    // to 5 s, while the new controller takes the trial back (a wrong
+    // token stays refused).
+    let script = format!(
+        "python3 examples/python/ktune_report.py loss=0.5$1 || exit 7; touch {dir}/reported-$1; \
+         i=0; while [ ! -f {go} ] && [ $i -lt 300 ]; do i=$((i+1)); sleep 0.05; done; \
+         i=0; until python3 examples/python/ktune_report.py loss=0.$1; do \
+           i=$((i+1)); [ $i -lt 50 ] || exit 8; sleep 0.1; done",
+        dir = cluster.dir.display(),
+        go = go.display()
+    );
+    let yaml = push_experiment("adopted", &script);
+    // One address for both controllers, as a Service gives in a cluster.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", "off", "--push-listen", listen.as_str()];
+    let first = cluster.controller(&args);
+    let (cluster, first) = tokio::task::spawn_blocking(move || {
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        assert!(out.status.success(), "{}", describe(&out));
+        // Until both trials run and have pushed once to this controller.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let reported = |m: &str| cluster.dir.join(format!("reported-{m}")).exists();
+        while std::time::Instant::now() < deadline && !(reported("1") && reported("2")) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(reported("1") && reported("2"), "the trials never pushed");
+        (cluster, first)
+    })
+    .await
+    .unwrap();
+    let first_logs = stop(first);
+    let second = cluster.controller(&args);
+    let (cluster, waited) = tokio::task::spawn_blocking(move || {
+        // Let the new controller start, then let the trials report.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::fs::write(&go, "").unwrap();
+        let waited = cluster.wait_for("Succeeded", "experiment/adopted", 60);
+        (cluster, waited)
+    })
+    .await
+    .unwrap();
+    let logs = stop(second);
+    assert!(
+        waited.status.success(),
+        "{}\n{first_logs}\n{logs}",
+        describe(&waited)
+    );
+    let get = |path: &str| cluster.jsonpath(&["experiment", "adopted"], path);
+    let trials = cluster.jsonpath(
+        &["trials"],
+        r#"{range .items[*]}{.metadata.name} {.status.conditions[-1:].type} {.status.conditions[-1:].reason} {.status.conditions[-1:].message}{"\n"}{end}"#,
+    );
+    assert_eq!(
+        get("{.status.trialsSucceeded}"),
+        "2",
+        "{trials}\n{first_logs}\n{logs}"
+    );
+    assert_eq!(
+        get("{.status.currentOptimalTrial.objectiveValue}"),
+        "0.1",
+        "{first_logs}\n{logs}"
+    );
 }

@@ -49,6 +49,14 @@ impl TrialMetrics for ClusterMetrics {
             Self::Scrape(m) => m.finish().await,
         }
     }
+
+    fn replays(&self) -> bool {
+        match self {
+            Self::Logs(m) => m.replays(),
+            Self::Push(m) => m.replays(),
+            Self::Scrape(m) => m.replays(),
+        }
+    }
 }
 
 impl Collector for ClusterCollector {

@@ -310,11 +310,14 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
                 metrics.clone(),
             ))
         }
-        (Some(endpoint), true) => ClusterCollector::Push(PushCollector::new(
-            Arc::clone(endpoint),
-            namespace.clone(),
-            metrics.clone(),
-        )),
+        (Some(endpoint), true) => {
+            runner = runner.with_push(Arc::clone(endpoint));
+            ClusterCollector::Push(PushCollector::new(
+                Arc::clone(endpoint),
+                namespace.clone(),
+                metrics.clone(),
+            ))
+        }
         (None, true) => {
             let message = "the Push and File metrics collectors need the controller's push endpoint: run ktune controller with --push-listen";
             refuse(ctx, &experiments, &name, "PushUnavailable", message).await?;

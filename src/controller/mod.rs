@@ -39,11 +39,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::{Client, ResourceExt as _};
-use tracing::Instrument as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
+use kube::{Client, ResourceExt as _};
+use tracing::Instrument as _;
 
 use crate::api::{Experiment, Trial};
 use crate::engine::EngineError;
@@ -211,9 +211,10 @@ async fn served_workloads(
         };
         match api.list(&ListParams::default().limit(1)).await {
             Ok(_) => out.push((api, ar)),
-            Err(e) => tracing::info!(
-                "trial resource {resource} is not watched (is its CRD installed?): {e}"
-            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::info!("trial resource {resource} is not served (no CRD): not watched");
+            }
+            Err(e) => tracing::warn!("trial resource {resource} is not watched: {e}"),
         }
     }
     out

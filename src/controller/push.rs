@@ -10,9 +10,10 @@
 //! workload as `secretKeyRef`s — never the token itself, which would show
 //! in the Trial's `runSpec`. `examples/python/ktune_report.py` reads both.
 //!
-//! A token lives in the controller's memory: after a controller restart an
-//! adopted trial gets a new one in its Secret, which its running pods (env
-//! read at start) do not see; their pushes then get 401.
+//! A token lives in the controller's memory and in the trial's Secret: a
+//! restarted controller adopting a running trial registers the token of
+//! its Secret again (its pods read their env at start), so the trial keeps
+//! pushing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -96,6 +97,10 @@ impl TrialMetrics for PushedMetrics {
         let mut logs = self.inbox.take();
         logs.retain(|l| self.metrics.contains(&l.name));
         logs
+    }
+
+    fn replays(&self) -> bool {
+        false
     }
 }
 
@@ -202,44 +207,61 @@ fn walk(value: &mut Value, vars: &[Value]) {
     }
 }
 
-/// Writes (or, for an adopted trial, rewrites) a trial's push Secret,
-/// owned by `owner` (the experiment).
-///
-/// # Errors
-/// The API's refusal.
-pub async fn write_secret(
-    secrets: &Api<Secret>,
-    trial: &str,
-    (url, token): (&str, &str),
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-    labels: BTreeMap<String, String>,
-) -> Result<(), kube::Error> {
-    let data = BTreeMap::from([
-        (URL_KEY.to_owned(), ByteString(url.as_bytes().to_vec())),
-        (TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec())),
-    ]);
-    let name = secret_name(trial);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            owner_references: owner.map(|o| vec![o]),
-            labels: Some(labels),
-            ..ObjectMeta::default()
-        },
-        data: Some(data.clone()),
-        type_: Some("Opaque".to_owned()),
-        ..Secret::default()
-    };
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            let patch = json!({"data": data});
-            secrets
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map(|_| ())
+impl ClusterPush {
+    /// Hands a trial its push credentials through its Secret, owned by
+    /// `owner` (the experiment). When the Secret exists already (a trial
+    /// adopted after a controller restart, its pods holding the token they
+    /// started with), the token in it is registered again instead, so the
+    /// running trial keeps pushing.
+    ///
+    /// # Errors
+    /// The API's refusal.
+    pub async fn deliver(
+        &self,
+        secrets: &Api<Secret>,
+        (namespace, trial): (&str, &str),
+        (url, token): (&str, &str),
+        owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), kube::Error> {
+        let data = BTreeMap::from([
+            (URL_KEY.to_owned(), ByteString(url.as_bytes().to_vec())),
+            (TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec())),
+        ]);
+        let name = secret_name(trial);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                owner_references: owner.map(|o| vec![o]),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            data: Some(data.clone()),
+            type_: Some("Opaque".to_owned()),
+            ..Secret::default()
+        };
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let held = secrets
+                    .get(&name)
+                    .await?
+                    .data
+                    .and_then(|d| d.get(TOKEN_KEY).cloned())
+                    .and_then(|t| String::from_utf8(t.0).ok())
+                    .filter(|t| !t.is_empty());
+                if let Some(held) = held {
+                    self.server.register_token(&key(namespace, trial), held);
+                    return Ok(());
+                }
+                let patch = json!({"data": data});
+                secrets
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -114,6 +114,10 @@ impl TrialMetrics for PodScrapes {
         }
         self.drain()
     }
+
+    fn replays(&self) -> bool {
+        false
+    }
 }
 
 impl Collector for PodScrapeCollector {

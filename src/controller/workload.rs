@@ -35,6 +35,7 @@ pub struct ClusterRunner {
     experiment: Arc<Experiment>,
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
+    push: Option<Arc<push::ClusterPush>>,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -55,7 +56,15 @@ impl ClusterRunner {
             experiment,
             template,
             file_sidecar: None,
+            push: None,
         }
+    }
+
+    /// Hands Push (and File) trials their tokens from this endpoint.
+    #[must_use]
+    pub fn with_push(mut self, push: Arc<push::ClusterPush>) -> Self {
+        self.push = Some(push);
+        self
     }
 
     /// Adds the File collector's sidecar to each trial's primary pod
@@ -124,21 +133,28 @@ impl Runner for ClusterRunner {
         // Push: the token reaches the workload through a Secret written
         // before the Trial (so before any pod can look for it).
         if let Some((url, token)) = push::credentials(&request.env) {
+            let Some(endpoint) = &self.push else {
+                return Err(RunnerError::Api(
+                    "push credentials without a push endpoint".to_owned(),
+                ));
+            };
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
             let labels =
                 BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any())]);
-            push::write_secret(
-                &secrets,
-                request.trial,
-                (&url, &token),
-                self.experiment.controller_owner_ref(&()).map(|mut o| {
-                    o.controller = None;
-                    o
-                }),
-                labels,
-            )
-            .await
-            .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
+            let owner = self.experiment.controller_owner_ref(&()).map(|mut o| {
+                o.controller = None;
+                o
+            });
+            endpoint
+                .deliver(
+                    &secrets,
+                    (&namespace, request.trial),
+                    (&url, &token),
+                    owner,
+                    labels,
+                )
+                .await
+                .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
             let secret = push::secret_name(request.trial);
             push::inject_env(&mut workload, &secret);
             if let Some(sidecar) = &self.file_sidecar {

@@ -512,9 +512,17 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         // A restarted trial's reports continue after those already stored.
         let mut steps = BTreeMap::new();
         let mut stored: BTreeMap<String, i64> = BTreeMap::new();
+        let mut earlier: Vec<MetricLog> = Vec::new();
         if row.started_at.is_some() {
             for o in self.store.observations(row.id).await? {
                 *stored.entry(o.metric.clone()).or_insert(0) += 1;
+                earlier.push(MetricLog {
+                    name: o.metric.clone(),
+                    value: o.value.clone(),
+                    time: o
+                        .time
+                        .and_then(|t| jiff::Timestamp::from_millisecond(t).ok()),
+                });
                 let last = steps.entry(o.metric).or_insert(0);
                 *last = o.step.max(*last);
             }
@@ -531,17 +539,23 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     parameters: row.assignment.clone(),
                 });
                 let metrics = self.collector.attach(&row.name, run.stdout());
-                let replayed = if run.adopted() {
+                // An adopted trial (still running after a restart) ends
+                // with all its reports counted, those stored before too;
+                // a source that delivers them again (a log read from its
+                // start) has that many of each metric skipped.
+                let adopted = run.adopted();
+                let replayed = if adopted && metrics.replays() {
                     stored
                 } else {
                     BTreeMap::new()
                 };
+                let logs = if adopted { earlier } else { Vec::new() };
                 let id = row.id;
                 self.live.push(Live {
                     row,
                     run,
                     metrics,
-                    logs: Vec::new(),
+                    logs,
                     steps,
                     series: Vec::new(),
                     replayed,

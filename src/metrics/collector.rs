@@ -61,6 +61,14 @@ pub trait TrialMetrics: Send {
     fn finish(&mut self) -> impl Future<Output = Vec<MetricLog>> + Send {
         self.poll()
     }
+
+    /// Whether, attached to a trial adopted after a restart, this source
+    /// delivers again the reports stored before (a log or file read from
+    /// its start does; pushes and scrapes only bring new ones), so the
+    /// engine skips that many.
+    fn replays(&self) -> bool {
+        true
+    }
 }
 
 /// Why a collector could not be set up.
@@ -348,6 +356,12 @@ pub enum LocalMetrics {
 }
 
 impl TrialMetrics for LocalMetrics {
+    fn replays(&self) -> bool {
+        // A file or output is read from its start; pushes and scrapes
+        // bring only what is new.
+        matches!(self, Self::Lines { .. })
+    }
+
     async fn poll(&mut self) -> Vec<MetricLog> {
         match self {
             Self::Lines { format, tail } => {

@@ -245,6 +245,13 @@ impl PushServer {
     /// [`PushError::Token`] when /dev/urandom cannot be read.
     pub fn register(&self, trial: &str) -> Result<PushCredentials, PushError> {
         let token = new_token().map_err(PushError::Token)?;
+        Ok(self.register_token(trial, token))
+    }
+
+    /// Lets `trial` push with a token it already holds (a controller that
+    /// restarted takes back the token a running trial was given); like
+    /// [`Self::register`] otherwise.
+    pub fn register_token(&self, trial: &str, token: String) -> PushCredentials {
         self.shared
             .inboxes()
             .entry(trial.to_owned())
@@ -253,10 +260,10 @@ impl PushServer {
                 token: token.clone(),
                 logs: Vec::new(),
             });
-        Ok(PushCredentials {
+        PushCredentials {
             url: self.trial_url(trial),
             token,
-        })
+        }
     }
 
     /// The reports `trial` pushed since the last call, in arrival order
