@@ -7,9 +7,11 @@
 //! kubectl apply -f crds/
 //! ```
 //!
-//! Jobs' containers run as local processes in `--workdir` (images are
-//! ignored); `kubectl logs` shows their output. State lives in memory and
-//! is gone when the server stops.
+//! Workloads' containers run as local processes in `--workdir` (images are
+//! ignored); `kubectl logs` shows their output. `--workload-crds` also
+//! installs the CRDs of the Kubeflow jobs (MPIJob v1), Trainer's TrainJob,
+//! Argo's Workflow and Tekton's PipelineRun, which the executor runs too.
+//! State lives in memory and is gone when the server stops.
 
 use clap::Parser;
 use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer};
@@ -31,6 +33,10 @@ struct Args {
     /// Do not run Jobs.
     #[arg(long)]
     no_executor: bool,
+    /// Install the CRDs of the other trial kinds (Kubeflow jobs with the
+    /// v1 MPIJob, TrainJob, Argo Workflow, Tekton PipelineRun).
+    #[arg(long)]
+    workload_crds: bool,
 }
 
 #[tokio::main]
@@ -43,6 +49,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let server = FakeApiServer::new();
+    if args.workload_crds {
+        use ktune_fake_apiserver::crds;
+        for manifest in [
+            crds::TRAINING_OPERATOR,
+            crds::MPIJOB_V1,
+            crds::TRAINER,
+            crds::ARGO,
+            crds::TEKTON,
+        ] {
+            server.create_manifest(manifest)?;
+        }
+    }
     let (addr, _handle) = server
         .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
         .await?;
