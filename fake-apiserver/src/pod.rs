@@ -51,6 +51,8 @@ pub(crate) struct Pods {
     kills: Mutex<HashMap<(String, String), watch::Sender<bool>>>,
     /// Pods started so far: each gets its own loopback address as pod IP.
     started: std::sync::atomic::AtomicU32,
+    /// Where this node keeps its pods' emptyDirs.
+    root: PathBuf,
 }
 
 /// How one pod ended.
@@ -103,11 +105,19 @@ impl Pods {
             config,
             rt,
             kills: Mutex::default(),
-            started: std::sync::atomic::AtomicU32::new(0),
+            // A random start: fake nodes in parallel test processes hand
+            // out different pod IPs (and folders).
+            started: std::sync::atomic::AtomicU32::new(fastrand::u32(..255 * 254 * 254)),
+            root: std::env::temp_dir().join(format!(
+                "ktune-fake-node-{}-{}",
+                std::process::id(),
+                crate::store::random_suffix()
+            )),
         }
     }
 
-    /// A pod IP of its own (`127.1.0.1`, `127.1.0.2` …; Linux routes all of
+    /// A pod IP of its own (`127.1.0.1` … `127.255.253.254`, from a random
+    /// start; Linux routes all of
     /// 127.0.0.0/8 to loopback): a process binding its `status.podIP`
     /// (downward API) on a fixed port does not collide with another pod's,
     /// as on a cluster. 127.0.0.x is left to the host.
@@ -161,7 +171,7 @@ impl Pods {
             k.send_replace(true);
         }
         self.logs.remove(&key.0, &key.1);
-        let _ = std::fs::remove_dir_all(crate::volumes::pod_root(&key.0, &key.1));
+        let _ = std::fs::remove_dir_all(self.root.join(format!("{}_{}", key.0, key.1)));
     }
 
     /// A key of a Secret in `ns` (`data`, base64, or `stringData`).
@@ -218,7 +228,7 @@ impl Pods {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let root = crate::volumes::pod_root(&ns, &name);
+        let root = self.root.join(format!("{ns}_{name}"));
         let dirs = crate::volumes::empty_dirs(&pod, &root);
         let grace = pod
             .pointer("/spec/terminationGracePeriodSeconds")

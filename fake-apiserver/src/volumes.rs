@@ -36,13 +36,6 @@ pub(crate) fn empty_dirs(pod: &Value, root: &std::path::Path) -> HashMap<String,
     out
 }
 
-/// Where a pod's volumes live on the fake node.
-pub(crate) fn pod_root(ns: &str, pod: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join(format!("ktune-fake-node-{}", std::process::id()))
-        .join(format!("{ns}_{pod}"))
-}
-
 /// Replaces `from` in `text` where it is a whole path prefix (followed by
 /// `/`, the end, or a character that cannot continue a path segment).
 fn replace_path(text: &str, from: &str, to: &str) -> String {

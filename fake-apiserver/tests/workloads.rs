@@ -429,3 +429,56 @@ spec:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_v1beta1_pipelinerun_runs_too() {
+    let f = fixture(&[crds::TEKTON]);
+    let yaml = r##"
+apiVersion: tekton.dev/v1beta1
+kind: PipelineRun
+metadata: {name: old, namespace: default}
+spec:
+  pipelineSpec:
+    tasks:
+      - name: t
+        taskSpec: {steps: [{name: s, image: x, script: "#!/bin/sh\necho hi"}]}
+"##;
+    let run = f
+        .run(yaml, |r| {
+            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
+        })
+        .await;
+    assert_eq!(
+        condition(&run, "Succeeded").as_deref(),
+        Some("True"),
+        "{run:#}"
+    );
+    assert_eq!(f.log("old-t-pod", "step-s").await, "hi\n");
+}
+
+#[tokio::test]
+async fn a_failing_argo_step_fails_the_workflow_and_stops_it() {
+    let f = fixture(&[crds::ARGO]);
+    let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: bad, namespace: default}
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {name: first, template: fail}
+        - - {name: second, template: ok}
+    - {name: fail, container: {image: x, command: [sh, -c, "exit 2"]}}
+    - {name: ok, container: {image: x, command: ["true"]}}
+"#;
+    let wf = f
+        .run(yaml, |w| {
+            matches!(w["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .await;
+    assert_eq!(wf["status"]["phase"], "Failed", "{wf:#}");
+    assert_eq!(wf["status"]["message"], "child 'first' failed");
+    assert_eq!(f.pods("workflows.argoproj.io/workflow=bad").await.len(), 1);
+}
