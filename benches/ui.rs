@@ -206,6 +206,14 @@ fn bench(c: &mut Criterion) {
             total
         });
     });
+    // What every poll costs the store while a page listens.
+    group.bench_function("change_poll_query", |b| {
+        b.iter(|| {
+            rt.block_on(store.change_marks())
+                .map(|m| m.len())
+                .unwrap_or(0)
+        });
+    });
     group.bench_function("live_update", |b| {
         b.iter_custom(|iters| rt.block_on(live_updates(&addr, &store, &running, iters)));
     });

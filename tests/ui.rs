@@ -757,15 +757,8 @@ async fn queries_conform(store: &SqlStore) {
     assert!(store.metric_curves(&[], "loss").await.unwrap().is_empty());
     let marks = store.change_marks().await.unwrap();
     let mark = marks.iter().find(|m| m.experiment == name).unwrap();
-    assert_eq!(
-        (
-            mark.trials,
-            mark.started,
-            mark.completed,
-            mark.running_observations
-        ),
-        (30, 30, 28, 3)
-    );
+    assert_eq!(mark.running_observations, 3);
+    assert!(mark.revision > 0, "every trial write bumps the revision");
 
     // Revisions: a reader gets only what changed since it last looked.
     let (all, r1) = store.trials_since(e.id, -1).await.unwrap();

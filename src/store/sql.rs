@@ -538,12 +538,8 @@ pub struct ChangeMark {
     pub experiment: String,
     /// The experiment's stored state word.
     pub status: String,
-    /// How many trials it has.
-    pub trials: i64,
-    /// How many have started (a Pending→Running move bumps it).
-    pub started: i64,
-    /// How many have completed (a move to a terminal state bumps it).
-    pub completed: i64,
+    /// Its revision: bumped by every write that changes its trials.
+    pub revision: i64,
     /// How many observations its running trials have stored.
     pub running_observations: i64,
 }
@@ -698,23 +694,19 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Every experiment's [`ChangeMark`], by id, in two queries whatever
-    /// the number of trials.
+    /// Every experiment's [`ChangeMark`], by id, in two queries that read
+    /// one row per experiment and the running trials' observations (by
+    /// index), whatever the number of finished trials.
     ///
     /// # Errors
     /// [`StoreError`] on a database error.
     pub async fn change_marks(&self) -> Result<Vec<ChangeMark>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT e.id AS id, e.name AS name, e.status AS status, COUNT(t.id) AS trials, \
-             COUNT(t.started_at) AS started, COUNT(t.completed_at) AS completed \
-             FROM experiments e LEFT JOIN trials t ON t.experiment_id = e.id \
-             GROUP BY e.id, e.name, e.status ORDER BY e.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT id, name, status, revision FROM experiments ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         let observed = sqlx::query(
-            "SELECT t.experiment_id AS id, COUNT(*) AS n FROM observations o \
-             JOIN trials t ON t.id = o.trial_id WHERE t.state = $1 GROUP BY t.experiment_id",
+            "SELECT t.experiment_id AS id, COUNT(*) AS n FROM trials t \
+             JOIN observations o ON o.trial_id = t.id WHERE t.state = $1 GROUP BY t.experiment_id",
         )
         .bind(state_to_str(TrialState::Running))
         .fetch_all(&self.pool)
@@ -730,9 +722,7 @@ impl SqlStore {
                     experiment_id,
                     experiment: r.try_get("name")?,
                     status: r.try_get("status")?,
-                    trials: r.try_get("trials")?,
-                    started: r.try_get("started")?,
-                    completed: r.try_get("completed")?,
+                    revision: r.try_get("revision")?,
                     running_observations: running.get(&experiment_id).copied().unwrap_or(0),
                 })
             })

@@ -1,7 +1,7 @@
 //! Live updates: one task per server polls the store's cheap change
-//! counters ([`SqlStore::change_marks`], two aggregate queries whatever the
-//! number of trials) and broadcasts only the experiments whose counters
-//! moved; every open page's event stream subscribes to that one task, so
+//! counters ([`SqlStore::change_marks`]: each experiment's revision and its
+//! running trials' observation count) and broadcasts only the experiments
+//! whose counters moved; every open page's event stream subscribes to that one task, so
 //! watchers add no queries.
 
 use std::collections::BTreeMap;
@@ -60,9 +60,7 @@ fn change_json(m: &ChangeMark) -> String {
     serde_json::json!({
         "experiment": m.experiment,
         "status": m.status,
-        "trials": m.trials,
-        "started": m.started,
-        "completed": m.completed,
+        "revision": m.revision,
         "runningObservations": m.running_observations,
     })
     .to_string()
