@@ -24,16 +24,11 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use super::collect::ClusterCollector;
+use super::collect;
 use super::kinds::not_allowed;
-use super::logs::PodLogCollector;
-use super::push::PushCollector;
-use super::scrape::PodScrapeCollector;
-use super::sidecar::FileSidecar;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
-use crate::api::enums::{CollectorKind, FileFormat};
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
@@ -42,11 +37,9 @@ use crate::api::{Experiment, Trial, prepare};
 use crate::engine::{Engine, EngineError, EngineOptions, Event};
 use crate::metrics::MetricLog;
 use crate::metrics::reduce::reduce;
-use crate::metrics::text::TextParser;
 use crate::store::ExperimentState;
 use crate::store::TrialRow;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
@@ -241,96 +234,21 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
                 .collect()
         })
         .unwrap_or_default();
-    let filters = spec
-        .metrics_collector_spec
-        .as_ref()
-        .and_then(|m| m.source.as_ref())
-        .and_then(|s| s.filter.as_ref())
-        .map(|f| f.metrics_format.clone())
-        .unwrap_or_default();
-    let parser = TextParser::new(metrics.iter().cloned(), &filters)
-        .map_err(|e| ControllerError::Invalid(e.to_string()))?;
-    let mut runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
-    let collector_kind = spec
-        .metrics_collector_spec
-        .as_ref()
-        .and_then(|m| m.collector.as_ref())
-        .and_then(|c| c.kind.clone());
-    // File reports stream through the push endpoint from a sidecar.
-    let push = matches!(
-        collector_kind,
-        Some(CollectorKind::Push | CollectorKind::File)
-    );
-    if collector_kind == Some(CollectorKind::File) {
-        let source = spec
-            .metrics_collector_spec
-            .as_ref()
-            .and_then(|m| m.source.clone())
-            .unwrap_or_default();
-        let file = source.file_system_path.unwrap_or_default();
-        runner = runner.with_file_sidecar(FileSidecar {
-            image: ctx.options.collector_image.clone(),
-            command: ctx.options.collector_command.clone(),
-            path: file.path,
-            format: if file.format == Some(FileFormat::Json) {
-                "JSON".to_owned()
-            } else {
-                "TEXT".to_owned()
-            },
-            metrics: metrics.clone(),
-            filters,
-        });
-    }
-    let collector = match (&ctx.push, push) {
-        (_, false) if collector_kind == Some(CollectorKind::PrometheusMetric) => {
-            let get = spec
-                .metrics_collector_spec
-                .as_ref()
-                .and_then(|m| m.source.as_ref())
-                .and_then(|s| s.http_get.clone())
-                .unwrap_or_default();
-            let port = match &get.port {
-                IntOrString::Int(p) => u16::try_from(*p).ok().filter(|p| *p > 0),
-                IntOrString::String(s) => s.parse().ok(),
-            };
-            let Some(port) = port else {
-                let message = format!(
-                    "metricsCollectorSpec.source.httpGet.port {:?}: the controller scrapes numeric ports only",
-                    get.port
-                );
-                refuse(ctx, &experiments, &name, "ExperimentInvalid", &message).await?;
-                return Ok(());
-            };
-            ClusterCollector::Scrape(PodScrapeCollector::new(
-                ctx.client.clone(),
-                namespace.clone(),
-                (&api_version, &kind),
-                template.primary_pod_labels.clone().unwrap_or_default(),
-                (port, get.path.unwrap_or_default()),
-                metrics.clone(),
-            ))
-        }
-        (Some(endpoint), true) => {
-            runner = runner.with_push(Arc::clone(endpoint));
-            ClusterCollector::Push(PushCollector::new(
-                Arc::clone(endpoint),
-                namespace.clone(),
-                metrics.clone(),
-            ))
-        }
-        (None, true) => {
-            let message = "the Push and File metrics collectors need the controller's push endpoint: run ktune controller with --push-listen";
-            refuse(ctx, &experiments, &name, "PushUnavailable", message).await?;
+    let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
+    let setup = collect::for_experiment(
+        ctx,
+        spec,
+        (&namespace, (&api_version, &kind)),
+        &template,
+        &metrics,
+        runner,
+    )?;
+    let (runner, collector) = match setup {
+        Ok(pair) => pair,
+        Err(refusal) => {
+            refuse(ctx, &experiments, &name, refusal.reason, &refusal.message).await?;
             return Ok(());
         }
-        (_, false) => ClusterCollector::Logs(PodLogCollector::new(
-            ctx.client.clone(),
-            namespace.clone(),
-            parser,
-            (&api_version, &kind),
-            template.primary_container_name.clone().unwrap_or_default(),
-            template.primary_pod_labels.clone().unwrap_or_default(),
-        )),
     };
     let options = EngineOptions {
         seed: ctx.options.seed,
