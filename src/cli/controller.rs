@@ -40,8 +40,9 @@ pub struct Args {
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     lease_duration_seconds: u64,
     /// The workload kinds trials may use, as `Kind.version.group` (Katib's
-    /// `trialResources`); an experiment of another kind fails. Grant the
-    /// same kinds in the RBAC rules (deploy/rbac.yaml grants the default).
+    /// `trialResources`), comma-separated; an experiment of another kind
+    /// fails. Grant the same kinds in the RBAC rules (deploy/rbac.yaml
+    /// grants the default: every kind ktune runs).
     #[arg(
         long,
         value_delimiter = ',',
@@ -50,7 +51,7 @@ pub struct Args {
     )]
     trial_resources: Vec<controller::kinds::TrialResource>,
     /// Serve the Push metrics endpoint here (`HOST:PORT`); experiments with
-    /// the Push collector need it.
+    /// the Push or File collector need it (File sidecars stream to it).
     #[arg(long)]
     push_listen: Option<std::net::SocketAddr>,
     /// The push endpoint's URL as trials reach it (default: the bound
