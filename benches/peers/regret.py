@@ -597,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated: " + ", ".join(FAMILIES))
     ap.add_argument("--functions", default=",".join(FUNCTIONS), help="comma-separated: " + ", ".join(FUNCTIONS))
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="start at this seed instead of 0 (to add seeds to a run in parallel)"
+    )
     ap.add_argument("--budget", default="50,100", help="comma-separated budgets; each run goes to the largest")
     ap.add_argument("--ktune", help="ktune binary (default $CARGO_TARGET_DIR/release/ktune or target/release/ktune)")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON results")
@@ -642,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"regret-{stamp}.json"
     for family in families:
         for fn in functions:
-            for seed in range(seeds):
+            for seed in range(args.first_seed, seeds):
                 candidates = [
                     (
                         KTUNE,
