@@ -482,3 +482,40 @@ spec:
     assert_eq!(wf["status"]["message"], "child 'first' failed");
     assert_eq!(f.pods("workflows.argoproj.io/workflow=bad").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_steps_of_an_argo_parallel_group_run_side_by_side() {
+    let f = fixture(&[crds::ARGO]);
+    // Each step waits (3 s at most) for the other to have started.
+    let dir = f._dir.path().display().to_string();
+    let wait = |me: &str, other: &str| {
+        format!(
+            "touch {dir}/{me}; i=0; while [ ! -f {dir}/{other} ]; do i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 0.05; done"
+        )
+    };
+    let yaml = format!(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {{name: par, namespace: default}}
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      steps:
+        - - {{name: a, template: a}}
+          - {{name: b, template: b}}
+    - {{name: a, container: {{image: x, command: [sh, -c, {a:?}]}}}}
+    - {{name: b, container: {{image: x, command: [sh, -c, {b:?}]}}}}
+"#,
+        a = wait("a", "b"),
+        b = wait("b", "a"),
+    );
+    let wf = f
+        .run(&yaml, |w| {
+            matches!(w["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .await;
+    assert_eq!(wf["status"]["phase"], "Succeeded", "{wf:#}");
+    assert_eq!(wf["status"]["nodes"].as_object().unwrap().len(), 2);
+}

@@ -10,9 +10,10 @@
 //! `{{workflow.parameters.x}}` from `spec.arguments`, `{{workflow.name}}`
 //! and `{{steps.<step>.outputs.result}}` (a finished step's trimmed
 //! standard output). Not simulated: `dag` templates, artifacts, retries,
-//! `when`, loops; the steps of one parallel group run one after another.
+//! `when`, loops. The steps of one parallel group run side by side when
+//! they are all container or script templates, else one after another.
 
-use super::{Ctx, Owner, now, scratch, script_argv, substitute};
+use super::{Ctx, Group, Owner, now, scratch, script_argv, substitute};
 use crate::pod::{PodEnd, str_at};
 use crate::resource::ResourceType;
 use serde_json::{Value, json};
@@ -66,42 +67,111 @@ impl Run<'_> {
             };
             if let Some(groups) = template.get("steps").and_then(Value::as_array) {
                 for group in groups {
-                    for s in group.as_array().into_iter().flatten() {
-                        let mut s = s.clone();
-                        substitute(&mut s, "{{", "}}", &|k| self.lookup(&inputs, k));
-                        let params = s
-                            .pointer("/arguments/parameters")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .map(|p| {
-                                let value = p.get("value").map_or_else(String::new, |v| {
-                                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                                });
-                                (str_at(p, "/name").to_owned(), value)
-                            })
-                            .collect();
-                        let (step, tname) = (str_at(&s, "/name"), str_at(&s, "/template"));
-                        if !self.template(tname, step, params).await {
-                            self.message = format!("child '{step}' failed");
-                            return false;
+                    let steps: Vec<(String, String, HashMap<String, String>)> = group
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| {
+                            let mut s = s.clone();
+                            substitute(&mut s, "{{", "}}", &|k| self.lookup(&inputs, k));
+                            let params = s
+                                .pointer("/arguments/parameters")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .map(|p| {
+                                    let value = p.get("value").map_or_else(String::new, |v| {
+                                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                                    });
+                                    (str_at(p, "/name").to_owned(), value)
+                                })
+                                .collect();
+                            let (step, tname) = (str_at(&s, "/name"), str_at(&s, "/template"));
+                            (step.to_owned(), tname.to_owned(), params)
+                        })
+                        .collect();
+                    let leaves = steps.iter().all(|(_, t, _)| {
+                        self.templates
+                            .get(t)
+                            .is_some_and(|t| t.get("steps").is_none())
+                    });
+                    let failed = if leaves && steps.len() > 1 {
+                        self.parallel(steps).await
+                    } else {
+                        let mut failed = None;
+                        for (step, tname, params) in steps {
+                            if !self.template(&tname, &step, params).await {
+                                failed = Some(step);
+                                break;
+                            }
                         }
+                        failed
+                    };
+                    if let Some(step) = failed {
+                        self.message = format!("child '{step}' failed");
+                        return false;
                     }
                 }
                 return true;
             }
-            self.leaf(name, step, template, &inputs).await
+            let Some(pod) = self.leaf_pod(name, step, template, &inputs) else {
+                return false;
+            };
+            let started = now();
+            let end = match self.ctx.pods.create(&self.owner.ns, pod.1.clone()) {
+                Ok(created) => self.ctx.pods.run(created, None).await,
+                Err(e) => {
+                    tracing::warn!(step, error = %e, "cannot create an Argo step's pod");
+                    PodEnd::Failed
+                }
+            };
+            self.record(name, step, &pod.0, end, &started)
         })
     }
 
-    /// Runs a `container` or `script` template as one pod.
-    async fn leaf(
+    /// Runs the leaf steps of one parallel group side by side; the first
+    /// that failed, if one did.
+    async fn parallel(
+        &mut self,
+        steps: Vec<(String, String, HashMap<String, String>)>,
+    ) -> Option<String> {
+        let mut group = Group::default();
+        let mut started = Vec::new();
+        for (i, (step, tname, params)) in steps.iter().enumerate() {
+            let Some(template) = self.templates.get(tname).cloned() else {
+                self.message = format!("templates.{tname} not found");
+                return Some(step.clone());
+            };
+            let Some((pod_name, pod)) = self.leaf_pod(tname, step, template, params) else {
+                return Some(step.clone());
+            };
+            started.push((tname.clone(), step.clone(), pod_name, now()));
+            group.start(self.ctx, i, pod);
+        }
+        let mut ends = vec![PodEnd::Failed; started.len()];
+        while let Some((i, end)) = group.next().await {
+            if let Some(slot) = ends.get_mut(i) {
+                *slot = end;
+            }
+        }
+        let mut failed = None;
+        for ((tname, step, pod_name, at), end) in started.into_iter().zip(ends) {
+            if !self.record(&tname, &step, &pod_name, end, &at) && failed.is_none() {
+                failed = Some(step);
+            }
+        }
+        failed
+    }
+
+    /// The pod (and its name) of a `container` or `script` template run as
+    /// step `step`; `None` (with the message set) when it cannot run.
+    fn leaf_pod(
         &mut self,
         name: &str,
         step: &str,
         mut template: Value,
         inputs: &HashMap<String, String>,
-    ) -> bool {
+    ) -> Option<(String, Value)> {
         substitute(&mut template, "{{", "}}", &|k| self.lookup(inputs, k));
         self.pods += 1;
         let pod_name = format!("{}-{name}-{}", self.owner.name, self.pods);
@@ -113,7 +183,7 @@ impl Run<'_> {
                 Ok(argv) => c["command"] = json!(argv),
                 Err(e) => {
                     self.message = format!("writing the script of {step}: {e}");
-                    return false;
+                    return None;
                 }
             }
             if let Some(m) = c.as_object_mut() {
@@ -125,7 +195,7 @@ impl Run<'_> {
         } else {
             self.message =
                 format!("template {name}: only container, script and steps templates run here");
-            return false;
+            return None;
         };
         container["name"] = json!("main");
         let pod_template = json!({
@@ -141,20 +211,26 @@ impl Run<'_> {
         let pod = self
             .owner
             .pod(&pod_name, &pod_template, &labels, &annotations);
-        let started = now();
-        let end = match self.ctx.pods.create(&self.owner.ns, pod) {
-            Ok(created) => self.ctx.pods.run(created, None).await,
-            Err(e) => {
-                self.message = format!("creating the pod of {step}: {e}");
-                PodEnd::Failed
-            }
-        };
+        Some((pod_name, pod))
+    }
+
+    /// Records how step `step` (template `name`, pod `pod_name`) ended:
+    /// its output for `{{steps.<step>.outputs.result}}` and its node.
+    fn record(
+        &mut self,
+        name: &str,
+        step: &str,
+        pod_name: &str,
+        end: PodEnd,
+        started: &str,
+    ) -> bool {
         let ok = end == PodEnd::Succeeded;
-        let output = self.ctx.pods.log(&self.owner.ns, &pod_name, "main");
+        let output = self.ctx.pods.log(&self.owner.ns, pod_name, "main");
         self.results
             .insert(step.to_owned(), output.trim().to_owned());
+        let node_name = format!("{}.{step}", self.owner.name);
         self.nodes.insert(
-            pod_name.clone(),
+            pod_name.to_owned(),
             json!({"id": pod_name, "name": node_name, "displayName": step, "type": "Pod", "templateName": name, "phase": if ok { "Succeeded" } else { "Failed" }, "startedAt": started, "finishedAt": now()}),
         );
         ok
