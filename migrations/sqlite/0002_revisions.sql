@@ -6,6 +6,3 @@
 ALTER TABLE experiments ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX trials_by_revision ON trials (experiment_id, revision);
--- The running trials (whose new observations a dashboard watches), found
--- without reading every finished one.
-CREATE INDEX trials_by_state ON trials (state);
