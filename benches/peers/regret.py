@@ -642,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"regret-{stamp}.json"
+    # The process id keeps two runs started in the same second apart.
+    path = args.out / f"regret-{stamp}-{os.getpid()}.json"
     for family in families:
         for fn in functions:
             for seed in range(args.first_seed, seeds):

@@ -521,6 +521,7 @@ fn gp_peer_report() {
         let (r50, r100): (Vec<f64>, Vec<f64>) = (0..seeds).map(|seed| run(&s, &case, seed)).unzip();
         if std::env::var("GP_VERBOSE").is_ok() {
             println!("{} @50: {r50:.4?}", case.name);
+            println!("{} @100: {r100:.4?}", case.name);
         }
         println!(
             "GP {} {:.4} {:.4} ({:.1?})",
