@@ -163,61 +163,64 @@ async fn pytorchjob_trials_run_master_and_workers_with_their_ranks() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tfjob_trials_read_the_chief() {
-    let cluster = Cluster::fake_with("kind-tf", &[crds::TRAINING_OPERATOR]).await;
+/// A Kubeflow job of `kind` with one `primary` replica and `workers`
+/// Worker replicas (container `container`) runs two trials read from the
+/// primary replica.
+async fn primary_and_workers_read_the_primary(
+    name: &str,
+    kind: &str,
+    replica_specs: &str,
+    primary: &str,
+    workers: u32,
+    container_name: &str,
+) {
+    let cluster = Cluster::fake_with(&format!("kind-{name}"), &[crds::TRAINING_OPERATOR]).await;
     let dir = ranks_dir(&cluster);
     let spec = format!(
         r#"      apiVersion: kubeflow.org/v1
-      kind: TFJob
+      kind: {kind}
       spec:
-        tfReplicaSpecs:
-          Chief: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}
-          Worker: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}"#,
-        container("tensorflow", &dir, "primary"),
-        container("tensorflow", &dir, "other"),
+        {replica_specs}:
+          {primary}: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}
+          Worker: {{replicas: {workers}, template: {{spec: {{containers: [{}]}}}}}}"#,
+        container(container_name, &dir, "primary"),
+        container(container_name, &dir, "other"),
     );
-    let yaml = experiment("tf", "tensorflow", "", &spec);
-    let (cluster, logs) = run(cluster, yaml, "tf", "Succeeded", &[]).await;
-    assert_two_trials_read_from_the_primary(&cluster, "tf", &logs);
+    let yaml = experiment(name, container_name, "", &spec);
+    let (cluster, logs) = run(cluster, yaml, name, "Succeeded", &[]).await;
+    assert_two_trials_read_from_the_primary(&cluster, name, &logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tfjob_trials_read_the_chief() {
+    primary_and_workers_read_the_primary("tf", "TFJob", "tfReplicaSpecs", "Chief", 1, "tensorflow")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xgboostjob_trials_read_the_master() {
-    let cluster = Cluster::fake_with("kind-xgb", &[crds::TRAINING_OPERATOR]).await;
-    let dir = ranks_dir(&cluster);
-    let spec = format!(
-        r#"      apiVersion: kubeflow.org/v1
-      kind: XGBoostJob
-      spec:
-        xgbReplicaSpecs:
-          Master: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}
-          Worker: {{replicas: 2, template: {{spec: {{containers: [{}]}}}}}}"#,
-        container("xgboost", &dir, "primary"),
-        container("xgboost", &dir, "other"),
-    );
-    let yaml = experiment("xgb", "xgboost", "", &spec);
-    let (cluster, logs) = run(cluster, yaml, "xgb", "Succeeded", &[]).await;
-    assert_two_trials_read_from_the_primary(&cluster, "xgb", &logs);
+    primary_and_workers_read_the_primary(
+        "xgb",
+        "XGBoostJob",
+        "xgbReplicaSpecs",
+        "Master",
+        2,
+        "xgboost",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paddlejob_trials_read_the_master() {
-    let cluster = Cluster::fake_with("kind-paddle", &[crds::TRAINING_OPERATOR]).await;
-    let dir = ranks_dir(&cluster);
-    let spec = format!(
-        r#"      apiVersion: kubeflow.org/v1
-      kind: PaddleJob
-      spec:
-        paddleReplicaSpecs:
-          Master: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}
-          Worker: {{replicas: 1, template: {{spec: {{containers: [{}]}}}}}}"#,
-        container("paddle", &dir, "primary"),
-        container("paddle", &dir, "other"),
-    );
-    let yaml = experiment("paddle", "paddle", "", &spec);
-    let (cluster, logs) = run(cluster, yaml, "paddle", "Succeeded", &[]).await;
-    assert_two_trials_read_from_the_primary(&cluster, "paddle", &logs);
+    primary_and_workers_read_the_primary(
+        "paddle",
+        "PaddleJob",
+        "paddleReplicaSpecs",
+        "Master",
+        1,
+        "paddle",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

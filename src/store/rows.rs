@@ -186,6 +186,15 @@ impl TrialRow {
     pub fn counts_for_best(&self) -> bool {
         self.state == TrialState::Succeeded && self.objective.is_some_and(f64::is_finite)
     }
+
+    /// The value assigned to parameter `name`, as stored.
+    #[must_use]
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.assignment
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// How a trial's state changes.

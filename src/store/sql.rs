@@ -239,7 +239,9 @@ impl SqlStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let revision = bump_revision(&mut tx, experiment_id).await?;
+        let revision = bump_revision(&mut tx, "$1", experiment_id)
+            .await?
+            .ok_or(StoreError::NoSuchExperimentId(experiment_id))?;
         let mut inserted = 0;
         for trial in trials {
             inserted += sqlx::query(
@@ -342,16 +344,16 @@ impl SqlStore {
             return Ok(false);
         }
         let mut tx = self.pool.begin().await?;
-        let Some(experiment_id) = sqlx::query("SELECT experiment_id FROM trials WHERE id = $1")
-            .bind(trial_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get::<i64, _>("experiment_id"))
-            .transpose()?
+        // The trial's experiment, found in the same statement.
+        let Some(revision) = bump_revision(
+            &mut tx,
+            "(SELECT experiment_id FROM trials WHERE id = $1)",
+            trial_id,
+        )
+        .await?
         else {
             return Ok(false);
         };
-        let revision = bump_revision(&mut tx, experiment_id).await?;
         // $1..$8 are the fields below; the states it may leave follow from $9.
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 9)).collect();
         let sql = format!(
@@ -740,22 +742,26 @@ fn float_text(value: Option<f64>) -> Option<String> {
     value.filter(|v| v.is_finite()).map(|v| v.to_string())
 }
 
-/// Bumps an experiment's revision inside `tx` and returns the new value,
-/// for the trial rows the transaction writes. Locking the experiment's
-/// row first orders concurrent writers, so a reader that sees revision n
-/// committed also sees every revision below it.
+/// Bumps the revision of the experiment `which` selects (`$1`, or a
+/// subquery over `$1`) inside `tx` and returns the new value, for the
+/// trial rows the transaction writes; `None` when there is no such
+/// experiment. Locking the experiment's row first orders concurrent
+/// writers, so a reader that sees revision n committed also sees every
+/// revision below it.
 async fn bump_revision(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    experiment_id: i64,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "UPDATE experiments SET revision = revision + 1 WHERE id = $1 RETURNING revision",
-    )
-    .bind(experiment_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or(StoreError::NoSuchExperimentId(experiment_id))?;
-    Ok(row.try_get("revision")?)
+    which: &'static str,
+    id: i64,
+) -> Result<Option<i64>, StoreError> {
+    let sql = format!(
+        "UPDATE experiments SET revision = revision + 1 WHERE id = {which} RETURNING revision"
+    );
+    // Only fixed text is spliced in; the id is bound.
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get("revision")).transpose()?)
 }
 
 fn experiment_from_row(row: &AnyRow) -> Result<ExperimentRecord, StoreError> {

@@ -88,13 +88,10 @@ impl Brush {
     /// does not).
     #[must_use]
     pub fn keeps(&self, trial: &TrialRow) -> bool {
-        let params_ok = self.ranges.iter().all(|(name, range)| {
-            trial
-                .assignment
-                .iter()
-                .find(|(k, _)| k == name)
-                .is_some_and(|(_, v)| range.keeps(v))
-        });
+        let params_ok = self
+            .ranges
+            .iter()
+            .all(|(name, range)| trial.parameter(name).is_some_and(|v| range.keeps(v)));
         let objective_ok = self.objective.is_none_or(|(a, b)| {
             trial
                 .objective

@@ -105,15 +105,7 @@ pub fn importance(trials: &[TrialRow]) -> Vec<Importance> {
     let mut out: Vec<Importance> = names
         .into_iter()
         .map(|name| {
-            let values: Vec<Option<&str>> = scored
-                .iter()
-                .map(|t| {
-                    t.assignment
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
-                })
-                .collect();
+            let values: Vec<Option<&str>> = scored.iter().map(|t| t.parameter(name)).collect();
             let bins = bin_values(&values);
             let mut groups: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
             for (bin, y) in bins.iter().zip(&ys) {
@@ -180,8 +172,12 @@ pub const MAX_LINES: usize = 1000;
 /// then the most recent, up to `max`. Thousands of curves would make a
 /// page of megabytes and a chart nobody can read.
 #[must_use]
-pub fn shown_trials(trials: &[TrialRow], objective: &Objective, max: usize) -> BTreeSet<i64> {
-    let mut order: Vec<&TrialRow> = trials.iter().collect();
+pub fn shown_trials<'a>(
+    trials: impl IntoIterator<Item = &'a TrialRow>,
+    objective: &Objective,
+    max: usize,
+) -> BTreeSet<i64> {
+    let mut order: Vec<&TrialRow> = trials.into_iter().collect();
     order.sort_by(|a, b| {
         let running = |t: &TrialRow| t.state != TrialState::Running;
         running(a)

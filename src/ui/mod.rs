@@ -320,12 +320,8 @@ async fn experiment_page(
         .into_iter()
         .collect();
     let by_id: BTreeMap<i64, &TrialRow> = trials.iter().map(|t| (t.id, t)).collect();
-    let reporting: Vec<TrialRow> = trials
-        .iter()
-        .filter(|t| reported.contains(&t.id))
-        .cloned()
-        .collect();
-    let drawn = data::shown_trials(&reporting, &objective, data::MAX_CURVES);
+    let reporting = trials.iter().filter(|t| reported.contains(&t.id));
+    let drawn = data::shown_trials(reporting, &objective, data::MAX_CURVES);
     let drawn: Vec<i64> = drawn.into_iter().collect();
     let rows = app
         .store
@@ -349,16 +345,15 @@ async fn experiment_page(
             }),
         }
     }
-    let with_objective: Vec<TrialRow> = trials
+    let with_objective: Vec<&TrialRow> = trials
         .iter()
         .filter(|t| t.objective.is_some_and(f64::is_finite))
-        .cloned()
         .collect();
-    let lined = data::shown_trials(&with_objective, &objective, data::MAX_LINES);
+    let lined = data::shown_trials(with_objective.iter().copied(), &objective, data::MAX_LINES);
     let lines: Vec<TrialRow> = with_objective
         .iter()
         .filter(|t| lined.contains(&t.id))
-        .cloned()
+        .map(|t| (*t).clone())
         .collect();
     let parameters = parameter_names(&record, &trials);
     let log_parameters = data::log_parameters(&record);
@@ -371,7 +366,7 @@ async fn experiment_page(
         lines: &lines,
         lines_total: with_objective.len(),
         curves: &curves,
-        curves_total: reporting.len(),
+        curves_total: reported.len(),
         parameters: &parameters,
         log_parameters: &log_parameters,
         importance: &importance,
@@ -459,13 +454,8 @@ async fn export_csv(
             opt(t.completed_at)
         ));
         for p in &parameters {
-            let v = t
-                .assignment
-                .iter()
-                .find(|(k, _)| k == p)
-                .map(|(_, v)| v.as_str());
             out.push(',');
-            out.push_str(&csv_cell(v.unwrap_or_default()));
+            out.push_str(&csv_cell(t.parameter(p).unwrap_or_default()));
         }
         out.push('\n');
     }

@@ -493,12 +493,7 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
             time_text(t.completed_at)
         );
         for name in v.parameters {
-            let value = t
-                .assignment
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default();
+            let value = t.parameter(name).unwrap_or_default();
             let _ = write!(out, "<td>{}</td>", escape(value));
         }
         out.push_str("</tr>");

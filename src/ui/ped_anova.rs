@@ -50,15 +50,7 @@ pub fn shares(
     let divergences: Vec<f64> = names
         .iter()
         .map(|name| {
-            let values: Vec<Option<&str>> = scored
-                .iter()
-                .map(|t| {
-                    t.assignment
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
-                })
-                .collect();
+            let values: Vec<Option<&str>> = scored.iter().map(|t| t.parameter(name)).collect();
             divergence(&values, top_count, log_parameters.contains(name))
         })
         .collect();

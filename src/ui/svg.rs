@@ -326,7 +326,7 @@ pub fn parallel(
     let mut placers: Vec<Placer> = Vec::new();
     let mut out = open("parallel", "parameters and objective, one line per trial");
     for (i, p) in parameters.iter().enumerate() {
-        let values: Vec<&str> = rows.iter().filter_map(|t| value_of(t, p)).collect();
+        let values: Vec<&str> = rows.iter().filter_map(|t| t.parameter(p)).collect();
         let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
         let ax = LEFT + gap * i as f64;
         match numbers {
@@ -349,7 +349,7 @@ pub fn parallel(
                 );
                 let name = p.clone();
                 placers.push(Box::new(move |t| {
-                    value_of(t, &name)
+                    t.parameter(&name)
                         .and_then(|v| v.parse::<f64>().ok())
                         .map(|v| s.px(v))
                 }));
@@ -380,7 +380,7 @@ pub fn parallel(
                 out.push_str("</g>");
                 let name = p.clone();
                 placers.push(Box::new(move |t| {
-                    let v = value_of(t, &name)?;
+                    let v = t.parameter(&name)?;
                     let k = cats.iter().position(|c| c == v)?;
                     Some(bottom - (bottom - top) * k as f64 / n as f64)
                 }));
@@ -428,13 +428,6 @@ pub fn parallel(
 
 /// Where one trial's line crosses one axis (pixels), if it has a value there.
 type Placer = Box<dyn Fn(&TrialRow) -> Option<f64>>;
-
-fn value_of<'a>(t: &'a TrialRow, parameter: &str) -> Option<&'a str> {
-    t.assignment
-        .iter()
-        .find(|(k, _)| k == parameter)
-        .map(|(_, v)| v.as_str())
-}
 
 #[cfg(test)]
 mod tests {
