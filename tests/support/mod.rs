@@ -8,9 +8,12 @@ pub mod cluster;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root. The runtime `CARGO_MANIFEST_DIR` (set by cargo and
+/// nextest) comes first: a test binary reused from a build of another
+/// checkout must not read that checkout's files.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// `../shared/katib-examples`, or `None` (with a visible message) where it
