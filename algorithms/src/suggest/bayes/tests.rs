@@ -354,23 +354,6 @@ fn identical_inputs_give_one_suggestion_for_constant_results() {
 }
 
 #[test]
-fn the_output_warp_is_monotone_and_survives_ties_and_overflow() {
-    let values = [3.0, 1.0, 1e6, 2.0, 1.0, 50.0];
-    let t = transform(&values);
-    for i in 0..values.len() {
-        for j in 0..values.len() {
-            assert_eq!(values[i] < values[j], t[i] < t[j], "{i} {j}");
-        }
-    }
-    // The huge loss is not an outlier any more: below 3 standard deviations.
-    assert!(t[2] < 3.0, "{t:?}");
-    assert_eq!(transform(&[2.0; 4]), vec![0.0; 4]);
-    let t = transform(&[-1e308, 1e308, 0.0]);
-    assert!(t.iter().all(|v| v.is_finite()), "{t:?}");
-    assert!(transform(&[]).is_empty());
-}
-
-#[test]
 fn the_training_subset_keeps_the_best_and_the_latest() {
     let values: Vec<f64> = (0..1000).map(|i| f64::from((i * 7919) % 1000)).collect();
     let mut rng = derive_rng(1, 0, "t");
@@ -483,7 +466,8 @@ fn hartmann6_basins_are_resolved_within_fifty_evaluations() {
     // With the lengthscale prior centred at √2 (median ℓ 4.1 unit-cube
     // widths) the model smoothed Hartmann-6 into one basin and most seeds
     // stopped at its local optima (regret 0.13 and 0.5): median regret
-    // 0.139 over these 8 seeds. Centred at −½, 0.068.
+    // 0.139 over these 8 seeds. Centred at −½, 0.068; with the output
+    // transform chosen by likelihood and the GLS mean, 0.0011.
     use crate::suggest::tpe::peer_report::{cases, regret_after};
     let case = cases().into_iter().find(|c| c.name == "hartmann6").unwrap();
     let s = BayesSuggester::from_settings(&parsed(&[]));
@@ -491,7 +475,7 @@ fn hartmann6_basins_are_resolved_within_fifty_evaluations() {
         .map(|seed| regret_after(&s, &case, seed, 50))
         .collect();
     let m = median(regrets.clone());
-    assert!(m < 0.1, "median {m}: {regrets:?}");
+    assert!(m < 0.01, "median {m}: {regrets:?}");
 }
 
 /// The peer benchmark's functions (`tpe::peer_report`) with GP-BO: median
@@ -523,11 +507,14 @@ fn gp_peer_report() {
             println!("{} @50: {r50:.4?}", case.name);
             println!("{} @100: {r100:.4?}", case.name);
         }
+        let gm = |v: &[f64]| v.iter().map(|x| x.max(1e-9).log10()).sum::<f64>() / v.len() as f64;
         println!(
-            "GP {} {:.4} {:.4} ({:.1?})",
+            "GP {:18} {:9.3e} {:9.3e}  log10-mean {:6.2} {:6.2} ({:.1?})",
             case.name,
-            median(r50),
-            median(r100),
+            median(r50.clone()),
+            median(r100.clone()),
+            gm(&r50),
+            gm(&r100),
             t0.elapsed()
         );
     }
@@ -566,9 +553,9 @@ fn gp_trace_mixed() {
         if i % 10 == 9 {
             let (obs, _) = read_history(&case.space, &map, &objective, &history);
             let raw: Vec<f64> = obs.iter().map(|(_, v)| *v).collect();
-            let y = transform(&raw);
+            let y = super::output::candidates(&raw).swap_remove(0).y;
             let x: Vec<f64> = obs.iter().flat_map(|(f, _)| f.clone()).collect();
-            let h = fit_hyper(&x, &y, map.width(), super::gp::LS_LOC);
+            let h = fit_hyper(&x, &y, map.width(), super::gp::LS_LOC).hyper;
             println!(
                 "    ls {:.3?} signal {:.3} noise {:.2e}",
                 h.log_lengthscales
