@@ -8,12 +8,14 @@
 //! searched on the log scale; quantised parameters are searched as their
 //! bin coordinate and rounded by decoding, while the *unrounded* candidate
 //! feeds the update, so step-size adaptation is not fooled by rounding).
-//! The mean starts at the centre of the cube with `σ₀ = 1/6` (a sixth of
-//! every range, as Optuna's sampler; Hansen's 0.3 for a box of width 1
-//! explores longer and, measured on the peer benchmark at 50–100 trials,
-//! ends worse); Katib's `sigma` setting overrides `σ₀`, in
+//! The mean starts at the centre of the cube with `σ₀ = 1/8` of every
+//! range (Optuna's sampler uses 1/6, Hansen's tutorial 0.3 for a box of
+//! width 1; both explore longer and, measured on the peer benchmark at
+//! 50–100 trials, end worse); Katib's `sigma` setting overrides `σ₀`, in
 //! the same unit-cube scale (`sigma = 0.1` is a tenth of every range). The
-//! population is `λ = 4 + ⌊3 ln n⌋`. Candidates outside the box are
+//! population is `max(4, 2 + ⌊3 ln n⌋)`, two less than Hansen's default:
+//! more generations in a tuning budget (see `strategy::default_population`
+//! for the measurements). Candidates outside the box are
 //! redrawn, then mirrored into it (`strategy.rs`). The standard normal
 //! draws of a generation are made orthogonal in blocks of `n` (orthogonal
 //! sampling, Wang, Emmerich & Bäck 2014), which lowers the regret at the
@@ -87,7 +89,7 @@ pub const LABEL_INDEX: &str = "cmaes.ktune.dev/index";
 /// The version of the [`AlgorithmState`] this suggester writes and reads.
 pub const STATE_VERSION: u32 = 1;
 /// The initial step size in unit-cube scale when `sigma` is not set.
-pub const DEFAULT_SIGMA: f64 = 1.0 / 6.0;
+pub const DEFAULT_SIGMA: f64 = 1.0 / 8.0;
 
 /// `(restart, generation, index)`.
 type Key = (u32, u64, usize);

@@ -155,7 +155,7 @@ fn ipop_and_bipop_restart_on_a_flat_function_and_ipop_doubles_the_population() {
             let indices: Vec<u64> = first_run
                 .map(|t| t.labels[LABEL_INDEX].parse().unwrap())
                 .collect();
-            assert_eq!(indices.iter().max(), Some(&13)); // λ = 2 · 7
+            assert_eq!(indices.iter().max(), Some(&9)); // λ = 2 · 5
         }
     }
     // Without a restart strategy the run just continues.
@@ -198,7 +198,7 @@ fn ask(
 
 #[test]
 fn a_generation_waits_for_its_pending_trials_and_failures_rank_last() {
-    let space = SearchSpace::new(doubles(6, 0.0, 1.0)).unwrap(); // λ = 9
+    let space = SearchSpace::new(doubles(12, 0.0, 1.0)).unwrap(); // λ = 2 + ⌊3 ln 12⌋ = 9
     let s = suggester(&[], &space);
     let mut history = Vec::new();
     let out = ask(s.as_ref(), &space, &history, 5);
@@ -460,5 +460,49 @@ proptest! {
         prop_assert_eq!(format!("{again:?}"), format!("{run:?}"));
         let resumed = run_with_pending(s.as_ref(), &space, seed, &plan, Some(drop_at));
         prop_assert_eq!(format!("{resumed:?}"), format!("{run:?}"));
+    }
+}
+
+/// The peer benchmark's functions (`tpe::peer_report`) with CMA-ES: median
+/// and mean log10 regret at 50 and 100 trials, for quick A/B runs.
+/// `CMA_SEEDS` (default 50), `CMA_FIRST_SEED` (0), `CMA_SETTINGS` ("sigma=0.2 …"), `CMA_CASES`
+/// (comma-separated). `cargo test --release -p ktune-algorithms
+/// cmaes::tests::cmaes_peer_report -- --ignored --nocapture`.
+#[test]
+#[ignore = "quality report, run by hand in release mode"]
+fn cmaes_peer_report() {
+    use crate::suggest::tpe::peer_report::{cases, median, run};
+    let seeds: u64 = std::env::var("CMA_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let given = std::env::var("CMA_SETTINGS").unwrap_or_default();
+    let pairs: Vec<(&str, &str)> = given
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let only = std::env::var("CMA_CASES").unwrap_or_default();
+    let log_mean =
+        |v: &[f64]| v.iter().map(|x| x.max(1e-12).log10()).sum::<f64>() / v.len().max(1) as f64;
+    for case in cases() {
+        if !only.is_empty() && !only.split(',').any(|c| c == case.name) {
+            continue;
+        }
+        let s = suggester(&pairs, &case.space);
+        let first: u64 = std::env::var("CMA_FIRST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (r50, r100): (Vec<f64>, Vec<f64>) = (first..first + seeds)
+            .map(|seed| run(&*s, &case, seed))
+            .unzip();
+        println!(
+            "CMA {:18} {:9.3e} {:9.3e}  log10-mean {:6.2} {:6.2}",
+            case.name,
+            median(r50.clone()),
+            median(r100.clone()),
+            log_mean(&r50),
+            log_mean(&r100)
+        );
     }
 }

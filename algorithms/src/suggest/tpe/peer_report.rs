@@ -165,6 +165,7 @@ pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
     let mut history: Vec<TrialRecord> = Vec::new();
     let mut best = f64::INFINITY;
     let mut at50 = f64::NAN;
+    let mut state = None;
     for i in 0..100 {
         let req = SuggestRequest {
             space: &case.space,
@@ -172,15 +173,23 @@ pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
             history: &history,
             count: 1,
             seed,
-            state: None,
+            state: state.as_ref(),
         };
-        let a = s.suggest(&req).unwrap().suggestions.remove(0).assignment;
+        let mut out = s.suggest(&req).unwrap();
+        state = out.state.take();
+        // Labels go back with the trial, as the engine stores them (CMA-ES
+        // finds its generations by them).
+        let Suggestion {
+            assignment: a,
+            labels,
+        } = out.suggestions.remove(0);
         let v = (case.f)(&a);
         best = best.min(v);
         if i == 49 {
             at50 = best - case.minimum;
         }
         let mut t = TrialRecord::new(format!("t{i}"), a);
+        t.labels = labels;
         t.state = TrialState::Succeeded;
         t.objective = Some(v);
         history.push(t);
