@@ -21,9 +21,10 @@
 //! `random_state` (overrides the request's seed).
 //!
 //! * **Start.** Suggestion `k` of the experiment (history length plus
-//!   position in the batch) is a random draw from the parameters' own
-//!   distributions ([`crate::space::sample`]) while `k < n_startup_trials`
-//!   or no trial has a usable result yet. Counting suggestions rather than
+//!   position in the batch) is point `k` of the scrambled Sobol design
+//!   (`normal`/`logNormal` parameters: a draw from their distribution, see
+//!   [`startup_draw`]) while `k < n_startup_trials` or no trial has a
+//!   usable result yet. Counting suggestions rather than
 //!   finished trials (Optuna's rule) keeps the start independent of how
 //!   trials were batched.
 //! * **Good and bad.** The ranked trials are the succeeded ones with a
@@ -60,12 +61,13 @@ use crate::error::AlgorithmError;
 use crate::history::{Objective, TrialRecord, TrialState};
 use crate::rng::{AlgoRng, derive_rng};
 use crate::settings::Settings;
-use crate::space::SearchSpace;
+use crate::space::{Assignment, Distribution, SearchSpace};
 
 use self::dims::Dim;
 use self::parzen::{Fit, KernelWeights, Parzen, Setup};
 use self::split::Rank;
 use self::truncnorm::Gauss;
+use super::sobol::{MAX_DIMENSIONS, sobol_point};
 use super::{SuggestRequest, Suggester, Suggestion, Suggestions, random_state};
 
 /// The settings of both TPE variants, with Katib's defaults.
@@ -301,6 +303,37 @@ impl TpeSuggester {
     }
 }
 
+/// Start-up suggestion `k`: point `k` of the scrambled Sobol design (as
+/// the `sobol` algorithm and GP-BO's initial points), except that
+/// parameters with Katib's `normal`/`logNormal` shapes keep random draws
+/// from their distributions (a Sobol coordinate would flatten the shape).
+///
+/// The start-up trials are all the model has to go on; a stratified design
+/// covers the space more evenly than independent draws. Checked on seeds
+/// the change was not chosen on (100–199 of `peer_report`), univariate TPE's
+/// median regret at 50 trials: Rosenbrock-4 280 → 183, Hartmann-6 0.72 →
+/// 0.62, Branin 0.081 → 0.061, Styblinski-Tang-8 92 → 88, Ackley-5 equal,
+/// `mixed` 0.29 → 0.33; multivariate TPE at 50: better or equal on all but
+/// Branin (0.058 → 0.061).
+fn startup_draw(space: &SearchSpace, seed: u64, k: u64, rng: &mut AlgoRng) -> Assignment {
+    if space.len() > MAX_DIMENSIONS {
+        return space.sample(rng);
+    }
+    let u = sobol_point(seed, k, space.len());
+    space
+        .params()
+        .iter()
+        .zip(&u)
+        .map(|(p, &x)| {
+            let value = match p.distribution() {
+                Distribution::Normal | Distribution::LogNormal => p.sample(rng),
+                Distribution::Uniform | Distribution::LogUniform => p.decode(x),
+            };
+            (p.name(), value)
+        })
+        .collect()
+}
+
 impl Suggester for TpeSuggester {
     fn name(&self) -> &'static str {
         if self.config.multivariate {
@@ -319,7 +352,7 @@ impl Suggester for TpeSuggester {
             let mut rng = derive_rng(seed, k as u64, "tpe");
             let random = k < self.config.n_startup_trials || table.ranked() == 0;
             let (assignment, row) = if random {
-                let a = req.space.sample(&mut rng);
+                let a = startup_draw(req.space, seed, k as u64, &mut rng);
                 let row: Option<Vec<f64>> = req
                     .space
                     .params()

@@ -3,7 +3,8 @@
 //!
 //! `TPE_SEEDS=20 TPE_SETTINGS="gamma=0.1 n_ei_candidates=64" cargo test --release -p
 //! ktune-algorithms tpe::peer_report -- --ignored --nocapture`; `TPE_CASES=mixed,branin`
-//! and `TPE_VARIANTS=tpe` narrow it down.
+//! and `TPE_VARIANTS=tpe` narrow it down; `TPE_FIRST_SEED=100` starts at
+//! another seed (to check a change on seeds it was not chosen on).
 
 use super::*;
 use crate::history::Direction;
@@ -226,8 +227,13 @@ fn peer_report() {
                 continue;
             }
             let s = crate::suggest::build_suggester(name, &settings, &case.space).unwrap();
-            let (r50, r100): (Vec<f64>, Vec<f64>) =
-                (0..seeds).map(|seed| run(&*s, &case, seed)).unzip();
+            let first: u64 = std::env::var("TPE_FIRST_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let (r50, r100): (Vec<f64>, Vec<f64>) = (first..first + seeds)
+                .map(|seed| run(&*s, &case, seed))
+                .unzip();
             if std::env::var("TPE_VERBOSE").is_ok() {
                 let mut v = r100.clone();
                 v.sort_by(f64::total_cmp);

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::history::{Direction, Observation};
-use crate::space::{Assignment, Distribution, ParamValue, ParameterSpec};
+use crate::space::{Assignment, ParamValue, ParameterSpec};
 use crate::suggest::conformance::{check_suggester, simulate};
 
 const VARIANTS: [&str; 2] = ["tpe", "multivariate-tpe"];
@@ -153,17 +153,46 @@ proptest! {
 }
 
 #[test]
-fn the_first_trials_are_the_spaces_own_random_draws() {
+fn the_first_trials_are_a_sobol_design_except_for_normal_shapes() {
     let space = space();
     let objective = Objective::new("loss", Direction::Minimize);
     let s = build_named("tpe", &[("random_state", "11")]);
-    let out = s
-        .suggest(&request(&space, &objective, &[], 10, 99))
-        .unwrap();
+    let out = s.suggest(&request(&space, &objective, &[], 8, 99)).unwrap();
+    let mut eighths = [0; 8];
     for (k, sug) in out.suggestions.iter().enumerate() {
-        let mut rng = derive_rng(11, k as u64, "tpe");
-        assert_eq!(sug.assignment, space.sample(&mut rng));
+        let design = space.decode(&sobol_point(11, k as u64, space.len()));
+        for p in space.params() {
+            let (got, planned) = (sug.assignment.get(p.name()), design.get(p.name()));
+            match p.distribution() {
+                Distribution::Normal | Distribution::LogNormal => {
+                    assert!(p.contains(got.unwrap()), "{}", p.name());
+                }
+                _ => assert_eq!(got, planned, "{} at {k}", p.name()),
+            }
+        }
+        // Stratified: the first 8 points put one `lr` in each eighth of its
+        // log range, which 8 independent draws do with probability 0.24 %.
+        let u = space.params()[0]
+            .encode(sug.assignment.get("lr").unwrap())
+            .unwrap();
+        eighths[((u * 8.0) as usize).min(7)] += 1;
     }
+    assert_eq!(eighths, [1; 8]);
+    // The normal-shaped `wd` is a draw from its distribution, not the design.
+    let wd: Vec<_> = out
+        .suggestions
+        .iter()
+        .map(|s| s.assignment.get("wd"))
+        .collect();
+    let planned: Vec<_> = (0..8)
+        .map(|k| {
+            space
+                .decode(&sobol_point(11, k, space.len()))
+                .get("wd")
+                .cloned()
+        })
+        .collect();
+    assert_ne!(wd, planned.iter().map(Option::as_ref).collect::<Vec<_>>());
 }
 
 #[test]
