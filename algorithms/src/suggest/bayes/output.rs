@@ -19,7 +19,8 @@
 //! the change of variables that makes likelihoods on different scales
 //! comparable (as in Box-Cox or Snelson et al.'s warped GPs). Over 30 seeds
 //! of the peer benchmark at 50 trials this took Hartmann-6's median regret
-//! from 0.010 to 0.0014, with Rosenbrock-4 keeping the warp.
+//! from 0.010 to 0.0014 (both with the GLS mean), with Rosenbrock-4
+//! keeping the warp.
 
 /// One candidate: standardised targets and each value's `log |dy/dv|`.
 #[derive(Debug, Clone, PartialEq)]
