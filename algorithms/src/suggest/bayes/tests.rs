@@ -480,51 +480,29 @@ fn hartmann6_basins_are_resolved_within_fifty_evaluations() {
 }
 
 /// The peer benchmark's functions (`tpe::peer_report`) with GP-BO: median
-/// regret at 50 and 100 trials, for quick A/B runs. `GP_SEEDS` (default
-/// 10), `GP_FIRST_SEED` (0), `GP_FUNCTIONS` (space-separated names),
-/// `GP_VERBOSE`, `GP_XI`,
-/// `GP_LS_LOC` (the lengthscale prior's log-median). Run with
-/// `cargo test --release -p ktune-algorithms bayes::tests::gp_peer_report -- --ignored --nocapture`.
+/// and mean log10 regret at 50 and 100 trials, for quick A/B runs.
+/// `GP_SEEDS` (default 10), `GP_FIRST_SEED` (0), `GP_CASES` (names),
+/// `GP_VERBOSE`, `GP_XI`, `GP_LS_LOC` (the lengthscale prior's
+/// log-median). Run with `cargo test --release -p ktune-algorithms
+/// bayes::tests::gp_peer_report -- --ignored --nocapture`.
 #[test]
 #[ignore = "quality report, run by hand in release mode"]
 fn gp_peer_report() {
-    use crate::suggest::tpe::peer_report::{cases, median, run};
-    let seeds: u64 = std::env::var("GP_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let only = std::env::var("GP_FUNCTIONS").unwrap_or_default();
+    use crate::suggest::tpe::peer_report::{cases, env_seeds, report_line, run_seeds, selected};
     let mut s = BayesSuggester::from_settings(&parsed(&[]));
     if let Some(xi) = std::env::var("GP_XI").ok().and_then(|v| v.parse().ok()) {
         s.xi = xi;
     }
     s.ls_loc = std::env::var("GP_LS_LOC").ok().and_then(|v| v.parse().ok());
-    for case in cases() {
-        if !only.is_empty() && !only.split_whitespace().any(|n| n == case.name) {
-            continue;
-        }
+    for case in cases().into_iter().filter(|c| selected("GP", c.name)) {
         let t0 = std::time::Instant::now();
-        let first: u64 = std::env::var("GP_FIRST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let (r50, r100): (Vec<f64>, Vec<f64>) = (first..first + seeds)
-            .map(|seed| run(&s, &case, seed))
-            .unzip();
+        let (r50, r100) = run_seeds(&s, &case, env_seeds("GP", 10));
         if std::env::var("GP_VERBOSE").is_ok() {
             println!("{} @50: {r50:.4?}", case.name);
             println!("{} @100: {r100:.4?}", case.name);
         }
-        let gm = |v: &[f64]| v.iter().map(|x| x.max(1e-9).log10()).sum::<f64>() / v.len() as f64;
-        println!(
-            "GP {:18} {:9.3e} {:9.3e}  log10-mean {:6.2} {:6.2} ({:.1?})",
-            case.name,
-            median(r50.clone()),
-            median(r100.clone()),
-            gm(&r50),
-            gm(&r100),
-            t0.elapsed()
-        );
+        let line = report_line("GP", case.name, &r50, &r100);
+        println!("{line} ({:.1?})", t0.elapsed());
     }
 }
 

@@ -465,44 +465,21 @@ proptest! {
 
 /// The peer benchmark's functions (`tpe::peer_report`) with CMA-ES: median
 /// and mean log10 regret at 50 and 100 trials, for quick A/B runs.
-/// `CMA_SEEDS` (default 50), `CMA_FIRST_SEED` (0), `CMA_SETTINGS` ("sigma=0.2 …"), `CMA_CASES`
-/// (comma-separated). `cargo test --release -p ktune-algorithms
-/// cmaes::tests::cmaes_peer_report -- --ignored --nocapture`.
+/// `CMA_SEEDS` (default 50), `CMA_FIRST_SEED` (0), `CMA_SETTINGS`
+/// ("sigma=0.2 …"), `CMA_CASES` (comma-separated). `cargo test --release
+/// -p ktune-algorithms cmaes::tests::cmaes_peer_report -- --ignored
+/// --nocapture`.
 #[test]
 #[ignore = "quality report, run by hand in release mode"]
 fn cmaes_peer_report() {
-    use crate::suggest::tpe::peer_report::{cases, median, run};
-    let seeds: u64 = std::env::var("CMA_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+    use crate::suggest::tpe::peer_report::{
+        cases, env_seeds, report_line, run_seeds, selected, setting_pairs,
+    };
     let given = std::env::var("CMA_SETTINGS").unwrap_or_default();
-    let pairs: Vec<(&str, &str)> = given
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let only = std::env::var("CMA_CASES").unwrap_or_default();
-    let log_mean =
-        |v: &[f64]| v.iter().map(|x| x.max(1e-12).log10()).sum::<f64>() / v.len().max(1) as f64;
-    for case in cases() {
-        if !only.is_empty() && !only.split(',').any(|c| c == case.name) {
-            continue;
-        }
+    let pairs = setting_pairs(&given);
+    for case in cases().into_iter().filter(|c| selected("CMA", c.name)) {
         let s = suggester(&pairs, &case.space);
-        let first: u64 = std::env::var("CMA_FIRST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let (r50, r100): (Vec<f64>, Vec<f64>) = (first..first + seeds)
-            .map(|seed| run(&*s, &case, seed))
-            .unzip();
-        println!(
-            "CMA {:18} {:9.3e} {:9.3e}  log10-mean {:6.2} {:6.2}",
-            case.name,
-            median(r50.clone()),
-            median(r100.clone()),
-            log_mean(&r50),
-            log_mean(&r100)
-        );
+        let (r50, r100) = run_seeds(&*s, &case, env_seeds("CMA", 50));
+        println!("{}", report_line("cmaes", case.name, &r50, &r100));
     }
 }

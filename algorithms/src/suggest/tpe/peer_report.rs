@@ -203,48 +203,78 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     0.5 * (v[v.len() / 2] + v[(v.len() - 1) / 2])
 }
 
+/// The seeds a report runs: `{prefix}_FIRST_SEED` (0) onwards,
+/// `{prefix}_SEEDS` (`default`) of them.
+pub(crate) fn env_seeds(prefix: &str, default: u64) -> std::ops::Range<u64> {
+    let read = |name: &str, or: u64| {
+        std::env::var(format!("{prefix}_{name}"))
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(or)
+    };
+    let first = read("FIRST_SEED", 0);
+    first..first + read("SEEDS", default)
+}
+
+/// Whether `{prefix}_CASES` (names separated by commas or spaces; unset:
+/// all) selects the case `name`.
+pub(crate) fn selected(prefix: &str, name: &str) -> bool {
+    let only = std::env::var(format!("{prefix}_CASES")).unwrap_or_default();
+    only.trim().is_empty() || only.split([',', ' ']).any(|c| c == name)
+}
+
+/// `key=value` pairs separated by spaces (`TPE_SETTINGS`, `CMA_SETTINGS`).
+pub(crate) fn setting_pairs(given: &str) -> Vec<(&str, &str)> {
+    given
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+/// Runs `s` on `case` for every seed: the regrets at 50 and at 100 trials.
+pub(crate) fn run_seeds(
+    s: &dyn Suggester,
+    case: &Case,
+    seeds: std::ops::Range<u64>,
+) -> (Vec<f64>, Vec<f64>) {
+    seeds.map(|seed| run(s, case, seed)).unzip()
+}
+
+/// One report line: the median and the mean log10 regret (a steadier
+/// summary of a bimodal outcome) at 50 and 100 trials.
+pub(crate) fn report_line(label: &str, case: &str, r50: &[f64], r100: &[f64]) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let log_mean =
+        |v: &[f64]| v.iter().map(|x| x.max(1e-12).log10()).sum::<f64>() / v.len().max(1) as f64;
+    format!(
+        "{label} {case:18} {:9.3e} {:9.3e}  log10-mean {:6.2} {:6.2}",
+        median(r50.to_vec()),
+        median(r100.to_vec()),
+        log_mean(r50),
+        log_mean(r100)
+    )
+}
+
 #[test]
 #[ignore = "quality report, not a check: run in release with --ignored --nocapture"]
 fn peer_report() {
-    let seeds: u64 = std::env::var("TPE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
     let given = std::env::var("TPE_SETTINGS").unwrap_or_default();
-    let pairs: Vec<(&str, &str)> = given
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
+    let pairs = setting_pairs(&given);
     let variants = std::env::var("TPE_VARIANTS").unwrap_or_else(|_| "tpe multivariate-tpe".into());
     for name in variants.split_whitespace() {
         let settings = crate::settings::algorithm(name)
             .unwrap()
             .parse(pairs.iter().copied())
             .unwrap();
-        let only = std::env::var("TPE_CASES").unwrap_or_default();
-        for case in cases() {
-            if !only.is_empty() && !only.split(',').any(|c| c == case.name) {
-                continue;
-            }
+        for case in cases().into_iter().filter(|c| selected("TPE", c.name)) {
             let s = crate::suggest::build_suggester(name, &settings, &case.space).unwrap();
-            let first: u64 = std::env::var("TPE_FIRST_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let (r50, r100): (Vec<f64>, Vec<f64>) = (first..first + seeds)
-                .map(|seed| run(&*s, &case, seed))
-                .unzip();
+            let (r50, r100) = run_seeds(&*s, &case, env_seeds("TPE", 20));
             if std::env::var("TPE_VERBOSE").is_ok() {
                 let mut v = r100.clone();
                 v.sort_by(f64::total_cmp);
                 println!("{name} {}: {v:.3?}", case.name);
             }
-            println!(
-                "REPORT {name} {} {:.4} {:.4}",
-                case.name,
-                median(r50),
-                median(r100)
-            );
+            println!("{}", report_line(name, case.name, &r50, &r100));
         }
     }
 }
