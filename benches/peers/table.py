@@ -10,6 +10,9 @@ are; where ktune has more seeds, its median over all of them is shown too.
 
     benches/peers/table.py results/a.json results/b.json [--summary results/summary.json]
 
+Committed summaries are accepted as inputs too (new runs of one optimizer
+can be compared with peers measured on another day).
+
 --summary writes a compact JSON (per run: final regret at each budget and
 the median / p95 time per suggestion; per cell: the medians and the ratio)
 small enough to commit, unlike the full results.
@@ -52,14 +55,26 @@ def fmt_time(x: float) -> str:
 
 
 def load(paths: list[Path]) -> tuple[dict, list[int]]:
+    """Runs from full results files or from committed summaries.
+
+    A summary (written by --summary) keeps each run's final regrets and its
+    median / p95 time per suggestion, not every time: its runs stand in
+    with those two times as their only samples, so peer times pooled from
+    summaries are approximate, the regrets exact.
+    """
     runs: dict[tuple, dict] = {}
     budgets: set[int] = set()
     for path in paths:
         report = json.loads(path.read_text())
-        budgets.update(report["config"]["budgets"])
+        if "config" in report:
+            budgets.update(report["config"]["budgets"])
+        else:
+            budgets.update(c["budget"] for c in report["cells"])
         for r in report["runs"]:
-            if r["status"] != "ok":
+            if r.get("status", "ok") != "ok":
                 continue
+            if "seconds_per_suggestion" not in r:
+                r = dict(r, seconds_per_suggestion=[r["time_median"], r["time_p95"]])
             runs[(r["family"], r["optimizer"], r["function"], r["seed"])] = r
     return runs, sorted(budgets)
 
@@ -108,7 +123,7 @@ def main() -> int:
                 return statistics.median(xs) if xs else math.nan
 
             def times(opt: str, seeds) -> tuple[float, float]:
-                secs = [t for s in seeds for t in by_opt[opt][s]["seconds_per_suggestion"][:budget]]
+                secs = [t for s in seeds for t in by_opt[opt][s]["seconds_per_suggestion"][:budget] if t is not None]
                 return percentile(secs, 0.5), percentile(secs, 0.95)
 
             peers = {opt: med(opt, common) for opt in by_opt if opt != KTUNE}
