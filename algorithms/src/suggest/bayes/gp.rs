@@ -546,6 +546,26 @@ mod tests {
     }
 
     #[test]
+    fn the_profiled_mean_makes_the_fit_blind_to_a_shift_of_the_values() {
+        // With the constant mean profiled out, `y` and `y + 5` are equally
+        // likely under every θ; with a zero mean the shifted values would
+        // be far less likely (and push the signal variance up).
+        let d = 2;
+        let x = [0.1, 0.2, 0.5, 0.9, 0.8, 0.3, 0.4, 0.4, 0.95, 0.05];
+        let y = [0.3, -1.0, 0.8, 0.1, -0.2];
+        let shifted: Vec<f64> = y.iter().map(|v| v + 5.0).collect();
+        let mut g = [0.0; 4];
+        for theta in [
+            [0.3f64.ln(), 0.8f64.ln(), 0.2, 0.05f64.ln()],
+            [0.0, 0.0, 0.0, -6.0],
+        ] {
+            let a = neg_log_posterior(&x, &y, d, &theta, &mut g);
+            let b = neg_log_posterior(&x, &shifted, d, &theta, &mut g);
+            assert!((a - b).abs() < 1e-9, "{a} {b}");
+        }
+    }
+
+    #[test]
     fn prediction_gradients_match_finite_differences() {
         let hyper = Hyper {
             log_lengthscales: vec![0.3f64.ln(), 0.6f64.ln()],

@@ -8,8 +8,9 @@
 //!   categorical parameters one-hot encoded (`features.rs`), outputs either
 //!   log-warped (`ln(v − min + δ)`) or plainly standardised, whichever
 //!   makes the observed values more probable (`output.rs`); a constant
-//!   mean fitted by generalised least squares, so the model does not
-//!   expect unexplored regions to be as good as the clustered samples;
+//!   mean at its generalised-least-squares value, profiled out of the
+//!   hyperparameter fit, so the model does not expect unexplored regions
+//!   to be as good as the clustered samples (`Gp::centre_on_gls_mean`);
 //!   hyperparameters by MAP marginal likelihood under a log-normal
 //!   lengthscale prior with median 0.61 unit-cube widths (see `gp.rs` for
 //!   why not Hvarfner et al.'s), multi-start L-BFGS on
