@@ -14,7 +14,7 @@ use std::path::Path;
 
 use ktune_fake_apiserver::crds;
 use support::cluster::{Cluster, stop};
-use support::{describe, repo_root};
+use support::{describe, repo_root, two_mode_experiment};
 
 /// A replica's shell script: records `$RANK $WORLD_SIZE` under its pod name
 /// in `dir`, then prints the trial's loss (`0.<mode>`) when `primary`
@@ -39,24 +39,12 @@ fn container(name: &str, dir: &Path, role: &str) -> String {
 /// once) whose trials are `trial_spec` (YAML, indented by 6);
 /// `template_extra` adds trialTemplate fields (indented by 4).
 fn experiment(name: &str, container: &str, template_extra: &str, trial_spec: &str) -> String {
-    format!(
-        r#"apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
-  maxFailedTrialCount: 1
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
-  trialTemplate:
-    primaryContainerName: {container}
-    trialParameters: [{{name: mode, reference: mode}}]
-{template_extra}
-    trialSpec:
-{trial_spec}
-"#
+    two_mode_experiment(
+        name,
+        "  maxFailedTrialCount: 1",
+        container,
+        template_extra,
+        trial_spec,
     )
 }
 

@@ -6,27 +6,13 @@
 mod support;
 
 use support::cluster::{Cluster, stop};
-use support::describe;
+use support::{describe, two_mode_experiment};
 
 /// A Push experiment over modes 1 and 2 whose Job trials run `script`
 /// (`$1` is the mode) in the repository root.
 fn push_experiment(name: &str, script: &str) -> String {
-    format!(
-        r#"apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
-  metricsCollectorSpec: {{collector: {{kind: Push}}}}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
+    let trial_spec = format!(
+        r#"      apiVersion: batch/v1
       kind: Job
       spec:
         backoffLimit: 0
@@ -36,8 +22,14 @@ spec:
             containers:
               - name: main
                 image: python:3.12-slim
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]"#
+    );
+    two_mode_experiment(
+        name,
+        "  metricsCollectorSpec: {collector: {kind: Push}}",
+        "main",
+        "",
+        &trial_spec,
     )
 }
 
@@ -139,24 +131,8 @@ time.sleep(1.4)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_trials_are_scraped_on_their_pod_ip() {
     let cluster = Cluster::fake("prometheus").await;
-    let yaml = format!(
-        r#"apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: scraped, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
-  metricsCollectorSpec:
-    collector: {{kind: PrometheusMetric}}
-    source: {{httpGet: {{port: 8080, path: /metrics}}}}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
+    let trial_spec = format!(
+        r#"      apiVersion: batch/v1
       kind: Job
       spec:
         template:
@@ -166,8 +142,14 @@ spec:
               - name: main
                 image: python:3.12-slim
                 env: [{{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}]
-                command: ["python3", "-c", {PROMETHEUS_TRIAL:?}, "${{trialParameters.mode}}"]
-"#
+                command: ["python3", "-c", {PROMETHEUS_TRIAL:?}, "${{trialParameters.mode}}"]"#
+    );
+    let yaml = two_mode_experiment(
+        "scraped",
+        "  metricsCollectorSpec:\n    collector: {kind: PrometheusMetric}\n    source: {httpGet: {port: 8080, path: /metrics}}",
+        "main",
+        "",
+        &trial_spec,
     );
     let controller = cluster.controller(&["--listen", "off"]);
     let (cluster, waited) = tokio::task::spawn_blocking(move || {
@@ -195,26 +177,9 @@ spec:
 /// A File experiment over modes 1 and 2 (`source` is the collector's
 /// source YAML) whose trials are `trial_spec` (YAML indented by 6).
 fn file_experiment(name: &str, source: &str, container: &str, trial_spec: &str) -> String {
-    format!(
-        r#"apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
-  metricsCollectorSpec:
-    collector: {{kind: File}}
-    source: {source}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
-  trialTemplate:
-    primaryContainerName: {container}
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-{trial_spec}
-"#
-    )
+    let collector =
+        format!("  metricsCollectorSpec:\n    collector: {{kind: File}}\n    source: {source}");
+    two_mode_experiment(name, &collector, container, "", trial_spec)
 }
 
 /// Runs a File experiment under a controller whose sidecar is this test's

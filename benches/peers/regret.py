@@ -495,8 +495,8 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def fmt_regret(x: float) -> str:
-    if math.isnan(x):
+def fmt_regret(x: float | None) -> str:
+    if x is None or math.isnan(x):
         return "—"
     if x == 0:
         return "0"

@@ -26,32 +26,11 @@ import math
 import statistics
 from pathlib import Path
 
+# regret.py imports only the standard library at the top (the peers are
+# imported inside their runners), so its helpers are cheap to share.
+from regret import fmt_regret, fmt_time, percentile
+
 KTUNE = "ktune"
-
-
-def percentile(xs: list[float], q: float) -> float:
-    if not xs:
-        return math.nan
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def fmt_regret(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "—"
-    return "0" if x == 0 else f"{x:.3g}"
-
-
-def fmt_time(x: float) -> str:
-    if math.isnan(x):
-        return "—"
-    if x < 1e-3:
-        return f"{x * 1e6:.0f} µs"
-    if x < 1:
-        return f"{x * 1e3:.1f} ms"
-    return f"{x:.2f} s"
 
 
 def load(paths: list[Path]) -> tuple[dict, list[int]]:

@@ -100,6 +100,15 @@ fn types(object: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A Tekton run is done once its `Succeeded` condition is True or False
+/// (Unknown while it runs).
+fn settled(object: &Value) -> bool {
+    matches!(
+        condition(object, "Succeeded").as_deref(),
+        Some("True" | "False")
+    )
+}
+
 fn finished(object: &Value) -> bool {
     ["Succeeded", "Failed", "Complete"]
         .iter()
@@ -311,11 +320,7 @@ spec:
           steps:
             - {name: gen, image: x, script: "printf 42 > $(results.count.path)"}
 "#;
-    let run = f
-        .run(yaml, |r| {
-            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
-        })
-        .await;
+    let run = f.run(yaml, settled).await;
     assert_eq!(
         condition(&run, "Succeeded").as_deref(),
         Some("True"),
@@ -366,11 +371,7 @@ spec:
             - {name: a, image: x, command: [sh, -c, "exit 1"]}
             - {name: b, image: x, command: [sh, -c, "echo never"]}
 "#;
-    let run = f
-        .run(yaml, |r| {
-            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
-        })
-        .await;
+    let run = f.run(yaml, settled).await;
     assert_eq!(
         condition(&run, "Succeeded").as_deref(),
         Some("False"),
@@ -443,11 +444,7 @@ spec:
       - name: t
         taskSpec: {steps: [{name: s, image: x, script: "#!/bin/sh\necho hi"}]}
 "##;
-    let run = f
-        .run(yaml, |r| {
-            matches!(condition(r, "Succeeded").as_deref(), Some("True" | "False"))
-        })
-        .await;
+    let run = f.run(yaml, settled).await;
     assert_eq!(
         condition(&run, "Succeeded").as_deref(),
         Some("True"),

@@ -37,6 +37,15 @@ pub struct PreparedExperiment {
     pub report: Report,
 }
 
+impl PreparedExperiment {
+    /// The experiment's `metadata.name` (empty when unset: validation
+    /// reports that as an error before anything runs).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.experiment.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
 /// Reads one Experiment document: typed parse, defaulting, validation.
 ///
 /// # Errors

@@ -83,12 +83,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .max_trial_count
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0);
-    let name = prepared
-        .experiment
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_default();
+    let name = prepared.name().to_owned();
     let summary = runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await

@@ -133,22 +133,11 @@ pub fn experiment_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn row(name: &str, state: TrialState) -> TrialRow {
         TrialRow {
-            id: 1,
-            seq: 1,
             name: name.to_owned(),
-            assignment: vec![],
-            labels: BTreeMap::new(),
-            state,
-            reason: String::new(),
-            message: String::new(),
-            objective: None,
-            created_at: 0,
-            started_at: None,
-            completed_at: None,
+            ..TrialRow::example(1, state)
         }
     }
 

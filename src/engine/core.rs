@@ -160,7 +160,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
     ) -> Result<Self, EngineError> {
         let experiment = &prepared.experiment;
         let plan = ExperimentPlan::new(experiment, &prepared.report)?;
-        let name = experiment.metadata.name.clone().unwrap_or_default();
+        let name = prepared.name().to_owned();
         let namespace = experiment
             .metadata
             .namespace

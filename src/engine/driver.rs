@@ -69,13 +69,7 @@ pub async fn run<S: Store>(
     // Every log line of the run names its experiment (a field of the
     // span, in JSON logs). ERROR level so that the span is enabled whatever
     // level `KTUNE_LOG` lets through (a span's level only gates the span).
-    let name = prepared
-        .experiment
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_default();
-    let span = tracing::error_span!("experiment", experiment = %name);
+    let span = tracing::error_span!("experiment", experiment = %prepared.name());
     drive(prepared, configmaps, store, options, on_event, shutdown)
         .instrument(span)
         .await
@@ -90,9 +84,9 @@ async fn drive<S: Store>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, DriverError> {
     let experiment = &prepared.experiment;
-    let name = experiment.metadata.name.clone().unwrap_or_default();
+    let name = prepared.name();
     let runner = LocalRunner {
-        trials_dir: options.trials_root.join(&name),
+        trials_dir: options.trials_root.join(name),
         working_dir: options.working_dir.clone(),
         primary: experiment
             .spec

@@ -187,6 +187,26 @@ impl TrialRow {
         self.state == TrialState::Succeeded && self.objective.is_some_and(f64::is_finite)
     }
 
+    /// A trial for unit tests: id and position `seq`, named `t{seq}`, in
+    /// `state`, nothing else set (override fields with `..`).
+    #[cfg(test)]
+    pub(crate) fn example(seq: i64, state: TrialState) -> Self {
+        Self {
+            id: seq,
+            seq,
+            name: format!("t{seq}"),
+            assignment: Vec::new(),
+            labels: BTreeMap::new(),
+            state,
+            reason: String::new(),
+            message: String::new(),
+            objective: None,
+            created_at: 0,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
     /// The value assigned to parameter `name`, as stored.
     #[must_use]
     pub fn parameter(&self, name: &str) -> Option<&str> {

@@ -126,18 +126,9 @@ mod tests {
 
     fn trial(lr: &str, opt: &str, objective: Option<f64>) -> TrialRow {
         TrialRow {
-            id: 1,
-            seq: 1,
-            name: "t".into(),
             assignment: vec![("lr".into(), lr.into()), ("opt".into(), opt.into())],
-            labels: Default::default(),
-            state: TrialState::Succeeded,
-            reason: String::new(),
-            message: String::new(),
             objective,
-            created_at: 0,
-            started_at: None,
-            completed_at: None,
+            ..TrialRow::example(1, TrialState::Succeeded)
         }
     }
 

@@ -89,17 +89,7 @@ mod tests {
     fn row(id: i64, seq: i64, state: TrialState) -> TrialRow {
         TrialRow {
             id,
-            seq,
-            name: format!("t{seq}"),
-            assignment: Vec::new(),
-            labels: Default::default(),
-            state,
-            reason: String::new(),
-            message: String::new(),
-            objective: None,
-            created_at: 0,
-            started_at: None,
-            completed_at: None,
+            ..TrialRow::example(seq, state)
         }
     }
 

@@ -393,21 +393,13 @@ mod tests {
 
     fn trial(seq: i64, state: TrialState, objective: Option<f64>, x: &str) -> TrialRow {
         TrialRow {
-            id: seq,
-            seq,
             name: format!("t-{seq}"),
             assignment: vec![
                 ("x".into(), x.into()),
                 ("noise".into(), (seq % 2).to_string()),
             ],
-            labels: BTreeMap::new(),
-            state,
-            reason: String::new(),
-            message: String::new(),
             objective,
-            created_at: 0,
-            started_at: None,
-            completed_at: None,
+            ..TrialRow::example(seq, state)
         }
     }
 

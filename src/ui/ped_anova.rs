@@ -153,22 +153,13 @@ mod tests {
 
     fn trial(i: i64, x: f64, c: &str, objective: f64) -> TrialRow {
         TrialRow {
-            id: i,
-            seq: i,
-            name: format!("t{i}"),
             assignment: vec![
                 ("x".into(), x.to_string()),
                 ("noise".into(), ((i * 7919) % 97).to_string()),
                 ("c".into(), c.into()),
             ],
-            labels: Default::default(),
-            state: TrialState::Succeeded,
-            reason: String::new(),
-            message: String::new(),
             objective: Some(objective),
-            created_at: 0,
-            started_at: None,
-            completed_at: None,
+            ..TrialRow::example(i, TrialState::Succeeded)
         }
     }
 

@@ -140,3 +140,38 @@ spec:
     std::fs::write(&path, yaml).unwrap();
     path
 }
+
+/// An Experiment in namespace `default` for a cluster test: grid over a
+/// categorical `mode` of "2" and "1", both trials at once, minimising
+/// `loss`. `spec_extra` adds spec fields (lines indented by 2, e.g. the
+/// metrics collector), `container` is the primary container,
+/// `template_extra` adds trialTemplate fields (indented by 4) and
+/// `trial_spec` is the trial's resource (indented by 6; the trial sees its
+/// mode as `${trialParameters.mode}`).
+pub fn two_mode_experiment(
+    name: &str,
+    spec_extra: &str,
+    container: &str,
+    template_extra: &str,
+    trial_spec: &str,
+) -> String {
+    format!(
+        r#"apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+{spec_extra}
+  parameters:
+    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["2", "1"]}}}}
+  trialTemplate:
+    primaryContainerName: {container}
+    trialParameters: [{{name: mode, reference: mode}}]
+{template_extra}
+    trialSpec:
+{trial_spec}
+"#
+    )
+}

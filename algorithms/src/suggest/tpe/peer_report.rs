@@ -135,39 +135,17 @@ pub(crate) fn cases() -> Vec<Case> {
     ]
 }
 
-/// Regret after `budget` trials (for tests: [`run`] goes to 100).
-pub(crate) fn regret_after(s: &dyn Suggester, case: &Case, seed: u64, budget: usize) -> f64 {
+/// The simple regret after each of `budget` sequential trials. The
+/// suggester's state and each suggestion's labels go back with the
+/// history, as the engine stores them (CMA-ES finds its generations by the
+/// labels).
+pub(crate) fn regret_curve(s: &dyn Suggester, case: &Case, seed: u64, budget: usize) -> Vec<f64> {
     let objective = Objective::new("value", Direction::Minimize);
     let mut history: Vec<TrialRecord> = Vec::new();
+    let mut curve = Vec::with_capacity(budget);
     let mut best = f64::INFINITY;
-    for i in 0..budget {
-        let req = SuggestRequest {
-            space: &case.space,
-            objective: &objective,
-            history: &history,
-            count: 1,
-            seed,
-            state: None,
-        };
-        let a = s.suggest(&req).unwrap().suggestions.remove(0).assignment;
-        let v = (case.f)(&a);
-        best = best.min(v);
-        let mut t = TrialRecord::new(format!("t{i}"), a);
-        t.state = TrialState::Succeeded;
-        t.objective = Some(v);
-        history.push(t);
-    }
-    best - case.minimum
-}
-
-/// Regret after 50 and after 100 trials.
-pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
-    let objective = Objective::new("value", Direction::Minimize);
-    let mut history: Vec<TrialRecord> = Vec::new();
-    let mut best = f64::INFINITY;
-    let mut at50 = f64::NAN;
     let mut state = None;
-    for i in 0..100 {
+    for i in 0..budget {
         let req = SuggestRequest {
             space: &case.space,
             objective: &objective,
@@ -178,24 +156,34 @@ pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
         };
         let mut out = s.suggest(&req).unwrap();
         state = out.state.take();
-        // Labels go back with the trial, as the engine stores them (CMA-ES
-        // finds its generations by them).
         let Suggestion {
             assignment: a,
             labels,
         } = out.suggestions.remove(0);
         let v = (case.f)(&a);
         best = best.min(v);
-        if i == 49 {
-            at50 = best - case.minimum;
-        }
+        curve.push(best - case.minimum);
         let mut t = TrialRecord::new(format!("t{i}"), a);
         t.labels = labels;
         t.state = TrialState::Succeeded;
         t.objective = Some(v);
         history.push(t);
     }
-    (at50, best - case.minimum)
+    curve
+}
+
+/// Regret after `budget` trials (for tests: [`run`] goes to 100).
+pub(crate) fn regret_after(s: &dyn Suggester, case: &Case, seed: u64, budget: usize) -> f64 {
+    regret_curve(s, case, seed, budget)
+        .last()
+        .copied()
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Regret after 50 and after 100 trials.
+pub(crate) fn run(s: &dyn Suggester, case: &Case, seed: u64) -> (f64, f64) {
+    let curve = regret_curve(s, case, seed, 100);
+    (curve[49], curve[99])
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
