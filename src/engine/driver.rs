@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use tracing::Instrument as _;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -58,24 +57,11 @@ pub enum DriverError {
 ///
 /// # Errors
 /// [`DriverError`] when the experiment cannot be planned or run.
+// Every log line of the run names its experiment (a field of the span, in
+// JSON logs). ERROR level so that the span is enabled whatever level
+// `KTUNE_LOG` lets through (a span's level only gates the span).
+#[tracing::instrument(level = "error", name = "experiment", skip_all, fields(experiment = %prepared.name()))]
 pub async fn run<S: Store>(
-    prepared: &PreparedExperiment,
-    configmaps: &ConfigMaps,
-    store: &S,
-    options: &RunOptions,
-    on_event: &mut (dyn FnMut(Event) + Send),
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<RunSummary, DriverError> {
-    // Every log line of the run names its experiment (a field of the
-    // span, in JSON logs). ERROR level so that the span is enabled whatever
-    // level `KTUNE_LOG` lets through (a span's level only gates the span).
-    let span = tracing::error_span!("experiment", experiment = %prepared.name());
-    drive(prepared, configmaps, store, options, on_event, shutdown)
-        .instrument(span)
-        .await
-}
-
-async fn drive<S: Store>(
     prepared: &PreparedExperiment,
     configmaps: &ConfigMaps,
     store: &S,
