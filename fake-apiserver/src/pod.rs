@@ -18,7 +18,7 @@
 
 use crate::ExecutorConfig;
 use crate::logs::{LogBuf, Logs};
-use crate::resource::ResourceType;
+use crate::resource::{ResourceType, string_array};
 use crate::store::{Store, now};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -481,20 +481,9 @@ async fn run_container(
     idle: bool,
 ) -> Exit {
     let started = now();
-    let strings = |k: &str| -> Vec<String> {
-        c.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let argv: Vec<String> = strings("command")
+    let argv: Vec<String> = string_array::<Vec<String>>(c.get("command"))
         .into_iter()
-        .chain(strings("args"))
+        .chain(string_array::<Vec<String>>(c.get("args")))
         .collect();
     let fail = |msg: String, buf: &LogBuf| {
         buf.append(format!("{msg}\n").as_bytes());

@@ -335,16 +335,6 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| kind.to_lowercase());
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let scope = spec
         .get("scope")
         .and_then(Value::as_str)
@@ -369,8 +359,8 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
             singular: singular.clone(),
             kind: kind.into(),
             namespaced: scope != "Cluster",
-            short_names: strings(names.get("shortNames")),
-            categories: strings(names.get("categories")),
+            short_names: string_array(names.get("shortNames")),
+            categories: string_array(names.get("categories")),
             status_subresource: v.pointer("/subresources/status").is_some(),
             printer_columns: v
                 .get("additionalPrinterColumns")
@@ -381,4 +371,15 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
         });
     }
     Ok(out)
+}
+
+/// The strings of a JSON array (`["a", "b"]`); anything else, or a
+/// non-string element, contributes nothing.
+pub(crate) fn string_array<C: FromIterator<String>>(v: Option<&Value>) -> C {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }

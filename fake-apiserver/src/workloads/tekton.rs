@@ -15,7 +15,7 @@
 
 use super::{Ctx, Group, Owner, now, scratch, script_argv, substitute};
 use crate::pod::{PodEnd, SEQUENTIAL, str_at};
-use crate::resource::ResourceType;
+use crate::resource::{ResourceType, string_array};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -36,14 +36,7 @@ fn params(list: Option<&Value>, key: &str) -> HashMap<String, String> {
 
 /// The tasks a task waits for: `runAfter` and those whose results it reads.
 fn dependencies(task: &Value) -> HashSet<String> {
-    let mut deps: HashSet<String> = task
-        .get("runAfter")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let mut deps: HashSet<String> = string_array(task.get("runAfter"));
     let mut rest = task.get("params").map(Value::to_string).unwrap_or_default();
     while let Some(i) = rest.find("$(tasks.") {
         rest = rest[i + 8..].to_owned();
