@@ -12,7 +12,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use ktune::store::{NewTrial, ObservationRow, SqlStore, TrialOutcome};
 use ktune_algorithms::history::TrialState;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -111,6 +112,38 @@ async fn fill(store: &SqlStore) -> Vec<i64> {
     running
 }
 
+/// Which moment of a response a page benchmark times.
+#[derive(Clone, Copy)]
+enum Until {
+    FirstByte,
+    End,
+}
+
+/// Benchmarks GET requests for `path(i)` (request `i` of the batch), timed
+/// to the response's first byte or its end.
+fn bench_page(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    name: &str,
+    until: Until,
+    path: impl Fn(u64) -> String,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|i| {
+                    let (first, end, _) = rt.block_on(get(addr, &path(i)));
+                    match until {
+                        Until::FirstByte => first,
+                        Until::End => end,
+                    }
+                })
+                .sum()
+        });
+    });
+}
+
 /// Sends a GET; returns the time to the first response byte and to the end.
 async fn get(addr: &str, path: &str) -> (Duration, Duration, usize) {
     let start = Instant::now();
@@ -175,37 +208,35 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
-    group.bench_function("experiment_page_first_byte", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += rt.block_on(get(&addr, "/experiments/scale")).0;
-            }
-            total
-        });
-    });
-    group.bench_function("experiments_page", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += rt.block_on(get(&addr, "/")).1;
-            }
-            total
-        });
-    });
-    group.bench_function("trial_table_page", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for i in 0..iters {
-                let path = format!(
-                    "/experiments/scale/trials?sort=objective&page={}&state=Succeeded",
-                    1 + i % 100
-                );
-                total += rt.block_on(get(&addr, &path)).1;
-            }
-            total
-        });
-    });
+    bench_page(
+        &mut group,
+        &rt,
+        &addr,
+        "experiment_page_first_byte",
+        Until::FirstByte,
+        |_| "/experiments/scale".to_owned(),
+    );
+    bench_page(
+        &mut group,
+        &rt,
+        &addr,
+        "experiments_page",
+        Until::End,
+        |_| "/".to_owned(),
+    );
+    bench_page(
+        &mut group,
+        &rt,
+        &addr,
+        "trial_table_page",
+        Until::End,
+        |i| {
+            format!(
+                "/experiments/scale/trials?sort=objective&page={}&state=Succeeded",
+                1 + i % 100
+            )
+        },
+    );
     // What every poll costs the store while a page listens.
     group.bench_function("change_poll_query", |b| {
         b.iter(|| {
