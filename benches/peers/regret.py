@@ -688,19 +688,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def json_clean(x):
+    """`x` with non-finite floats as None (JSON has no NaN or infinity), through dicts and lists."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [json_clean(v) for v in x]
+    return x
+
+
 def write_report(path, stamp, args, seeds, budgets, families, functions, binary, runs) -> str:
     """Writes the JSON report (summary and every run so far) and returns the markdown table."""
     rows, table = summarise(runs, budgets)
-
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
     report = {
         "created": stamp,
         "config": {
@@ -731,7 +732,7 @@ def write_report(path, stamp, args, seeds, budgets, families, functions, binary,
         ],
     }
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean(report), indent=1))
+    tmp.write_text(json.dumps(json_clean(report), indent=1))
     tmp.replace(path)
     return table
 

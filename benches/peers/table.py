@@ -28,7 +28,7 @@ from pathlib import Path
 
 # regret.py imports only the standard library at the top (the peers are
 # imported inside their runners), so its helpers are cheap to share.
-from regret import fmt_regret, fmt_time, percentile
+from regret import fmt_regret, fmt_time, json_clean, percentile
 
 KTUNE = "ktune"
 
@@ -159,16 +159,6 @@ def main() -> int:
                 print(f"| {function} | {budget} | " + " | ".join(cells_out) + " |")
 
     if args.summary:
-
-        def clean(x):
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list):
-                return [clean(v) for v in x]
-            return x
-
         summary = {
             "sources": [p.name for p in args.files],
             "cells": rows,
@@ -185,7 +175,7 @@ def main() -> int:
                 for (f, o, fn, s), r in sorted(runs.items())
             ],
         }
-        args.summary.write_text(json.dumps(clean(summary), separators=(",", ":")) + "\n")
+        args.summary.write_text(json.dumps(json_clean(summary), separators=(",", ":")) + "\n")
     return 0
 
 
