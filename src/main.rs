@@ -1,5 +1,7 @@
 //! The `ktune` binary: parse the command line, set up logging, run, and map
-//! the outcome to an exit status (0 ok, 1 invalid input, 2 usage error).
+//! the outcome to an exit status (0 ok, 1 invalid input or a failed
+//! experiment, 2 usage error or anything else that kept the command from
+//! working, 130 interrupted).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,8 +35,13 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "error: {error:#}");
-            ExitCode::from(ktune::cli::EXIT_USAGE)
+            let message = format!("{error:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                ktune::cli::printable::escape_controls(&message)
+            );
+            ExitCode::from(ktune::cli::exit_status_for(&error))
         }
     }
 }

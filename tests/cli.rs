@@ -92,6 +92,53 @@ fn usage_errors_and_unreadable_files_exit_2() {
 }
 
 #[test]
+fn every_command_exits_1_for_a_field_of_the_wrong_type_or_no_experiment() {
+    // `run` used to exit 2 (a usage error) where `validate` said 1.
+    let wrong = write_temp(
+        "wrong-type.yaml",
+        "apiVersion: ktune.dev/v1beta1\nkind: Experiment\nmetadata: {name: x}\nspec: {maxTrialCount: many}\n",
+    );
+    let empty = write_temp("empty.yaml", "");
+    for file in [&wrong, &empty] {
+        let file = file.to_str().unwrap();
+        for command in ["validate", "suggest", "run"] {
+            let out = ktune(
+                &[command, file, "--db", "sqlite::memory:"][..if command == "run" { 4 } else { 2 }],
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{command} {file}: {}",
+                describe(&out)
+            );
+        }
+        let out = ktune(&["run", file, "--db", "sqlite::memory:"]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("spec.maxTrialCount") || text.contains("empty.yaml"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn names_from_a_file_are_printed_with_control_characters_escaped() {
+    let file = write_temp(
+        "escape.yaml",
+        "apiVersion: ktune.dev/v1beta1\nkind: Experiment\nmetadata: {name: \"a\\e]0;pwned\\a\\rb\"}\nspec: {maxTrialCount: 1}\n",
+    );
+    let out = ktune(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a\\u{1b}]0;pwned\\u{7}\\u{d}b"), "{text}");
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|b| *b == 0x1b || *b == 0x07 || *b == b'\r')
+    );
+}
+
+#[test]
 fn garbage_files_are_refused_without_a_panic() {
     let cases = [
         ("binary.yaml", "\u{0}\u{1}\u{2}garbage: [unclosed".to_owned()),

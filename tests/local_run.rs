@@ -555,3 +555,45 @@ i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.2; done"#;
     );
     assert!((3..30).contains(&reports.len()), "{reports:?}");
 }
+
+#[test]
+fn a_value_that_reads_like_a_placeholder_reaches_its_trial_as_text() {
+    // Rendering used to scan the substituted text again: this value made
+    // every trial's template fail and stopped the experiment for good.
+    let dir = scratch("placeholder-value");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let out_dir = dir.join("seen");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let script = format!(
+        "printf '%s' \"$1\" > {}/$KTUNE_TRIAL_NAME; echo loss=1",
+        out_dir.display()
+    );
+    let file = shell_experiment(
+        &dir,
+        "placeholder-value",
+        &script,
+        &[
+            "${trialParameters.mode}",
+            "${trialParameters.nope}",
+            "plain",
+        ],
+        "",
+    );
+    let out = ktune(&run_args(&dir, &db, &file));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 succeeded"), "{text}");
+    let mut seen: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "${trialParameters.mode}",
+            "${trialParameters.nope}",
+            "plain"
+        ]
+    );
+}

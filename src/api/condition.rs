@@ -18,10 +18,18 @@ pub struct Condition<T> {
     /// Whether it holds.
     pub status: ConditionStatus,
     /// Machine-readable reason (`ExperimentGoalReached`, `TrialSucceeded` …).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub reason: String,
     /// For humans.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub message: String,
     /// When it was last updated.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -89,7 +89,7 @@ pub struct ExperimentSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ParameterSpec {
     /// The name trial parameters refer to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub name: String,
     /// `double`, `int`, `discrete` or `categorical`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,13 +151,21 @@ pub struct ObjectiveSpec {
     )]
     pub goal: Option<f64>,
     /// The metric to optimise.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub objective_metric_name: String,
     /// Further metrics to collect.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub additional_metric_names: Vec<String>,
     /// How each metric's reports reduce to one value.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub metric_strategies: Vec<MetricStrategy>,
 }
 
@@ -165,7 +173,7 @@ pub struct ObjectiveSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct MetricStrategy {
     /// The metric.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub name: String,
     /// `min`, `max` or `latest`.
     pub value: MetricStrategyType,
@@ -176,10 +184,14 @@ pub struct MetricStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct AlgorithmSpec {
     /// Katib's algorithm name (`random`, `tpe`, `medianstop` …).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub algorithm_name: String,
     /// Settings as name/value strings.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub algorithm_settings: Vec<AlgorithmSetting>,
 }
 
@@ -187,7 +199,7 @@ pub struct AlgorithmSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct AlgorithmSetting {
     /// The setting's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub name: String,
     /// Its value, as text.
     #[serde(default, deserialize_with = "lenient::string")]
@@ -199,7 +211,11 @@ pub struct AlgorithmSetting {
 #[serde(rename_all = "camelCase")]
 pub struct TrialTemplate {
     /// Keep the trial's workload after it completes.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub retain: bool,
     /// The workload, inline: any Kubernetes object, with `${trialParameters.x}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,13 +246,13 @@ pub struct TrialTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapSource {
     /// The ConfigMap's name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub config_map_name: String,
     /// The ConfigMap's namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub config_map_namespace: String,
     /// The key whose value is the template.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub template_path: String,
 }
 
@@ -244,13 +260,17 @@ pub struct ConfigMapSource {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct TrialParameterSpec {
     /// Used as `${trialParameters.<name>}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub name: String,
     /// For humans.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub description: String,
     /// A parameter name, or `${trialSpec.Name}`-style metadata.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub reference: String,
 }
 
@@ -285,7 +305,7 @@ pub struct SourceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct FileSystemPath {
     /// Absolute path.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub path: String,
     /// `File` or `Directory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,7 +320,7 @@ pub struct FileSystemPath {
 #[serde(rename_all = "camelCase")]
 pub struct FilterSpec {
     /// Each regex's group 1 is the name and group 2 the value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub metrics_format: Vec<String>,
 }
 
@@ -325,7 +345,11 @@ pub struct NasConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph_config: Option<GraphConfig>,
     /// The operations to choose from.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub operations: Vec<Operation>,
 }
 
@@ -337,10 +361,18 @@ pub struct GraphConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_layers: Option<i32>,
     /// Input sizes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub input_sizes: Vec<i32>,
     /// Output sizes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub output_sizes: Vec<i32>,
 }
 
@@ -349,10 +381,14 @@ pub struct GraphConfig {
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// The operation (`convolution`, `pooling` …).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub operation_type: String,
     /// Its parameters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub parameters: Vec<ParameterSpec>,
 }
 
@@ -370,31 +406,63 @@ pub struct ExperimentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_time: Option<Time>,
     /// Created, Running, Restarting, Succeeded, Failed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<ExperimentCondition>,
     /// The best trial so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_optimal_trial: Option<OptimalTrial>,
     /// Names of running trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_trial_list: Vec<String>,
     /// Names of pending trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pending_trial_list: Vec<String>,
     /// Names of failed trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub failed_trial_list: Vec<String>,
     /// Names of succeeded trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub succeeded_trial_list: Vec<String>,
     /// Names of killed trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub killed_trial_list: Vec<String>,
     /// Names of early-stopped trials.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub early_stopped_trial_list: Vec<String>,
     /// Names of trials whose objective never appeared.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub metrics_unavailable_trial_list: Vec<String>,
     /// All trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -430,10 +498,14 @@ pub type ExperimentCondition = Condition<ExperimentConditionType>;
 #[serde(rename_all = "camelCase")]
 pub struct OptimalTrial {
     /// Its name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub best_trial_name: String,
     /// Its parameter values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub parameter_assignments: Vec<ParameterAssignment>,
     /// Its metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,7 +529,11 @@ pub struct ParameterAssignment {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct Observation {
     /// One entry per metric, the objective first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub metrics: Vec<Metric>,
 }
 
@@ -467,12 +543,12 @@ pub struct Metric {
     /// The metric.
     pub name: String,
     /// Smallest reported value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub min: String,
     /// Largest reported value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub max: String,
     /// Last reported value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub latest: String,
 }

@@ -1,4 +1,10 @@
-//! Deserialisers that accept a YAML number where Katib's schema says string.
+//! Deserialisers that read YAML as Katib (Go) reads it: a number where
+//! Katib's schema says string, and null where a field may be omitted.
+//!
+//! Go's JSON decoder reads `null` as "leave the zero value" for every field,
+//! so `algorithmSettings:` with nothing after it is an empty list to Katib;
+//! [`or_default`] gives every non-optional field that meaning here (optional
+//! fields already read null as `None`).
 //!
 //! Katib keeps `feasibleSpace` bounds and setting values as strings and
 //! users write `min: "0.01"`; a YAML file that writes `min: 0.01` would be
@@ -6,6 +12,7 @@
 //! the text, so `0.01` and `"0.01"` mean the same; validation then parses
 //! the text and names the field if it is not a finite number.
 
+use serde::Deserialize as _;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::fmt;
 
@@ -41,12 +48,28 @@ impl Visitor<'_> for ScalarText {
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
         Ok(v.to_string())
     }
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
 }
 
-/// A string, or a number or boolean kept as its text.
+/// A field's value, or its default when it is null (as Go reads null).
 ///
 /// # Errors
-/// When the value is a map, a list or null.
+/// When the value is neither null nor a `T`.
+pub fn or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// A string, or a number or boolean kept as its text; null is empty.
+///
+/// # Errors
+/// When the value is a map or a list.
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(ScalarText)
 }

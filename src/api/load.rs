@@ -30,13 +30,12 @@ pub const ACCEPTED_API_VERSIONS: [&str; 2] = ["ktune.dev/v1beta1", "kubeflow.org
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, not a `source`: printed once).
+        cause: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{path} is larger than the {limit}-byte limit for experiment files")]
@@ -134,6 +133,10 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Value>, LoadError> {
             max_nodes: 250_000,
             max_total_scalar_bytes: 16 * 1024 * 1024,
         },
+        // `.inf`, `.nan` and overflowing numbers stay text: the typed
+        // parse or validation then names the field they are in, where a
+        // parse error could only give a line and column.
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
     };
     let docs: Vec<Value> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| LoadError::Yaml {
@@ -147,9 +150,9 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<Value>, LoadError> {
 /// # Errors
 /// [`LoadError`] when the file cannot be read, is too large, or is not YAML.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>, LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |cause| LoadError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut bytes = Vec::new();
     if path == Path::new("-") {
@@ -353,10 +356,172 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_numbers_are_refused_by_their_field_path() {
+        for (yaml, path) in [
+            ("spec: {maxTrialCount: .inf}", "spec.maxTrialCount"),
+            ("spec: {objective: {goal: -.inf}}", "spec.objective.goal"),
+            (
+                "spec: {parallelTrialCount: 1e999}",
+                "spec.parallelTrialCount",
+            ),
+        ] {
+            let text = format!("apiVersion: ktune.dev/v1beta1\nkind: Experiment\n{yaml}\n");
+            let doc = parse_yaml_documents(&text).unwrap().remove(0);
+            match experiment_from_value(&doc) {
+                Err(DocumentError::Field { path: found, .. }) => assert_eq!(found, path),
+                other => panic!("{yaml}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_reported() {
         let v = serde_json::json!({"apiVersion": "ktune.dev/v1beta1", "kind": "Experiment",
             "metadata": {"name": "x"}, "spec": {"maxTrialCounts": 3}});
         let loaded = experiment_from_value(&v).unwrap();
         assert_eq!(loaded.unknown_fields, ["spec.maxTrialCounts"]);
+    }
+
+    /// Every path of the CRD schema's properties below `schema`, with
+    /// whether the schema requires it (a required field keeps Go's type
+    /// error for null, as Katib does).
+    fn property_paths(schema: &serde_json::Value, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, sub) in properties {
+                let mut path = prefix.to_vec();
+                path.push(name.clone());
+                if !required.contains(&name.as_str()) {
+                    out.push(path.clone());
+                }
+                property_paths(sub, &path, out);
+            }
+        }
+        if schema["items"].is_object() {
+            let mut path = prefix.to_vec();
+            path.push("[0]".to_owned());
+            property_paths(&schema["items"], &path, out);
+        }
+    }
+
+    /// A value of `schema`'s type (its first enum value for a string).
+    fn sample(schema: &serde_json::Value) -> serde_json::Value {
+        if let Some(first) = schema["enum"].get(0) {
+            return first.clone();
+        }
+        if schema["x-kubernetes-int-or-string"] == true {
+            return 1.into();
+        }
+        match schema["type"].as_str() {
+            Some("string") => "x".into(),
+            Some("integer" | "number") => 1.into(),
+            Some("boolean") => false.into(),
+            Some("array") => serde_json::json!([]),
+            _ => filled(schema),
+        }
+    }
+
+    /// An object of `schema` with its required properties filled.
+    fn filled(schema: &serde_json::Value) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            map.insert(name.to_owned(), sample(&schema["properties"][name]));
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// `doc` with `null` at `path`; parents are created as objects of
+    /// their schema (or one-item lists for `[0]`) with their required
+    /// properties filled, so null is the only thing tried.
+    fn with_null_at(
+        mut doc: serde_json::Value,
+        root: &serde_json::Value,
+        path: &[String],
+    ) -> serde_json::Value {
+        let mut at = &mut doc;
+        let mut schema = root;
+        for (i, key) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            if key == "[0]" {
+                schema = &schema["items"];
+                if at.as_array().is_none_or(Vec::is_empty) {
+                    *at = serde_json::Value::Array(vec![filled(schema)]);
+                }
+                at = &mut at[0];
+                continue;
+            }
+            schema = &schema["properties"][key];
+            let map = at.as_object_mut().unwrap();
+            let fresh = if last {
+                serde_json::Value::Null
+            } else if path.get(i + 1).is_some_and(|k| k == "[0]") {
+                serde_json::json!([])
+            } else {
+                filled(schema)
+            };
+            if last || !map.get(key).is_some_and(|v| v.is_object() || v.is_array()) {
+                map.insert(key.clone(), fresh);
+            }
+            at = map.get_mut(key).unwrap();
+        }
+        doc
+    }
+
+    #[test]
+    fn null_reads_as_absent_for_every_optional_field_of_both_kinds() {
+        // Katib's types are Go structs: `algorithmSettings:` with no value
+        // (YAML null) is an empty list there. Generated over the CRD
+        // schema, so a field added later is covered too.
+        let mut checked = 0;
+        for (_, crd) in crate::api::crd::all() {
+            let kind = crd.spec.names.kind.clone();
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let mut paths = Vec::new();
+            property_paths(&schema["openAPIV3Schema"], &[], &mut paths);
+            let root = &schema["openAPIV3Schema"];
+            let mut base = serde_json::json!({"apiVersion": "ktune.dev/v1beta1", "kind": kind,
+                "metadata": {"name": "x"}});
+            base["spec"] = filled(&root["properties"]["spec"]);
+            for path in paths {
+                if path[0] != "spec" && path[0] != "status" {
+                    continue;
+                }
+                let doc = with_null_at(base.clone(), root, &path);
+                let read = if kind == "Experiment" {
+                    experiment_from_value(&doc)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                } else {
+                    serde_json::from_value::<crate::api::Trial>(doc.clone())
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                };
+                assert!(read.is_ok(), "{kind} {}: {read:?}\n{doc}", path.join("."));
+                checked += 1;
+            }
+        }
+        assert!(checked > 80, "only {checked} fields were generated");
+    }
+
+    #[test]
+    fn null_settings_are_an_empty_list() {
+        let v = serde_json::json!({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+            "metadata": {"name": "x"},
+            "spec": {"algorithm": {"algorithmName": "random", "algorithmSettings": null},
+                     "objective": {"additionalMetricNames": null, "metricStrategies": null}}});
+        let loaded = experiment_from_value(&v).unwrap();
+        let spec = loaded.experiment.spec;
+        assert_eq!(spec.algorithm.unwrap().algorithm_settings, []);
+        assert!(
+            loaded.unknown_fields.is_empty(),
+            "{:?}",
+            loaded.unknown_fields
+        );
     }
 }

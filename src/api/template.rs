@@ -218,51 +218,86 @@ fn for_each_string<'a>(value: &'a Value, f: &mut impl FnMut(&'a str)) {
     }
 }
 
+/// One `${trialParameters.x}` found in a text: its byte range and `x`.
+struct Placeholder<'a> {
+    start: usize,
+    end: usize,
+    name: &'a str,
+}
+
+/// Every `${trialParameters.x}` in `text`, left to right, not overlapping.
+/// Katib's regex is `\$\{trialParameters\..+?\}`: the name has at least
+/// one character and runs to the next `}` after it.
+fn placeholders(text: &str) -> impl Iterator<Item = Placeholder<'_>> {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let start = from + text.get(from..)?.find(PARAMETER_OPEN)?;
+        let name_start = start + PARAMETER_OPEN.len();
+        let after = text.get(name_start..)?;
+        let first = after.chars().next()?.len_utf8();
+        let close = after.get(first..)?.find('}')? + first;
+        let end = name_start + close + 1;
+        from = end;
+        Some(Placeholder {
+            start,
+            end,
+            name: &after[..close],
+        })
+    })
+}
+
 /// The names `x` of every `${trialParameters.x}` in the template.
 #[must_use]
 pub fn placeholder_names(template: &Value) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for_each_string(template, &mut |s| {
-        let mut rest = s;
-        while let Some(start) = rest.find(PARAMETER_OPEN) {
-            let after = &rest[start + PARAMETER_OPEN.len()..];
-            // Katib's regex is `\$\{trialParameters\..+?\}`: at least one character.
-            match after.get(1..).and_then(|t| t.find('}')) {
-                Some(end) => {
-                    names.insert(after[..=end].to_owned());
-                    rest = &after[end + 2..];
-                }
-                None => break,
-            }
-        }
+        names.extend(placeholders(s).map(|p| p.name.to_owned()));
     });
     names
 }
 
-fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_owned();
-    for (name, value) in values {
-        let placeholder = format!("{PARAMETER_OPEN}{name}}}");
-        if out.contains(&placeholder) {
-            out = out.replace(&placeholder, value);
-        }
+/// Replaces every placeholder of `text` in one pass over the text: a value
+/// is inserted as it is and never scanned again, so a value that itself
+/// reads `${trialParameters.y}` stays that text.
+///
+/// # Errors
+/// [`TemplateError::UndeclaredPlaceholder`] for a placeholder with no value.
+fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for p in placeholders(text) {
+        let value = values
+            .get(p.name)
+            .ok_or_else(|| TemplateError::UndeclaredPlaceholder {
+                name: p.name.to_owned(),
+            })?;
+        out.push_str(&text[copied..p.start]);
+        out.push_str(value);
+        copied = p.end;
     }
-    out
+    out.push_str(&text[copied..]);
+    Ok(out)
 }
 
-fn substitute_all(value: &Value, values: &BTreeMap<String, String>) -> Value {
-    match value {
-        Value::String(s) => Value::String(substitute(s, values)),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| substitute_all(v, values)).collect())
-        }
+fn substitute_all(
+    value: &Value,
+    values: &BTreeMap<String, String>,
+) -> Result<Value, TemplateError> {
+    Ok(match value {
+        Value::String(s) => Value::String(substitute(s, values)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| substitute_all(v, values))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (substitute(k, values), substitute_all(v, values)))
-                .collect(),
+                .map(|(k, v)| Ok((substitute(k, values)?, substitute_all(v, values)?)))
+                .collect::<Result<_, TemplateError>>()?,
         ),
         other => other.clone(),
-    }
+    })
 }
 
 /// Renders a trial's workload: every `${trialParameters.x}` is replaced by
@@ -294,10 +329,7 @@ pub fn render(
         };
         values.insert(parameter.name.clone(), value);
     }
-    let mut rendered = substitute_all(template, &values);
-    if let Some(name) = placeholder_names(&rendered).into_iter().next() {
-        return Err(TemplateError::UndeclaredPlaceholder { name });
-    }
+    let mut rendered = substitute_all(template, &values)?;
     if let Value::Object(map) = &mut rendered {
         let metadata = map
             .entry("metadata")
@@ -411,6 +443,27 @@ mod tests {
         );
         assert_eq!(r["metadata"]["name"], "exp-abc");
         assert_eq!(r["metadata"]["namespace"], "ns");
+    }
+
+    #[test]
+    fn a_value_that_reads_like_a_placeholder_is_inserted_as_it_is() {
+        let t = json!({"args": ["--a=${trialParameters.a}", "--b=${trialParameters.b}"]});
+        let values = BTreeMap::from([
+            ("a".to_owned(), "${trialParameters.b}".to_owned()),
+            ("b".to_owned(), "${trialParameters.zzz}".to_owned()),
+        ]);
+        let r = render(&t, &[tp("a", "a"), tp("b", "b")], &values, "n", "ns").unwrap();
+        assert_eq!(
+            r["args"],
+            json!(["--a=${trialParameters.b}", "--b=${trialParameters.zzz}"])
+        );
+    }
+
+    #[test]
+    fn placeholders_with_multibyte_names_are_found() {
+        let t = json!({"x": "${trialParameters.é}/${trialParameters.b}"});
+        let names: Vec<_> = placeholder_names(&t).into_iter().collect();
+        assert_eq!(names, ["b", "é"]);
     }
 
     #[test]

@@ -38,17 +38,29 @@ pub struct TrialSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<ObjectiveSpec>,
     /// This trial's parameter values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub parameter_assignments: Vec<ParameterAssignment>,
     /// Rules that stop this trial early.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub early_stopping_rules: Vec<EarlyStoppingRule>,
     /// The rendered workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::preserve_object")]
     pub run_spec: Option<serde_json::Value>,
     /// Keep the workload after the trial completes.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub retain_run: bool,
     /// How metrics are collected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,16 +69,32 @@ pub struct TrialSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_pod_labels: Option<BTreeMap<String, String>>,
     /// The container that trains.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub primary_container_name: String,
     /// gjson path on the workload that means success.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub success_condition: String,
     /// gjson path on the workload that means failure.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub failure_condition: String,
     /// Labels from the suggestion (e.g. a Hyperband bracket).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -81,7 +109,7 @@ pub struct EarlyStoppingRule {
     /// `equal`, `less` or `greater`.
     pub comparison: ComparisonType,
     /// The report count at which the rule is checked.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::lenient::or_default")]
     pub start_step: i32,
 }
 
@@ -99,7 +127,11 @@ pub struct TrialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_time: Option<Time>,
     /// Created, Running, Succeeded, Killed, Failed, MetricsUnavailable, EarlyStopped.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::lenient::or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<TrialCondition>,
     /// Its metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -278,6 +278,9 @@ fn answer(
 ) -> anyhow::Result<Value> {
     match request {
         Request::Init(init) => {
+            // A failed init ends the previous session too: asks after it
+            // must not quietly continue a search the caller meant to replace.
+            *session = None;
             *session = Some(Session::new(algorithm, settings, init)?);
             Ok(json!({ "ok": true }))
         }
@@ -574,6 +577,20 @@ mod tests {
         }
         assert_eq!(replies[3], json!({"ok": true}));
         assert!(replies[6]["params"].is_object(), "{}", replies[6]);
+    }
+
+    #[test]
+    fn a_failed_init_ends_the_previous_session() {
+        let bad_init = r#"{"op":"init","seed":0,"goal":"minimize","space":[{"name":"lr","type":"double","min":1.0,"max":0.5,"log":false}]}"#;
+        let replies = session(
+            "random",
+            &[],
+            &[init_line(0), bad_init.into(), r#"{"op":"ask"}"#.into()],
+        );
+        assert_eq!(replies[0], json!({"ok": true}));
+        assert!(replies[1]["error"].is_string(), "{}", replies[1]);
+        let error = replies[2]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("ask before init"), "{}", replies[2]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod controller;
 mod convert;
 mod crds;
 mod inspect;
+pub mod printable;
 mod run;
 mod suggest;
 mod ui;
@@ -73,10 +74,33 @@ pub enum Command {
     Ui(ui::Args),
 }
 
-/// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
+/// Exit status for "the input is invalid" (an experiment file, a field in
+/// it) and for an experiment that ended Failed.
 pub const EXIT_INVALID: u8 = 1;
-/// Exit status for usage errors and unreadable input.
+/// Exit status for usage errors (clap's too), unreadable files and
+/// anything else that kept a command from doing its work.
 pub const EXIT_USAGE: u8 = 2;
+
+/// The input (not the command line or the machine) is what is wrong: a
+/// document that is not an Experiment, a file without one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+/// The exit status for a command that failed with `error`: [`EXIT_INVALID`]
+/// when the error is about the input's content (every command agrees),
+/// [`EXIT_USAGE`] otherwise.
+#[must_use]
+pub fn exit_status_for(error: &anyhow::Error) -> u8 {
+    use crate::api::load::{DocumentError, LoadError};
+    let invalid = error.chain().any(|e| {
+        e.is::<DocumentError>()
+            || e.is::<InvalidInput>()
+            || e.downcast_ref::<LoadError>()
+                .is_some_and(|l| !matches!(l, LoadError::Io { .. }))
+    });
+    if invalid { EXIT_INVALID } else { EXIT_USAGE }
+}
 
 /// An experiment read from the command line's files, defaulted and validated.
 struct Loaded {
@@ -98,7 +122,12 @@ fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
     }
     let configmaps = crate::api::load::ConfigMaps::from_documents(&documents);
     let Some(doc) = documents.iter().find(|d| d.kind() == Some("Experiment")) else {
-        anyhow::bail!("no Experiment document in the given files");
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        return Err(InvalidInput(format!(
+            "no Experiment document in {} (a document with `kind: Experiment` is needed)",
+            names.join(", ")
+        ))
+        .into());
     };
     let context = crate::api::validate::Context {
         configmaps: &configmaps,

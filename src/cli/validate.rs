@@ -13,6 +13,7 @@ use crate::api::load::{ConfigMaps, Document, read_documents};
 use crate::api::validate::{Context, Report};
 use crate::api::{Experiment, prepare};
 
+use super::printable::Printable;
 use super::{EXIT_INVALID, EXIT_USAGE};
 
 /// How each experiment is printed.
@@ -42,8 +43,10 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Names and values come from the files: printed with their control
+    // characters escaped.
+    let mut out = Printable(std::io::stdout().lock());
+    let mut err = Printable(std::io::stderr().lock());
     let mut documents: Vec<Document> = Vec::new();
     let mut unreadable = false;
     let mut invalid = false;

@@ -666,7 +666,7 @@ pub struct View {
 /// worth stopping an experiment for.
 fn out_line(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", super::printable::escape_controls(line));
 }
 
 impl View {
@@ -738,7 +738,7 @@ impl View {
                 for line in summary_lines(experiment, summary, metrics) {
                     let _ = writeln!(text, "{line}");
                 }
-                out.write_all(text.as_bytes())
+                out.write_all(super::printable::escape_controls(&text).as_bytes())
             }
         }
     }

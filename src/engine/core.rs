@@ -488,13 +488,23 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             .trial_parameters
             .as_deref()
             .unwrap_or_default();
-        let rendered = render(
+        // A trial whose template cannot be rendered (a value the template
+        // cannot take) fails alone; the experiment goes on.
+        let rendered = match render(
             &self.workload,
             trial_parameters,
             &values,
             &row.name,
             &self.namespace,
-        )?;
+        ) {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                let message = format!("trial template: {e}");
+                return self
+                    .fail_to_start(row, "TemplateRenderFailed", message, on_event)
+                    .await;
+            }
+        };
         let mut env = Vec::new();
         if let Some(gpu) = &gpu {
             env.push(("CUDA_VISIBLE_DEVICES".to_owned(), gpu.clone()));
@@ -532,7 +542,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             workload: &rendered,
             env,
         };
-        let outcome = match self.runner.launch(&request).await {
+        match self.runner.launch(&request).await {
             Ok(run) => {
                 on_event(Event::Started {
                     trial: row.name.clone(),
@@ -580,24 +590,36 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     r.state = TrialState::Running;
                     r.started_at.get_or_insert_with(now_ms);
                 }
-                return Ok(());
+                Ok(())
             }
             Err(e) => {
                 self.collector.detach(&row.name);
-                on_event(Event::Finished {
-                    trial: row.name.clone(),
-                    state: TrialState::Failed,
-                    objective: None,
-                    reason: format!("could not start: {e}"),
-                });
-                TrialOutcome {
-                    state: TrialState::Failed,
-                    reason: "LaunchFailed".into(),
-                    message: e.to_string(),
-                    objective: None,
-                    at: now_ms(),
-                }
+                self.fail_to_start(row, "LaunchFailed", e.to_string(), on_event)
+                    .await
             }
+        }
+    }
+
+    /// Records a pending trial that could not be started as Failed.
+    async fn fail_to_start(
+        &mut self,
+        row: TrialRow,
+        reason: &str,
+        message: String,
+        on_event: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<(), EngineError> {
+        on_event(Event::Finished {
+            trial: row.name.clone(),
+            state: TrialState::Failed,
+            objective: None,
+            reason: format!("could not start: {message}"),
+        });
+        let outcome = TrialOutcome {
+            state: TrialState::Failed,
+            reason: reason.into(),
+            message,
+            objective: None,
+            at: now_ms(),
         };
         self.store
             .transition(row.id, &[TrialState::Pending], &outcome)
