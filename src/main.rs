@@ -3,7 +3,7 @@
 //! experiment, 2 usage error or anything else that kept the command from
 //! working, 130 interrupted).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,8 +12,13 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = ktune::cli::Cli::parse();
     let filter = EnvFilter::try_from_env("KTUNE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colours only for a person at a terminal: never into files or pipes,
+    // and never when NO_COLOR (https://no-color.org) is set to anything.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         ktune::cli::LogFormat::Text => logs.init(),

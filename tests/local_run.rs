@@ -94,10 +94,33 @@ fn the_random_example_runs_to_its_budget_and_prints_the_best_trial() {
     );
     assert!(best["parameters"]["lr"].is_string());
     let status = ktune(&["status".into(), "--db".into(), db.clone()]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        String::from_utf8_lossy(&status.stdout).contains("random-quadratic  Succeeded"),
+        status_text.contains("random-quadratic  Succeeded") && status_text.contains("0 killed"),
         "{}",
         describe(&status)
+    );
+    let table = ktune(&[
+        "trials".into(),
+        "random-quadratic".into(),
+        "--db".into(),
+        db.clone(),
+    ]);
+    let header = String::from_utf8_lossy(&table.stdout)
+        .lines()
+        .next()
+        .map(str::to_owned);
+    assert!(
+        header.is_some_and(|h| h.starts_with("NAME") && h.contains("OBJECTIVE")),
+        "{}",
+        describe(&table)
+    );
+    // A wrong name says which store was read and what it holds.
+    let missing = ktune(&["status".into(), "nope".into(), "--db".into(), db.clone()]);
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        text.contains(&db) && text.contains("it holds random-quadratic"),
+        "{text}"
     );
     let logs = ktune(&[
         "logs".into(),

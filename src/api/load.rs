@@ -214,12 +214,37 @@ pub fn experiment_from_value(value: &Value) -> Result<LoadedExperiment, Document
     let experiment: Experiment =
         serde_path_to_error::deserialize(deserializer).map_err(|e| DocumentError::Field {
             path: e.path().to_string(),
-            message: e.inner().to_string(),
+            message: plain_type_words(&e.inner().to_string()),
         })?;
     Ok(LoadedExperiment {
         experiment,
         unknown_fields,
     })
+}
+
+/// A serde message in the words of a YAML user: `expected i32` is
+/// `expected an integer`, `a sequence` is `a list`, `a map` is `a mapping`.
+fn plain_type_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 9] = [
+        ("expected i32", "expected an integer"),
+        ("expected i64", "expected an integer"),
+        ("expected u32", "expected a whole number of at least 0"),
+        ("expected u64", "expected a whole number of at least 0"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+        ("invalid type: map", "invalid type: mapping"),
+        ("invalid type: sequence", "invalid type: list"),
+    ];
+    let mut out = message.to_owned();
+    for (serde_word, plain) in WORDS {
+        out = out.replace(serde_word, plain);
+    }
+    if let Some(at) = out.find("expected struct ") {
+        out.truncate(at);
+        out.push_str("expected a mapping");
+    }
+    out
 }
 
 /// A path that serde ignored, written as `spec.parameters[0].min`
@@ -371,6 +396,33 @@ mod tests {
                 Err(DocumentError::Field { path: found, .. }) => assert_eq!(found, path),
                 other => panic!("{yaml}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn type_errors_speak_yaml_not_rust() {
+        for (spec, words) in [
+            (
+                serde_json::json!({"maxTrialCount": "two"}),
+                "expected an integer",
+            ),
+            (
+                serde_json::json!({"parameters": {"a": 1}}),
+                "invalid type: mapping, expected a list",
+            ),
+            (
+                serde_json::json!({"objective": "min"}),
+                "expected a mapping",
+            ),
+        ] {
+            let v = serde_json::json!({"apiVersion": "ktune.dev/v1beta1", "kind": "Experiment",
+                "metadata": {"name": "x"}, "spec": spec});
+            let message = experiment_from_value(&v).unwrap_err().to_string();
+            assert!(message.contains(words), "{message}");
+            assert!(
+                !message.contains("i32") && !message.contains("struct"),
+                "{message}"
+            );
         }
     }
 

@@ -13,6 +13,7 @@ use crate::engine::decide::Counts;
 use crate::store::{ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str};
 
 use super::EXIT_INVALID;
+use super::printable::Printable;
 
 /// Where the state is.
 #[derive(Debug, clap::Args)]
@@ -91,11 +92,24 @@ async fn open(db: &Db) -> anyhow::Result<SqlStore> {
         .with_context(|| format!("opening {}", db.db))
 }
 
-async fn experiment(store: &SqlStore, name: &str) -> anyhow::Result<ExperimentRecord> {
-    match store.experiment(name).await? {
-        Some(e) => Ok(e),
-        None => bail!("no experiment named {name:?} in this database"),
+/// The experiment `name` in `store` (whose address is `db`), or an error
+/// naming the store and what it holds.
+async fn experiment(store: &SqlStore, db: &str, name: &str) -> anyhow::Result<ExperimentRecord> {
+    if let Some(e) = store.experiment(name).await? {
+        return Ok(e);
     }
+    let names: Vec<String> = store
+        .experiments()
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let held = if names.is_empty() {
+        "it holds no experiments".to_owned()
+    } else {
+        format!("it holds {}", names.join(", "))
+    };
+    bail!("no experiment named {name:?} in {db} ({held}; --db or KTUNE_DB names another store)")
 }
 
 /// The latest value of each metric a stored trial reported (its last step
@@ -105,7 +119,7 @@ pub(super) async fn latest_metrics(
     experiment_name: &str,
     trial: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let e = experiment(store, experiment_name).await?;
+    let e = experiment(store, "the store", experiment_name).await?;
     let trials = store.trials(e.id).await?;
     let Some(row) = trials.iter().find(|t| t.name == trial) else {
         return Ok(Vec::new());
@@ -132,10 +146,10 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let experiments = match &args.experiment {
-            Some(name) => vec![experiment(&store, name).await?],
+            Some(name) => vec![experiment(&store, &args.db.db, name).await?],
             None => store.experiments().await?,
         };
-        let mut out = std::io::stdout().lock();
+        let mut out = Printable(std::io::stdout().lock());
         if experiments.is_empty() {
             writeln!(out, "no experiments in {}", args.db.db)?;
         }
@@ -146,7 +160,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             let c = Counts::from_states(trials.iter().map(|t| t.state));
             writeln!(
                 out,
-                "{}  {} {}  trials: {} ({} running, {} succeeded, {} failed, {} early-stopped)",
+                "{}  {} {}  trials: {} ({} running, {} succeeded, {} failed, {} early-stopped, {} killed)",
                 e.name,
                 e.state.as_str(),
                 e.reason,
@@ -154,7 +168,8 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 c.active(),
                 c.succeeded,
                 c.failed.saturating_add(c.metrics_unavailable),
-                c.early_stopped
+                c.early_stopped,
+                c.killed
             )?;
             if let Some(best) = best_trial(&trials, &objective) {
                 writeln!(
@@ -173,9 +188,9 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&args.db).await?;
-        let e = experiment(&store, &args.experiment).await?;
+        let e = experiment(&store, &args.db.db, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
-        let mut out = std::io::stdout().lock();
+        let mut out = Printable(std::io::stdout().lock());
         let names: Vec<String> = trials
             .first()
             .map(|t| t.assignment.iter().map(|(k, _)| k.clone()).collect())
@@ -207,6 +222,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             TrialsOutput::Table => {
+                writeln!(out, "{:<28} {:<18} {:>12}  PARAMETERS", "NAME", "STATE", "OBJECTIVE")?;
                 for t in &trials {
                     let objective = t.objective.map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".to_owned());
                     writeln!(out, "{:<28} {:<18} {:>12}  {}", t.name, state_to_str(t.state), objective, params(t))?;
@@ -220,7 +236,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&args.db).await?;
-        let e = experiment(&store, &args.experiment).await?;
+        let e = experiment(&store, &args.db.db, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
         let objective = e.objective();
         let metric = &objective.metric;
@@ -240,7 +256,11 @@ pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let Some((experiment, trial)) = store.find_trial(&args.trial).await? else {
-            bail!("no trial named {:?} in this database", args.trial);
+            bail!(
+                "no trial named {:?} in {} (`ktune trials EXPERIMENT` lists an experiment's trials)",
+                args.trial,
+                args.db.db
+            );
         };
         let file = args
             .trials_dir

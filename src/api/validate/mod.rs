@@ -333,6 +333,26 @@ fn validate_search_space_source(spec: &ExperimentSpec, report: &mut Report) {
     }
 }
 
+/// Why `name` is not an algorithm: the nearest name that works, then every
+/// name that works (names ktune knows but cannot run yet are not offered).
+fn unknown_algorithm(name: &str, known: &[CatalogEntry]) -> String {
+    let usable: Vec<&str> = known
+        .iter()
+        .filter(|a| matches!(a.support, Support::Supported))
+        .map(|a| a.name)
+        .collect();
+    let nearest = usable
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
+        .min();
+    let hint = nearest.map_or_else(String::new, |(_, n)| format!("did you mean {n:?}? "));
+    format!(
+        "unknown algorithm {name:?}; {hint}expected one of {}",
+        usable.join(", ")
+    )
+}
+
 /// Parses an algorithm's settings against the catalog, reporting each bad
 /// setting at its index. Returns the catalog entry and parsed settings.
 fn check_settings(
@@ -348,13 +368,9 @@ fn check_settings(
         return None;
     }
     let Some(entry) = lookup(name) else {
-        let names: Vec<_> = known.iter().map(|a| a.name).collect();
         report.error(
             format!("{path}.algorithmName"),
-            format!(
-                "unknown algorithm {name:?}; expected one of {}",
-                names.join(", ")
-            ),
+            unknown_algorithm(name, known),
         );
         return None;
     };

@@ -267,6 +267,16 @@ fn bad_algorithms_and_settings_are_refused() {
         "unknown algorithm",
     );
     refused(
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("randm"),
+        "spec.algorithm.algorithmName",
+        "did you mean \"random\"?",
+    );
+    refused(
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("Bayesian-Optimisation"),
+        "spec.algorithm.algorithmName",
+        "expected one of random, grid",
+    );
+    refused(
         |d| *at(d, "/spec/algorithm/algorithmName") = json!("darts"),
         "spec.algorithm.algorithmName",
         "not supported yet",
