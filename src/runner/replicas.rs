@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::local::{Exit, LaunchSpec, RunnerError, RunningTrial, launch};
+use super::local::{Exit, LaunchSpec, RunnerError, RunningTrial, launch_with};
+use super::output::LogBudget;
 use crate::api::template::{container_argv, container_env, primary_container};
 
 /// One process of a trial: its role name (`master-0`, `worker-1`, `node-0`),
@@ -532,8 +533,9 @@ pub struct ReplicaSet {
 
 impl ReplicaSet {
     /// Starts every replica: the primary in `base.trial_dir`, the others in
-    /// sub-folders named after their role. If one cannot start, those
-    /// already started are stopped.
+    /// sub-folders named after their role, their output counted against
+    /// one log limit (the trial's). If one cannot start, those already
+    /// started are stopped.
     ///
     /// # Errors
     /// [`RunnerError`] of the replica that could not start.
@@ -544,6 +546,7 @@ impl ReplicaSet {
         if commands.is_empty() {
             return Err(RunnerError::EmptyCommand);
         }
+        let budget = LogBudget::new(base.log_limit);
         let mut replicas = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
             let mut spec = base.clone();
@@ -552,7 +555,7 @@ impl ReplicaSet {
             if i > 0 {
                 spec.trial_dir = base.trial_dir.join(&command.name);
             }
-            match launch(&spec) {
+            match launch_with(&spec, &budget) {
                 Ok(r) => replicas.push(r),
                 Err(e) => {
                     for r in &mut replicas {
