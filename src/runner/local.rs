@@ -580,29 +580,154 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// Whether process `pid` runs (a zombie, killed and waiting for its
+    /// new parent to reap it, does not).
+    fn alive(pid: i32) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    }
+
+    /// The pid a trial's script wrote into `file`, waiting for it.
+    async fn pid_in(file: &Path) -> i32 {
+        for _ in 0..200 {
+            if let Ok(pid) = std::fs::read_to_string(file).unwrap_or_default().trim().parse() {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{} was never written", file.display());
+    }
+
+    /// A script that starts `background` (e.g. `sleep 30`) writing its pid
+    /// into `<dir>/child.pid`, then runs `then`.
+    fn leaving(dir: &Path, background: &str, then: &str) -> String {
+        let pidfile = dir.join("child.pid");
+        let _ = std::fs::remove_file(&pidfile);
+        format!("{background} & echo $! > {}; {then}", pidfile.display())
+    }
+
+    /// Asserts that the process whose pid a trial wrote in `dir` is dead
+    /// (killing it if not, so that a failing test leaves nothing behind).
+    async fn assert_child_dead(dir: &Path, how: &str) {
+        let child = pid_in(&dir.join("child.pid")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let survived = alive(child);
+        if survived {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+        assert!(!survived, "{how}: the trial's child {child} outlived it");
+    }
+
     #[tokio::test]
     async fn stopping_a_trial_stops_its_children_too() {
         let dir = temp("stop");
-        let pidfile = dir.join("child.pid");
-        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = leaving(&dir, "sleep 30", "wait");
         let mut t = launch(&spec(&dir, &["sh", "-c", &script])).unwrap();
-        while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let child: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        pid_in(&dir.join("child.pid")).await;
         assert_eq!(t.stop(Duration::from_secs(1)).await, Exit::Stopped);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // A killed child may linger as a zombie until its new parent reaps it.
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let alive = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'));
-        assert!(!alive, "the trial's child process {child} outlived it");
+        assert_child_dead(&dir, "stopped").await;
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn nothing_a_trial_started_outlives_it_however_it_ends() {
+        let dir = temp("outlive");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, &str, &str, Exit); 5] = [
+            ("succeeded", "sleep 30", "echo loss=1", Exit::Succeeded),
+            ("failed", "sleep 30", "exit 3", Exit::Failed { code: 3 }),
+            // Out of the trial's process group (and session).
+            ("setsid", "setsid sleep 30", "true", Exit::Succeeded),
+            ("timed out", "sleep 30", "sleep 30", Exit::TimedOut),
+            ("flooded", "sleep 30", "yes", Exit::LogLimitExceeded),
+        ];
+        for (how, background, then, expected) in cases {
+            let mut s = spec(&dir, &["sh", "-c", &leaving(&dir, background, then)]);
+            s.timeout = Some(Duration::from_millis(500));
+            s.log_limit = Some(4096);
+            let mut t = launch(&s).unwrap();
+            assert_eq!(t.wait().await, expected, "{how}");
+            assert_child_dead(&dir, how).await;
+        }
+        // Dropped while running (ktune ending on an error).
+        let t = launch(&spec(&dir, &["sh", "-c", &leaving(&dir, "setsid sleep 30", "wait")]));
+        pid_in(&dir.join("child.pid")).await;
+        drop(t);
+        assert_child_dead(&dir, "dropped").await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_cut_at_the_limit_exactly_even_when_it_ignores_sigterm() {
+        let dir = temp("flood");
+        let limit = 256 * 1024;
+        for script in [
+            "yes loss=1",
+            "trap '' TERM; yes loss=1",
+            "trap '' TERM; yes loss=1 >&2 & yes loss=2",
+        ] {
+            let mut s = spec(&dir, &["sh", "-c", script]);
+            s.log_limit = Some(limit);
+            let mut t = launch(&s).unwrap();
+            assert_eq!(t.wait().await, Exit::LogLimitExceeded, "{script}");
+            let written: u64 = [t.stdout_path(), t.stderr_path()]
+                .iter()
+                .map(|p| std::fs::metadata(p).unwrap().len())
+                .sum();
+            assert_eq!(written, limit, "{script}");
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn the_last_lines_are_in_the_log_when_the_trial_is_reported_ended() {
+        let dir = temp("drain");
+        // More than a pipe holds, written just before exiting.
+        let mut t = launch(&spec(&dir, &["sh", "-c", "seq 1 200000; echo loss=1"])).unwrap();
+        assert_eq!(t.wait().await, Exit::Succeeded);
+        let out = std::fs::read_to_string(t.stdout_path()).unwrap();
+        assert!(out.ends_with("200000\nloss=1\n"), "{}", out.len());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_orphan_out_of_its_group_is_found_by_its_folder() {
+        let dir = temp("orphan");
+        let replica = dir.join("worker-1");
+        std::fs::create_dir_all(&replica).unwrap();
+        // What a `ktune run` killed by -9 leaves: a replica's child that
+        // left the group, its parent gone.
+        let mut orphan = std::process::Command::new("setsid")
+            .args(["sleep", "30"])
+            .env(REPLICA_DIR_VAR, marker_value(&replica))
+            .spawn()
+            .unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .env(REPLICA_DIR_VAR, marker_value(&temp("orphan-other")))
+            .spawn()
+            .unwrap();
+        kill_orphan(&dir, "t-1");
+        let reaped = orphan.wait().unwrap();
+        assert!(other.try_wait().unwrap().is_none(), "another trial's process was killed");
+        other.kill().ok();
+        other.wait().ok();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&reaped),
+            Some(9)
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_marker_matches_its_folder_and_those_below_only() {
+        assert!(is_under(b"/t/exp/t-1", b"/t/exp/t-1"));
+        assert!(is_under(b"/t/exp/t-1/worker-0", b"/t/exp/t-1"));
+        assert!(!is_under(b"/t/exp/t-10", b"/t/exp/t-1"));
+        assert_eq!(replica_dir(b"A=1\0KTUNE_REPLICA_DIR=/x\0"), Some(&b"/x"[..]));
+        assert_eq!(replica_dir(b"KTUNE_REPLICA_DIRX=/x\0"), None);
     }
 }
