@@ -61,7 +61,11 @@ fn living_with_arg(arg: &str) -> Vec<i32> {
 /// Asserts that no process has one of `args` as an argument, killing
 /// those found so that a failing test leaves nothing behind.
 fn assert_none_left(args: &[String], context: &str) {
-    std::thread::sleep(Duration::from_millis(100));
+    // A killed process may take a moment to die on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && args.iter().any(|a| !living_with_arg(a).is_empty()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut left = Vec::new();
     for arg in args {
         for pid in living_with_arg(arg) {
@@ -330,9 +334,9 @@ fn a_full_disk_under_the_trials_folder_fails_the_trials_and_spares_the_store() {
         );
     }
     assert!(
-        trials
-            .iter()
-            .any(|t| t.message.starts_with("trial folder: stdout.log: No space left")),
+        trials.iter().any(|t| t
+            .message
+            .starts_with("trial folder: stdout.log: No space left")),
         "{trials:#?}"
     );
 }

@@ -108,7 +108,11 @@ fn signal_marked(matches: &dyn Fn(&[u8]) -> bool, signal: Signal, skip: &[i32]) 
     };
     let mut signalled = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if u32::try_from(pid).is_ok_and(|p| p == me) || skip.contains(&pid) {
@@ -278,7 +282,10 @@ pub fn launch(spec: &LaunchSpec) -> Result<RunningTrial, RunnerError> {
 /// [`RunnerError`] when the argv is empty, the folder cannot be prepared
 /// (a full disk included) or the program cannot be started; nothing of it
 /// is left running then.
-pub fn launch_with(spec: &LaunchSpec, budget: &Arc<LogBudget>) -> Result<RunningTrial, RunnerError> {
+pub fn launch_with(
+    spec: &LaunchSpec,
+    budget: &Arc<LogBudget>,
+) -> Result<RunningTrial, RunnerError> {
     let (program, args) = spec.argv.split_first().ok_or(RunnerError::EmptyCommand)?;
     std::fs::create_dir_all(&spec.trial_dir).map_err(|source| RunnerError::Prepare {
         path: spec.trial_dir.clone(),
@@ -319,11 +326,25 @@ pub fn launch_with(spec: &LaunchSpec, budget: &Arc<LogBudget>) -> Result<Running
     let mut copiers = Vec::with_capacity(2);
     if let Some(pipe) = child.stdout.take() {
         let (budget, capture) = (Arc::clone(budget), Arc::clone(&capture));
-        copiers.push(spawn_copy(pipe, out_file, "stdout.log", budget, capture, stop));
+        copiers.push(spawn_copy(
+            pipe,
+            out_file,
+            "stdout.log",
+            budget,
+            capture,
+            stop,
+        ));
     }
     if let Some(pipe) = child.stderr.take() {
         let (budget, capture) = (Arc::clone(budget), Arc::clone(&capture));
-        copiers.push(spawn_copy(pipe, err_file, "stderr.log", budget, capture, stop));
+        copiers.push(spawn_copy(
+            pipe,
+            err_file,
+            "stderr.log",
+            budget,
+            capture,
+            stop,
+        ));
     }
     let trial = RunningTrial {
         child,
@@ -592,7 +613,11 @@ mod tests {
     /// The pid a trial's script wrote into `file`, waiting for it.
     async fn pid_in(file: &Path) -> i32 {
         for _ in 0..200 {
-            if let Ok(pid) = std::fs::read_to_string(file).unwrap_or_default().trim().parse() {
+            if let Ok(pid) = std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .trim()
+                .parse()
+            {
                 return pid;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -612,7 +637,13 @@ mod tests {
     /// (killing it if not, so that a failing test leaves nothing behind).
     async fn assert_child_dead(dir: &Path, how: &str) {
         let child = pid_in(&dir.join("child.pid")).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A killed process may take a moment to die on a busy machine.
+        for _ in 0..100 {
+            if !alive(child) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let survived = alive(child);
         if survived {
             let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
@@ -653,7 +684,10 @@ mod tests {
             assert_child_dead(&dir, how).await;
         }
         // Dropped while running (ktune ending on an error).
-        let t = launch(&spec(&dir, &["sh", "-c", &leaving(&dir, "setsid sleep 30", "wait")]));
+        let t = launch(&spec(
+            &dir,
+            &["sh", "-c", &leaving(&dir, "setsid sleep 30", "wait")],
+        ));
         pid_in(&dir.join("child.pid")).await;
         drop(t);
         assert_child_dead(&dir, "dropped").await;
@@ -694,6 +728,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_process_out_of_reach_holding_the_output_delays_the_end_by_the_drain_at_most() {
+        let dir = temp("reach");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Out of the group with a cleared environment: ktune cannot find
+        // it, and it holds the trial's stdout open.
+        // (Once it runs `sleep`: until then it still carries the marker.)
+        let script = leaving(
+            &dir,
+            "setsid env -i sleep 30",
+            "until tr '\\0' ' ' < /proc/$!/cmdline | grep -q '^sleep'; do sleep 0.01; done; echo loss=1",
+        );
+        let mut t = launch(&spec(&dir, &["sh", "-c", &script])).unwrap();
+        let started = Instant::now();
+        assert_eq!(t.wait().await, Exit::Succeeded);
+        assert!(started.elapsed() < DRAIN + Duration::from_secs(1));
+        assert_eq!(
+            std::fs::read_to_string(t.stdout_path()).unwrap(),
+            "loss=1\n"
+        );
+        let escaped = pid_in(&dir.join("child.pid")).await;
+        assert!(alive(escaped), "not covered: it escapes");
+        let _ = kill(Pid::from_raw(escaped), Signal::SIGKILL);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
     async fn an_orphan_out_of_its_group_is_found_by_its_folder() {
         let dir = temp("orphan");
         let replica = dir.join("worker-1");
@@ -712,7 +772,10 @@ mod tests {
             .unwrap();
         kill_orphan(&dir, "t-1");
         let reaped = orphan.wait().unwrap();
-        assert!(other.try_wait().unwrap().is_none(), "another trial's process was killed");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "another trial's process was killed"
+        );
         other.kill().ok();
         other.wait().ok();
         assert_eq!(
@@ -727,7 +790,10 @@ mod tests {
         assert!(is_under(b"/t/exp/t-1", b"/t/exp/t-1"));
         assert!(is_under(b"/t/exp/t-1/worker-0", b"/t/exp/t-1"));
         assert!(!is_under(b"/t/exp/t-10", b"/t/exp/t-1"));
-        assert_eq!(replica_dir(b"A=1\0KTUNE_REPLICA_DIR=/x\0"), Some(&b"/x"[..]));
+        assert_eq!(
+            replica_dir(b"A=1\0KTUNE_REPLICA_DIR=/x\0"),
+            Some(&b"/x"[..])
+        );
         assert_eq!(replica_dir(b"KTUNE_REPLICA_DIRX=/x\0"), None);
     }
 }
