@@ -1031,6 +1031,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_log_limit_bounds_the_output_of_all_replicas_together() {
+        let dir = std::env::temp_dir().join(format!("ktune-replicas-logs-{}", std::process::id()));
+        let base = LaunchSpec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            trial_dir: dir.clone(),
+            working_dir: std::env::temp_dir(),
+            timeout: None,
+            log_limit: Some(4096),
+        };
+        // Each writes 3000 bytes, under the limit alone but not together.
+        let command = |name: &str| ReplicaCommand {
+            name: name.to_owned(),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "head -c 3000 /dev/zero; sleep 5".into(),
+            ],
+            env: Vec::new(),
+        };
+        let commands = [command("master-0"), command("worker-0")];
+        let mut set = ReplicaSet::launch(&base, &commands).await.unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(4), async {
+            loop {
+                if let Some(exit) = set.poll(Duration::from_secs(1)).await {
+                    break exit;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(exit.ok(), Some(Exit::LogLimitExceeded));
+        let written: u64 = [dir.join("stdout.log"), dir.join("worker-0/stdout.log")]
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(written, 4096);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
     async fn a_failing_worker_fails_the_trial_and_stops_the_master() {
         let dir = std::env::temp_dir().join(format!("ktune-replicas-{}", std::process::id()));
         let base = LaunchSpec {
