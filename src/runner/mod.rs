@@ -5,12 +5,14 @@
 //!
 //! - [`local`]: one trial process in its own process group, with its logs,
 //!   time limit and log cap.
+//! - [`output`]: its stdout and stderr, copied by ktune into capped log files.
 //! - [`replicas`]: the processes of a distributed workload (PyTorchJob,
 //!   TrainJob …) and the environment the operators inject.
 //! - [`host`]: the local [`Runner`], tying the two together.
 
 pub mod host;
 pub mod local;
+pub mod output;
 pub mod replicas;
 
 use std::future::Future;

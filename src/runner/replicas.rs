@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::local::{Exit, LaunchSpec, RunnerError, RunningTrial, launch};
+use super::local::{Exit, LaunchSpec, RunnerError, RunningTrial, launch_with};
+use super::output::LogBudget;
 use crate::api::template::{container_argv, container_env, primary_container};
 
 /// One process of a trial: its role name (`master-0`, `worker-1`, `node-0`),
@@ -532,8 +533,9 @@ pub struct ReplicaSet {
 
 impl ReplicaSet {
     /// Starts every replica: the primary in `base.trial_dir`, the others in
-    /// sub-folders named after their role. If one cannot start, those
-    /// already started are stopped.
+    /// sub-folders named after their role, their output counted against
+    /// one log limit (the trial's). If one cannot start, those already
+    /// started are stopped.
     ///
     /// # Errors
     /// [`RunnerError`] of the replica that could not start.
@@ -544,6 +546,7 @@ impl ReplicaSet {
         if commands.is_empty() {
             return Err(RunnerError::EmptyCommand);
         }
+        let budget = LogBudget::new(base.log_limit);
         let mut replicas = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
             let mut spec = base.clone();
@@ -552,7 +555,7 @@ impl ReplicaSet {
             if i > 0 {
                 spec.trial_dir = base.trial_dir.join(&command.name);
             }
-            match launch(&spec) {
+            match launch_with(&spec, &budget) {
                 Ok(r) => replicas.push(r),
                 Err(e) => {
                     for r in &mut replicas {
@@ -1025,6 +1028,47 @@ mod tests {
                     || workload["kind"] == "Job"));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_log_limit_bounds_the_output_of_all_replicas_together() {
+        let dir = std::env::temp_dir().join(format!("ktune-replicas-logs-{}", std::process::id()));
+        let base = LaunchSpec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            trial_dir: dir.clone(),
+            working_dir: std::env::temp_dir(),
+            timeout: None,
+            log_limit: Some(4096),
+        };
+        // Each writes 3000 bytes, under the limit alone but not together.
+        let command = |name: &str| ReplicaCommand {
+            name: name.to_owned(),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "head -c 3000 /dev/zero; sleep 5".into(),
+            ],
+            env: Vec::new(),
+        };
+        let commands = [command("master-0"), command("worker-0")];
+        let mut set = ReplicaSet::launch(&base, &commands).await.unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(4), async {
+            loop {
+                if let Some(exit) = set.poll(Duration::from_secs(1)).await {
+                    break exit;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(exit.ok(), Some(Exit::LogLimitExceeded));
+        let written: u64 = [dir.join("stdout.log"), dir.join("worker-0/stdout.log")]
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(written, 4096);
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
