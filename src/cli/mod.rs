@@ -77,6 +77,9 @@ pub enum Command {
 pub const EXIT_INVALID: u8 = 1;
 /// Exit status for usage errors and unreadable input.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status for "another run holds this experiment" (sysexits'
+/// EX_TEMPFAIL: nothing is wrong with the input; try again later).
+pub const EXIT_HELD: u8 = 75;
 
 /// An experiment read from the command line's files, defaulted and validated.
 struct Loaded {
