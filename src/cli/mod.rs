@@ -7,6 +7,7 @@ mod collect;
 mod controller;
 mod convert;
 mod crds;
+mod delete;
 mod inspect;
 mod run;
 mod suggest;
@@ -71,6 +72,8 @@ pub enum Command {
     CollectFile(collect::Args),
     /// Serve a read-only web dashboard over the store.
     Ui(ui::Args),
+    /// Delete an experiment: its trials, reports and trial folder.
+    Delete(delete::Args),
 }
 
 /// Exit status for "the input is invalid" (usage errors exit with 2, through clap).
@@ -135,5 +138,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Controller(args) => controller::run(&args),
         Command::CollectFile(args) => collect::run(&args),
         Command::Ui(args) => ui::run(&args),
+        Command::Delete(args) => delete::run(&args),
     }
 }

@@ -13,8 +13,8 @@ use crate::engine::driver::{self, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
 use anyhow::Context as _;
 
-use super::{EXIT_HELD, EXIT_INVALID};
 use super::view::{Mode, Output, View};
+use super::{EXIT_HELD, EXIT_INVALID};
 
 /// Arguments of `ktune run`.
 #[derive(Debug, clap::Args)]

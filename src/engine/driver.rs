@@ -259,7 +259,11 @@ enum Round {
 /// One round: renew the lease when due, then step the engine unless the
 /// lease is unconfirmed for too long (writing then could overwrite the
 /// rows of a run that took it over), renewing it alongside a long step.
-async fn round<S: Store + Leases, R: crate::runner::Runner, C: crate::metrics::collector::Collector>(
+async fn round<
+    S: Store + Leases,
+    R: crate::runner::Runner,
+    C: crate::metrics::collector::Collector,
+>(
     engine: &mut Engine<'_, S, R, C>,
     store: &S,
     heartbeat: &mut Heartbeat<'_>,

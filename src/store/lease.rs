@@ -111,7 +111,10 @@ fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         // The state follows the command name's closing parenthesis.
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -183,7 +186,11 @@ impl SqlStore {
                 self.lease(experiment).await?
             });
         };
-        if held.holder.is_gone() && self.try_take(experiment, me, ttl, &held.holder.token).await? {
+        if held.holder.is_gone()
+            && self
+                .try_take(experiment, me, ttl, &held.holder.token)
+                .await?
+        {
             tracing::info!(
                 experiment,
                 "took over the lease of {}, whose process is gone",
@@ -279,12 +286,13 @@ impl SqlStore {
     /// # Errors
     /// [`StoreError`] on a database error.
     pub async fn release_lease(&self, experiment: &str, token: &str) -> Result<bool, StoreError> {
-        let released = sqlx::query("DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2")
-            .bind(experiment)
-            .bind(token)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let released =
+            sqlx::query("DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2")
+                .bind(experiment)
+                .bind(token)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(released == 1)
     }
 }
@@ -394,7 +402,11 @@ mod tests {
         assert_eq!(store.acquire_lease("e", &me, ttl).await.unwrap(), None);
         // Taking it again is fine for the holder, refused for anyone else.
         assert_eq!(store.acquire_lease("e", &me, ttl).await.unwrap(), None);
-        let held = store.acquire_lease("e", &other, ttl).await.unwrap().unwrap();
+        let held = store
+            .acquire_lease("e", &other, ttl)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(held.holder, me);
         assert!(held.describe().contains("host elsewhere, pid 1, since "));
         assert!(store.renew_lease("e", "me", ttl).await.unwrap());

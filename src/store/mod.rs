@@ -165,9 +165,13 @@ impl StoreError {
 /// (57P01–57P03), too many connections (53300), serialization failures and
 /// deadlocks (40001, 40P01); SQLite's BUSY and LOCKED, extended codes too.
 fn transient_code(code: &str) -> bool {
-    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01") {
+    if code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+    {
         return true;
     }
-    code.parse::<i64>()
-        .is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+    code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
