@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{EXIT_HELD, EXIT_INVALID, EXIT_USAGE};
+use super::{EXIT_INVALID, EXIT_RETRY, EXIT_USAGE};
 use crate::engine::driver::LEASE_TTL;
 use crate::store::{LeaseHolder, SqlStore, StoreError};
 
@@ -74,7 +74,7 @@ async fn delete(args: &Args) -> anyhow::Result<ExitCode> {
             "error: not deleting {name:?}: it is being run by another ktune ({}); stop that run first",
             lease.describe()
         ))?;
-        return Ok(ExitCode::from(EXIT_HELD));
+        return Ok(ExitCode::from(EXIT_RETRY));
     }
     let folder = trial_folder(&args.trials_dir, name);
     let trials = store.trials(record.id).await?.len();
@@ -89,7 +89,7 @@ async fn delete(args: &Args) -> anyhow::Result<ExitCode> {
             say(format_args!(
                 "error: not deleting {name:?}: another ktune took it over meanwhile"
             ))?;
-            return Ok(ExitCode::from(EXIT_HELD));
+            return Ok(ExitCode::from(EXIT_RETRY));
         }
         Err(e) => return Err(e.into()),
     };

@@ -80,9 +80,11 @@ pub enum Command {
 pub const EXIT_INVALID: u8 = 1;
 /// Exit status for usage errors and unreadable input.
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status for "another run holds this experiment" (sysexits'
-/// EX_TEMPFAIL: nothing is wrong with the input; try again later).
-pub const EXIT_HELD: u8 = 75;
+/// Exit status for "try again later" (sysexits' EX_TEMPFAIL): nothing is
+/// wrong with the input, but another run holds the experiment (or took it
+/// over), or the database stayed unreachable; rerunning the same command
+/// later resumes.
+pub const EXIT_RETRY: u8 = 75;
 
 /// An experiment read from the command line's files, defaulted and validated.
 struct Loaded {

@@ -14,7 +14,7 @@ use crate::store::{ExperimentState, SqlStore};
 use anyhow::Context as _;
 
 use super::view::{Mode, Output, View};
-use super::{EXIT_HELD, EXIT_INVALID};
+use super::{EXIT_INVALID, EXIT_RETRY};
 
 /// Arguments of `ktune run`.
 #[derive(Debug, clap::Args)]
@@ -117,11 +117,15 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .await;
         let summary = match summary {
             Ok(s) => s,
-            Err(e @ (driver::DriverError::Held { .. } | driver::DriverError::LeaseLost { .. })) => {
+            Err(
+                e @ (driver::DriverError::Held { .. }
+                | driver::DriverError::LeaseLost { .. }
+                | driver::DriverError::Unreachable { .. }),
+            ) => {
                 view.abandon();
                 let mut err = std::io::stderr().lock();
                 writeln!(err, "error: {e}")?;
-                return Ok(Err(ExitCode::from(EXIT_HELD)));
+                return Ok(Err(ExitCode::from(EXIT_RETRY)));
             }
             Err(e) => {
                 view.abandon();

@@ -148,7 +148,10 @@ pub async fn run<S: Store + Leases>(
     )
     .await;
     // Conditional on the token: a lease another run took stays its own.
-    if let Err(e) = store.release_lease(name, &me.token).await {
+    // Not tried when the database is down (it would only wait): the lease
+    // expires by itself, and a rerun on this machine takes it at once.
+    let down = matches!(result, Err(DriverError::Unreachable { .. }));
+    if !down && let Err(e) = store.release_lease(name, &me.token).await {
         tracing::warn!("could not release the experiment's lease (it expires by itself): {e}");
     }
     result
@@ -209,7 +212,10 @@ async fn drive<S: Store + Leases>(
     tokio::pin!(shutdown);
     loop {
         let failed = match round(&mut engine, store, &mut heartbeat, on_event).await {
-            Round::Done(summary) => return Ok(summary),
+            Round::Done(summary) => {
+                outage.end();
+                return Ok(summary);
+            }
             Round::Fatal(e) => {
                 engine.abandon().await;
                 return Err(e);
