@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use ktune::store::{LeaseHolder, SqlStore};
 use ktune_algorithms::history::TrialState;
 use support::runs::{
-    a_second_run_is_refused, counting_experiment, finish, lease_of, run_args, run_to_end, spawn,
-    starts, stored, wait_until,
+    a_second_run_is_refused, counting_experiment, finish, lease_of,
+    racing_drivers_take_a_lease_once, run_args, run_to_end, spawn, starts, stored, wait_until,
 };
 use support::{describe, scratch};
 
@@ -38,6 +38,12 @@ fn a_second_run_on_sqlite_is_refused_naming_the_holder_and_nothing_runs_twice() 
     let dir = scratch("lease-second");
     let db = format!("sqlite:{}", dir.join("k.db").display());
     a_second_run_is_refused(&dir, &db, "second");
+}
+
+#[test]
+fn racing_drivers_on_sqlite_take_a_lease_exactly_once() {
+    let dir = scratch("lease-race");
+    racing_drivers_take_a_lease_once(&format!("sqlite:{}", dir.join("k.db").display()));
 }
 
 #[test]

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use ktune_algorithms::history::TrialState;
 use support::runs::{
-    a_second_run_is_refused, counting_experiment, finish, run_args, run_to_end, shared_postgres,
-    spawn, starts, stored, unique_name, wait_until,
+    a_second_run_is_refused, counting_experiment, finish, racing_drivers_take_a_lease_once,
+    run_args, run_to_end, shared_postgres, spawn, starts, stored, unique_name, wait_until,
 };
 use support::{describe, scratch};
 
@@ -29,6 +29,13 @@ fn a_second_run_on_postgres_is_refused_naming_the_holder_and_nothing_runs_twice(
     };
     let dir = scratch("pg-second");
     a_second_run_is_refused(&dir, &url, &unique_name("second"));
+}
+
+#[test]
+fn racing_drivers_on_postgres_take_a_lease_exactly_once() {
+    if let Some(url) = shared_postgres() {
+        racing_drivers_take_a_lease_once(&url);
+    }
 }
 
 /// A PostgreSQL server of its own for one test, in a scratch folder on a

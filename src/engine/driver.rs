@@ -196,15 +196,17 @@ async fn drive<S: Store + Leases>(
         gpus: options.gpus.clone(),
         store_key: None,
     };
-    let mut engine = Engine::open(
+    // Opening reads every stored trial's reports: the lease is kept alive
+    // meanwhile, however many there are.
+    let opening = Engine::open(
         prepared,
         configmaps,
         store,
         &runner,
         &collector,
         engine_options,
-    )
-    .await?;
+    );
+    let mut engine = beating(&mut heartbeat, store, opening).await?;
     let mut outage = Outage::new(options.outage_limit);
     // Woken as soon as a trial process exits, so a short trial costs no
     // polling delay; without the signal (never expected) the tick still works.

@@ -197,3 +197,41 @@ pub fn lease_of(db: &str, experiment: &str) -> Option<ktune::store::Lease> {
         store.lease(experiment).await.unwrap()
     })
 }
+
+/// Eight drivers, each with its own connection to `db`, ask for the lease
+/// of one experiment at the same moment: exactly one gets it.
+pub fn racing_drivers_take_a_lease_once(db: &str) {
+    let experiment = unique_name("race");
+    let won = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut stores = Vec::new();
+        for _ in 0..8 {
+            stores.push(ktune::store::SqlStore::connect(db).await.unwrap());
+        }
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let mut tasks = Vec::new();
+        for (i, store) in stores.into_iter().enumerate() {
+            let (start, experiment) = (start.clone(), experiment.clone());
+            tasks.push(tokio::spawn(async move {
+                let me = ktune::store::LeaseHolder {
+                    token: format!("driver-{i}"),
+                    host: "test".to_owned(),
+                    node: String::new(),
+                    pid: i64::try_from(i).unwrap(),
+                };
+                start.wait().await;
+                let ttl = Duration::from_secs(60);
+                store
+                    .acquire_lease(&experiment, &me, ttl)
+                    .await
+                    .unwrap()
+                    .is_none()
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            won += usize::from(task.await.unwrap());
+        }
+        won
+    });
+    assert_eq!(won, 1, "exactly one driver holds the lease");
+}
