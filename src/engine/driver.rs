@@ -475,3 +475,94 @@ fn metric_names(experiment: &Experiment) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A lease store whose renewals answer as scripted, counting calls.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Mutex<Vec<Result<bool, ()>>>,
+        calls: Mutex<u32>,
+    }
+
+    impl Leases for Scripted {
+        async fn acquire_lease(
+            &self,
+            _: &str,
+            _: &LeaseHolder,
+            _: Duration,
+        ) -> Result<Option<Lease>, StoreError> {
+            Ok(None)
+        }
+
+        async fn renew_lease(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> {
+            *self.calls.lock().unwrap() += 1;
+            match self.answers.lock().unwrap().remove(0) {
+                Ok(kept) => Ok(kept),
+                Err(()) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+            }
+        }
+
+        async fn release_lease(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_renews_when_due_holds_back_when_unconfirmed_and_notices_a_takeover() {
+        let store = Scripted {
+            answers: Mutex::new(vec![Err(()), Ok(true), Ok(false)]),
+            ..Scripted::default()
+        };
+        let ttl = Duration::from_millis(300);
+        let mut beat = Heartbeat::new("e", "me", ttl);
+        // Not due yet: no call.
+        beat.keep(&store).await.unwrap();
+        assert_eq!(*store.calls.lock().unwrap(), 0);
+        // Due, and the database fails: unconfirmed, soon overdue.
+        tokio::time::sleep(ttl / 2).await;
+        assert!(beat.keep(&store).await.is_err());
+        assert!(beat.overdue() && !beat.lost);
+        // Renewed: confirmed again.
+        beat.keep(&store).await.unwrap();
+        assert!(!beat.overdue() && !beat.lost);
+        // Another run holds it now.
+        tokio::time::sleep(ttl / 2).await;
+        beat.keep(&store).await.unwrap();
+        assert!(beat.lost);
+        beat.keep(&store).await.unwrap();
+        assert_eq!(*store.calls.lock().unwrap(), 3, "no renewal once lost");
+    }
+
+    #[tokio::test]
+    async fn a_long_step_keeps_the_lease_alive() {
+        let store = Scripted {
+            answers: Mutex::new(vec![Ok(true); 20]),
+            ..Scripted::default()
+        };
+        let mut beat = Heartbeat::new("e", "me", Duration::from_millis(300));
+        let out = beating(&mut beat, &store, async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        assert!(*store.calls.lock().unwrap() >= 3, "renewed while it ran");
+        assert!(!beat.overdue());
+    }
+
+    #[test]
+    fn an_outage_is_given_up_only_past_its_limit() {
+        let failure = StoreError::Database(sqlx::Error::PoolTimedOut);
+        let mut outage = Outage::new(Duration::from_millis(50));
+        assert_eq!(outage.note(&failure), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(outage.note(&failure), Some(0));
+        outage.end();
+        assert_eq!(outage.note(&failure), None, "a new outage starts afresh");
+    }
+}

@@ -431,4 +431,51 @@ mod tests {
         assert!(!store.renew_lease("e", "me", ttl).await.unwrap());
         assert_eq!(store.lease("e").await.unwrap().unwrap().holder, other);
     }
+
+    #[tokio::test]
+    async fn an_experiment_is_deleted_only_under_its_lease_and_wholly() {
+        let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+        let spec = serde_json::json!({"spec": {}});
+        let (e, _) = store.create_experiment("e", &spec, 0).await.unwrap();
+        let (other, _) = store.create_experiment("other", &spec, 0).await.unwrap();
+        let trial = crate::store::NewTrial {
+            name: "t".into(),
+            assignment: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
+        };
+        for id in [e.id, other.id] {
+            store
+                .insert_trials(id, std::slice::from_ref(&trial), 0)
+                .await
+                .unwrap();
+        }
+        let t = store.trials(e.id).await.unwrap()[0].id;
+        let report = crate::store::ObservationRow {
+            metric: "loss".into(),
+            step: 1,
+            value: "1".into(),
+            number: Some(1.0),
+            time: None,
+        };
+        store.append_observations(t, &[report]).await.unwrap();
+        let me = holder("me", 1, "");
+        let ttl = Duration::from_secs(30);
+        assert!(matches!(
+            store.delete_experiment("e", "me").await,
+            Err(StoreError::LeaseNotHeld(_))
+        ));
+        assert_eq!(store.acquire_lease("e", &me, ttl).await.unwrap(), None);
+        let deleted = store.delete_experiment("e", "me").await.unwrap();
+        assert_eq!(
+            deleted,
+            Some(crate::store::Deleted {
+                trials: 1,
+                observations: 1
+            })
+        );
+        assert!(store.experiment("e").await.unwrap().is_none());
+        assert!(store.observations(t).await.unwrap().is_empty());
+        assert_eq!(store.lease("e").await.unwrap(), None, "released with it");
+        assert_eq!(store.trials(other.id).await.unwrap().len(), 1);
+    }
 }

@@ -175,3 +175,31 @@ fn transient_code(code: &str) -> bool {
     }
     code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_that_pass_are_told_from_those_that_do_not() {
+        // PostgreSQL: connection lost, server stopping or starting, busy.
+        for code in [
+            "08006", "08001", "57P01", "57P03", "53300", "40001", "40P01",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        // SQLite: BUSY, LOCKED and their extended codes (BUSY_SNAPSHOT = 517).
+        for code in ["5", "6", "517", "261", "262"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // A constraint, a syntax error, a missing table: retrying cannot help.
+        for code in ["23505", "42601", "42P01", "19", "1", "2067"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::Database(sqlx::Error::Io(io)).is_transient());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(!StoreError::UnknownState("x".into()).is_transient());
+    }
+}
