@@ -263,3 +263,69 @@ fn delete_never_creates_a_database() {
     );
     assert!(!path.exists(), "no database was created");
 }
+
+/// Runs `ktune delete ARGS` on a terminal (through `script`), typing
+/// `answer`; `None` where `script` is missing.
+fn delete_on_a_terminal(args: &[&str], answer: &str) -> Option<std::process::Output> {
+    let mut line = env!("CARGO_BIN_EXE_ktune").to_owned() + " delete";
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIPPED: no `script` command to give ktune delete a terminal");
+        return None;
+    };
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn delete_asks_on_a_terminal_and_deletes_only_on_yes() {
+    let dir = scratch("delete-tty");
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let trials_dir = dir.join("trials").display().to_string();
+    let file = counting_experiment(&dir, "asked", &["1"], "0");
+    let out = run_to_end(&run_args(&dir, &db, &file, &[]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let args = [
+        "asked",
+        "--db",
+        db.as_str(),
+        "--trials-dir",
+        trials_dir.as_str(),
+    ];
+    let Some(no) = delete_on_a_terminal(&args, "n\n") else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&no.stdout);
+    assert!(
+        text.contains("Delete experiment \"asked\" (1 trials with their reports) and the folder"),
+        "{text}"
+    );
+    assert!(text.contains("nothing deleted"), "{text}");
+    assert_eq!(stored(&db, "asked").len(), 1);
+    assert_eq!(
+        lease_of(&db, "asked"),
+        None,
+        "a refusal releases the experiment"
+    );
+    let yes = delete_on_a_terminal(&args, "y\n").unwrap();
+    let text = String::from_utf8_lossy(&yes.stdout);
+    assert!(
+        text.contains("deleted experiment \"asked\": 1 trials, 1 reports"),
+        "{text}"
+    );
+    assert!(!dir.join("trials/asked").exists());
+}

@@ -133,6 +133,9 @@ pub enum StoreError {
     /// No experiment with this id (it was deleted while being written to).
     #[error("no experiment with id {0}")]
     NoSuchExperimentId(i64),
+    /// There is no database file here (and this operation creates none).
+    #[error("no database at {0}")]
+    NoDatabase(String),
     /// An operation that needs the experiment's lease found it held by
     /// another holder (or by nobody).
     #[error("the lease of experiment {0:?} is not held by this process")]

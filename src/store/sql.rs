@@ -70,6 +70,11 @@ impl SqlStore {
     /// # Errors
     /// As [`connect`](Self::connect); a missing file is a database error.
     pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_file(url)
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::NoDatabase(path.to_owned()));
+        }
         Self::open(url, false).await
     }
 
@@ -814,6 +819,15 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+/// The file of a `sqlite:PATH` (or `sqlite://PATH`) URL; `None` for an
+/// in-memory database or another scheme.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// A float bound as text and cast in SQL. sqlx 0.9's `Any` driver sends a
