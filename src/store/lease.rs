@@ -54,21 +54,19 @@ impl LeaseHolder {
 
     /// Whether this holder is certainly gone: it ran on this node (same
     /// boot, same PID namespace) and its process no longer runs (or is a
-    /// zombie, or is this very process under a reused id). Anything
-    /// uncertain counts as alive; that lease is then waited out.
+    /// zombie). Anything uncertain counts as alive — this very process
+    /// too (another run inside it, or a dead holder's reused id) — and
+    /// that lease is then waited out.
     #[must_use]
     pub fn is_gone(&self) -> bool {
         let here = node_id();
         if self.node.is_empty() || self.node != here {
             return false;
         }
-        if self.pid == i64::from(std::process::id()) {
-            return true;
-        }
         let Ok(raw) = i32::try_from(self.pid) else {
             return false;
         };
-        if raw <= 0 {
+        if raw <= 0 || self.pid == i64::from(std::process::id()) {
             return false;
         }
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
@@ -380,8 +378,8 @@ mod tests {
     #[test]
     fn only_a_holder_on_this_node_whose_process_is_gone_counts_as_gone() {
         let here = LeaseHolder::this_process();
-        // This very process is alive… under another token it is a reused id.
-        assert!(holder("x", here.pid, &here.node).is_gone() || here.node.is_empty());
+        // This very process is alive (whatever the token).
+        assert!(!holder("x", here.pid, &here.node).is_gone());
         // Another node's process ids mean nothing here.
         assert!(!holder("x", 1, "another-boot/pid:[1]").is_gone());
         assert!(!holder("x", 999_999_999, "").is_gone());
