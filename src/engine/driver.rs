@@ -169,20 +169,7 @@ async fn drive<S: Store + Leases>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, DriverError> {
     let experiment = &prepared.experiment;
-    let name = prepared.name();
-    let runner = LocalRunner {
-        trials_dir: options.trials_root.join(name),
-        working_dir: options.working_dir.clone(),
-        primary: experiment
-            .spec
-            .trial_template
-            .as_ref()
-            .and_then(|t| t.primary_container_name.clone())
-            .unwrap_or_default(),
-        timeout: options.trial_timeout,
-        log_limit: options.log_limit,
-        stop_grace: options.stop_grace,
-    };
+    let runner = local_runner(prepared, options);
     let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
     let images = container_images(experiment);
     if !images.is_empty() {
@@ -249,6 +236,25 @@ async fn drive<S: Store + Leases>(
             () = child_exited(exits.as_mut()) => {}
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// The runner for the experiment's trials: processes under
+/// `<trials_root>/<experiment>/`.
+fn local_runner(prepared: &PreparedExperiment, options: &RunOptions) -> LocalRunner {
+    LocalRunner {
+        trials_dir: options.trials_root.join(prepared.name()),
+        working_dir: options.working_dir.clone(),
+        primary: prepared
+            .experiment
+            .spec
+            .trial_template
+            .as_ref()
+            .and_then(|t| t.primary_container_name.clone())
+            .unwrap_or_default(),
+        timeout: options.trial_timeout,
+        log_limit: options.log_limit,
+        stop_grace: options.stop_grace,
     }
 }
 
