@@ -73,6 +73,8 @@ fn options(dir: &Path) -> RunOptions {
         stop_grace: Duration::from_secs(1),
         seed: 0,
         gpus: Vec::new(),
+        lease_ttl: ktune::engine::driver::LEASE_TTL,
+        outage_limit: ktune::engine::driver::OUTAGE_LIMIT,
     }
 }
 

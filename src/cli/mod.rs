@@ -7,6 +7,7 @@ mod collect;
 mod controller;
 mod convert;
 mod crds;
+mod delete;
 mod inspect;
 pub mod printable;
 mod run;
@@ -72,6 +73,8 @@ pub enum Command {
     CollectFile(collect::Args),
     /// Serve a read-only web dashboard over the store.
     Ui(ui::Args),
+    /// Delete an experiment: its trials, reports and trial folder.
+    Delete(delete::Args),
 }
 
 /// Exit status for "the input is invalid" (an experiment file, a field in
@@ -80,6 +83,11 @@ pub const EXIT_INVALID: u8 = 1;
 /// Exit status for usage errors (clap's too), unreadable files and
 /// anything else that kept a command from doing its work.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status for "try again later" (sysexits' EX_TEMPFAIL): nothing is
+/// wrong with the input, but another run holds the experiment (or took it
+/// over), or the database stayed unreachable; rerunning the same command
+/// later resumes.
+pub const EXIT_RETRY: u8 = 75;
 
 /// The input (not the command line or the machine) is what is wrong: a
 /// document that is not an Experiment, a file without one.
@@ -161,5 +169,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Controller(args) => controller::run(&args),
         Command::CollectFile(args) => collect::run(&args),
         Command::Ui(args) => ui::run(&args),
+        Command::Delete(args) => delete::run(&args),
     }
 }

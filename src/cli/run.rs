@@ -13,8 +13,8 @@ use crate::engine::driver::{self, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
 use anyhow::Context as _;
 
-use super::EXIT_INVALID;
 use super::view::{Mode, Output, View};
+use super::{EXIT_INVALID, EXIT_RETRY};
 
 /// Arguments of `ktune run`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,17 @@ pub struct Args {
     /// CUDA_VISIBLE_DEVICES (e.g. `--gpus 0,1`).
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     gpus: Vec<String>,
+    /// How long this run's hold on the experiment outlives it if it dies
+    /// without releasing it, in seconds (renewed every third). A second run
+    /// of the experiment is refused meanwhile; on this machine, a dead
+    /// run's hold ends at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(3..))]
+    lease_seconds: u64,
+    /// How long trials keep running while the database cannot be reached,
+    /// in seconds; then they are stopped (rerun to resume).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    db_outage_limit: u64,
     /// Print only the result.
     #[arg(short, long)]
     quiet: bool,
@@ -74,6 +85,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         stop_grace: Duration::from_secs(5),
         seed: args.seed,
         gpus: args.gpus.clone(),
+        lease_ttl: Duration::from_secs(args.lease_seconds),
+        outage_limit: Duration::from_secs(args.db_outage_limit),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mode = Mode::choose(args.output, args.quiet, std::io::stdout().is_terminal());
@@ -104,6 +117,16 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .await;
         let summary = match summary {
             Ok(s) => s,
+            Err(
+                e @ (driver::DriverError::Held { .. }
+                | driver::DriverError::LeaseLost { .. }
+                | driver::DriverError::Unreachable { .. }),
+            ) => {
+                view.abandon();
+                let mut err = std::io::stderr().lock();
+                writeln!(err, "error: {e}")?;
+                return Ok(Err(ExitCode::from(EXIT_RETRY)));
+            }
             Err(e) => {
                 view.abandon();
                 return Err(anyhow::Error::from(e));
@@ -125,8 +148,12 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             },
         };
         view.finish(&name, &summary, &metrics)?;
-        anyhow::Ok(summary)
+        anyhow::Ok(Ok(summary))
     })?;
+    let summary = match summary {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     Ok(match summary.state {
         ExperimentState::Succeeded => ExitCode::SUCCESS,
         ExperimentState::Failed => ExitCode::from(EXIT_INVALID),

@@ -98,6 +98,23 @@ struct Live<T, M> {
     /// adopted trial's metrics source replays them.
     replayed: BTreeMap<String, i64>,
     gpu: Option<String>,
+    /// What is read but not yet stored.
+    pending: Unstored,
+}
+
+/// What the engine knows of a running trial that the store does not yet
+/// (it failed when written): kept with the trial and written in a later
+/// round, so a store outage stops no trial and loses no report.
+#[derive(Debug, Default)]
+struct Unstored {
+    /// Reports read but not stored.
+    reports: Vec<ObservationRow>,
+    /// Its metrics source was read to the end (it ended).
+    drained: bool,
+    /// How it ended (and why it was stopped early), until that is stored.
+    ended: Option<(Exit, Option<String>)>,
+    /// It was stopped by the user: it ends Killed.
+    killed: bool,
 }
 
 /// One experiment being driven to completion.
@@ -304,11 +321,17 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             return Ok(None);
         }
         self.changed = false;
-        self.decide(on_event).await
+        let decided = self.decide(on_event).await;
+        // Decided nothing: the next step decides again.
+        self.changed |= decided.is_err();
+        decided
     }
 
-    /// Stops every running trial and records it as Killed; the experiment
-    /// stays Running, so opening it again resumes it.
+    /// Stops every running trial and records it as Killed (one that had
+    /// already ended, as it ended), with its last reports; the experiment
+    /// stays Running, so opening it again resumes it. Every trial is
+    /// stopped even when the store fails; the first failure is returned
+    /// and the trials not recorded run again on resume.
     ///
     /// # Errors
     /// [`EngineError`] when the store fails.
@@ -316,31 +339,40 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         &mut self,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<RunSummary, EngineError> {
-        for mut l in std::mem::take(&mut self.live) {
-            l.run.stop().await;
-            self.collector.detach(&l.row.name);
-            let killed = TrialOutcome {
-                state: TrialState::Killed,
-                reason: "TrialKilled".into(),
-                message: "stopped by the user".into(),
-                objective: None,
-                at: now_ms(),
-            };
-            self.store
-                .transition(l.row.id, &[TrialState::Running], &killed)
-                .await?;
-            on_event(Event::Finished {
-                trial: l.row.name.clone(),
-                state: TrialState::Killed,
-                objective: None,
-                reason: "stopped by the user".into(),
-            });
+        let mut live = std::mem::take(&mut self.live);
+        for l in &mut live {
+            if l.pending.ended.is_none() {
+                l.run.stop().await;
+                l.pending.ended = Some((Exit::Stopped, None));
+                l.pending.killed = true;
+            }
+        }
+        let mut failure = None;
+        for mut l in live {
+            if failure.is_none()
+                && let Err(e) = self.record_end(&mut l, on_event).await
+            {
+                failure = Some(e);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         let (state, reason) = self
             .closed
             .clone()
             .unwrap_or((ExperimentState::Running, String::new()));
         self.summary_now(state, &reason).await
+    }
+
+    /// Stops every running trial and writes nothing: for a driver that
+    /// lost the experiment to another (whose rows they are now), or that
+    /// cannot reach the store (the trials run again on resume).
+    pub async fn abandon(&mut self) {
+        for mut l in std::mem::take(&mut self.live) {
+            l.run.stop().await;
+            self.collector.detach(&l.row.name);
+        }
     }
 
     async fn summary_now(
@@ -570,6 +602,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     series: Vec::new(),
                     replayed,
                     gpu,
+                    pending: Unstored::default(),
                 });
                 self.store
                     .transition(
@@ -630,11 +663,22 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
 
     /// Reads the running trials' new reports, stops those the rule says
     /// to stop, and records the trials that ended.
+    ///
+    /// A store failure stops no trial and loses nothing: what could not be
+    /// written stays with its trial (reports, how it ended) for a later
+    /// round. Every trial is still read and polled; no more writes are
+    /// tried this round, and the first failure is returned.
     async fn watch(&mut self, on_event: &mut (dyn FnMut(Event) + Send)) -> Result<(), EngineError> {
+        let mut failure = self.record_launches().await.err();
         let mut grew = Vec::with_capacity(self.live.len());
         let mut live = std::mem::take(&mut self.live);
         for l in &mut live {
-            grew.push(self.collect(l, false, on_event).await?);
+            grew.push(self.read_reports(l, false, on_event).await);
+            if failure.is_none()
+                && let Err(e) = self.store_reports(l).await
+            {
+                failure = Some(e);
+            }
         }
         self.live = live;
         // The history the stopping rule compares against: built at most
@@ -643,37 +687,83 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             (self.plan.early_stopping.is_some() && grew.contains(&true)).then(|| self.history());
         let mut still = Vec::with_capacity(self.live.len());
         for (mut l, grew) in std::mem::take(&mut self.live).into_iter().zip(grew) {
-            let mut exit = l.run.poll().await;
-            let mut stop_reason = None;
-            if exit.is_none()
-                && grew
-                && let (Some(rule), Some(history)) = (&self.plan.early_stopping, &peers)
-                && let Some(me) = history.iter().find(|t| t.name == l.row.name)
-                && let StopDecision::Stop { reason } =
-                    rule.evaluate(me, history, &self.plan.objective)
-            {
-                l.run.stop().await;
-                stop_reason = Some(reason);
-                exit = Some(Exit::Stopped);
+            if l.pending.ended.is_none() {
+                l.pending.ended = self.poll_end(&mut l, grew, peers.as_deref()).await;
             }
-            match exit {
-                None => still.push(l),
-                Some(exit) => self.record_end(l, &exit, stop_reason, on_event).await?,
+            if l.pending.ended.is_none() || failure.is_some() {
+                still.push(l);
+                continue;
+            }
+            if let Err(e) = self.record_end(&mut l, on_event).await {
+                failure = Some(e);
+                still.push(l);
             }
         }
         self.live.extend(still);
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether a running trial ended, or is to be stopped now because the
+    /// early-stopping rule says so (it is then stopped): how, and why.
+    async fn poll_end(
+        &self,
+        l: &mut Live<R::Trial, C::Trial>,
+        grew: bool,
+        peers: Option<&[TrialRecord]>,
+    ) -> Option<(Exit, Option<String>)> {
+        let exit = l.run.poll().await;
+        if exit.is_none()
+            && grew
+            && let (Some(rule), Some(history)) = (&self.plan.early_stopping, peers)
+            && let Some(me) = history.iter().find(|t| t.name == l.row.name)
+            && let StopDecision::Stop { reason } = rule.evaluate(me, history, &self.plan.objective)
+        {
+            l.run.stop().await;
+            return Some((Exit::Stopped, Some(reason)));
+        }
+        exit.map(|e| (e, None))
+    }
+
+    /// Stores Running for launched trials whose start could not be stored
+    /// (the store failed just after the launch): their rows still say Pending.
+    async fn record_launches(&mut self) -> Result<(), EngineError> {
+        for l in &self.live {
+            let Some(row) = self.rows.iter_mut().find(|r| r.id == l.row.id) else {
+                continue;
+            };
+            if row.state != TrialState::Pending {
+                continue;
+            }
+            let running = TrialOutcome {
+                state: TrialState::Running,
+                reason: "TrialRunning".into(),
+                message: String::new(),
+                objective: None,
+                at: now_ms(),
+            };
+            self.store
+                .transition(l.row.id, &[TrialState::Pending], &running)
+                .await?;
+            row.state = TrialState::Running;
+            row.started_at.get_or_insert(running.at);
+        }
         Ok(())
     }
 
-    /// Stores a running trial's new reports; returns whether the
+    /// Reads a running trial's new reports (its last ones when `last`),
+    /// numbers them and keeps them to be stored; returns whether the
     /// objective got new values.
-    async fn collect(
+    async fn read_reports(
         &self,
         l: &mut Live<R::Trial, C::Trial>,
         last: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<bool, EngineError> {
+    ) -> bool {
+        if l.pending.drained {
+            return false;
+        }
         let mut logs = if last {
+            l.pending.drained = true;
             l.metrics.finish().await
         } else {
             l.metrics.poll().await
@@ -688,7 +778,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             });
         }
         if logs.is_empty() {
-            return Ok(false);
+            return false;
         }
         let rows: Vec<ObservationRow> = logs
             .iter()
@@ -704,7 +794,6 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                 }
             })
             .collect();
-        self.store.append_observations(l.row.id, &rows).await?;
         let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
         for log in &logs {
             latest.insert(&log.name, &log.value);
@@ -720,24 +809,45 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         let before = l.series.len();
         l.series
             .extend(objective_series(&rows, &self.plan.objective.metric));
-        Ok(l.series.len() > before)
+        l.pending.reports.extend(rows);
+        l.series.len() > before
     }
 
-    /// Reads a trial's last reports and records how it ended.
+    /// Stores a trial's reports not stored yet. Storing is idempotent (a
+    /// (metric, step) stored before is kept), so a write that failed after
+    /// the database committed it is simply written again.
+    async fn store_reports(&self, l: &mut Live<R::Trial, C::Trial>) -> Result<(), EngineError> {
+        if !l.pending.reports.is_empty() {
+            self.store
+                .append_observations(l.row.id, &l.pending.reports)
+                .await?;
+            l.pending.reports.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads an ended trial's last reports and records how it ended. On a
+    /// store failure the trial keeps what is left to write, for a retry.
     async fn record_end(
         &mut self,
-        mut l: Live<R::Trial, C::Trial>,
-        exit: &Exit,
-        stop_reason: Option<String>,
+        l: &mut Live<R::Trial, C::Trial>,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<(), EngineError> {
-        self.collect(&mut l, true, on_event).await?;
-        self.collector.detach(&l.row.name);
+        let Some((exit, stop_reason)) = l.pending.ended.clone() else {
+            return Ok(());
+        };
+        self.read_reports(l, true, on_event).await;
+        self.store_reports(l).await?;
         let objective = objective_value(
             &reduce(&self.plan.objective.metric, &l.logs),
             &self.strategy,
         );
-        let (state, reason, message) = match (exit, stop_reason) {
+        let (state, reason, message) = match (&exit, stop_reason) {
+            _ if l.pending.killed => (
+                TrialState::Killed,
+                "TrialKilled".to_owned(),
+                "stopped by the user".to_owned(),
+            ),
             (_, Some(why)) => (
                 TrialState::EarlyStopped,
                 "TrialEarlyStopped".to_owned(),
@@ -762,19 +872,21 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             state,
             reason: reason.clone(),
             message: message.clone(),
-            objective,
+            // A killed trial's objective is not a result.
+            objective: objective.filter(|_| state != TrialState::Killed),
             at: now_ms(),
         };
         self.store
             .transition(l.row.id, &[TrialState::Running], &outcome)
             .await?;
+        self.collector.detach(&l.row.name);
         self.finished
             .insert(l.row.name.clone(), std::mem::take(&mut l.series));
         self.changed = true;
         on_event(Event::Finished {
             trial: l.row.name.clone(),
             state,
-            objective,
+            objective: outcome.objective,
             reason: if message.is_empty() { reason } else { message },
         });
         Ok(())

@@ -8,14 +8,17 @@
 //! keyed by (trial, metric, step), a state change names the states it may
 //! leave, and algorithm state is saved with a compare-and-set on its version.
 
+mod lease;
 mod rows;
 mod sql;
+
+pub use lease::{Lease, LeaseHolder, Leases};
 
 pub use rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
     best_trial, state_from_str, state_to_str,
 };
-pub use sql::{ChangeMark, SqlStore, TrialPage, TrialQuery, TrialSort};
+pub use sql::{ChangeMark, Deleted, SqlStore, TrialPage, TrialQuery, TrialSort};
 
 use std::future::Future;
 
@@ -130,4 +133,76 @@ pub enum StoreError {
     /// No experiment with this id (it was deleted while being written to).
     #[error("no experiment with id {0}")]
     NoSuchExperimentId(i64),
+    /// There is no database file here (and this operation creates none).
+    #[error("no database at {0}")]
+    NoDatabase(String),
+    /// An operation that needs the experiment's lease found it held by
+    /// another holder (or by nobody).
+    #[error("the lease of experiment {0:?} is not held by this process")]
+    LeaseNotHeld(String),
+}
+
+impl StoreError {
+    /// Whether the failure may pass by itself: the database is unreachable,
+    /// restarting, busy or locked — retrying the same operation later can
+    /// succeed. Anything else (a refused statement, corrupt data) cannot.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        let Self::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// SQLSTATEs (PostgreSQL) and result codes (SQLite) of failures that pass:
+/// connection exceptions (class 08), a server shutting down or starting
+/// (57P01–57P03), too many connections (53300), serialization failures and
+/// deadlocks (40001, 40P01); SQLite's BUSY and LOCKED, extended codes too.
+fn transient_code(code: &str) -> bool {
+    if code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+    {
+        return true;
+    }
+    code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_that_pass_are_told_from_those_that_do_not() {
+        // PostgreSQL: connection lost, server stopping or starting, busy.
+        for code in [
+            "08006", "08001", "57P01", "57P03", "53300", "40001", "40P01",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        // SQLite: BUSY, LOCKED and their extended codes (BUSY_SNAPSHOT = 517).
+        for code in ["5", "6", "517", "261", "262"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // A constraint, a syntax error, a missing table: retrying cannot help.
+        for code in ["23505", "42601", "42P01", "19", "1", "2067"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::Database(sqlx::Error::Io(io)).is_transient());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(!StoreError::UnknownState("x".into()).is_transient());
+    }
 }

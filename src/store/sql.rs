@@ -19,8 +19,12 @@ use super::rows::{
 /// Observation rows per INSERT statement (one JSON document each).
 const ROWS_PER_INSERT: usize = 10_000;
 
+/// How long a call waits for a pooled connection (or for the server to
+/// accept a new one) before it fails.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(super) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -28,8 +32,8 @@ enum Backend {
 /// Experiments, trials and observations in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(
@@ -55,14 +59,35 @@ impl SqlStore {
     /// [`StoreError`] when the URL is not supported, the database cannot be
     /// reached, or a migration fails.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// Opens the database at `url` like [`connect`](Self::connect), but
+    /// never creates one: a missing SQLite file is an error (PostgreSQL
+    /// databases are never created either way). For commands that act on
+    /// what is stored, where a mistyped path must not leave an empty database.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); a missing file is a database error.
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_file(url)
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::NoDatabase(path.to_owned()));
+        }
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mode = if create { "rwc" } else { "rw" };
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let with_mode = if rest.contains(":memory:") || rest.contains("mode=") {
                 url.to_owned()
             } else if rest.contains('?') {
-                format!("{url}&mode=rwc")
+                format!("{url}&mode={mode}")
             } else {
-                format!("{url}?mode=rwc")
+                format!("{url}?mode={mode}")
             };
             (Backend::Sqlite, with_mode)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -75,6 +100,10 @@ impl SqlStore {
             // One connection for an in-memory SQLite database: each connection
             // would otherwise see its own empty database.
             .max_connections(if memory { 1 } else { 4 })
+            // While the server is down, a call fails after this long instead
+            // of 30 s, so a driver riding out an outage stays responsive
+            // (it retries; see `engine::driver`).
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -157,6 +186,57 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(experiment_from_row).collect()
+    }
+
+    /// Deletes the experiment `name` — its observations, trials, row and
+    /// lease — in one transaction, if the lease is `token`'s (take it with
+    /// [`acquire_lease`](Self::acquire_lease) first, so no driver is
+    /// writing meanwhile). Returns what was removed, `None` when there was
+    /// no such experiment (the lease is released either way).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseNotHeld`] when the lease is not `token`'s;
+    /// [`StoreError`] on a database error.
+    pub async fn delete_experiment(
+        &self,
+        name: &str,
+        token: &str,
+    ) -> Result<Option<Deleted>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query("DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2")
+            .bind(name)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if held != 1 {
+            return Err(StoreError::LeaseNotHeld(name.to_owned()));
+        }
+        let observations = sqlx::query(
+            "DELETE FROM observations WHERE trial_id IN (SELECT t.id FROM trials t \
+             JOIN experiments e ON e.id = t.experiment_id WHERE e.name = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let trials = sqlx::query(
+            "DELETE FROM trials WHERE experiment_id IN (SELECT id FROM experiments WHERE name = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let experiments = sqlx::query("DELETE FROM experiments WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((experiments == 1).then_some(Deleted {
+            trials,
+            observations,
+        }))
     }
 
     /// Records an experiment's state (and completion time when it completed).
@@ -503,6 +583,15 @@ impl TrialSort {
     }
 }
 
+/// What [`SqlStore::delete_experiment`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// Trial rows.
+    pub trials: u64,
+    /// Observation rows.
+    pub observations: u64,
+}
+
 /// Which trials a page shows and how they are ordered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrialQuery {
@@ -730,6 +819,15 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+/// The file of a `sqlite:PATH` (or `sqlite://PATH`) URL; `None` for an
+/// in-memory database or another scheme.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// A float bound as text and cast in SQL. sqlx 0.9's `Any` driver sends a
