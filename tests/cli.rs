@@ -139,6 +139,27 @@ fn names_from_a_file_are_printed_with_control_characters_escaped() {
 }
 
 #[test]
+fn commands_that_only_look_never_create_a_database() {
+    let dir = support::scratch("read-only");
+    let path = dir.join("nothere.db");
+    let db = format!("sqlite:{}", path.display());
+    for args in [
+        vec!["status"],
+        vec!["trials", "x"],
+        vec!["best", "x"],
+        vec!["logs", "x-0001"],
+    ] {
+        let mut args = args;
+        args.extend(["--db", &db]);
+        let out = ktune(&args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("no database at"), "{args:?}: {text}");
+        assert!(!path.exists(), "{args:?} created {}", path.display());
+    }
+}
+
+#[test]
 fn garbage_files_are_refused_without_a_panic() {
     let cases = [
         ("binary.yaml", "\u{0}\u{1}\u{2}garbage: [unclosed".to_owned()),

@@ -87,7 +87,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn open(db: &Db) -> anyhow::Result<SqlStore> {
-    SqlStore::connect(&db.db)
+    // Looking never creates or upgrades a store.
+    SqlStore::open_for_reading(&db.db)
         .await
         .with_context(|| format!("opening {}", db.db))
 }

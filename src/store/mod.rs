@@ -134,7 +134,7 @@ pub enum StoreError {
     #[error("no experiment with id {0}")]
     NoSuchExperimentId(i64),
     /// There is no database file here (and this operation creates none).
-    #[error("no database at {0}")]
+    #[error("no database at {0} (`ktune run` creates one; --db or KTUNE_DB names another)")]
     NoDatabase(String),
     /// An operation that needs the experiment's lease found it held by
     /// another holder (or by nobody).

@@ -47,6 +47,17 @@ fn to_json<T: serde::Serialize>(column: &'static str, value: &T) -> Result<Strin
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt { column, source })
 }
 
+/// What opening a store may do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// Create a missing SQLite file, bring the schema up to date.
+    CreateAndMigrate,
+    /// Bring an existing database's schema up to date.
+    Migrate,
+    /// Neither: only read.
+    AsItIs,
+}
+
 impl SqlStore {
     /// Opens (creating if needed) the database at `url` — `sqlite:PATH`,
     /// `sqlite::memory:` or `postgres://…` — and brings its schema up to date.
@@ -59,7 +70,7 @@ impl SqlStore {
     /// [`StoreError`] when the URL is not supported, the database cannot be
     /// reached, or a migration fails.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::open(url, true).await
+        Self::open(url, Open::CreateAndMigrate).await
     }
 
     /// Opens the database at `url` like [`connect`](Self::connect), but
@@ -75,12 +86,32 @@ impl SqlStore {
         {
             return Err(StoreError::NoDatabase(path.to_owned()));
         }
-        Self::open(url, false).await
+        Self::open(url, Open::Migrate).await
     }
 
-    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
+    /// Opens an existing database at `url` to read it, for the commands
+    /// that only look (`status`, `trials`, `best`, `logs`): never creates
+    /// a database and never changes its schema. A store written by an older
+    /// ktune reads as far as its schema allows; `ktune run` upgrades it.
+    ///
+    /// # Errors
+    /// As [`connect_existing`](Self::connect_existing).
+    pub async fn open_for_reading(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_file(url)
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::NoDatabase(path.to_owned()));
+        }
+        Self::open(url, Open::AsItIs).await
+    }
+
+    async fn open(url: &str, how: Open) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let mode = if create { "rwc" } else { "rw" };
+        let mode = if how == Open::CreateAndMigrate {
+            "rwc"
+        } else {
+            "rw"
+        };
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let with_mode = if rest.contains(":memory:") || rest.contains("mode=") {
                 url.to_owned()
@@ -117,9 +148,10 @@ impl SqlStore {
             })
             .connect(&url)
             .await?;
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        match (backend, how) {
+            (_, Open::AsItIs) => {}
+            (Backend::Sqlite, _) => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            (Backend::Postgres, _) => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
         Ok(Self { pool, backend })
     }
