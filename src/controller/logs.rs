@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use tokio::task::JoinHandle;
 
+use super::health::{Backoff, transient};
 use super::kinds::owner_label;
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
@@ -177,41 +178,66 @@ impl Collector for PodLogCollector {
 }
 
 /// Waits for the trial's primary pod to start, then follows its log to
-/// the end, parsing each line.
+/// the end, parsing each line. A stream cut short (the API server went
+/// away) is opened again once the server answers, from the log's start,
+/// skipping the lines already read: no report is lost or counted twice.
 async fn follow(collector: PodLogCollector, trial: String, inbox: Arc<Mutex<Inbox>>) {
     let pods: Api<Pod> = Api::namespaced(collector.client.clone(), &collector.namespace);
     let selector = collector.selector(&trial);
     let pod = started_pod(&pods, &selector, &trial).await;
     let name = pod.metadata.name.unwrap_or_default();
+    let mut read = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    loop {
+        match read_log(&collector, &pods, &name, &mut read, &inbox).await {
+            Ok(()) => break,
+            Err(e) if transient(&e) => {
+                tracing::debug!(trial, pod = name, "the log stream was cut: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::warn!(trial, pod = name, "cannot follow the log: {e}");
+                break;
+            }
+        }
+    }
+    if let Ok(mut inbox) = inbox.lock() {
+        inbox.ended = true;
+    }
+}
+
+/// Streams the pod's log from its start to its end, skipping the first
+/// `read` lines (those read before a cut) and counting the new ones in it.
+///
+/// # Errors
+/// The API's when the log cannot be opened; [`kube::Error::ReadEvents`]
+/// (transient) when the stream breaks.
+async fn read_log(
+    collector: &PodLogCollector,
+    pods: &Api<Pod>,
+    name: &str,
+    read: &mut usize,
+    inbox: &Mutex<Inbox>,
+) -> Result<(), kube::Error> {
     let params = LogParams {
         follow: true,
         container: (!collector.container.is_empty()).then(|| collector.container.clone()),
         ..LogParams::default()
     };
-    match pods.log_stream(&name, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            loop {
-                match lines.try_next().await {
-                    Ok(Some(line)) => {
-                        let logs = collector.parser.parse_line(&line);
-                        if !logs.is_empty()
-                            && let Ok(mut inbox) = inbox.lock()
-                        {
-                            inbox.logs.extend(logs);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(trial, pod = name, "reading the log: {e}");
-                        break;
-                    }
-                }
-            }
+    let mut lines = pods.log_stream(name, &params).await?.lines();
+    let mut index = 0;
+    while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
+        index += 1;
+        if index <= *read {
+            continue;
         }
-        Err(e) => tracing::warn!(trial, pod = name, "cannot follow the log: {e}"),
+        *read = index;
+        let logs = collector.parser.parse_line(&line);
+        if !logs.is_empty()
+            && let Ok(mut inbox) = inbox.lock()
+        {
+            inbox.logs.extend(logs);
+        }
     }
-    if let Ok(mut inbox) = inbox.lock() {
-        inbox.ended = true;
-    }
+    Ok(())
 }

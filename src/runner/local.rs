@@ -117,6 +117,13 @@ pub enum Exit {
     LogLimitExceeded,
     /// Stopped on request (early stopping, Ctrl-C).
     Stopped,
+    /// Could not run for a reason outside the trial, which says what to do
+    /// (a cluster that does not serve the workload's kind, or refuses the
+    /// workload).
+    Refused {
+        /// The reason, shown as the trial's message.
+        reason: String,
+    },
 }
 
 impl Exit {
@@ -130,6 +137,7 @@ impl Exit {
             Self::TimedOut => "DeadlineExceeded".to_owned(),
             Self::LogLimitExceeded => "LogLimitExceeded".to_owned(),
             Self::Stopped => "Stopped".to_owned(),
+            Self::Refused { reason } => reason.clone(),
         }
     }
 }
