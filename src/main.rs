@@ -10,6 +10,18 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = ktune::cli::Cli::parse();
     let filter = EnvFilter::try_from_env("KTUNE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // kube's client logs an ERROR line per failed request (its trace
+    // layer): an API server outage would flood the log. The controller
+    // reports outages itself, once per interval; `KTUNE_LOG` naming
+    // kube_client brings these lines back.
+    let filter = if std::env::var("KTUNE_LOG").is_ok_and(|f| f.contains("kube_client")) {
+        filter
+    } else {
+        match "kube_client::client::builder=off".parse() {
+            Ok(directive) => filter.add_directive(directive),
+            Err(_) => filter,
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

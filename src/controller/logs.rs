@@ -110,11 +110,13 @@ pub(super) async fn started_pod(pods: &Api<Pod>, selector: &str, trial: &str) ->
     }
 }
 
-/// The reports read so far, and whether the log has ended.
+/// The reports read so far, whether the log has ended, and whether its
+/// stream was cut and is being opened again.
 #[derive(Debug, Default)]
 struct Inbox {
     logs: Vec<MetricLog>,
     ended: bool,
+    cut: bool,
 }
 
 /// One trial's log reader: a task following the log into an inbox.
@@ -141,7 +143,17 @@ impl PodLogs {
     fn ended(&self) -> bool {
         self.inbox.lock().map_or(true, |inbox| inbox.ended)
     }
+
+    fn cut(&self) -> bool {
+        self.inbox.lock().is_ok_and(|inbox| inbox.cut)
+    }
 }
+
+/// How long a finished trial's log may take to deliver its last lines.
+const LAST_LINES: Duration = Duration::from_secs(2);
+/// How long when its stream was cut (an outage just ended) and is being
+/// opened again.
+const LAST_LINES_AFTER_CUT: Duration = Duration::from_secs(30);
 
 impl TrialMetrics for PodLogs {
     async fn poll(&mut self) -> Vec<MetricLog> {
@@ -150,9 +162,16 @@ impl TrialMetrics for PodLogs {
 
     async fn finish(&mut self) -> Vec<MetricLog> {
         // The workload may report completion a moment before its log
-        // stream delivers the last lines.
-        for _ in 0..20 {
-            if self.ended() {
+        // stream delivers the last lines — or before a stream cut by an
+        // outage is open again.
+        let started = std::time::Instant::now();
+        while !self.ended() {
+            let limit = if self.cut() {
+                LAST_LINES_AFTER_CUT
+            } else {
+                LAST_LINES
+            };
+            if started.elapsed() >= limit {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -187,12 +206,15 @@ async fn follow(collector: PodLogCollector, trial: String, inbox: Arc<Mutex<Inbo
     let pod = started_pod(&pods, &selector, &trial).await;
     let name = pod.metadata.name.unwrap_or_default();
     let mut read = 0;
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
     loop {
         match read_log(&collector, &pods, &name, &mut read, &inbox).await {
             Ok(()) => break,
             Err(e) if transient(&e) => {
                 tracing::debug!(trial, pod = name, "the log stream was cut: {e}");
+                if let Ok(mut inbox) = inbox.lock() {
+                    inbox.cut = true;
+                }
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => {
