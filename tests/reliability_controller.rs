@@ -86,7 +86,12 @@ async fn a_trial_kind_the_cluster_does_not_serve_fails_with_what_to_install() {
     // Each trial failed with the reason.
     let torch: Vec<&Value> = items(&trials)
         .into_iter()
-        .filter(|t| t["metadata"]["name"].as_str().unwrap().starts_with("torch-"))
+        .filter(|t| {
+            t["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("torch-")
+        })
         .collect();
     assert!(!torch.is_empty(), "{trials:#}");
     for trial in &torch {
@@ -209,7 +214,11 @@ async fn an_api_server_outage_mid_experiment_loses_and_duplicates_nothing() {
     let ran = std::fs::read_to_string(&runs).unwrap();
     let mut modes: Vec<&str> = ran.lines().collect();
     modes.sort_unstable();
-    assert_eq!(modes, ["1", "2", "3", "4", "5", "6"], "a workload ran twice or never");
+    assert_eq!(
+        modes,
+        ["1", "2", "3", "4", "5", "6"],
+        "a workload ran twice or never"
+    );
     // Every report stored once: the log streams cut by the outage were
     // resumed where they stopped.
     let db = format!("sqlite:{}", cluster.dir.join("controller.db").display());

@@ -26,7 +26,11 @@ async fn a_stopped_server_refuses_and_cuts_watches_then_comes_back_with_its_stat
     maps.create(&PostParams::default(), &config_map("before"))
         .await
         .unwrap();
-    let mut watch = maps.watch(&WatchParams::default(), "0").await.unwrap().boxed();
+    let mut watch = maps
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
     // The watch is live: it replays the object created before it.
     let first = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
     assert!(matches!(first, Ok(Some(Ok(_)))), "{first:?}");

@@ -346,7 +346,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 }
 
 /// A future every part of the controller can wait on.
-type Stop = futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>;
+type Stop =
+    futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>;
 
 /// Runs the controllers until `shutdown` resolves (or a signal arrives),
 /// serving the operations endpoints and the dashboard (`ktune ui`'s pages)
@@ -543,7 +544,10 @@ async fn run_controllers(ctx: &Arc<Context>, apis: Apis, until: Stop) {
                     let key = object_key(object.as_ref());
                     let ops = Arc::clone(&ctx.ops);
                     let result = ops
-                        .measure("experiment", experiment::reconcile(object, Arc::clone(&ctx)))
+                        .measure(
+                            "experiment",
+                            experiment::reconcile(object, Arc::clone(&ctx)),
+                        )
                         .await;
                     if result.is_ok() {
                         ctx.succeeded(&key);

@@ -64,9 +64,7 @@ impl ServedKinds {
             return Ok(Served::Yes);
         }
         let list = if resource.group.is_empty() {
-            self.client
-                .list_core_api_resources(&resource.version)
-                .await
+            self.client.list_core_api_resources(&resource.version).await
         } else {
             self.client
                 .list_api_group_resources(&format!("{}/{}", resource.group, resource.version))
@@ -148,7 +146,9 @@ mod tests {
             not_served(&resource("TrainJob.v1alpha1.trainer.kubeflow.org"))
                 .contains("install Kubeflow Trainer")
         );
-        assert!(not_served(&resource("Widget.v1.example.com")).contains("CustomResourceDefinition"));
+        assert!(
+            not_served(&resource("Widget.v1.example.com")).contains("CustomResourceDefinition")
+        );
     }
 
     #[tokio::test]

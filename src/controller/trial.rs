@@ -14,7 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -79,12 +81,26 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
     let exists = match api.get_opt(&name).await {
         Ok(found) => found.is_some(),
         Err(e) if transient(&e) => return Err(e.into()),
-        Err(e) => return reject(&ctx, &trial, &refused(&ctx, kind.as_ref(), &name, &e).await?).await,
+        Err(e) => {
+            return reject(
+                &ctx,
+                &trial,
+                &refused(&ctx, kind.as_ref(), &name, &e).await?,
+            )
+            .await;
+        }
     };
     if !exists {
         let mut object: DynamicObject = match serde_json::from_value(run_spec) {
             Ok(o) => o,
-            Err(e) => return reject(&ctx, &trial, &format!("the trial's runSpec is not an object: {e}")).await,
+            Err(e) => {
+                return reject(
+                    &ctx,
+                    &trial,
+                    &format!("the trial's runSpec is not an object: {e}"),
+                )
+                .await;
+            }
         };
         object.metadata.name = Some(name.clone());
         object.metadata.namespace = Some(namespace.clone());
@@ -139,7 +155,9 @@ async fn refused(
                 "the cluster forbids creating the {what} {name}: {error} (grant the controller's service account get and create on {resource} in its RBAC rules)"
             )
         }
-        (422, _) => format!("the cluster rejected the {what} {name} made from the trial template: {error}"),
+        (422, _) => {
+            format!("the cluster rejected the {what} {name} made from the trial template: {error}")
+        }
         _ => format!("the cluster refused the {what} {name}: {error}"),
     })
 }
@@ -155,7 +173,11 @@ async fn reject(ctx: &Context, trial: &Trial, why: &str) -> Result<Action, Contr
     let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({"metadata": {"annotations": {WORKLOAD_ERROR: why}}});
     trials
-        .patch(&trial.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &trial.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await?;
     tracing::warn!("the trial's workload cannot be created: {why}");
     ctx.publish(&trial.object_ref(&()), WORKLOAD_ERROR_REASON, why)
@@ -342,7 +364,11 @@ mod tests {
     #[tokio::test]
     async fn a_workload_refused_for_good_marks_the_trial_with_the_reason() {
         for (code, reason, expected) in [
-            (422, "Invalid", "rejected the Job t1 made from the trial template"),
+            (
+                422,
+                "Invalid",
+                "rejected the Job t1 made from the trial template",
+            ),
             (403, "Forbidden", "get and create on jobs.batch"),
         ] {
             let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -351,12 +377,18 @@ mod tests {
                 let (request, send) = handle.next_request().await.unwrap();
                 assert_eq!(request.method(), "GET");
                 if code == 403 {
-                    send.send_response(respond(403, &status(403, reason, "jobs.batch is forbidden")));
+                    send.send_response(respond(
+                        403,
+                        &status(403, reason, "jobs.batch is forbidden"),
+                    ));
                 } else {
                     send.send_response(respond(404, &status(404, "NotFound", "not found")));
                     let (request, send) = handle.next_request().await.unwrap();
                     assert_eq!(request.method(), "POST");
-                    send.send_response(respond(422, &status(422, reason, "spec.template: Required value")));
+                    send.send_response(respond(
+                        422,
+                        &status(422, reason, "spec.template: Required value"),
+                    ));
                 }
                 expect_reject(&mut handle).await
             });
@@ -378,7 +410,10 @@ mod tests {
         let ctx = context(Client::new(service, "default")).await;
         let server = tokio::spawn(async move {
             let (_, send) = handle.next_request().await.unwrap();
-            send.send_response(respond(503, &status(503, "ServiceUnavailable", "etcd is away")));
+            send.send_response(respond(
+                503,
+                &status(503, "ServiceUnavailable", "etcd is away"),
+            ));
         });
         let error = reconcile(Arc::new(trial()), ctx).await.unwrap_err();
         assert!(error.transient(), "{error}");

@@ -320,7 +320,11 @@ impl TrialRun for ClusterTrial {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        if let Err(e) = self.workload.delete(&self.name, &params).await {
+        // Retried through an outage: a stop that is lost leaves an
+        // early-stopped trial running.
+        let deleted =
+            health::retry(LAUNCH_BACKOFF, || self.workload.delete(&self.name, &params)).await;
+        if let Err(e) = deleted {
             tracing::debug!(trial = self.name, "deleting the workload: {e}");
         }
     }
@@ -382,7 +386,10 @@ mod tests {
         let run_spec = json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"});
         let mut object = Trial::new("t1", TrialSpec::default());
         object.metadata.namespace = Some("default".into());
-        trials.create(&PostParams::default(), &object).await.unwrap();
+        trials
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
         let mut run = ClusterTrial {
             trials: trials.clone(),
             workload: workload_api(&client, "default", &run_spec).unwrap(),
@@ -396,7 +403,11 @@ mod tests {
         let why = "PyTorchJob kubeflow.org/v1 is not served by this cluster: install the Kubeflow training operator";
         let patch = json!({"metadata": {"annotations": {WORKLOAD_ERROR: why}}});
         trials
-            .patch("t1", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch))
+            .patch(
+                "t1",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
             .await
             .unwrap();
         let exit = run.poll().await.unwrap();
@@ -407,5 +418,45 @@ mod tests {
                 reason: why.to_owned()
             }
         );
+    }
+
+    /// Stopping a trial while the API server is away deletes its workload
+    /// once the server answers again, instead of leaving it running.
+    #[tokio::test]
+    async fn a_stop_during_an_outage_is_retried_until_it_lands() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let run_spec = json!({"apiVersion": "batch/v1", "kind": "Job"});
+        let mut run = ClusterTrial {
+            trials: Api::namespaced(client.clone(), "default"),
+            workload: workload_api(&client, "default", &run_spec).unwrap(),
+            name: "t1".into(),
+            success: String::new(),
+            failure: String::new(),
+            adopted: false,
+        };
+        let server = tokio::spawn(async move {
+            for code in [503_u16, 200] {
+                let (request, send) = handle.next_request().await.unwrap();
+                assert_eq!(request.method(), "DELETE");
+                assert_eq!(
+                    request.uri().path(),
+                    "/apis/batch/v1/namespaces/default/jobs/t1"
+                );
+                let body = json!({"kind": "Status", "apiVersion": "v1", "code": code, "status": if code == 200 { "Success" } else { "Failure" }});
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), run.stop())
+            .await
+            .unwrap();
+        server.await.unwrap();
     }
 }
