@@ -337,4 +337,31 @@ mod tests {
             .unwrap();
         assert!(a.hold(futures::future::pending()).await);
     }
+
+    /// A renewal the API server never answers (a half-open connection)
+    /// costs the lease in time: the holder stops within two thirds of the
+    /// lease, before any other candidate may take it over.
+    #[tokio::test]
+    async fn hold_gives_up_in_time_when_renewals_hang() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        // Requests are accepted and never answered.
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let config = LeaseConfig {
+            duration: Duration::from_millis(600),
+            renew: Duration::from_millis(200),
+            ..LeaseConfig::new("default", "a")
+        };
+        let mut a = Elector::new(Client::new(service, "default"), config);
+        let started = Instant::now();
+        let lost = tokio::time::timeout(Duration::from_secs(3), a.hold(futures::future::pending()))
+            .await
+            .expect("hold waited on a renewal that never ends");
+        assert!(lost);
+        assert!(
+            started.elapsed() < Duration::from_millis(550),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -277,7 +277,9 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 /// The allowed trial kinds the API server serves, to watch: a change of a
 /// trial's workload then wakes its reconciler (as Katib watches its
 /// `trialResources`). A kind not served now (its CRD not installed) is
-/// logged and left unwatched; its trials still work, followed by polling.
+/// logged and left unwatched: its trials fail saying what to install (see
+/// [`served`]) until its CRD appears, and then work without a restart,
+/// followed by polling.
 async fn served_workloads(
     client: &Client,
     options: &ControllerOptions,

@@ -457,6 +457,10 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), run.stop())
             .await
             .unwrap();
-        server.await.unwrap();
+        // Both calls made: the one the outage failed, and the retry.
+        tokio::time::timeout(std::time::Duration::from_secs(1), server)
+            .await
+            .expect("the delete was not retried")
+            .unwrap();
     }
 }
