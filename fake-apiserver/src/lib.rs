@@ -11,7 +11,9 @@
 //! training jobs, Trainer `TrainJob`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
-//! kinds that are not built in.
+//! kinds that are not built in. Served on a socket, it can go away and come
+//! back on the same port with its store kept ([`ServerHandle::stop`],
+//! [`ServerHandle::restart`]), to test clients through an outage.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ktune_fake_apiserver::Error> {
