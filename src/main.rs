@@ -16,6 +16,18 @@ fn main() -> ExitCode {
     // and never when NO_COLOR (https://no-color.org) is set to anything.
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // kube's client logs an ERROR line per failed request (its trace
+    // layer): an API server outage would flood the log. The controller
+    // reports outages itself, once per interval; `KTUNE_LOG` naming
+    // kube_client brings these lines back.
+    let filter = if std::env::var("KTUNE_LOG").is_ok_and(|f| f.contains("kube_client")) {
+        filter
+    } else {
+        match "kube_client::client::builder=off".parse() {
+            Ok(directive) => filter.add_directive(directive),
+            Err(_) => filter,
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

@@ -11,7 +11,9 @@
 //! training jobs, Trainer `TrainJob`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
-//! kinds that are not built in.
+//! kinds that are not built in. Served on a socket, it can go away and come
+//! back on the same port with its store kept ([`ServerHandle::stop`],
+//! [`ServerHandle::restart`]), to test clients through an outage.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ktune_fake_apiserver::Error> {
@@ -124,21 +126,114 @@ impl Default for Config {
 }
 
 /// A server running on a socket; dropping it stops the server.
+///
+/// It can also go away and come back, as a real API server does when it
+/// restarts: [`ServerHandle::stop`] refuses new connections and closes the
+/// open ones (watches and log streams included), [`ServerHandle::restart`]
+/// listens again on the same address; the store is kept throughout, so
+/// clients find every object as they left it.
 #[derive(Debug)]
 pub struct ServerHandle {
-    task: tokio::task::JoinHandle<()>,
+    addr: SocketAddr,
+    router: axum::Router,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ServerHandle {
-    /// Stops serving.
+    /// Where it listens (also while stopped: where it will listen again).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether it listens now.
+    pub fn is_serving(&self) -> bool {
+        self.task
+            .lock()
+            .is_ok_and(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
+    }
+
+    /// Goes away: the listening socket and every open connection are
+    /// closed (clients see connections refused and streams cut), the
+    /// store is kept.
     pub fn stop(&self) {
-        self.task.abort();
+        if let Ok(mut task) = self.task.lock()
+            && let Some(task) = task.take()
+        {
+            task.abort();
+            tracing::info!(addr = %self.addr, "fake API server stopped");
+        }
+    }
+
+    /// Comes back on the same address after [`Self::stop`] (nothing
+    /// happens while it serves).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the address cannot be bound again.
+    pub async fn restart(&self) -> Result<(), Error> {
+        if self.is_serving() {
+            return Ok(());
+        }
+        let (listener, _) = bind(self.addr).await?;
+        let task = tokio::spawn(accept(listener, self.router.clone()));
+        if let Ok(mut slot) = self.task.lock() {
+            *slot = Some(task);
+        }
+        tracing::info!(addr = %self.addr, "fake API server listening again");
+        Ok(())
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
+    }
+}
+
+/// Binds `addr`; returns the listener and the bound address.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding {addr}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
+    Ok((listener, bound))
+}
+
+/// Serves each accepted connection (HTTP/1.1) until this future is
+/// dropped, which closes them all: unlike `axum::serve`, whose connection
+/// tasks outlive its accept loop, aborting this task is an outage.
+async fn accept(listener: tokio::net::TcpListener, router: axum::Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = TowerToHyperService::new(router.clone());
+                    connections.spawn(async move {
+                        let served = Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = served {
+                            tracing::trace!("connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little.
+                    tracing::debug!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
 }
 
@@ -168,24 +263,18 @@ impl FakeApiServer {
     /// Serves on `addr` (use `127.0.0.1:0` for a free port); returns the
     /// bound address and a handle that stops the server when dropped.
     pub async fn serve(&self, addr: SocketAddr) -> Result<(SocketAddr, ServerHandle), Error> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Io {
-                context: format!("binding {addr}"),
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| Error::Io {
-            context: "reading the bound address".into(),
-            source,
-        })?;
+        let (listener, bound) = bind(addr).await?;
         let router = self.router();
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "fake API server stopped");
-            }
-        });
+        let task = tokio::spawn(accept(listener, router.clone()));
         tracing::info!(%bound, "fake API server listening");
-        Ok((bound, ServerHandle { task }))
+        Ok((
+            bound,
+            ServerHandle {
+                addr: bound,
+                router,
+                task: std::sync::Mutex::new(Some(task)),
+            },
+        ))
     }
 
     /// Starts the Job executor (needs a Tokio runtime).

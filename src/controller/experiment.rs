@@ -25,6 +25,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use super::collect;
+use super::health::{Backoff, transient};
 use super::kinds::not_allowed;
 use super::status::{experiment_status, trial_status};
 use super::workload::ClusterRunner;
@@ -109,12 +110,26 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
     workers.insert(uid, Worker { generation, task });
 }
 
+/// Runs [`work`] until the experiment ends; after an error that may pass
+/// (the API server away) it starts again, later each time — the engine
+/// reopens the experiment from the store and adopts its running trials.
 async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>) {
     let name = experiment.name_any();
-    if let Err(e) = work(&ctx, &experiment).await {
-        tracing::warn!(experiment = name, "experiment worker stopped: {e}");
-        ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
-            .await;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        match work(&ctx, &experiment).await {
+            Ok(()) => return,
+            Err(e) if e.transient() => {
+                tracing::debug!(experiment = name, "experiment worker interrupted: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::warn!(experiment = name, "experiment worker stopped: {e}");
+                ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
+                    .await;
+                return;
+            }
+        }
     }
 }
 
@@ -125,18 +140,22 @@ fn now() -> String {
 /// The ConfigMap a `trialTemplate.configMap` source names, as the
 /// loader's ConfigMaps (none when the template is inline or the ConfigMap
 /// cannot be read: validation then reports the missing template).
+///
+/// # Errors
+/// A transient API error: the experiment must not be refused because the
+/// API server was away.
 async fn template_configmaps(
     ctx: &Context,
     experiment: &Experiment,
     namespace: &str,
-) -> ConfigMaps {
+) -> Result<ConfigMaps, ControllerError> {
     let Some(source) = experiment
         .spec
         .trial_template
         .as_ref()
         .and_then(|t| t.config_map.as_ref())
     else {
-        return ConfigMaps::default();
+        return Ok(ConfigMaps::default());
     };
     let ns = if source.config_map_namespace.is_empty() {
         namespace
@@ -157,12 +176,13 @@ async fn template_configmaps(
                 index: 0,
                 value,
             };
-            ConfigMaps::from_documents([&document])
+            Ok(ConfigMaps::from_documents([&document]))
         }
-        Ok(None) => ConfigMaps::default(),
+        Ok(None) => Ok(ConfigMaps::default()),
+        Err(e) if transient(&e) => Err(e.into()),
         Err(e) => {
             tracing::warn!("reading ConfigMap {ns}/{}: {e}", source.config_map_name);
-            ConfigMaps::default()
+            Ok(ConfigMaps::default())
         }
     }
 }
@@ -177,7 +197,7 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = experiment.object_ref(&());
     let value = serde_json::to_value(experiment.as_ref())?;
-    let configmaps = template_configmaps(ctx, experiment, &namespace).await;
+    let configmaps = template_configmaps(ctx, experiment, &namespace).await?;
     let prepared = prepare(
         &value,
         ValidationContext {
@@ -283,28 +303,13 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
     let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
     let mut best_metrics: Option<(String, Vec<Metric>)> = None;
+    let mut updates = TrialUpdates::default();
     loop {
         let done = engine.step(&mut |e| events.push(e)).await?;
         ctx.ops
             .observe_suggestions(&algorithm, &engine.take_suggest_seconds());
         for event in events.drain(..) {
-            match event {
-                Event::Started { trial, .. } => {
-                    let status = trial_status(TrialState::Running, "", None, &now());
-                    trial_changed(ctx, &trials, &trial, status, "Running", "").await;
-                }
-                Event::Finished {
-                    trial,
-                    state,
-                    objective,
-                    reason,
-                } => {
-                    let status = trial_status(state, &reason, objective, &now());
-                    let (kind, _) = super::status::trial_condition(state);
-                    trial_changed(ctx, &trials, &trial, status, kind, &reason).await;
-                }
-                Event::Progress { .. } | Event::Reported { .. } => {}
-            }
+            updates.push(event);
         }
         let (state, reason) = match &done {
             Some(summary) => (summary.state, summary.reason.clone()),
@@ -320,7 +325,7 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
                 None => None,
             };
         }
-        let mut status = experiment_status(
+        let status = experiment_status(
             engine.trials(),
             best.as_ref()
                 .zip(best_metrics.as_ref().map(|(_, m)| m.as_slice())),
@@ -328,31 +333,129 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             &reason,
             "",
         );
-        // Write only what changed (timestamps aside).
         if status != last_status {
-            last_status = status.clone();
             let counts: Vec<(&str, i64)> = engine
                 .trials()
                 .iter()
                 .map(|t| (super::status::trial_condition(t.state).0, 1))
                 .collect();
             ctx.ops.set_trials(&namespace, &name, &counts);
-            let stamp = now();
-            stamp_times(&mut status, &stamp);
-            patch_status(&experiments, &name, status).await?;
-            if done.is_some() {
-                let kind = if state == ExperimentState::Succeeded {
-                    "Succeeded"
-                } else {
-                    "Failed"
-                };
-                ctx.publish(&reference, kind, &reason).await;
+        }
+        if done.is_none() {
+            updates.flush(ctx, &trials).await;
+            write_status(&experiments, &name, &mut last_status, status).await?;
+            tokio::time::sleep(ctx.options.tick).await;
+            continue;
+        }
+        // The last writes must land, through an outage too.
+        let mut backoff = Backoff::new(ctx.options.tick, Duration::from_secs(5));
+        while !(updates.flush(ctx, &trials).await
+            && write_status(&experiments, &name, &mut last_status, status.clone()).await?)
+        {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+        let kind = if state == ExperimentState::Succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
+        ctx.publish(&reference, kind, &reason).await;
+        return Ok(());
+    }
+}
+
+/// Writes the experiment's status when it changed (timestamps aside);
+/// returns whether it is written, `false` when the API server was away
+/// (the next call tries again).
+///
+/// # Errors
+/// The API's, other than transient ones.
+async fn write_status(
+    experiments: &Api<Experiment>,
+    name: &str,
+    last: &mut serde_json::Value,
+    status: serde_json::Value,
+) -> Result<bool, ControllerError> {
+    if status == *last {
+        return Ok(true);
+    }
+    let mut stamped = status.clone();
+    stamp_times(&mut stamped, &now());
+    match patch_status(experiments, name, stamped).await {
+        Ok(_) => {
+            *last = status;
+            Ok(true)
+        }
+        Err(e) if e.transient() => {
+            tracing::debug!("writing the experiment's status: {e}");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The trial status writes (and their Events) still to do, oldest first:
+/// kept while the API server is away and written when it answers again,
+/// so that no trial is left showing an outdated state. A trial's newer
+/// status replaces its older one.
+#[derive(Debug, Default)]
+struct TrialUpdates {
+    pending: Vec<TrialUpdate>,
+}
+
+/// One trial's status, and the Event's reason and note.
+#[derive(Debug)]
+struct TrialUpdate {
+    trial: String,
+    status: serde_json::Value,
+    reason: &'static str,
+    note: String,
+}
+
+impl TrialUpdates {
+    /// Queues what an engine event changes of a trial.
+    fn push(&mut self, event: Event) {
+        let update = match event {
+            Event::Started { trial, .. } => TrialUpdate {
+                trial,
+                status: trial_status(TrialState::Running, "", None, &now()),
+                reason: "Running",
+                note: String::new(),
+            },
+            Event::Finished {
+                trial,
+                state,
+                objective,
+                reason,
+            } => TrialUpdate {
+                trial,
+                status: trial_status(state, &reason, objective, &now()),
+                reason: super::status::trial_condition(state).0,
+                note: reason,
+            },
+            Event::Progress { .. } | Event::Reported { .. } => return,
+        };
+        self.pending.retain(|u| u.trial != update.trial);
+        self.pending.push(update);
+    }
+
+    /// Writes the queued statuses, recording each change as an Event on
+    /// its trial (the patched object is the Event's reference: no extra
+    /// read); returns whether all are written. A trial deleted meanwhile
+    /// has nothing to update.
+    async fn flush(&mut self, ctx: &Context, trials: &Api<Trial>) -> bool {
+        while let Some(update) = self.pending.first() {
+            match patch_status(trials, &update.trial, update.status.clone()).await {
+                Ok(t) => {
+                    ctx.publish(&t.object_ref(&()), update.reason, &update.note)
+                        .await;
+                }
+                Err(e) if e.transient() => return false,
+                Err(e) => tracing::debug!(trial = update.trial, "updating the trial's status: {e}"),
             }
+            self.pending.remove(0);
         }
-        if done.is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(ctx.options.tick).await;
+        true
     }
 }
 
@@ -418,23 +521,6 @@ fn stamp_times(status: &mut serde_json::Value, now: &str) {
         if status.get(key).is_some() {
             status[key] = json!(now);
         }
-    }
-}
-
-/// Writes a trial's status and records the change as an Event on it (the
-/// patched object is the Event's reference: no extra read). Best effort: a
-/// trial deleted meanwhile has nothing to update.
-async fn trial_changed(
-    ctx: &Context,
-    trials: &Api<Trial>,
-    trial: &str,
-    status: serde_json::Value,
-    reason: &str,
-    note: &str,
-) {
-    match patch_status(trials, trial, status).await {
-        Ok(t) => ctx.publish(&t.object_ref(&()), reason, note).await,
-        Err(e) => tracing::debug!(trial, "updating the trial's status: {e}"),
     }
 }
 

@@ -21,6 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
+use super::health::transient;
+
 /// Where the lease is and who we are.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -173,6 +175,8 @@ impl Elector {
                     return;
                 }
                 Ok(false) => tracing::debug!("the lease is held elsewhere"),
+                // An outage is logged once by the client's health.
+                Err(e) if transient(&e) => tracing::debug!("acquiring the lease: {e}"),
                 Err(e) => tracing::warn!("acquiring the lease: {e}"),
             }
             tokio::time::sleep(self.config.renew).await;
@@ -181,28 +185,40 @@ impl Elector {
 
     /// Renews the lease until `stop` resolves (`false`) or the lease is
     /// lost (`true`): taken by another, or not renewed for two thirds of
-    /// its duration (so we stop before anyone may take it over).
+    /// its duration (so we stop before anyone may take it over). A renewal
+    /// counts from when it was sent, not answered: a slow answer cannot
+    /// stretch our term past what the other candidates see.
     pub async fn hold(&mut self, stop: impl Future<Output = ()>) -> bool {
         let mut stop = std::pin::pin!(stop);
         let mut renewed = Instant::now();
         loop {
+            let wait = self
+                .config
+                .renew
+                .min((self.config.duration * 2 / 3).saturating_sub(renewed.elapsed()));
             tokio::select! {
                 () = &mut stop => return false,
-                () = tokio::time::sleep(self.config.renew) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+            let sent = Instant::now();
+            let attempt = tokio::time::timeout(
+                (self.config.duration * 2 / 3).saturating_sub(renewed.elapsed()),
+                self.try_acquire_or_renew(),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(true)) => renewed = sent,
+                Ok(Ok(false)) => {
                     tracing::error!("the lease was taken by another controller");
                     return true;
                 }
-                Err(e) => {
-                    tracing::warn!("renewing the lease: {e}");
-                    if renewed.elapsed() >= self.config.duration * 2 / 3 {
-                        tracing::error!("could not renew the lease in time");
-                        return true;
-                    }
-                }
+                Ok(Err(e)) if transient(&e) => tracing::debug!("renewing the lease: {e}"),
+                Ok(Err(e)) => tracing::warn!("renewing the lease: {e}"),
+                Err(_) => tracing::debug!("renewing the lease: no answer in time"),
+            }
+            if renewed.elapsed() >= self.config.duration * 2 / 3 {
+                tracing::error!("could not renew the lease in time");
+                return true;
             }
         }
     }
@@ -320,5 +336,32 @@ mod tests {
             .await
             .unwrap();
         assert!(a.hold(futures::future::pending()).await);
+    }
+
+    /// A renewal the API server never answers (a half-open connection)
+    /// costs the lease in time: the holder stops within two thirds of the
+    /// lease, before any other candidate may take it over.
+    #[tokio::test]
+    async fn hold_gives_up_in_time_when_renewals_hang() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        // Requests are accepted and never answered.
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let config = LeaseConfig {
+            duration: Duration::from_millis(600),
+            renew: Duration::from_millis(200),
+            ..LeaseConfig::new("default", "a")
+        };
+        let mut a = Elector::new(Client::new(service, "default"), config);
+        let started = Instant::now();
+        let lost = tokio::time::timeout(Duration::from_secs(3), a.hold(futures::future::pending()))
+            .await
+            .expect("hold waited on a renewal that never ends");
+        assert!(lost);
+        assert!(
+            started.elapsed() < Duration::from_millis(550),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

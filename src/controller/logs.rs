@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use tokio::task::JoinHandle;
 
+use super::health::{Backoff, transient};
 use super::kinds::owner_label;
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
@@ -109,11 +110,13 @@ pub(super) async fn started_pod(pods: &Api<Pod>, selector: &str, trial: &str) ->
     }
 }
 
-/// The reports read so far, and whether the log has ended.
+/// The reports read so far, whether the log has ended, and whether its
+/// stream was cut and is being opened again.
 #[derive(Debug, Default)]
 struct Inbox {
     logs: Vec<MetricLog>,
     ended: bool,
+    cut: bool,
 }
 
 /// One trial's log reader: a task following the log into an inbox.
@@ -140,7 +143,17 @@ impl PodLogs {
     fn ended(&self) -> bool {
         self.inbox.lock().map_or(true, |inbox| inbox.ended)
     }
+
+    fn cut(&self) -> bool {
+        self.inbox.lock().is_ok_and(|inbox| inbox.cut)
+    }
 }
+
+/// How long a finished trial's log may take to deliver its last lines.
+const LAST_LINES: Duration = Duration::from_secs(2);
+/// How long when its stream was cut (an outage just ended) and is being
+/// opened again.
+const LAST_LINES_AFTER_CUT: Duration = Duration::from_secs(30);
 
 impl TrialMetrics for PodLogs {
     async fn poll(&mut self) -> Vec<MetricLog> {
@@ -149,9 +162,16 @@ impl TrialMetrics for PodLogs {
 
     async fn finish(&mut self) -> Vec<MetricLog> {
         // The workload may report completion a moment before its log
-        // stream delivers the last lines.
-        for _ in 0..20 {
-            if self.ended() {
+        // stream delivers the last lines — or before a stream cut by an
+        // outage is open again.
+        let started = std::time::Instant::now();
+        while !self.ended() {
+            let limit = if self.cut() {
+                LAST_LINES_AFTER_CUT
+            } else {
+                LAST_LINES
+            };
+            if started.elapsed() >= limit {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,41 +197,69 @@ impl Collector for PodLogCollector {
 }
 
 /// Waits for the trial's primary pod to start, then follows its log to
-/// the end, parsing each line.
+/// the end, parsing each line. A stream cut short (the API server went
+/// away) is opened again once the server answers, from the log's start,
+/// skipping the lines already read: no report is lost or counted twice.
 async fn follow(collector: PodLogCollector, trial: String, inbox: Arc<Mutex<Inbox>>) {
     let pods: Api<Pod> = Api::namespaced(collector.client.clone(), &collector.namespace);
     let selector = collector.selector(&trial);
     let pod = started_pod(&pods, &selector, &trial).await;
     let name = pod.metadata.name.unwrap_or_default();
+    let mut read = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
+    loop {
+        match read_log(&collector, &pods, &name, &mut read, &inbox).await {
+            Ok(()) => break,
+            Err(e) if transient(&e) => {
+                tracing::debug!(trial, pod = name, "the log stream was cut: {e}");
+                if let Ok(mut inbox) = inbox.lock() {
+                    inbox.cut = true;
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::warn!(trial, pod = name, "cannot follow the log: {e}");
+                break;
+            }
+        }
+    }
+    if let Ok(mut inbox) = inbox.lock() {
+        inbox.ended = true;
+    }
+}
+
+/// Streams the pod's log from its start to its end, skipping the first
+/// `read` lines (those read before a cut) and counting the new ones in it.
+///
+/// # Errors
+/// The API's when the log cannot be opened; [`kube::Error::ReadEvents`]
+/// (transient) when the stream breaks.
+async fn read_log(
+    collector: &PodLogCollector,
+    pods: &Api<Pod>,
+    name: &str,
+    read: &mut usize,
+    inbox: &Mutex<Inbox>,
+) -> Result<(), kube::Error> {
     let params = LogParams {
         follow: true,
         container: (!collector.container.is_empty()).then(|| collector.container.clone()),
         ..LogParams::default()
     };
-    match pods.log_stream(&name, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            loop {
-                match lines.try_next().await {
-                    Ok(Some(line)) => {
-                        let logs = collector.parser.parse_line(&line);
-                        if !logs.is_empty()
-                            && let Ok(mut inbox) = inbox.lock()
-                        {
-                            inbox.logs.extend(logs);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(trial, pod = name, "reading the log: {e}");
-                        break;
-                    }
-                }
-            }
+    let mut lines = pods.log_stream(name, &params).await?.lines();
+    let mut index = 0;
+    while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
+        index += 1;
+        if index <= *read {
+            continue;
         }
-        Err(e) => tracing::warn!(trial, pod = name, "cannot follow the log: {e}"),
+        *read = index;
+        let logs = collector.parser.parse_line(&line);
+        if !logs.is_empty()
+            && let Ok(mut inbox) = inbox.lock()
+        {
+            inbox.logs.extend(logs);
+        }
     }
-    if let Ok(mut inbox) = inbox.lock() {
-        inbox.ended = true;
-    }
+    Ok(())
 }

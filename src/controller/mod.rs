@@ -16,16 +16,21 @@
 //! - [`logs`]: StdOut metrics from the primary pod's log;
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
-//! - [`leader`]: leader election on a Lease, so that one replica works.
+//! - [`leader`]: leader election on a Lease, so that one replica works;
+//! - [`health`]: API server outages (transient errors, backoff, and
+//!   logging an outage once per interval);
+//! - [`served`]: whether the cluster serves a trial's workload kind.
 
 pub mod collect;
 pub mod experiment;
+pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod logs;
 pub mod ops;
 pub mod push;
 pub mod scrape;
+pub mod served;
 pub mod sidecar;
 pub mod status;
 pub mod trial;
@@ -42,8 +47,10 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt as _};
+use kube::{Client, Resource, ResourceExt as _};
 use tracing::Instrument as _;
+
+use health::{ApiHealth, Backoff};
 
 use crate::api::{Experiment, Trial};
 use crate::engine::EngineError;
@@ -73,8 +80,8 @@ pub enum ControllerError {
     /// The operations endpoints could not be served.
     #[error(transparent)]
     Ops(#[from] ops::OpsError),
-    /// Another replica took the lease, or it could not be renewed: this
-    /// process stops (and is restarted as a standby).
+    /// Another replica took the lease, or it could not be renewed. No
+    /// longer returned by [`run`]: the replica waits as a standby instead.
     #[error("lost the leader lease")]
     LeaseLost,
     /// The Push endpoint could not be served.
@@ -83,6 +90,24 @@ pub enum ControllerError {
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
+}
+
+impl ControllerError {
+    /// Whether retrying may succeed without anyone changing anything (the
+    /// API server was away or overloaded; see [`health::transient`]).
+    #[must_use]
+    pub fn transient(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::Kube(e) | Self::CrdsMissing(e) => health::transient(e),
+            Self::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.transient(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => health::transient(e),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// The File collector sidecar's default image: the controller's.
@@ -148,6 +173,9 @@ pub struct Context {
     workers: Mutex<HashMap<String, Worker>>,
     ops: Arc<ops::Ops>,
     push: Option<Arc<push::ClusterPush>>,
+    served: served::ServedKinds,
+    /// Failed reconciles in a row, by object (for the error policy's backoff).
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -159,11 +187,35 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Publishes a Normal event about an object (best effort: a lost event
-    /// must not fail a reconcile).
+    /// The reconcilers' shared state over `client`.
+    fn new(
+        client: Client,
+        store: Arc<SqlStore>,
+        options: ControllerOptions,
+        ops: Arc<ops::Ops>,
+        push: Option<Arc<push::ClusterPush>>,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
+            served: served::ServedKinds::new(client.clone()),
+            client,
+            store,
+            options,
+            workers: Mutex::new(HashMap::new()),
+            ops,
+            push,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an event about an object, a Warning for failures (best
+    /// effort: a lost event must not fail a reconcile).
     async fn publish(&self, object: &ObjectReference, reason: &str, note: &str) {
         let event = KubeEvent {
-            type_: if matches!(reason, "Failed" | "Error" | "Invalid") {
+            type_: if matches!(
+                reason,
+                "Failed" | "Error" | "Invalid" | trial::WORKLOAD_ERROR_REASON
+            ) {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -185,12 +237,49 @@ impl Context {
             worker.task.abort();
         }
     }
+
+    /// Stops every worker (the lease is lost, or the controller stops).
+    fn stop_workers(&self) {
+        if let Ok(mut workers) = self.workers.lock() {
+            for (_, worker) in workers.drain() {
+                worker.task.abort();
+            }
+        }
+    }
+
+    /// Counts one more failed reconcile of `key` in a row; returns the count.
+    fn failed(&self, key: String) -> u32 {
+        self.failures.lock().map_or(1, |mut failures| {
+            let count = failures.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        })
+    }
+
+    /// Forgets `key`'s failures after a reconcile that worked.
+    fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+}
+
+/// The error policy's key of an object: kind, namespace and name.
+fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The allowed trial kinds the API server serves, to watch: a change of a
 /// trial's workload then wakes its reconciler (as Katib watches its
 /// `trialResources`). A kind not served now (its CRD not installed) is
-/// logged and left unwatched; its trials still work, followed by polling.
+/// logged and left unwatched: its trials fail saying what to install (see
+/// [`served`]) until its CRD appears, and then work without a restart,
+/// followed by polling.
 async fn served_workloads(
     client: &Client,
     options: &ControllerOptions,
@@ -220,26 +309,67 @@ async fn served_workloads(
     out
 }
 
-fn error_policy<K>(_object: Arc<K>, error: &ControllerError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("reconcile failed: {error}");
-    Action::requeue(Duration::from_secs(5))
+/// The first requeue after a failed reconcile; it doubles with each
+/// failure in a row, up to [`RETRY_TRANSIENT_MAX`] while the API server is
+/// away (kube-runtime's watches back off up to 30 s too) and
+/// [`RETRY_MAX`] for errors that need someone to act.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// See [`RETRY_MIN`].
+const RETRY_TRANSIENT_MAX: Duration = Duration::from_secs(30);
+/// See [`RETRY_MIN`].
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Requeues a failed reconcile exponentially later for each failure of the
+/// same object in a row. An outage is logged by [`ApiHealth`], not here;
+/// other errors are logged at the first failure and then each time the
+/// count doubles, not at every retry.
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &ControllerError,
+    ctx: Arc<Context>,
+) -> Action {
+    let failures = ctx.failed(object_key(object.as_ref()));
+    let transient = error.transient();
+    let max = if transient {
+        RETRY_TRANSIENT_MAX
+    } else {
+        RETRY_MAX
+    };
+    let delay = Backoff::after(RETRY_MIN, max, failures);
+    if !transient && failures.is_power_of_two() {
+        tracing::warn!(
+            "reconcile failed ({failures} in a row; next try in {}s): {error}",
+            delay.as_secs()
+        );
+    } else {
+        tracing::debug!("reconcile failed ({failures} in a row): {error}");
+    }
+    Action::requeue(delay)
 }
+
+/// A future every part of the controller can wait on.
+type Stop =
+    futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>;
 
 /// Runs the controllers until `shutdown` resolves (or a signal arrives),
 /// serving the operations endpoints and the dashboard (`ktune ui`'s pages)
-/// on `options.listen`; with
-/// `options.leader`, only while holding the lease (a standby waits, ready).
+/// on `options.listen`; with `options.leader`, only while holding the lease
+/// (a standby waits, ready). A replica that loses the lease — taken by
+/// another, or not renewed in time while the API server was away — stops
+/// its experiments and waits as a standby again, rather than exiting.
 ///
 /// # Errors
-/// [`ControllerError::CrdsMissing`] when Experiments cannot be listed,
-/// [`ControllerError::Ops`] when `listen` cannot be bound, and
-/// [`ControllerError::LeaseLost`] when another replica took the lease.
+/// [`ControllerError::CrdsMissing`] when Experiments cannot be listed, and
+/// [`ControllerError::Ops`] when `listen` cannot be bound.
 pub async fn run(
     client: Client,
     store: SqlStore,
     options: ControllerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ControllerError> {
+    // Every request reports to one place, which logs an outage once per
+    // interval rather than once per failed request.
+    let client = health::observed(client, Arc::new(ApiHealth::default()));
     let (experiments, trials): (Api<Experiment>, Api<Trial>) = match &options.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -247,99 +377,162 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    experiments
-        .list(&ListParams::default().limit(1))
+    // An API server that is away at start-up is waited for; one that
+    // answers without the CRDs is an error.
+    let startup = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let one = ListParams::default().limit(1);
+    health::retry(startup, || experiments.list(&one))
         .await
         .map_err(ControllerError::CrdsMissing)?;
     let workloads = served_workloads(&client, &options).await;
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let shutdown: Stop = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let store = Arc::new(store);
     let ops = Arc::new(ops::Ops::new());
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = match options.listen {
-        Some(addr) => {
-            let until = futures::future::select(shutdown.clone(), server_stopped);
-            // The dashboard over the controller's store, beside the
-            // operations endpoints (read-only; a standby serves it too).
-            let dashboard = crate::ui::router(
-                store.clone(),
-                crate::ui::Config {
-                    base_path: String::new(),
-                    trials_dir: None,
-                    poll: crate::ui::DEFAULT_POLL,
-                },
-            );
-            let serving = ops::serve(addr, Arc::clone(&ops), dashboard, async move {
-                until.await;
-            });
-            Some(tokio::spawn(serving.await?))
-        }
-        None => None,
-    };
-    // Under leader election: ready as a standby, then wait for the lease;
-    // the controllers stop when it is lost.
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let holder = match options.leader.clone() {
-        Some(config) => {
+    let (stop_server, server) = serve_ops(&options, &store, &ops, shutdown.clone()).await?;
+    let mut elector = options
+        .leader
+        .clone()
+        .map(|config| leader::Elector::new(client.clone(), config));
+    let mut push: Option<Arc<push::ClusterPush>> = None;
+    loop {
+        // Under leader election: ready as a standby, then wait for the lease.
+        if let Some(elector) = elector.as_mut() {
             ops.set_ready(true);
-            let mut elector = leader::Elector::new(client.clone(), config);
             tokio::select! {
-                () = shutdown.clone() => {
-                    let _ = stop_server.send(());
-                    if let Some(server) = server {
-                        let _ = server.await;
-                    }
-                    return Ok(());
-                }
+                () = shutdown.clone() => break,
                 () = elector.acquire() => {}
             }
-            let (stop_holding, holding_stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(async move {
-                let lost = elector
-                    .hold(async move {
-                        let _ = holding_stopped.await;
-                    })
-                    .await;
-                if lost {
-                    let _ = lost_tx.send(());
-                } else {
-                    elector.release().await;
-                }
-                lost
-            });
-            Some((stop_holding, task))
         }
-        None => {
+        // Served by the replica that works only (a standby has no trials).
+        if push.is_none()
+            && let Some(addr) = options.push_listen
+        {
+            push = Some(Arc::new(
+                push::ClusterPush::start(addr, options.push_url.clone()).await?,
+            ));
+        }
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            Arc::clone(&store),
+            options.clone(),
+            Arc::clone(&ops),
+            push.clone(),
+        ));
+        let apis = (experiments.clone(), trials.clone(), workloads.clone());
+        let lost = term(ctx, apis, shutdown.clone(), elector.as_mut()).await;
+        if !lost {
+            break;
+        }
+        tracing::warn!(
+            "lost the leader lease: this replica stopped its experiments and waits as a standby"
+        );
+    }
+    ops.set_ready(false);
+    let _ = stop_server.send(());
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    Ok(())
+}
+
+/// Serves the operations endpoints and the dashboard on `options.listen`
+/// (read-only; a standby serves them too) until `shutdown` or the sender
+/// returned is used.
+async fn serve_ops(
+    options: &ControllerOptions,
+    store: &SqlStore,
+    ops: &Arc<ops::Ops>,
+    shutdown: Stop,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        Option<tokio::task::JoinHandle<()>>,
+    ),
+    ControllerError,
+> {
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let Some(addr) = options.listen else {
+        return Ok((stop_server, None));
+    };
+    let until = futures::future::select(shutdown, server_stopped);
+    let dashboard = crate::ui::router(
+        store.clone(),
+        crate::ui::Config {
+            base_path: String::new(),
+            trials_dir: None,
+            poll: crate::ui::DEFAULT_POLL,
+        },
+    );
+    let serving = ops::serve(addr, Arc::clone(ops), dashboard, async move {
+        until.await;
+    });
+    Ok((stop_server, Some(tokio::spawn(serving.await?))))
+}
+
+/// The watched APIs: Experiments, Trials and the served trial kinds.
+type Apis = (
+    Api<Experiment>,
+    Api<Trial>,
+    Vec<(Api<DynamicObject>, ApiResource)>,
+);
+
+/// One term as the working replica: both controllers run (renewing the
+/// lease beside them, if any) until `shutdown` or the loss of the lease;
+/// then every worker stops, and a lease still held is released. Returns
+/// whether the lease was lost.
+async fn term(
+    ctx: Arc<Context>,
+    apis: Apis,
+    shutdown: Stop,
+    elector: Option<&mut leader::Elector>,
+) -> bool {
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let holding = async move {
+        let Some(elector) = elector else {
             drop(lost_tx);
-            None
+            return false;
+        };
+        let lost = elector
+            .hold(async move {
+                let _ = done_rx.await;
+            })
+            .await;
+        if lost {
+            let _ = lost_tx.send(());
+        } else {
+            // Released only now that no worker runs: the next leader
+            // starts them.
+            elector.release().await;
         }
+        lost
     };
     let lost = async move {
         if lost_rx.await.is_err() {
             futures::future::pending::<()>().await;
         }
     };
-    let shutdown = futures::future::FutureExt::shared(Box::pin(async move {
+    let until: Stop = futures::future::FutureExt::shared(Box::pin(async move {
         futures::future::select(shutdown, Box::pin(lost)).await;
     }));
-    // Served by the replica that works only (a standby has no trials).
-    let push = match options.push_listen {
-        Some(addr) => Some(Arc::new(
-            push::ClusterPush::start(addr, options.push_url.clone()).await?,
-        )),
-        None => None,
+    let working = async move {
+        ctx.ops.set_leader(true);
+        ctx.ops.set_ready(true);
+        run_controllers(&ctx, apis, until).await;
+        ctx.ops.set_leader(false);
+        ctx.stop_workers();
+        let _ = done_tx.send(());
     };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
-        client,
-        store: Arc::new(store),
-        options,
-        workers: Mutex::new(HashMap::new()),
-        ops,
-        push,
-    });
+    let ((), lost) = tokio::join!(working, holding);
+    lost
+}
+
+/// Runs the Experiment and Trial controllers until `until`.
+async fn run_controllers(ctx: &Arc<Context>, apis: Apis, until: Stop) {
+    let (experiments, trials, workloads) = apis;
     let experiment_controller = Controller::new(experiments, watcher::Config::default())
         .owns(trials.clone(), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(until.clone())
         .run(
             |object, ctx| {
                 // ERROR level: enabled whatever `KTUNE_LOG` lets through,
@@ -350,14 +543,23 @@ pub async fn run(
                     experiment = %object.name_any()
                 );
                 async move {
+                    let key = object_key(object.as_ref());
                     let ops = Arc::clone(&ctx.ops);
-                    ops.measure("experiment", experiment::reconcile(object, ctx))
-                        .await
+                    let result = ops
+                        .measure(
+                            "experiment",
+                            experiment::reconcile(object, Arc::clone(&ctx)),
+                        )
+                        .await;
+                    if result.is_ok() {
+                        ctx.succeeded(&key);
+                    }
+                    result
                 }
                 .instrument(span)
             },
             error_policy,
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
         )
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -369,7 +571,7 @@ pub async fn run(
         trial_controller = trial_controller.owns_with(api, resource, watcher::Config::default());
     }
     let trial_controller = trial_controller
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(until)
         .run(
             |object, ctx| {
                 let span = tracing::error_span!(
@@ -378,43 +580,25 @@ pub async fn run(
                     trial = %object.name_any()
                 );
                 async move {
+                    let key = object_key(object.as_ref());
                     let ops = Arc::clone(&ctx.ops);
-                    ops.measure("trial", trial::reconcile(object, ctx)).await
+                    let result = ops
+                        .measure("trial", trial::reconcile(object, Arc::clone(&ctx)))
+                        .await;
+                    if result.is_ok() {
+                        ctx.succeeded(&key);
+                    }
+                    result
                 }
                 .instrument(span)
             },
             error_policy,
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
         )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("trial reconcile: {e}");
             }
         });
-    ctx.ops.set_leader(true);
-    ctx.ops.set_ready(true);
     tokio::join!(experiment_controller, trial_controller);
-    ctx.ops.set_ready(false);
-    ctx.ops.set_leader(false);
-    if let Ok(mut workers) = ctx.workers.lock() {
-        for (_, worker) in workers.drain() {
-            worker.task.abort();
-        }
-    }
-    // Released only now that no worker runs: the next leader starts them.
-    let lost = match holder {
-        Some((stop_holding, task)) => {
-            let _ = stop_holding.send(());
-            task.await.unwrap_or(false)
-        }
-        None => false,
-    };
-    let _ = stop_server.send(());
-    if let Some(server) = server {
-        let _ = server.await;
-    }
-    if lost {
-        return Err(ControllerError::LeaseLost);
-    }
-    Ok(())
 }

@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::Api;
 use tokio::task::JoinHandle;
 
+use super::health::transient;
 use super::kinds::owner_label;
 use super::logs::{pod_selector, started_pod};
 use crate::metrics::MetricLog;
@@ -136,6 +137,17 @@ impl Collector for PodScrapeCollector {
     fn detach(&self, _trial: &str) {}
 }
 
+/// Whether the scraped pod still runs, from a read of it: while the API
+/// server is away the pod is scraped on (it is reached directly, and may
+/// well run), rather than given up with the reports still to come.
+fn still_running(read: Result<Option<Pod>, kube::Error>) -> bool {
+    match read {
+        Ok(Some(pod)) => pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+        Ok(None) => false,
+        Err(e) => transient(&e),
+    }
+}
+
 /// Waits for the primary pod, then scrapes it until it stops running.
 async fn scrape(collector: PodScrapeCollector, trial: String, inbox: Arc<Mutex<Inbox>>) {
     let pods: Api<Pod> = Api::namespaced(collector.client.clone(), &collector.namespace);
@@ -151,10 +163,7 @@ async fn scrape(collector: PodScrapeCollector, trial: String, inbox: Arc<Mutex<I
             collector.scraper.clone(),
         );
         loop {
-            let running = matches!(
-                pods.get_opt(&name).await,
-                Ok(Some(p)) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-            );
+            let running = still_running(pods.get_opt(&name).await);
             match source.poll().await {
                 Ok(logs) if !logs.is_empty() => {
                     if let Ok(mut i) = inbox.lock() {
@@ -175,5 +184,26 @@ async fn scrape(collector: PodScrapeCollector, trial: String, inbox: Arc<Mutex<I
     }
     if let Ok(mut i) = inbox.lock() {
         i.ended = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outage does not end the scraping of a pod that runs on.
+    #[test]
+    fn the_api_server_away_is_no_reason_to_stop_scraping() {
+        let pod = |phase: &str| {
+            serde_json::from_value::<Pod>(serde_json::json!({"status": {"phase": phase}})).unwrap()
+        };
+        assert!(still_running(Ok(Some(pod("Running")))));
+        assert!(!still_running(Ok(Some(pod("Succeeded")))));
+        assert!(!still_running(Ok(None)));
+        assert!(still_running(Err(kube::Error::Service(
+            "connection refused".into()
+        ))));
+        let forbidden = kube::core::Status::failure("no", "Forbidden").with_code(403);
+        assert!(!still_running(Err(kube::Error::Api(Box::new(forbidden)))));
     }
 }

@@ -2,17 +2,38 @@
 //! (owned by the Trial, so deleting the Trial deletes it), and removes the
 //! workload of a finished trial unless `retainRun` keeps it. A trial's
 //! state itself is decided by its experiment's engine.
+//!
+//! A workload the cluster refuses for good — its kind is not served (no
+//! CRD: the operator is not installed), RBAC forbids it (403), validation
+//! rejects what the template made (422) — is not retried forever: the
+//! Trial gets the [`WORKLOAD_ERROR`] annotation and a Warning Event saying
+//! why, and its runner fails the trial with that reason (Katib's failure
+//! rules then decide the experiment). Transient errors (the API server
+//! away, 5xx) are retried with backoff by the error policy.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 
+use super::health::transient;
+use super::kinds::TrialResource;
+use super::served::Served;
 use super::workload::workload_api;
 use super::{Context, ControllerError};
 use crate::api::Trial;
+
+/// Set on a Trial whose workload the cluster refuses for good; its value
+/// is the reason, which the trial's runner reports as the trial's failure.
+pub const WORKLOAD_ERROR: &str = "ktune.dev/workload-error";
+
+/// The reason of the Warning Event on such a Trial.
+pub const WORKLOAD_ERROR_REASON: &str = "WorkloadError";
 
 /// Whether the trial's last condition is an outcome.
 fn finished(trial: &Trial) -> bool {
@@ -31,9 +52,10 @@ fn finished(trial: &Trial) -> bool {
 /// Reconciles one Trial.
 ///
 /// # Errors
-/// [`ControllerError`] when the API refuses.
+/// [`ControllerError`] when the API fails in a way that may pass.
 pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
-    if trial.meta().deletion_timestamp.is_some() {
+    if trial.meta().deletion_timestamp.is_some() || trial.annotations().contains_key(WORKLOAD_ERROR)
+    {
         return Ok(Action::await_change());
     }
     let namespace = trial.namespace().unwrap_or_else(|| "default".to_owned());
@@ -42,9 +64,8 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         return Ok(Action::await_change());
     };
     let Some(api) = workload_api(&ctx.client, &namespace, &run_spec) else {
-        return Err(ControllerError::Workload(format!(
-            "trial {namespace}/{name}: runSpec has no apiVersion and kind"
-        )));
+        let why = "the trial's runSpec has no apiVersion and kind".to_owned();
+        return reject(&ctx, &trial, &why).await;
     };
     if finished(&trial) {
         if !trial.spec.retain_run && api.get_opt(&name).await?.is_some() {
@@ -56,9 +77,31 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         }
         return Ok(Action::await_change());
     }
-    if api.get_opt(&name).await?.is_none() {
-        let mut object: DynamicObject = serde_json::from_value(run_spec)
-            .map_err(|e| ControllerError::Workload(format!("trial {namespace}/{name}: {e}")))?;
+    let kind = TrialResource::of_workload(&run_spec);
+    let exists = match api.get_opt(&name).await {
+        Ok(found) => found.is_some(),
+        Err(e) if transient(&e) => return Err(e.into()),
+        Err(e) => {
+            return reject(
+                &ctx,
+                &trial,
+                &refused(&ctx, kind.as_ref(), &name, &e).await?,
+            )
+            .await;
+        }
+    };
+    if !exists {
+        let mut object: DynamicObject = match serde_json::from_value(run_spec) {
+            Ok(o) => o,
+            Err(e) => {
+                return reject(
+                    &ctx,
+                    &trial,
+                    &format!("the trial's runSpec is not an object: {e}"),
+                )
+                .await;
+            }
+        };
         object.metadata.name = Some(name.clone());
         object.metadata.namespace = Some(namespace.clone());
         object.metadata.owner_references = trial.controller_owner_ref(&()).map(|r| vec![r]);
@@ -68,10 +111,78 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
                     .await;
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) if transient(&e) => return Err(e.into()),
+            Err(e) => {
+                let why = refused(&ctx, kind.as_ref(), &name, &e).await?;
+                return reject(&ctx, &trial, &why).await;
+            }
         }
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// Why the cluster refused the workload `name` of `kind` with `error`:
+/// discovery tells a kind that is not served from a missing namespace.
+///
+/// # Errors
+/// Discovery's, when it fails too.
+async fn refused(
+    ctx: &Context,
+    kind: Option<&TrialResource>,
+    name: &str,
+    error: &kube::Error,
+) -> Result<String, ControllerError> {
+    let what = kind.map_or_else(|| "workload".to_owned(), |k| k.kind.clone());
+    let code = match error {
+        kube::Error::Api(status) => status.code,
+        _ => 0,
+    };
+    if code == 404
+        && let Some(kind) = kind
+        && let Served::No(why) = ctx.served.check(kind).await?
+    {
+        return Ok(why);
+    }
+    Ok(match (code, kind) {
+        (403, Some(kind)) => {
+            let plural = kind.api_resource().plural;
+            let resource = if kind.group.is_empty() {
+                plural
+            } else {
+                format!("{plural}.{}", kind.group)
+            };
+            format!(
+                "the cluster forbids creating the {what} {name}: {error} (grant the controller's service account get and create on {resource} in its RBAC rules)"
+            )
+        }
+        (422, _) => {
+            format!("the cluster rejected the {what} {name} made from the trial template: {error}")
+        }
+        _ => format!("the cluster refused the {what} {name}: {error}"),
+    })
+}
+
+/// Marks the trial as one whose workload cannot be created (the
+/// [`WORKLOAD_ERROR`] annotation, read by its runner) and says why in a
+/// Warning Event.
+///
+/// # Errors
+/// The API's, when the annotation cannot be written.
+async fn reject(ctx: &Context, trial: &Trial, why: &str) -> Result<Action, ControllerError> {
+    let namespace = trial.namespace().unwrap_or_else(|| "default".to_owned());
+    let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"metadata": {"annotations": {WORKLOAD_ERROR: why}}});
+    trials
+        .patch(
+            &trial.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    tracing::warn!("the trial's workload cannot be created: {why}");
+    ctx.publish(&trial.object_ref(&()), WORKLOAD_ERROR_REASON, why)
+        .await;
+    Ok(Action::await_change())
 }
 
 #[cfg(test)]
@@ -82,22 +193,19 @@ mod tests {
     use http::{Request, Response};
     use kube::Client;
     use kube::client::Body;
-    use kube::runtime::events::{Recorder, Reporter};
     use serde_json::{Value, json};
 
     async fn context(client: Client) -> Arc<Context> {
         let store = crate::store::SqlStore::connect("sqlite::memory:")
             .await
             .unwrap();
-        Arc::new(Context {
-            recorder: Recorder::new(client.clone(), Reporter::from("ktune-test")),
+        Arc::new(Context::new(
             client,
-            store: Arc::new(store),
-            options: ControllerOptions::default(),
-            workers: std::sync::Mutex::new(std::collections::HashMap::new()),
-            ops: Arc::default(),
-            push: None,
-        })
+            Arc::new(store),
+            ControllerOptions::default(),
+            Arc::default(),
+            None,
+        ))
     }
 
     fn trial() -> Trial {
@@ -213,6 +321,134 @@ mod tests {
         // Retained: no call at all (the mock has no server left to answer).
         done.spec.retain_run = true;
         let action = reconcile(Arc::new(done), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message})
+    }
+
+    /// Answers the trial reconciler's reject: the annotation patch on the
+    /// Trial (whose reason is returned) and the Warning Event.
+    async fn expect_reject(
+        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    ) -> String {
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), "PATCH");
+        assert_eq!(
+            request.uri().path(),
+            "/apis/ktune.dev/v1beta1/namespaces/ns/trials/t1"
+        );
+        let body: Value =
+            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        let why = body["metadata"]["annotations"][WORKLOAD_ERROR]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        send.send_response(respond(200, &serde_json::to_value(trial()).unwrap()));
+        let (request, send) = handle.next_request().await.unwrap();
+        let event: Value =
+            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            (event["reason"].as_str(), event["type"].as_str()),
+            (Some(WORKLOAD_ERROR_REASON), Some("Warning"))
+        );
+        assert_eq!(event["note"].as_str(), Some(why.as_str()));
+        send.send_response(respond(201, &event));
+        why
+    }
+
+    /// A workload the cluster refuses for good (RBAC's 403, validation's
+    /// 422) marks the trial with the reason once, with a Warning Event,
+    /// instead of failing every reconcile forever.
+    #[tokio::test]
+    async fn a_workload_refused_for_good_marks_the_trial_with_the_reason() {
+        for (code, reason, expected) in [
+            (
+                422,
+                "Invalid",
+                "rejected the Job t1 made from the trial template",
+            ),
+            (403, "Forbidden", "get and create on jobs.batch"),
+        ] {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let ctx = context(Client::new(service, "default")).await;
+            let server = tokio::spawn(async move {
+                let (request, send) = handle.next_request().await.unwrap();
+                assert_eq!(request.method(), "GET");
+                if code == 403 {
+                    send.send_response(respond(
+                        403,
+                        &status(403, reason, "jobs.batch is forbidden"),
+                    ));
+                } else {
+                    send.send_response(respond(404, &status(404, "NotFound", "not found")));
+                    let (request, send) = handle.next_request().await.unwrap();
+                    assert_eq!(request.method(), "POST");
+                    send.send_response(respond(
+                        422,
+                        &status(422, reason, "spec.template: Required value"),
+                    ));
+                }
+                expect_reject(&mut handle).await
+            });
+            let action = reconcile(Arc::new(trial()), ctx).await.unwrap();
+            assert_eq!(action, Action::await_change());
+            let why = tokio::time::timeout(Duration::from_secs(1), server)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(why.contains(expected), "{why}");
+        }
+    }
+
+    /// An API server that is away is no reason to fail a trial: the error
+    /// goes to the error policy, which retries with backoff.
+    #[tokio::test]
+    async fn a_transient_error_is_retried_not_recorded() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = context(Client::new(service, "default")).await;
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.unwrap();
+            send.send_response(respond(
+                503,
+                &status(503, "ServiceUnavailable", "etcd is away"),
+            ));
+        });
+        let error = reconcile(Arc::new(trial()), ctx).await.unwrap_err();
+        assert!(error.transient(), "{error}");
+        server.await.unwrap();
+    }
+
+    /// A trial of a kind the cluster does not serve (no CRD) is marked with
+    /// which kind and what to install; a marked trial is left alone.
+    #[tokio::test]
+    async fn a_kind_not_served_marks_the_trial_with_what_to_install() {
+        let server = ktune_fake_apiserver::FakeApiServer::new();
+        server
+            .create_manifest(include_str!("../../crds/trials.ktune.dev.yaml"))
+            .unwrap();
+        let client = Client::new(server.router(), "default");
+        let ctx = context(client.clone()).await;
+        let mut torch = trial();
+        torch.spec.run_spec = Some(json!({
+            "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "spec": {"pytorchReplicaSpecs": {}}
+        }));
+        torch.metadata.uid = None;
+        torch.metadata.namespace = Some("default".into());
+        let trials: Api<Trial> = Api::namespaced(client, "default");
+        let torch = trials.create(&PostParams::default(), &torch).await.unwrap();
+        let action = reconcile(Arc::new(torch), Arc::clone(&ctx)).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let marked = trials.get("t1").await.unwrap();
+        let why = marked.annotations().get(WORKLOAD_ERROR).cloned().unwrap();
+        assert_eq!(
+            why,
+            "PyTorchJob kubeflow.org/v1 is not served by this cluster: install the Kubeflow training operator"
+        );
+        // Marked: nothing more is tried.
+        let action = reconcile(Arc::new(marked), ctx).await.unwrap();
         assert_eq!(action, Action::await_change());
     }
 }

@@ -18,12 +18,20 @@ use kube::api::{
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
+use super::health::{self, Backoff};
 use super::push;
 use super::sidecar::FileSidecar;
+use super::trial::WORKLOAD_ERROR;
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
 use k8s_openapi::api::core::v1::Secret;
+
+/// Between two tries of a launch's writes while the API server is away.
+const LAUNCH_BACKOFF: Backoff = Backoff::new(
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_secs(5),
+);
 
 /// The label Katib puts on every trial: its experiment's name.
 pub const EXPERIMENT_LABEL: &str = "katib.kubeflow.org/experiment";
@@ -145,16 +153,17 @@ impl Runner for ClusterRunner {
                 o.controller = None;
                 o
             });
-            endpoint
-                .deliver(
+            health::retry(LAUNCH_BACKOFF, || {
+                endpoint.deliver(
                     &secrets,
                     (&namespace, request.trial),
                     (&url, &token),
-                    owner,
-                    labels,
+                    owner.clone(),
+                    labels.clone(),
                 )
-                .await
-                .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
+            })
+            .await
+            .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
             let secret = push::secret_name(request.trial);
             push::inject_env(&mut workload, &secret);
             if let Some(sidecar) = &self.file_sidecar {
@@ -171,13 +180,13 @@ impl Runner for ClusterRunner {
                 }
             }
         }
-        let adopted = match trials
-            .create(
-                &PostParams::default(),
-                &self.trial_object(request, workload),
-            )
-            .await
-        {
+        // Retried while the API server is away (a trial failed for an
+        // outage would be lost); a create whose answer was lost comes
+        // back 409 and the trial is adopted.
+        let trial = self.trial_object(request, workload);
+        let params = PostParams::default();
+        let created = health::retry(LAUNCH_BACKOFF, || trials.create(&params, &trial)).await;
+        let adopted = match created {
             Ok(_) => false,
             // Created by an earlier controller that died: take it over.
             Err(kube::Error::Api(e)) if e.code == 409 => true,
@@ -280,6 +289,14 @@ impl TrialRun for ClusterTrial {
             // Deleted by someone: it will not finish.
             Ok(None) => return Some(Exit::Stopped),
             Ok(Some(t)) if t.meta().deletion_timestamp.is_some() => return Some(Exit::Stopped),
+            // The cluster refused its workload for good (see the trial
+            // reconciler): the trial fails with that reason.
+            Ok(Some(t)) if t.annotations().contains_key(WORKLOAD_ERROR) => {
+                let reason = t.annotations().get(WORKLOAD_ERROR).cloned();
+                return Some(Exit::Refused {
+                    reason: reason.unwrap_or_default(),
+                });
+            }
             Ok(Some(_)) => {}
             Err(e) => {
                 tracing::debug!(trial = self.name, "reading the trial: {e}");
@@ -303,7 +320,11 @@ impl TrialRun for ClusterTrial {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        if let Err(e) = self.workload.delete(&self.name, &params).await {
+        // Retried through an outage: a stop that is lost leaves an
+        // early-stopped trial running.
+        let deleted =
+            health::retry(LAUNCH_BACKOFF, || self.workload.delete(&self.name, &params)).await;
+        if let Err(e) = deleted {
             tracing::debug!(trial = self.name, "deleting the workload: {e}");
         }
     }
@@ -350,5 +371,96 @@ mod tests {
         assert_eq!(workload_exit(&workflow, argo, ""), Some(Exit::Succeeded));
         let running = json!({"status": {"phase": "Running"}});
         assert_eq!(workload_exit(&running, argo, ""), None);
+    }
+
+    /// A trial whose workload the cluster refused for good (the trial
+    /// reconciler's annotation) ends, failed with that reason.
+    #[tokio::test]
+    async fn a_trial_marked_with_a_workload_error_is_refused_with_its_reason() {
+        let server = ktune_fake_apiserver::FakeApiServer::new();
+        server
+            .create_manifest(include_str!("../../crds/trials.ktune.dev.yaml"))
+            .unwrap();
+        let client = Client::new(server.router(), "default");
+        let trials: Api<Trial> = Api::namespaced(client.clone(), "default");
+        let run_spec = json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"});
+        let mut object = Trial::new("t1", TrialSpec::default());
+        object.metadata.namespace = Some("default".into());
+        trials
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+        let mut run = ClusterTrial {
+            trials: trials.clone(),
+            workload: workload_api(&client, "default", &run_spec).unwrap(),
+            name: "t1".into(),
+            success: String::new(),
+            failure: String::new(),
+            adopted: false,
+        };
+        // Not created yet, and not refused: it waits.
+        assert_eq!(run.poll().await, None);
+        let why = "PyTorchJob kubeflow.org/v1 is not served by this cluster: install the Kubeflow training operator";
+        let patch = json!({"metadata": {"annotations": {WORKLOAD_ERROR: why}}});
+        trials
+            .patch(
+                "t1",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .unwrap();
+        let exit = run.poll().await.unwrap();
+        assert_eq!(exit.reason(), why);
+        assert_eq!(
+            exit,
+            Exit::Refused {
+                reason: why.to_owned()
+            }
+        );
+    }
+
+    /// Stopping a trial while the API server is away deletes its workload
+    /// once the server answers again, instead of leaving it running.
+    #[tokio::test]
+    async fn a_stop_during_an_outage_is_retried_until_it_lands() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let run_spec = json!({"apiVersion": "batch/v1", "kind": "Job"});
+        let mut run = ClusterTrial {
+            trials: Api::namespaced(client.clone(), "default"),
+            workload: workload_api(&client, "default", &run_spec).unwrap(),
+            name: "t1".into(),
+            success: String::new(),
+            failure: String::new(),
+            adopted: false,
+        };
+        let server = tokio::spawn(async move {
+            for code in [503_u16, 200] {
+                let (request, send) = handle.next_request().await.unwrap();
+                assert_eq!(request.method(), "DELETE");
+                assert_eq!(
+                    request.uri().path(),
+                    "/apis/batch/v1/namespaces/default/jobs/t1"
+                );
+                let body = json!({"kind": "Status", "apiVersion": "v1", "code": code, "status": if code == 200 { "Success" } else { "Failure" }});
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), run.stop())
+            .await
+            .unwrap();
+        // Both calls made: the one the outage failed, and the retry.
+        tokio::time::timeout(std::time::Duration::from_secs(1), server)
+            .await
+            .expect("the delete was not retried")
+            .unwrap();
     }
 }

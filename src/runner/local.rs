@@ -221,6 +221,13 @@ pub enum Exit {
     },
     /// Stopped on request (early stopping, Ctrl-C).
     Stopped,
+    /// Could not run for a reason outside the trial, which says what to do
+    /// (a cluster that does not serve the workload's kind, or refuses the
+    /// workload).
+    Refused {
+        /// The reason, shown as the trial's message.
+        reason: String,
+    },
 }
 
 impl Exit {
@@ -235,6 +242,7 @@ impl Exit {
             Self::LogLimitExceeded => "LogLimitExceeded".to_owned(),
             Self::LogWriteFailed { error } => format!("trial folder: {error}"),
             Self::Stopped => "Stopped".to_owned(),
+            Self::Refused { reason } => reason.clone(),
         }
     }
 }

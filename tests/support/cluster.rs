@@ -18,7 +18,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// Where kubectl and the controller find the cluster.
     pub kubeconfig: PathBuf,
-    _fake: Option<(ServerHandle, Executor)>,
+    fake: Option<(ServerHandle, Executor)>,
 }
 
 impl Cluster {
@@ -45,7 +45,7 @@ impl Cluster {
         let cluster = Self {
             dir,
             kubeconfig: config,
-            _fake: Some((server, executor)),
+            fake: Some((server, executor)),
         };
         cluster.apply_crds();
         cluster
@@ -60,11 +60,17 @@ impl Cluster {
         let cluster = Self {
             dir: scratch(name),
             kubeconfig: PathBuf::from(real),
-            _fake: None,
+            fake: None,
         };
         cluster.apply_crds();
         let _ = cluster.kubectl(&["delete", "experiment", name, "--ignore-not-found"], None);
         cluster
+    }
+
+    /// The fake API server's socket, to take it away and bring it back
+    /// (`None` on a real cluster).
+    pub fn api_server(&self) -> Option<&ServerHandle> {
+        self.fake.as_ref().map(|(server, _)| server)
     }
 
     fn apply_crds(&self) {
