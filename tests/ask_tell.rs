@@ -139,3 +139,43 @@ fn end_of_input_exits_0_and_an_unknown_algorithm_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
+
+#[test]
+fn the_readme_transcript_replays_as_printed() {
+    // The README's session must be one a reader can paste: its requests,
+    // sent to the command it names, give its answers (but for timings).
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Ask and tell from any program")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    let algorithm = section
+        .split("--algorithm ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let lines: Vec<&str> = section
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('{'))
+        .collect();
+    assert!(lines.len() >= 6, "{lines:?}");
+    let mut process = AskTell::start(&["--algorithm", algorithm]);
+    let without_timing = |mut v: Value| {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("cpu_seconds");
+        }
+        v
+    };
+    for pair in lines.chunks(2) {
+        if pair.len() < 2 {
+            assert_eq!(pair[0], r#"{"op":"close"}"#);
+            break;
+        }
+        let printed: Value = serde_json::from_str(pair[1]).unwrap();
+        let reply = process.request(pair[0]);
+        assert_eq!(without_timing(reply), without_timing(printed), "after {}", pair[0]);
+    }
+    assert_eq!(process.close(), Some(0));
+}
