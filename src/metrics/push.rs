@@ -740,20 +740,28 @@ mod tests {
         let push = server(PushLimits::default()).await;
         let a = push.register("a").unwrap();
         let mut pushes = tokio::task::JoinSet::new();
-        for i in 0..200 {
+        // Bodies big enough that parsing them takes a while: the window
+        // in which the old code could stamp one request and queue another.
+        const REQUESTS: usize = 300;
+        const REPORTS: usize = 40;
+        for i in 0..REQUESTS {
             let (url, token) = (a.url.clone(), a.token.clone());
-            let body = format!(r#"[{{"loss": {i}}}, {{"loss": {i}}}]"#);
+            let one = format!(r#"{{"loss": {i}, "accuracy": {i}}}"#);
+            let body = format!("[{}]", vec![one; REPORTS].join(","));
             pushes.spawn(async move { post(&url, Some(&token), JSON, body).await.0 });
         }
         while let Some(status) = pushes.join_next().await {
             assert_eq!(status.unwrap(), 204);
         }
         let logs = push.take("a");
-        assert_eq!(logs.len(), 400);
+        assert_eq!(logs.len(), REQUESTS * REPORTS * 2);
         let times: Vec<Timestamp> = logs.iter().map(|l| l.time.unwrap()).collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "out of stamp order");
         // One request's reports stay together, in their order.
-        assert!(logs.chunks(2).all(|pair| pair[0].value == pair[1].value));
+        assert!(
+            logs.chunks(REPORTS * 2)
+                .all(|request| request.iter().all(|l| l.value == request[0].value))
+        );
     }
 
     #[tokio::test]
