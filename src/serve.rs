@@ -16,11 +16,14 @@
 //!   closed;
 //! * a **cap on open connections** per listener ([`Limits::max_connections`],
 //!   sized from `RLIMIT_NOFILE` so that a reserve of descriptors stays for
-//!   trials and the store). When the cap is reached a new connection is
-//!   still accepted and the oldest connection with no request in progress
-//!   is closed instead, those that never got a successful answer first: a
-//!   crowd of idle strangers cannot keep a real trial out, it only evicts
-//!   itself;
+//!   trials and the store). At the cap, a newly accepted connection waits
+//!   (and the others in the kernel's backlog, holding no descriptor of
+//!   ours) while an open one is closed to make room: an idle one that never got a successful answer,
+//!   else an idle one that did, else one still writing a response (an
+//!   event stream, which browsers reopen), oldest first; never one whose
+//!   request is being handled (a push being read and stored). A crowd of
+//!   idle strangers cannot keep a real trial (or a health probe) out: each
+//!   newcomer costs the oldest of them its place;
 //! * `X-Content-Type-Options: nosniff` on every response, and a strict
 //!   Content-Security-Policy ([`API_CSP`]) on those that do not set their
 //!   own (the dashboard sets one that lets its own assets through).
@@ -156,16 +159,23 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     let mut last_warning: Option<Instant> = None;
+    let cap = limits.max_connections.max(1);
     loop {
+        while connections.try_join_next().is_some() {}
+        // At the cap, the new connection waits for room (and nothing else
+        // is accepted meanwhile): at most `cap + 1` descriptors.
+        let next = async {
+            let accepted = listener.accept().await;
+            if accepted.is_ok() {
+                registry.room(cap).await;
+            }
+            accepted
+        };
         tokio::select! {
             () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            accepted = next => match accepted {
                 Ok((stream, _)) => {
-                    let Some(conn) = registry.admit(limits.max_connections) else {
-                        tracing::debug!("every connection is busy; closing a new one");
-                        continue;
-                    };
+                    let conn = registry.admit();
                     let task = connection(stream, router.clone(), conn, Arc::clone(&registry), limits, stopping.clone());
                     connections.spawn(task);
                 }
@@ -202,7 +212,7 @@ async fn accept_failed(
     ) {
         return;
     }
-    registry.evict_idle();
+    registry.evict();
     if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
         tracing::warn!(%error, "cannot accept a connection");
         *last_warning = Some(Instant::now());
@@ -215,13 +225,20 @@ async fn accept_failed(
 struct Conn {
     /// Accept order: the oldest is evicted first.
     id: u64,
-    /// Requests in progress (their response not yet fully written).
-    busy: AtomicU32,
+    /// Requests whose handler runs (such a connection is never evicted).
+    handling: AtomicU32,
+    /// Requests whose response is not fully written yet.
+    responding: AtomicU32,
     /// Whether it got a successful (< 400) answer: such a client is
     /// evicted only after those that never did.
     served: AtomicBool,
+    /// Whether it was told to close (it holds its descriptor, and its
+    /// place, until its task has ended).
+    leaving: AtomicBool,
     /// Wakes the connection's task to close it.
     evicted: Notify,
+    /// The registry's [`Registry::changed`].
+    changed: Arc<Notify>,
 }
 
 /// The open connections of one listener.
@@ -229,6 +246,9 @@ struct Conn {
 struct Registry {
     next: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<Conn>>>,
+    /// Signalled when a connection closes or finishes handling a request:
+    /// room may have been made.
+    changed: Arc<Notify>,
 }
 
 impl Registry {
@@ -238,46 +258,74 @@ impl Registry {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a new connection, first evicting an idle one when `cap`
-    /// are open; `None` when all of them have a request in progress.
-    fn admit(&self, cap: usize) -> Option<Arc<Conn>> {
-        let mut open = self.open();
-        if open.len() >= cap && !Self::evict_from(&mut open) {
-            return None;
+    /// Returns once fewer than `cap` connections are open, telling one to
+    /// close when none is closing yet (see [`Self::evict_from`]); when
+    /// every one is handling a request, waits for one to finish.
+    async fn room(&self, cap: usize) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = pin!(changed);
+            // Registered before looking, so no change is missed.
+            changed.as_mut().enable();
+            {
+                let mut open = self.open();
+                if open.len() < cap {
+                    return;
+                }
+                if !open.values().any(|c| c.leaving.load(Ordering::SeqCst)) {
+                    Self::evict_from(&mut open);
+                }
+            }
+            changed.await;
         }
+    }
+
+    /// Registers a newly accepted connection.
+    fn admit(&self) -> Arc<Conn> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             id,
-            busy: AtomicU32::new(0),
+            handling: AtomicU32::new(0),
+            responding: AtomicU32::new(0),
             served: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             evicted: Notify::new(),
+            changed: Arc::clone(&self.changed),
         });
-        open.insert(id, Arc::clone(&conn));
-        Some(conn)
+        self.open().insert(id, Arc::clone(&conn));
+        conn
     }
 
-    /// Closes the oldest idle connection, if any.
-    fn evict_idle(&self) {
+    /// Closes one connection (as [`Self::room`] does at the cap), if any
+    /// is not handling a request.
+    fn evict(&self) {
         Self::evict_from(&mut self.open());
     }
 
-    /// Closes the idle connection to lose first: never served before
-    /// served, oldest first. False when none is idle.
+    /// Tells the connection to lose first to close: idle before
+    /// responding, never served before served, oldest first; never one
+    /// handling a request or already closing. False when there is none.
     fn evict_from(open: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
         let victim = open
             .values()
-            .filter(|c| c.busy.load(Ordering::SeqCst) == 0)
-            .min_by_key(|c| (c.served.load(Ordering::SeqCst), c.id))
-            .map(|c| c.id);
-        let Some(conn) = victim.and_then(|id| open.remove(&id)) else {
+            .filter(|c| c.handling.load(Ordering::SeqCst) == 0)
+            .filter(|c| !c.leaving.load(Ordering::SeqCst))
+            .min_by_key(|c| {
+                let responding = c.responding.load(Ordering::SeqCst) > 0;
+                (responding, c.served.load(Ordering::SeqCst), c.id)
+            });
+        let Some(conn) = victim else {
             return false;
         };
+        conn.leaving.store(true, Ordering::SeqCst);
         conn.evicted.notify_one();
         true
     }
 
+    /// Forgets a connection whose task has ended (its descriptor is closed).
     fn leave(&self, id: u64) {
         self.open().remove(&id);
+        self.changed.notify_waiters();
     }
 }
 
@@ -343,20 +391,44 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Counts a request in progress on its connection until its response has
-/// been written (the guard rides in the response body).
-struct Busy(Arc<Conn>);
+/// A stage of a request on its connection.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Its handler runs.
+    Handling,
+    /// Its response is not fully written (the guard rides in its body).
+    Responding,
+}
 
-impl Busy {
-    fn new(conn: Arc<Conn>) -> Self {
-        conn.busy.fetch_add(1, Ordering::SeqCst);
-        Self(conn)
+/// Counts a request in a [`Stage`] on its connection while it lives.
+struct InProgress {
+    conn: Arc<Conn>,
+    stage: Stage,
+}
+
+impl InProgress {
+    fn new(conn: &Arc<Conn>, stage: Stage) -> Self {
+        let this = Self {
+            conn: Arc::clone(conn),
+            stage,
+        };
+        this.counter().fetch_add(1, Ordering::SeqCst);
+        this
+    }
+
+    fn counter(&self) -> &AtomicU32 {
+        match self.stage {
+            Stage::Handling => &self.conn.handling,
+            Stage::Responding => &self.conn.responding,
+        }
     }
 }
 
-impl Drop for Busy {
+impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.counter().fetch_sub(1, Ordering::SeqCst);
+        // The connection may be evictable now.
+        self.conn.changed.notify_waiters();
     }
 }
 
@@ -368,7 +440,8 @@ async fn respond(
     body_timeout: Duration,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let busy = Busy::new(conn);
+    let responding = InProgress::new(&conn, Stage::Responding);
+    let handling = InProgress::new(&conn, Stage::Handling);
     let deadline = Instant::now() + body_timeout;
     let complete = Arc::new(AtomicBool::new(request.body().is_end_stream()));
     let waiting = !complete.load(Ordering::SeqCst);
@@ -388,13 +461,14 @@ async fn respond(
     } else {
         call.await.unwrap_or_else(|never| match never {})
     };
+    drop(handling);
     secure(response.headers_mut());
     if response.status().as_u16() < 400 {
-        busy.0.served.store(true, Ordering::SeqCst);
+        conn.served.store(true, Ordering::SeqCst);
     }
     Ok(response.map(|body| {
         Body::new(body.map_frame(move |frame| {
-            let _ = &busy;
+            let _ = &responding;
             frame
         }))
     }))
@@ -483,29 +557,67 @@ mod tests {
     }
 
     #[test]
-    fn eviction_takes_idle_strangers_first_and_never_a_busy_connection() {
+    fn eviction_takes_idle_strangers_first_and_never_a_request_being_handled() {
         let registry = Registry::default();
-        let a = registry.admit(3).unwrap();
-        let _b = registry.admit(3).unwrap();
-        let c = registry.admit(3).unwrap();
+        let [a, b, c, d] = [(); 4].map(|()| registry.admit());
         a.served.store(true, Ordering::SeqCst);
-        c.busy.store(1, Ordering::SeqCst);
-        // Full: the new one evicts b (idle, never served), not a (served)
-        // nor c (busy).
-        let d = registry.admit(3).unwrap();
-        assert_eq!(
-            registry.open().keys().copied().collect::<Vec<_>>(),
-            [a.id, c.id, d.id]
-        );
-        d.busy.store(1, Ordering::SeqCst);
-        let _e = registry.admit(3).unwrap();
-        assert!(!registry.open().contains_key(&a.id), "then a served one");
-        for conn in registry.open().values() {
-            conn.busy.store(1, Ordering::SeqCst);
+        b.responding.store(1, Ordering::SeqCst);
+        c.handling.store(1, Ordering::SeqCst);
+        let leaving = || {
+            let open = registry.open();
+            let ids = open.values().filter(|c| c.leaving.load(Ordering::SeqCst));
+            ids.map(|c| c.id).collect::<Vec<_>>()
+        };
+        // d (idle, never served), then a (idle, served), then b (writing a
+        // response); never c (being handled).
+        for expected in [vec![d.id], vec![a.id, d.id], vec![a.id, b.id, d.id]] {
+            registry.evict();
+            assert_eq!(leaving(), expected);
         }
-        assert!(registry.admit(3).is_none(), "all busy: refused");
+        registry.evict();
+        assert_eq!(leaving(), [a.id, b.id, d.id]);
+        registry.leave(d.id);
+        assert_eq!(registry.open().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn room_is_made_by_closing_one_connection_at_a_time() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.admit();
+        let b = registry.admit();
+        a.handling.store(1, Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.room(2).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(b.leaving.load(Ordering::SeqCst), "b was told to close");
+        assert!(!waiting.is_finished(), "b still holds its place");
+        registry.leave(b.id);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        // All handling: room comes when a request ends and its connection
+        // can be closed.
+        let c = registry.admit();
+        c.handling.store(1, Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.room(2).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!c.leaving.load(Ordering::SeqCst));
+        drop(InProgress::new(&c, Stage::Handling));
+        c.handling.store(0, Ordering::SeqCst);
+        c.changed.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(c.leaving.load(Ordering::SeqCst));
         registry.leave(c.id);
-        assert!(registry.admit(3).is_some());
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// A server on a free port with small limits; the sender stops it.
@@ -514,7 +626,15 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let router = Router::new()
             .route("/", get(|| async { "hello" }))
-            .route("/echo", post(|body: String| async move { body }));
+            .route("/echo", post(|body: String| async move { body }))
+            .route(
+                "/stream",
+                get(|| async {
+                    let head =
+                        futures::stream::iter([Ok::<_, Infallible>(Bytes::from("data: hi\n\n"))]);
+                    Body::from_stream(futures::StreamExt::chain(head, futures::stream::pending()))
+                }),
+            );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(listener, router, limits, async move {
             let _ = stopped.await;
@@ -537,12 +657,19 @@ mod tests {
         String::from_utf8_lossy(&reply).into_owned()
     }
 
-    async fn get_root(addr: &str) -> String {
+    /// Sends `request` on a new connection; what came back until it closed.
+    async fn send(addr: &str, request: &[u8]) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(request).await.unwrap();
         read_to_close(&mut s).await
+    }
+
+    async fn get_root(addr: &str) -> String {
+        send(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
     }
 
     #[tokio::test]
@@ -563,25 +690,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn open_streams_filling_the_cap_do_not_keep_a_request_out() {
+        let (addr, _stop) = server(SHORT).await;
+        let mut streams = Vec::new();
+        for _ in 0..SHORT.max_connections {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).await.unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+            streams.push(s);
+        }
+        let reply = get_root(&addr).await;
+        assert!(reply.ends_with("hello"), "{reply}");
+        // The oldest stream made room.
+        assert!(read_to_close(&mut streams[0]).await.contains("data: hi"));
+    }
+
+    #[tokio::test]
     async fn a_missing_body_is_408_and_closes_the_connection() {
         let (addr, _stop) = server(SHORT).await;
-        let mut s = TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-            .await
-            .unwrap();
         let started = Instant::now();
-        let reply = read_to_close(&mut s).await;
+        let reply = send(
+            &addr,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        )
+        .await;
         assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
         assert!(reply.contains("connection: close"), "{reply}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // A body that does arrive is echoed, with the security headers.
-        let mut s = TcpStream::connect(&addr).await.unwrap();
-        s.write_all(
+        let reply = send(
+            &addr,
             b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         )
-        .await
-        .unwrap();
-        let reply = read_to_close(&mut s).await;
+        .await;
         assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
         assert!(reply.contains("x-content-type-options: nosniff"), "{reply}");
         assert!(reply.contains(&format!("content-security-policy: {API_CSP}")));

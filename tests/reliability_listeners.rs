@@ -221,21 +221,42 @@ fn a_real_trials_push_is_stored_promptly_while_idle_connections_pile_up() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A trial registered on a push endpoint.
+struct Trial {
+    token: String,
+    /// The endpoint's `host:port`.
+    host: String,
+    /// The path the trial POSTs to.
+    path: String,
+}
+
+/// A push endpoint in this process, with trial `t` registered.
+async fn push_endpoint() -> (PushServer, Trial) {
+    let push = PushServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let credentials = push.register("t").unwrap();
+    let trial = Trial {
+        host: push.local_addr().to_string(),
+        path: credentials
+            .url
+            .strip_prefix(&push.url())
+            .unwrap()
+            .to_owned(),
+        token: credentials.token,
+    };
+    (push, trial)
+}
+
 /// A trial's push that declares a body and never sends it is answered 408
 /// and its connection closed within the 5 s body deadline; nothing is
 /// stored, and the next push goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_whose_body_never_arrives_gets_408_and_its_connection_closed() {
-    let push = PushServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let credentials = push.register("t").unwrap();
-    let host = push.local_addr().to_string();
-    let path = credentials.url.strip_prefix(&push.url()).unwrap();
+    let (push, Trial { token, host, path }) = push_endpoint().await;
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"loss\":",
-        credentials.token
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"loss\":"
     );
     let (reply, closed) = reply_and_close(&host, head.as_bytes(), Duration::from_secs(12));
     let closed = closed.unwrap_or_else(|| panic!("still open after 12 s: {reply:?}"));
@@ -244,9 +265,8 @@ async fn a_push_whose_body_never_arrives_gets_408_and_its_connection_closed() {
     assert!(push.take("t").is_empty());
     let body = r#"{"loss": 1}"#;
     let whole = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        credentials.token,
         body.len()
     );
     assert_eq!(exchange(&host, &whole).0, 204);
@@ -287,9 +307,7 @@ async fn dashboard(dir: &Path, nofile: Option<u64>) -> Server {
 /// request) within its header deadline instead of holding them for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_cuts_off_idle_and_slow_header_connections() {
-    let push = PushServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (push, _) = push_endpoint().await;
     let dir = scratch("slow-headers");
     let ui = dashboard(&dir, None).await;
     let hosts = [
@@ -374,24 +392,20 @@ fn security_headers<'a>(what: &str, head: &'a str) -> &'a str {
 /// and event stream through and nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_answers_with_nosniff_and_a_content_security_policy() {
-    let push = PushServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let credentials = push.register("t").unwrap();
-    let push_host = push.local_addr().to_string();
-    let path = credentials.url.strip_prefix(&push.url()).unwrap();
+    let (push, trial) = push_endpoint().await;
+    let (push_host, path) = (&trial.host, &trial.path);
     let body = r#"{"loss": 1}"#;
-    for (token, status) in [(credentials.token.as_str(), 204), ("wrong", 401)] {
+    for (token, status) in [(trial.token.as_str(), 204), ("wrong", 401)] {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let (got, head, _) = exchange(&push_host, &request);
+        let (got, head, _) = exchange(push_host, &request);
         assert_eq!(got, status);
         security_headers(&format!("push {status}"), &head);
     }
-    let (got, head, _) = get(&push_host, "/");
+    let (got, head, _) = get(push_host, "/");
     assert_eq!(got, 404);
     security_headers("push 404", &head);
 
@@ -430,16 +444,13 @@ async fn every_listener_answers_with_nosniff_and_a_content_security_policy() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Trial names and parameter values that a spreadsheet would run as a
-/// formula once it skips leading spaces, or once it splits the line at
-/// `;` (spreadsheets in many locales do), reach the CSV export defused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_csv_export_defuses_formulas_behind_spaces_and_semicolons() {
-    let dir = scratch("csv");
+/// A store in `dir` with experiment `name` over one categorical parameter
+/// `p`, and `trials` (name, value of `p`), pending; its URL.
+async fn store_with(dir: &Path, name: &str, trials: &[(&str, &str)]) -> String {
     let db = format!("sqlite:{}", dir.join("ktune.db").display());
     let store = SqlStore::connect(&db).await.unwrap();
     let spec = serde_json::json!({
-        "apiVersion": "ktune.dev/v1beta1", "kind": "Experiment", "metadata": {"name": "csv"},
+        "apiVersion": "ktune.dev/v1beta1", "kind": "Experiment", "metadata": {"name": name},
         "spec": {
             "objective": {"type": "minimize", "objectiveMetricName": "loss"},
             "algorithm": {"algorithmName": "random"},
@@ -447,23 +458,33 @@ async fn the_csv_export_defuses_formulas_behind_spaces_and_semicolons() {
                             "feasibleSpace": {"list": ["x"]}}]
         }
     });
-    let (e, _) = store.create_experiment("csv", &spec, 1).await.unwrap();
-    let cells = [
+    let (e, _) = store.create_experiment(name, &spec, 1).await.unwrap();
+    let trials: Vec<NewTrial> = trials
+        .iter()
+        .map(|(trial, p)| NewTrial {
+            name: (*trial).to_owned(),
+            assignment: vec![("p".into(), (*p).to_owned())],
+            labels: std::collections::BTreeMap::new(),
+        })
+        .collect();
+    store.insert_trials(e.id, &trials, 2).await.unwrap();
+    db
+}
+
+/// Trial names and parameter values that a spreadsheet would run as a
+/// formula once it skips leading spaces, or once it splits the line at
+/// `;` (spreadsheets in many locales do), reach the CSV export defused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csv_export_defuses_formulas_behind_spaces_and_semicolons() {
+    let dir = scratch("csv");
+    let trials = [
         (" =1+1", "ok"),
         ("t2", ";=cmd|' /C calc'!A0"),
         ("t3", "a;=HYPERLINK(\"http://x\")"),
         ("t4", "\t@SUM(A1)"),
         ("t5", "x; -2"),
     ];
-    let trials: Vec<NewTrial> = cells
-        .iter()
-        .map(|(name, p)| NewTrial {
-            name: (*name).to_owned(),
-            assignment: vec![("p".into(), (*p).to_owned())],
-            labels: std::collections::BTreeMap::new(),
-        })
-        .collect();
-    store.insert_trials(e.id, &trials, 2).await.unwrap();
+    let db = store_with(&dir, "csv", &trials).await;
     let ui = start(&db, &dir, &[]);
     let (status, _, csv) = get(ui.host(), "/experiments/csv/trials.csv");
     assert_eq!(status, 200, "{csv}");
@@ -486,16 +507,7 @@ async fn the_csv_export_defuses_formulas_behind_spaces_and_semicolons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_endpoint_is_404_for_experiments_and_trials_not_in_the_store() {
     let dir = scratch("ghost-log");
-    let db = format!("sqlite:{}", dir.join("ktune.db").display());
-    let store = SqlStore::connect(&db).await.unwrap();
-    let spec = serde_json::json!({"metadata": {"name": "real"}});
-    let (e, _) = store.create_experiment("real", &spec, 1).await.unwrap();
-    let trial = NewTrial {
-        name: "t-1".into(),
-        assignment: Vec::new(),
-        labels: std::collections::BTreeMap::new(),
-    };
-    store.insert_trials(e.id, &[trial], 2).await.unwrap();
+    let db = store_with(&dir, "real", &[("t-1", "x")]).await;
     let trials_dir = dir.join("trials");
     for (experiment, trial) in [("ghost", "t-1"), ("real", "t-1"), ("real", "t-9")] {
         let folder = trials_dir.join(experiment).join(trial);

@@ -719,22 +719,23 @@ mod tests {
 
     #[test]
     fn csv_cells_defuse_formulas_behind_spaces_and_at_every_cell_break() {
-        // After leading spaces (spreadsheets skip them).
-        assert_eq!(csv_cell(" =1+1"), "' =1+1");
-        assert_eq!(csv_cell("\u{a0}\u{a0}@SUM(A1)"), "'\u{a0}\u{a0}@SUM(A1)");
-        assert_eq!(csv_cell(" -2"), " -2");
-        // After `;`, a tab or a line break (a cell of its own where a
-        // spreadsheet splits there).
-        assert_eq!(csv_cell(";=cmd"), ";'=cmd");
-        assert_eq!(csv_cell("a; =1+1;b"), "a;' =1+1;b");
-        assert_eq!(csv_cell("a;b;-3"), "a;b;-3");
-        assert_eq!(csv_cell("\t@x"), "\t'@x");
-        assert_eq!(csv_cell("a\n+x"), "\"a\n'+x\"");
-        assert_eq!(
-            csv_cell("x;=HYPERLINK(\"u\")"),
-            "\"x;'=HYPERLINK(\"\"u\"\")\""
-        );
-        assert_eq!(csv_cell(";;"), ";;");
-        assert_eq!(csv_cell(""), "");
+        for (cell, written) in [
+            // After leading spaces (spreadsheets skip them).
+            (" =1+1", "' =1+1"),
+            ("\u{a0}\u{a0}@SUM(A1)", "'\u{a0}\u{a0}@SUM(A1)"),
+            (" -2", " -2"),
+            // After `;`, a tab or a line break: a cell of its own where a
+            // spreadsheet splits there.
+            (";=cmd", ";'=cmd"),
+            ("a; =1+1;b", "a;' =1+1;b"),
+            ("a;b;-3", "a;b;-3"),
+            ("\t@x", "\t'@x"),
+            ("a\n+x", "\"a\n'+x\""),
+            ("x;=HYPERLINK(\"u\")", "\"x;'=HYPERLINK(\"\"u\"\")\""),
+            (";;", ";;"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), written, "{cell:?}");
+        }
     }
 }
