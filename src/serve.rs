@@ -18,12 +18,13 @@
 //!   sized from `RLIMIT_NOFILE` so that a reserve of descriptors stays for
 //!   trials and the store). At the cap, a newly accepted connection waits
 //!   (and the others in the kernel's backlog, holding no descriptor of
-//!   ours) while an open one is closed to make room: an idle one that never got a successful answer,
-//!   else an idle one that did, else one still writing a response (an
-//!   event stream, which browsers reopen), oldest first; never one whose
-//!   request is being handled (a push being read and stored). A crowd of
-//!   idle strangers cannot keep a real trial (or a health probe) out: each
-//!   newcomer costs the oldest of them its place;
+//!   ours) while an open one is closed to make room: an idle one that
+//!   never got a successful answer, else an idle one that did, else one
+//!   still writing a response (an event stream, which browsers reopen),
+//!   oldest first; never one whose request is being handled (a push being
+//!   read and stored). A crowd of idle strangers cannot keep a real trial
+//!   (or a health probe) out: each newcomer costs the oldest of them its
+//!   place;
 //! * `X-Content-Type-Options: nosniff` on every response, and a strict
 //!   Content-Security-Policy ([`API_CSP`]) on those that do not set their
 //!   own (the dashboard sets one that lets its own assets through).

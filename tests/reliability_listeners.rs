@@ -157,7 +157,7 @@ EOF"#;
 /// backlog and new trials failed with "Too many open files".
 ///
 /// `KTUNE_TEST_IDLE` and `KTUNE_TEST_NOFILE` rerun it at another scale
-/// (e.g. 19 500 idle connections against 20 000 descriptors).
+/// (e.g. 19 500 idle connections against 19 000 descriptors).
 #[test]
 fn a_real_trials_push_is_stored_promptly_while_idle_connections_pile_up() {
     let idle = env_or("KTUNE_TEST_IDLE", 300);
