@@ -581,44 +581,43 @@ mod tests {
         assert_eq!(registry.open().len(), 3);
     }
 
+    /// A task waiting for room for one more connection under `cap`.
+    fn wait_for_room(registry: &Arc<Registry>, cap: usize) -> tokio::task::JoinHandle<()> {
+        let registry = Arc::clone(registry);
+        tokio::spawn(async move { registry.room(cap).await })
+    }
+
+    /// Waits (up to 2 s) until `condition` holds.
+    async fn eventually(condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !condition() {
+            assert!(Instant::now() < deadline, "not within 2 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn room_is_made_by_closing_one_connection_at_a_time() {
         let registry = Arc::new(Registry::default());
         let a = registry.admit();
         let b = registry.admit();
-        a.handling.store(1, Ordering::SeqCst);
-        let waiting = tokio::spawn({
-            let registry = Arc::clone(&registry);
-            async move { registry.room(2).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(b.leaving.load(Ordering::SeqCst), "b was told to close");
-        assert!(!waiting.is_finished(), "b still holds its place");
+        let _handling_a = InProgress::new(&a, Stage::Handling);
+        let waiting = wait_for_room(&registry, 2);
+        eventually(|| b.leaving.load(Ordering::SeqCst)).await;
+        assert!(!waiting.is_finished(), "b holds its place until it is gone");
         registry.leave(b.id);
-        tokio::time::timeout(Duration::from_secs(1), waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        eventually(|| waiting.is_finished()).await;
         // All handling: room comes when a request ends and its connection
         // can be closed.
         let c = registry.admit();
-        c.handling.store(1, Ordering::SeqCst);
-        let waiting = tokio::spawn({
-            let registry = Arc::clone(&registry);
-            async move { registry.room(2).await }
-        });
+        let handling_c = InProgress::new(&c, Stage::Handling);
+        let waiting = wait_for_room(&registry, 2);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!c.leaving.load(Ordering::SeqCst));
-        drop(InProgress::new(&c, Stage::Handling));
-        c.handling.store(0, Ordering::SeqCst);
-        c.changed.notify_waiters();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(c.leaving.load(Ordering::SeqCst));
+        assert!(!c.leaving.load(Ordering::SeqCst) && !waiting.is_finished());
+        drop(handling_c);
+        eventually(|| c.leaving.load(Ordering::SeqCst)).await;
         registry.leave(c.id);
-        tokio::time::timeout(Duration::from_secs(1), waiting)
-            .await
-            .unwrap()
-            .unwrap();
+        eventually(|| waiting.is_finished()).await;
     }
 
     /// A server on a free port with small limits; the sender stops it.
@@ -684,7 +683,7 @@ mod tests {
         let reply = get_root(&addr).await;
         assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
         assert!(reply.ends_with("hello"));
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(2));
         // The first 16 idle ones were closed to make room, oldest first.
         let mut first = idle.remove(0);
         assert_eq!(read_to_close(&mut first).await, "");
@@ -753,7 +752,11 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_closes_the_listener_and_finishes_requests_in_progress() {
-        let (addr, stop) = server(SHORT).await;
+        let (addr, stop) = server(Limits {
+            body_timeout: Duration::from_secs(5),
+            ..SHORT
+        })
+        .await;
         let mut s = TcpStream::connect(&addr).await.unwrap();
         s.write_all(
             b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na",
@@ -762,10 +765,14 @@ mod tests {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         stop.send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The listener closes…
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while TcpStream::connect(&addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "still listening");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // … and the request in progress is still answered.
         s.write_all(b"bc").await.unwrap();
         assert!(read_to_close(&mut s).await.ends_with("abc"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(TcpStream::connect(&addr).await.is_err());
     }
 }
