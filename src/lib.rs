@@ -21,5 +21,6 @@ pub mod controller;
 pub mod engine;
 pub mod metrics;
 pub mod runner;
+pub mod serve;
 pub mod store;
 pub mod ui;

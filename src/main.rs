@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             .with_span_list(true)
             .init(),
     }
+    // Raise the soft descriptor limit to the hard one before anything
+    // opens files (listeners size their connection caps from it).
+    ktune::serve::descriptor_limit();
     match ktune::cli::run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -7,14 +7,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ktune::store::{NewTrial, ObservationRow, SqlStore, TrialOutcome, TrialQuery, TrialSort};
 use ktune_algorithms::history::TrialState;
+use support::dashboard::{Server, start};
 use support::scratch;
 
 /// When the made-up experiments start (2026-11-18 UTC), so pages and
@@ -146,67 +146,9 @@ async fn fill(store: &SqlStore, name: &str, n: usize) -> (Vec<i64>, String) {
     (rows.iter().map(|t| t.id).collect(), best.unwrap().1)
 }
 
-/// A running `ktune ui`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &str, trials_dir: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .args([
-            "ui",
-            "--db",
-            db,
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-ms",
-            "100",
-            "--trials-dir",
-        ])
-        .arg(trials_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .current_dir(support::repo_root())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("ktune ui: http://")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    Server {
-        child,
-        base: url.trim_end_matches('/').to_owned(),
-    }
-}
-
 /// GET over a plain socket: (status, headers, body).
 fn get(server: &Server, path: &str) -> (u16, String, String) {
-    let host = server.base.split('/').next().unwrap();
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    support::dashboard::get(server.host(), path)
 }
 
 fn page(server: &Server, path: &str) -> String {

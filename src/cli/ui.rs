@@ -77,7 +77,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        crate::ui::serve(listener, store, config, shutdown).await?;
+        crate::ui::serve(listener, store, config, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -285,7 +285,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
 
 /// Binds `addr` now (so a taken port fails the start, not later) and
 /// returns the server of the operations endpoints and `extra` (the
-/// dashboard), which runs until `shutdown` resolves.
+/// dashboard), which runs until `shutdown` resolves, with
+/// [`crate::serve`]'s connection cap, deadlines and security headers.
 ///
 /// # Errors
 /// [`OpsError::Bind`] when the address cannot be bound.
@@ -299,14 +300,13 @@ pub async fn serve(
         .await
         .map_err(|source| OpsError::Bind { addr, source })?;
     tracing::info!("serving /healthz, /readyz, /metrics and the dashboard on {addr}");
-    Ok(async move {
-        if let Err(e) = axum::serve(listener, router(ops).merge(extra))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!("operations endpoints stopped: {e}");
-        }
-    })
+    let routes = router(ops).merge(extra);
+    Ok(crate::serve::serve(
+        listener,
+        routes,
+        crate::serve::Limits::default(),
+        shutdown,
+    ))
 }
 
 #[cfg(test)]

@@ -27,10 +27,18 @@
 //! kept; choosing the experiment's metrics is the caller's business.
 //!
 //! Replies: 204 stored; 400 malformed body; 401 missing or wrong token;
-//! 404 unknown trial; 413 body over [`PushLimits::max_body`]; 429 the
-//! trial's queue would exceed [`PushLimits::max_queued`]. Error replies are
-//! JSON `{"error": "<what is wrong>"}`. A request is stored whole or not at
-//! all.
+//! 404 unknown trial; 408 the body did not arrive in time; 413 body over
+//! [`PushLimits::max_body`]; 429 the trial's queue would exceed
+//! [`PushLimits::max_queued`]. Error replies are JSON
+//! `{"error": "<what is wrong>"}`. A request is stored whole or not at all.
+//!
+//! The endpoint is served by [`crate::serve`]: connections are capped and
+//! deadlined, so strangers holding connections open cannot keep a trial's
+//! reports out.
+//!
+//! Reports stamped on arrival are stamped while the trial's queue is
+//! locked, so a trial's queue is always in the order of those stamps, even
+//! when requests run concurrently.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -75,6 +83,8 @@ pub struct PushLimits {
     /// (default 100 000): a runaway trial gets 429 instead of growing
     /// ktune's memory without bound.
     pub max_queued: usize,
+    /// Connection cap and deadlines of the listener.
+    pub connections: crate::serve::Limits,
 }
 
 impl Default for PushLimits {
@@ -82,6 +92,7 @@ impl Default for PushLimits {
         Self {
             max_body: 1024 * 1024,
             max_queued: 100_000,
+            connections: crate::serve::Limits::default(),
         }
     }
 }
@@ -133,8 +144,8 @@ impl fmt::Debug for PushCredentials {
     }
 }
 
-/// The push endpoint: an axum server on a tokio task, and the reports
-/// received per registered trial. Dropping it stops the server.
+/// The push endpoint: an axum router served by [`crate::serve`] on a tokio
+/// task, and the reports received per registered trial. Dropping it stops the server.
 #[derive(Debug)]
 pub struct PushServer {
     addr: SocketAddr,
@@ -199,17 +210,15 @@ impl PushServer {
             .fallback(|| async { reply(StatusCode::NOT_FOUND, "no such endpoint") })
             .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(%error, "push endpoint stopped");
-            }
-        });
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            limits.connections,
+            shutdown,
+        ));
         tracing::debug!(addr = %local, "push endpoint listening");
         Ok(Self {
             addr: local,
@@ -470,13 +479,12 @@ async fn receive(
                 .to_ascii_lowercase()
                 .starts_with("text/plain")
         });
-    let received = Timestamp::now();
     let parsed = if is_text {
-        parse_text_body(&bytes, &shared.text_filter, received)
+        parse_text_body(&bytes, &shared.text_filter)
     } else {
-        parse_json_body(&bytes, received)
+        parse_json_body(&bytes)
     };
-    let logs = match parsed {
+    let mut logs = match parsed {
         Ok(logs) => logs,
         Err(message) => {
             tracing::debug!(trial, %message, "malformed push");
@@ -500,16 +508,22 @@ async fn receive(
         );
     }
     tracing::trace!(trial, reports = logs.len(), "metrics pushed");
+    // Stamped under the lock: the queue stays in stamp order.
+    let received = Timestamp::now();
+    for log in &mut logs {
+        log.time.get_or_insert(received);
+    }
     inbox.logs.extend(logs);
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// A JSON body: one report object or an array of them.
-fn parse_json_body(body: &[u8], received: Timestamp) -> Result<Vec<MetricLog>, String> {
+/// A JSON body: one report object or an array of them (reports without a
+/// timestamp get none; the caller stamps them).
+fn parse_json_body(body: &[u8]) -> Result<Vec<MetricLog>, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
     match value {
-        Value::Object(report) => parse_report(&report, received),
+        Value::Object(report) => parse_report(&report),
         Value::Array(reports) => {
             let mut logs = Vec::new();
             for (i, report) in reports.iter().enumerate() {
@@ -518,9 +532,7 @@ fn parse_json_body(body: &[u8], received: Timestamp) -> Result<Vec<MetricLog>, S
                         "element {i} of the array is not an object of metric name → value"
                     ));
                 };
-                logs.extend(
-                    parse_report(report, received).map_err(|e| format!("element {i}: {e}"))?,
-                );
+                logs.extend(parse_report(report).map_err(|e| format!("element {i}: {e}"))?);
             }
             Ok(logs)
         }
@@ -532,15 +544,12 @@ fn parse_json_body(body: &[u8], received: Timestamp) -> Result<Vec<MetricLog>, S
 }
 
 /// One report object: metric name → number or string, and `timestamp`.
-fn parse_report(
-    report: &Map<String, Value>,
-    received: Timestamp,
-) -> Result<Vec<MetricLog>, String> {
+fn parse_report(report: &Map<String, Value>) -> Result<Vec<MetricLog>, String> {
     let time = match report.get("timestamp") {
-        None | Some(Value::Null) => received,
-        Some(value) => timestamp(value).ok_or_else(|| {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(timestamp(value).ok_or_else(|| {
             format!("\"timestamp\" must be RFC 3339 text or epoch seconds, not {value}")
-        })?,
+        })?),
     };
     let mut logs = Vec::with_capacity(report.len());
     for (name, value) in report {
@@ -560,7 +569,7 @@ fn parse_report(
         logs.push(MetricLog {
             name: name.clone(),
             value,
-            time: Some(time),
+            time,
         });
     }
     if logs.is_empty() {
@@ -583,20 +592,16 @@ fn kind(value: &Value) -> &'static str {
 /// A text/plain body: Katib TEXT lines under Katib's default filter, each
 /// with an optional leading RFC 3339 timestamp (as the StdOut collector
 /// reads them, but keeping every name: the server does not know which
-/// metrics the experiment wants).
-fn parse_text_body(
-    body: &[u8],
-    filter: &Regex,
-    received: Timestamp,
-) -> Result<Vec<MetricLog>, String> {
+/// metrics the experiment wants). Lines without a timestamp get none; the
+/// caller stamps them.
+fn parse_text_body(body: &[u8], filter: &Regex) -> Result<Vec<MetricLog>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let mut logs = Vec::new();
     for line in text.lines() {
         let time = line
             .split_whitespace()
             .next()
-            .and_then(|token| token.parse::<Timestamp>().ok())
-            .unwrap_or(received);
+            .and_then(|token| token.parse::<Timestamp>().ok());
         for caps in filter.captures_iter(line) {
             let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
                 continue;
@@ -608,7 +613,7 @@ fn parse_text_body(
             logs.push(MetricLog {
                 name: name.as_str().trim().to_owned(),
                 value: value.to_owned(),
-                time: Some(time),
+                time,
             });
         }
     }
@@ -727,6 +732,38 @@ mod tests {
         push.shutdown().await;
     }
 
+    /// Concurrent pushes without timestamps: the queue is in the order of
+    /// the arrival stamps (they used to be taken before the queue's lock,
+    /// so a later stamp could be queued first).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_pushes_are_queued_in_stamp_order() {
+        let push = server(PushLimits::default()).await;
+        let a = push.register("a").unwrap();
+        let mut pushes = tokio::task::JoinSet::new();
+        // Bodies big enough that parsing them takes a while: the window
+        // in which the old code could stamp one request and queue another.
+        const REQUESTS: usize = 300;
+        const REPORTS: usize = 40;
+        for i in 0..REQUESTS {
+            let (url, token) = (a.url.clone(), a.token.clone());
+            let one = format!(r#"{{"loss": {i}, "accuracy": {i}}}"#);
+            let body = format!("[{}]", vec![one; REPORTS].join(","));
+            pushes.spawn(async move { post(&url, Some(&token), JSON, body).await.0 });
+        }
+        while let Some(status) = pushes.join_next().await {
+            assert_eq!(status.unwrap(), 204);
+        }
+        let logs = push.take("a");
+        assert_eq!(logs.len(), REQUESTS * REPORTS * 2);
+        let times: Vec<Timestamp> = logs.iter().map(|l| l.time.unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "out of stamp order");
+        // One request's reports stay together, in their order.
+        assert!(
+            logs.chunks(REPORTS * 2)
+                .all(|request| request.iter().all(|l| l.value == request[0].value))
+        );
+    }
+
     #[tokio::test]
     async fn strangers_and_unknown_trials_are_refused() {
         let push = server(PushLimits::default()).await;
@@ -800,6 +837,7 @@ mod tests {
         let push = server(PushLimits {
             max_body: 1024,
             max_queued: 3,
+            ..PushLimits::default()
         })
         .await;
         let a = push.register("a").unwrap();

@@ -79,9 +79,6 @@ pub enum UiError {
     /// JSON export failed.
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// The server's socket failed.
-    #[error("serving: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// What every handler shares.
@@ -226,24 +223,39 @@ pub fn router(store: SqlStore, config: Config) -> Router {
     if !base.is_empty() {
         router = router.route(&base, get(experiments_page));
     }
-    router.with_state(state)
+    router
+        .with_state(state)
+        .layer(axum::middleware::map_response(with_policy))
+}
+
+/// The dashboard's Content-Security-Policy: its own script, stylesheet,
+/// icon and event stream, nothing inline, nothing from elsewhere, no
+/// framing. The pages have no inline script or style (the importance bars
+/// are SVG), so nothing else is needed.
+pub const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// Puts [`DASHBOARD_CSP`] on a response (the server adds `nosniff`).
+async fn with_policy(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(DASHBOARD_CSP),
+    );
+    response
 }
 
 /// Serves the dashboard on `listener` until the future is dropped or
-/// `shutdown` completes.
-///
-/// # Errors
-/// [`UiError::Io`] when the socket fails.
+/// `shutdown` completes, with [`crate::serve`]'s connection cap, deadlines
+/// and security headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: SqlStore,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), UiError> {
-    axum::serve(listener, router(store, config))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+) {
+    let limits = crate::serve::Limits::default();
+    crate::serve::serve(listener, router(store, config), limits, shutdown).await;
 }
 
 fn now_ms() -> i64 {
@@ -410,21 +422,44 @@ async fn export_rows(
     Ok((parameters, page.rows))
 }
 
-/// One CSV cell: quoted when needed, and text that a spreadsheet would run
-/// as a formula (`=`, `+`, `-`, `@`, tab or carriage return first, and
-/// not a number) prefixed with `'` — trial names and parameter values come
-/// from users and programs, and the export is opened in spreadsheets.
+/// Where a spreadsheet may start a new cell inside one of ours: at `;`
+/// (the list separator of many locales, so their spreadsheets split CSV
+/// lines there, quotes or not), at a tab, and at a line break.
+const CELL_BREAKS: [char; 4] = [';', '\t', '\n', '\r'];
+
+/// One CSV cell: quoted when needed, and every piece of it that a
+/// spreadsheet could read as a cell of its own (see [`CELL_BREAKS`]) and
+/// run as a formula — `=`, `+`, `-` or `@` as its first character after
+/// any spaces, and not a number — prefixed with `'`. Trial names and
+/// parameter values come from users and programs, and the export is
+/// opened in spreadsheets.
 fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
-        std::borrow::Cow::Owned(format!("'{s}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.into_owned()
+    let mut out = String::with_capacity(s.len() + 1);
+    let mut rest = s;
+    loop {
+        let end = rest.find(CELL_BREAKS).unwrap_or(rest.len());
+        let (piece, tail) = rest.split_at(end);
+        if formula_like(piece) {
+            out.push('\'');
+        }
+        out.push_str(piece);
+        let mut tail = tail.chars();
+        let Some(brk) = tail.next() else { break };
+        out.push(brk);
+        rest = tail.as_str();
     }
+    if out.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", out.replace('"', "\"\""))
+    } else {
+        out
+    }
+}
+
+/// Whether a spreadsheet would run `piece` as a formula: its first
+/// character after any white space starts one and it is not a number.
+fn formula_like(piece: &str) -> bool {
+    let text = piece.trim_start();
+    text.starts_with(['=', '+', '-', '@']) && text.trim_end().parse::<f64>().is_err()
 }
 
 async fn export_csv(
@@ -557,7 +592,8 @@ struct LogQuery {
 
 /// `…/log?offset=N`: the log's bytes from `N` (at most 64 KiB), with the
 /// offset to ask for next in `X-Log-Offset`; a trial page's script polls
-/// it while the trial runs.
+/// it while the trial runs. 404 unless the store has the experiment and
+/// the trial.
 async fn trial_log(
     State(app): Shared,
     Path((name, trial)): Path<(String, String)>,
@@ -568,6 +604,17 @@ async fn trial_log(
             "No log for trial {trial:?} of experiment {name:?}."
         )))
     };
+    // Only the output of a trial the store knows: a folder left in the
+    // trials directory by another store (or by anyone) is not served.
+    let record = app.experiment(&name).await?;
+    let known = app
+        .store
+        .trial_named(record.id, &trial)
+        .await
+        .map_err(|e| app.fail(e))?;
+    if known.is_none() {
+        return Err(missing());
+    }
     let path = log_path(&app.config, &name, &trial).ok_or_else(missing)?;
     let (buf, start, _) = log_bytes(&path, Some(query.offset.unwrap_or(0)))
         .await
@@ -668,5 +715,27 @@ mod tests {
         assert_eq!(csv_cell("-0.25"), "-0.25");
         assert_eq!(csv_cell("-1e-3"), "-1e-3");
         assert_eq!(csv_cell("-x"), "'-x");
+    }
+
+    #[test]
+    fn csv_cells_defuse_formulas_behind_spaces_and_at_every_cell_break() {
+        for (cell, written) in [
+            // After leading spaces (spreadsheets skip them).
+            (" =1+1", "' =1+1"),
+            ("\u{a0}\u{a0}@SUM(A1)", "'\u{a0}\u{a0}@SUM(A1)"),
+            (" -2", " -2"),
+            // After `;`, a tab or a line break: a cell of its own where a
+            // spreadsheet splits there.
+            (";=cmd", ";'=cmd"),
+            ("a; =1+1;b", "a;' =1+1;b"),
+            ("a;b;-3", "a;b;-3"),
+            ("\t@x", "\t'@x"),
+            ("a\n+x", "\"a\n'+x\""),
+            ("x;=HYPERLINK(\"u\")", "\"x;'=HYPERLINK(\"\"u\"\")\""),
+            (";;", ";;"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), written, "{cell:?}");
+        }
     }
 }
