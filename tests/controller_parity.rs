@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ktune_algorithms::history::TrialState;
@@ -35,6 +36,9 @@ async fn early_stopping_decides_alike_locally_and_in_the_cluster() {
             let db = format!("sqlite:{}", dir.join("local.db").display());
             let out = run_to_end(&run_args(&dir, &db, &file, &[]), Duration::from_secs(60));
             assert!(out.status.success(), "{}", describe(&out));
+            // The controller's info lines are its own: `ktune run` stays quiet.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("INFO"), "{stderr}");
             stored(&db, "parity")
                 .into_iter()
                 .filter(|(t, _)| t.state == TrialState::EarlyStopped)
@@ -68,4 +72,47 @@ async fn early_stopping_decides_alike_locally_and_in_the_cluster() {
         cluster_early, expected,
         "early stopped by the controller ({early})\n{logs}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_logs_its_start_and_each_experiment_with_no_ktune_log_set() {
+    let cluster = Cluster::fake("talks").await;
+    let file = shell_experiment(&cluster.dir, "talks", "echo loss=1", &["a"], "");
+    let controller = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(["controller", "--tick-ms", "100", "--listen", "off", "--db"])
+        .arg(format!(
+            "sqlite:{}",
+            cluster.dir.join("controller.db").display()
+        ))
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env_remove("KTUNE_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let controller = tokio::task::spawn_blocking(move || {
+        cluster.submit(&file);
+        let waited = cluster.wait_for("Succeeded", "experiment/talks", 60);
+        assert!(waited.status.success(), "{}", describe(&waited));
+        // The end is logged just after the last status write.
+        std::thread::sleep(Duration::from_millis(500));
+        controller
+    })
+    .await
+    .unwrap();
+    let logs = stop(controller);
+    for expected in [
+        "ktune controller started",
+        "version=",
+        "api=ktune.dev/v1beta1",
+        "store=\"sqlite:",
+        "listen=\"off\"",
+        "leader_election=\"off\"",
+        "experiment started",
+        "experiment ended",
+        "state=\"Succeeded\"",
+    ] {
+        assert!(logs.contains(expected), "no {expected:?} in\n{logs}");
+    }
 }
