@@ -116,3 +116,70 @@ async fn the_controller_logs_its_start_and_each_experiment_with_no_ktune_log_set
         assert!(logs.contains(expected), "no {expected:?} in\n{logs}");
     }
 }
+
+/// GETs `path` from the dashboard's router: (status, body).
+async fn get(router: &axum::Router, path: &str) -> (u16, String) {
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_controller_experiments_at_namespace_and_name() {
+    let dir = support::scratch("dashboard-paths");
+    let db = format!("sqlite:{}", dir.join("ktune.db").display());
+    let store = ktune::store::SqlStore::connect(&db).await.unwrap();
+    let spec = |name: &str| serde_json::json!({"metadata": {"name": name}, "spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss"}}});
+    // Deleted and created again: two uids of default/wine; and a `ktune run` one.
+    for (key, at) in [("default/wine/u1", 1), ("default/wine/u2", 2), ("plain", 3)] {
+        store.create_experiment(key, &spec(key), at).await.unwrap();
+    }
+    let router = ktune::ui::router(
+        store,
+        ktune::ui::Config {
+            base_path: String::new(),
+            trials_dir: None,
+            poll: Duration::from_secs(60),
+        },
+    );
+    let (status, list) = get(&router, "/").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list.contains("href=\"/experiments/default/wine\""),
+        "{list}"
+    );
+    assert!(
+        list.contains("href=\"/experiments/default/wine?uid=u1\""),
+        "{list}"
+    );
+    assert!(list.contains("href=\"/experiments/plain\""), "{list}");
+    let (status, newest) = get(&router, "/experiments/default/wine").await;
+    assert_eq!(status, 200, "{newest}");
+    assert!(newest.contains("default/wine/u2"), "{newest}");
+    let (status, older) = get(&router, "/experiments/default/wine?uid=u1").await;
+    assert_eq!(status, 200, "{older}");
+    assert!(older.contains("default/wine/u1"), "{older}");
+    // The older one's own links keep its whole key: never its namesake's.
+    assert!(
+        older.contains("/experiments/default%2Fwine%2Fu1/"),
+        "{older}"
+    );
+    for path in [
+        "/experiments/default/wine/trials",
+        "/experiments/default/wine/spec.yaml",
+        "/experiments/default%2Fwine%2Fu1",
+        "/experiments/plain",
+        "/experiments/plain/trials",
+    ] {
+        let (status, body) = get(&router, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert_eq!(get(&router, "/experiments/default/nothing").await.0, 404);
+}

@@ -737,9 +737,9 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         let rule = self.plan.early_stopping.as_ref()?;
         let mut me = history.iter().find(|t| t.name == l.row.name)?.clone();
         me.state = TrialState::Running;
-        me.observations = l.series.iter().take(l.judged).cloned().collect();
+        me.observations = l.series.iter().take(l.judged).copied().collect();
         while let Some(next) = l.series.get(l.judged) {
-            me.observations.push(next.clone());
+            me.observations.push(*next);
             l.judged += 1;
             if let StopDecision::Stop { reason } = rule.evaluate(&me, history, &self.plan.objective)
             {
