@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = ktune::cli::Cli::parse();
-    let filter = EnvFilter::try_from_env("KTUNE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("KTUNE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
     // Colours only for a person at a terminal: never into files or pipes,
     // and never when NO_COLOR (https://no-color.org) is set to anything.
     let colour = std::io::stderr().is_terminal()

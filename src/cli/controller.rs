@@ -88,6 +88,20 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
+/// A store URL fit for a log line: a PostgreSQL URL's password is hidden.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -107,6 +121,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             push_url: args.push_url.clone(),
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),
+            store: without_password(&args.db),
             leader: args.leader_elect.then(|| {
                 let namespace = args.lease_namespace.clone().unwrap_or_else(|| {
                     std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
@@ -138,4 +153,22 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn the_logged_store_url_hides_a_password() {
+        assert_eq!(
+            without_password("postgres://ktune:s3cr@t@db:5432/k"),
+            "postgres://ktune:***@db:5432/k"
+        );
+        assert_eq!(
+            without_password("postgres://ktune@db/k"),
+            "postgres://ktune@db/k"
+        );
+        assert_eq!(without_password("sqlite:ktune.db"), "sqlite:ktune.db");
+    }
 }

@@ -34,6 +34,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The log filter when `KTUNE_LOG` is unset: warnings only, so that
+    /// `ktune run`'s terminal stays quiet; but the controller, a service
+    /// whose log is all its operator sees, also says (at info, ktune's own
+    /// lines only) how it started and when each experiment starts and ends.
+    #[must_use]
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Controller(_) => "warn,ktune=info",
+            _ => "warn",
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -300,6 +300,14 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         .as_ref()
         .map(|a| a.algorithm_name.clone())
         .unwrap_or_default();
+    // The worker's span names the experiment.
+    tracing::info!(
+        algorithm,
+        max_trials = spec.max_trial_count.unwrap_or_default(),
+        parallel = spec.parallel_trial_count.unwrap_or(1),
+        "experiment {}",
+        if fresh { "started" } else { "resumed" }
+    );
     let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
     let mut best_metrics: Option<(String, Vec<Metric>)> = None;
@@ -360,6 +368,13 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             "Failed"
         };
         ctx.publish(&reference, kind, &reason).await;
+        tracing::info!(
+            state = kind,
+            reason,
+            best = best.as_ref().map(|b| b.name.as_str()),
+            objective = best.as_ref().map(|b| b.objective),
+            "experiment ended"
+        );
         return Ok(());
     }
 }
@@ -475,6 +490,8 @@ async fn refuse(
     let experiment = patch_status(experiments, name, status).await?;
     ctx.publish(&experiment.object_ref(&()), "Invalid", message)
         .await;
+    // The reconcile's span names the experiment.
+    tracing::warn!(reason, "experiment refused: {message}");
     Ok(())
 }
 

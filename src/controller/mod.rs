@@ -138,6 +138,8 @@ pub struct ControllerOptions {
     pub collector_image: String,
     /// The `ktune` binary in that image.
     pub collector_command: String,
+    /// Where the store is, as the start-up log line shows it (no password).
+    pub store: String,
 }
 
 impl Default for ControllerOptions {
@@ -153,6 +155,7 @@ impl Default for ControllerOptions {
             push_url: None,
             collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
+            store: String::new(),
         }
     }
 }
@@ -285,6 +288,7 @@ async fn served_workloads(
     options: &ControllerOptions,
 ) -> Vec<(Api<DynamicObject>, ApiResource)> {
     let mut out: Vec<(Api<DynamicObject>, ApiResource)> = Vec::new();
+    let mut unserved = Vec::new();
     for resource in &options.trial_resources {
         let ar = resource.api_resource();
         // Versions of one kind share a watch (its objects are the same).
@@ -300,12 +304,20 @@ async fn served_workloads(
         };
         match api.list(&ListParams::default().limit(1)).await {
             Ok(_) => out.push((api, ar)),
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                tracing::info!("trial resource {resource} is not served (no CRD): not watched");
-            }
+            Err(kube::Error::Api(e)) if e.code == 404 => unserved.push(resource.to_string()),
             Err(e) => tracing::warn!("trial resource {resource} is not watched: {e}"),
         }
     }
+    // One line, not one per kind: most clusters lack most of them.
+    let watched: Vec<String> = out
+        .iter()
+        .map(|(_, ar)| format!("{}.{}.{}", ar.kind, ar.version, ar.group))
+        .collect();
+    tracing::info!(
+        watched = watched.join(","),
+        not_served = unserved.join(","),
+        "trial resources (those not served have no CRD: their trials fail until it is installed)"
+    );
     out
 }
 
@@ -384,6 +396,7 @@ pub async fn run(
     health::retry(startup, || experiments.list(&one))
         .await
         .map_err(ControllerError::CrdsMissing)?;
+    log_start(&options);
     let workloads = served_workloads(&client, &options).await;
     let shutdown: Stop = futures::future::FutureExt::shared(Box::pin(shutdown));
     let store = Arc::new(store);
@@ -433,6 +446,26 @@ pub async fn run(
         let _ = server.await;
     }
     Ok(())
+}
+
+/// Says, once the API server answered with the CRDs, what this controller
+/// is and where it works: without it an operator sees nothing at all.
+fn log_start(options: &ControllerOptions) {
+    let address =
+        |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        api = %Experiment::api_version(&()),
+        namespace = options.namespace.as_deref().unwrap_or("(all)"),
+        store = options.store,
+        listen = address(options.listen),
+        push_listen = address(options.push_listen),
+        leader_election = options.leader.as_ref().map_or_else(
+            || "off".to_owned(),
+            |l| format!("lease {}/{} as {}", l.namespace, l.name, l.identity)
+        ),
+        "ktune controller started"
+    );
 }
 
 /// Serves the operations endpoints and the dashboard on `options.listen`

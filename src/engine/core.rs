@@ -97,6 +97,8 @@ struct Live<T, M> {
     /// Reports per metric to drop because they were stored before: an
     /// adopted trial's metrics source replays them.
     replayed: BTreeMap<String, i64>,
+    /// How many of `series` the stopping rule has judged (`judge`).
+    judged: usize,
     gpu: Option<String>,
     /// What is read but not yet stored.
     pending: Unstored,
@@ -601,6 +603,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     steps,
                     series: Vec::new(),
                     replayed,
+                    judged: 0,
                     gpu,
                     pending: Unstored::default(),
                 });
@@ -714,14 +717,36 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         let exit = l.run.poll().await;
         if exit.is_none()
             && grew
-            && let (Some(rule), Some(history)) = (&self.plan.early_stopping, peers)
-            && let Some(me) = history.iter().find(|t| t.name == l.row.name)
-            && let StopDecision::Stop { reason } = rule.evaluate(me, history, &self.plan.objective)
+            && let Some(history) = peers
+            && let Some(reason) = self.judge(l, history)
         {
             l.run.stop().await;
             return Some((Exit::Stopped, Some(reason)));
         }
         exit.map(|e| (e, None))
+    }
+
+    /// Judges a trial's objective reports not judged yet one at a time, as
+    /// Katib's collector does line by line: the first after which the
+    /// stopping rule says stop gives the reason. Judging each report, not
+    /// each batch that one poll happened to read, makes the decision
+    /// independent of how often reports are read (every 100 ms from a local
+    /// pipe, every controller tick from a pod's log) and of whether the
+    /// trial ended between two polls: both backends decide alike.
+    fn judge(&self, l: &mut Live<R::Trial, C::Trial>, history: &[TrialRecord]) -> Option<String> {
+        let rule = self.plan.early_stopping.as_ref()?;
+        let mut me = history.iter().find(|t| t.name == l.row.name)?.clone();
+        me.state = TrialState::Running;
+        me.observations = l.series.iter().take(l.judged).copied().collect();
+        while let Some(next) = l.series.get(l.judged) {
+            me.observations.push(*next);
+            l.judged += 1;
+            if let StopDecision::Stop { reason } = rule.evaluate(&me, history, &self.plan.objective)
+            {
+                return Some(reason);
+            }
+        }
+        None
     }
 
     /// Stores Running for launched trials whose start could not be stored
@@ -837,6 +862,16 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             return Ok(());
         };
         self.read_reports(l, true, on_event).await;
+        // Reports read only with the end are judged too: had they come a
+        // poll earlier, the rule would have stopped the trial.
+        let stop_reason = match stop_reason {
+            None if !l.pending.killed && self.plan.early_stopping.is_some() => {
+                let reason = self.judge(l, &self.history());
+                l.pending.ended = Some((exit.clone(), reason.clone()));
+                reason
+            }
+            given => given,
+        };
         self.store_reports(l).await?;
         let objective = objective_value(
             &reduce(&self.plan.objective.metric, &l.logs),

@@ -19,6 +19,7 @@ pub mod data;
 mod html;
 mod live;
 pub mod pages;
+pub mod paths;
 pub mod ped_anova;
 pub mod svg;
 
@@ -223,9 +224,43 @@ pub fn router(store: SqlStore, config: Config) -> Router {
     if !base.is_empty() {
         router = router.route(&base, get(experiments_page));
     }
-    router
+    // Rewritten before routing: `/experiments/NAMESPACE/NAME` (see `paths`).
+    let rewrite = axum::middleware::from_fn_with_state(Arc::clone(&state), namespaced);
+    let routes = router
         .with_state(state)
-        .layer(axum::middleware::map_response(with_policy))
+        .layer(axum::middleware::map_response(with_policy));
+    Router::new().fallback_service(tower::Layer::layer(&rewrite, routes))
+}
+
+/// Serves the controller's experiments at `/experiments/NAMESPACE/NAME`
+/// (their stored keys are `namespace/name/uid`): rewrites such a request
+/// to the key's own address, and tells the link builders which keys are
+/// superseded (see [`paths`]). A `ktune run` store passes through.
+async fn namespaced(
+    State(app): Shared,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let base = &app.config.base_path;
+    let path = request.uri().path();
+    if path.starts_with(&format!("{base}/assets/")) || path == format!("{base}/events") {
+        return next.run(request).await;
+    }
+    let keys: Vec<(String, i64)> = match app.store.experiments().await {
+        Ok(records) => records
+            .into_iter()
+            .map(|r| (r.name, r.created_at))
+            .collect(),
+        Err(_) => return next.run(request).await,
+    };
+    let prefix = format!("{base}/experiments/");
+    if let Some(rest) = request.uri().path().strip_prefix(&prefix)
+        && let Some(to) = paths::resolve(rest, request.uri().query(), &keys)
+        && let Ok(uri) = format!("{prefix}{to}").parse()
+    {
+        *request.uri_mut() = uri;
+    }
+    paths::scope(paths::superseded(&keys), next.run(request)).await
 }
 
 /// The dashboard's Content-Security-Policy: its own script, stylesheet,

@@ -65,7 +65,7 @@ fn counts_text(c: &Counts) -> String {
 }
 
 fn experiment_href(base: &str, name: &str) -> String {
-    format!("{base}/experiments/{}", url_encode(name))
+    format!("{base}/experiments/{}", super::paths::experiment_path(name))
 }
 
 /// The link to a trial's page.
@@ -73,7 +73,7 @@ fn experiment_href(base: &str, name: &str) -> String {
 pub fn trial_href(base: &str, experiment: &str, trial: &str) -> String {
     format!(
         "{base}/experiments/{}/trials/{}",
-        url_encode(experiment),
+        super::paths::experiment_path(experiment),
         url_encode(trial)
     )
 }
@@ -95,6 +95,7 @@ pub fn experiments(base: &str, rows: &[ExperimentSummary]) -> String {
     );
     for r in rows {
         let e = &r.record;
+        let (label, path) = super::paths::listed(&e.name);
         let best = r.best.as_ref().map_or_else(
             || "<span class=\"empty\">none yet</span>".to_owned(),
             |b| {
@@ -112,8 +113,8 @@ pub fn experiments(base: &str, rows: &[ExperimentSummary]) -> String {
             "<tr data-experiment=\"{}\"><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"state\">{} {}</td>\
              <td class=\"best\">{best}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&e.name),
-            escape(&experiment_href(base, &e.name)),
-            escape(&e.name),
+            escape(&format!("{base}/experiments/{path}")),
+            escape(&label),
             escape(&r.algorithm),
             e.state.as_str(),
             escape(&e.reason),
