@@ -144,7 +144,8 @@ fn end_of_input_exits_0_and_an_unknown_algorithm_exits_2() {
 fn the_readme_transcript_replays_as_printed() {
     // The README's session must be one a reader can paste: its requests,
     // sent to the command it names, give its answers (but for timings).
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
         .split("## Ask and tell from any program")
         .nth(1)
@@ -175,7 +176,12 @@ fn the_readme_transcript_replays_as_printed() {
         }
         let printed: Value = serde_json::from_str(pair[1]).unwrap();
         let reply = process.request(pair[0]);
-        assert_eq!(without_timing(reply), without_timing(printed), "after {}", pair[0]);
+        assert_eq!(
+            without_timing(reply),
+            without_timing(printed),
+            "after {}",
+            pair[0]
+        );
     }
     assert_eq!(process.close(), Some(0));
 }
