@@ -171,13 +171,20 @@ async fn drive<S: Store + Leases>(
     let experiment = &prepared.experiment;
     let runner = local_runner(prepared, options);
     let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
-    let images = container_images(experiment);
-    if !images.is_empty() {
-        tracing::warn!(
-            "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
-            images.join(", ")
-        );
-    }
+    let mut images = Some(container_images(experiment)).filter(|i| !i.is_empty());
+    // Said once, as the first trial starts: a run that starts nothing (a
+    // finished experiment run again) has nothing to warn about.
+    let on_event = &mut |event: Event| {
+        if matches!(event, Event::Started { .. })
+            && let Some(images) = images.take()
+        {
+            tracing::warn!(
+                "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
+                images.join(", ")
+            );
+        }
+        on_event(event);
+    };
     let engine_options = EngineOptions {
         seed: options.seed,
         gpus: options.gpus.clone(),
