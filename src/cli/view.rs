@@ -104,7 +104,7 @@ fn state_word(state: TrialState) -> String {
 fn brief_reason(reason: &str) -> String {
     let mut lines = reason.lines();
     let first = lines.next().unwrap_or_default();
-    match lines.filter(|l| l.starts_with("stderr: ")).last() {
+    match lines.rev().find(|l| l.starts_with("stderr: ")) {
         Some(last) => one_line(&format!("{first} — {last}")),
         None => one_line(reason),
     }
