@@ -115,7 +115,7 @@ pub enum DriverError {
 }
 
 /// Runs (or resumes) an experiment to completion, or until `shutdown`
-/// resolves (running trials are then stopped and recorded as Killed, and
+/// resolves (running trials are then stopped and sent back to Pending, to run again, and
 /// the experiment stays resumable), holding the experiment's lease
 /// throughout and releasing it at the end.
 ///
