@@ -115,9 +115,9 @@ pub enum DriverError {
 }
 
 /// Runs (or resumes) an experiment to completion, or until `shutdown`
-/// resolves (running trials are then stopped and sent back to Pending, to run again, and
-/// the experiment stays resumable), holding the experiment's lease
-/// throughout and releasing it at the end.
+/// resolves (running trials are then stopped and sent back to Pending, to
+/// run again on resume), holding the experiment's lease throughout and
+/// releasing it at the end.
 ///
 /// # Errors
 /// [`DriverError::Held`] when another run holds the experiment;
