@@ -238,6 +238,7 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(text.contains("6 succeeded"), "{text}");
+    assert!(text.contains("resuming experiment resume: "), "{text}");
     let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let store = ktune::store::SqlStore::connect(&db).await.unwrap();
         let exp = store.experiment("resume").await.unwrap().unwrap();
@@ -281,7 +282,7 @@ fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn ctrl_c_stops_trials_records_them_killed_and_the_run_resumes() {
+fn ctrl_c_stops_trials_and_the_resumed_run_reruns_them() {
     let dir = scratch("ctrlc");
     let db = format!("sqlite:{}", dir.join("k.db").display());
     let script = r#"trap 'exit 143' TERM; for i in 1 2 3 4 5 6 7 8 9 10; do echo "loss=$i"; sleep 0.3; done"#;
@@ -292,17 +293,22 @@ fn ctrl_c_stops_trials_records_them_killed_and_the_run_resumes() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
-    assert!(text.contains("killed    ctrlc-0001"), "{text}");
+    assert!(text.contains("stopped   ctrlc-0001"), "{text}");
     assert!(
         text.contains("run the same command again to resume"),
         "{text}"
     );
-    // Resuming finishes the experiment; the killed trials count as completed, as in Katib.
+    // Resuming runs the stopped trials again (they are not lost as
+    // Killed, nor counted toward maxTrialCount), as after kill -9.
     let again = ktune(&run_args(&dir, &db, &file));
     let text = String::from_utf8_lossy(&again.stdout);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
-    assert!(text.contains("2 killed"), "{text}");
-    assert!(text.contains("1 succeeded"), "{text}");
+    assert!(
+        text.contains("resuming experiment ctrlc: 0 done, 2 to rerun"),
+        "{text}"
+    );
+    assert!(text.contains("0 killed"), "{text}");
+    assert!(text.contains("3 succeeded"), "{text}");
 }
 
 #[test]

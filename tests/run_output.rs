@@ -143,7 +143,10 @@ fn quiet_prints_only_the_result() {
         text.contains("best trial: quietout-0001  objective=0.25  mode=a"),
         "{text}"
     );
-    assert!(text.contains("  metrics: acc=0.2 loss=0.25"), "{text}");
+    assert!(
+        text.contains("  last reported metrics of quietout-0001: acc=0.2 loss=0.25"),
+        "{text}"
+    );
 
     // With -o json, only the summary line.
     let out = run(&dir, &file, &["-q", "-o", "json"]);
@@ -178,7 +181,10 @@ fn without_a_terminal_each_trial_is_a_plain_line_then_the_result() {
         ),
         "{text}"
     );
-    assert!(text.contains("  metrics: acc=0.2 loss=0.25"), "{text}");
+    assert!(
+        text.contains("  last reported metrics of plainout-0001: acc=0.2 loss=0.25"),
+        "{text}"
+    );
     // No escape sequences from a progress bar.
     assert!(!text.contains('\x1b'), "{text:?}");
 }

@@ -62,6 +62,30 @@ pub struct Args {
     output: Output,
 }
 
+/// The signals that stop a run cleanly (trials stopped, the experiment
+/// resumable): Ctrl-C (SIGINT), SIGTERM and SIGHUP. Installed before the
+/// run starts, so none arriving early kills ktune outright; one whose
+/// handler cannot be installed is simply not waited for. Needs a runtime.
+fn stop_signals() -> Vec<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .into_iter()
+    .filter_map(|kind| signal(kind).ok())
+    .collect()
+}
+
+/// Resolves at the first of `signals`.
+async fn stop_signal(mut signals: Vec<tokio::signal::unix::Signal>) {
+    if signals.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(signals.iter_mut().map(|s| Box::pin(s.recv()))).await;
+}
+
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let super::Loaded {
         origin,
@@ -101,10 +125,22 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let store = SqlStore::connect(&args.db)
             .await
             .with_context(|| format!("opening {}", args.db))?;
+        let signals = stop_signals();
         let mut view = View::new(mode, max_trials);
         let mut show = |event: Event| view.event(&event);
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal(signals).await;
+            // A second one while the trials are being stopped ends ktune at
+            // once: what was not recorded runs again on resume, as after a crash.
+            let again = stop_signals();
+            tokio::spawn(async {
+                stop_signal(again).await;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\ninterrupted again: exiting now; the trials not yet recorded run again when you rerun the command"
+                );
+                std::process::exit(130);
+            });
         };
         let summary = driver::run(
             &prepared,

@@ -99,6 +99,17 @@ fn state_word(state: TrialState) -> String {
     format!("{state:?}").to_lowercase()
 }
 
+/// A reason on one line: its first line, and for a failure that quotes
+/// its stderr, the last line quoted (`ExitCode2 — stderr: No such file`).
+fn brief_reason(reason: &str) -> String {
+    let mut lines = reason.lines();
+    let first = lines.next().unwrap_or_default();
+    match lines.rev().find(|l| l.starts_with("stderr: ")) {
+        Some(last) => one_line(&format!("{first} — {last}")),
+        None => one_line(reason),
+    }
+}
+
 /// `objective=V` (or `objective=`), then `  (reason)` unless it succeeded.
 fn outcome(state: TrialState, objective: Option<f64>, reason: &str) -> String {
     let value = objective
@@ -107,10 +118,15 @@ fn outcome(state: TrialState, objective: Option<f64>, reason: &str) -> String {
     if state == TrialState::Succeeded {
         value
     } else if value.is_empty() {
-        format!("({})", one_line(reason))
+        format!("({})", brief_reason(reason))
     } else {
-        format!("{value}  ({})", one_line(reason))
+        format!("{value}  ({})", brief_reason(reason))
     }
+}
+
+/// The line saying what an earlier run left of a resumed experiment.
+fn resumed_line(experiment: &str, done: usize, rerun: usize) -> String {
+    format!("resuming experiment {experiment}: {done} done, {rerun} to rerun")
 }
 
 /// The plain line for an event (`started   NAME  k=v …`,
@@ -123,6 +139,14 @@ pub fn plain_line(event: &Event) -> Option<String> {
             Some(format!("started   {trial}  {}", pairs(parameters)))
         }
         Event::Progress { .. } | Event::Reported { .. } => None,
+        Event::Resumed {
+            experiment,
+            done,
+            rerun,
+        } => Some(resumed_line(experiment, *done, *rerun)),
+        Event::Interrupted { trial } => Some(format!(
+            "stopped   {trial}  (interrupted: it runs again on resume)"
+        )),
         Event::Finished {
             trial,
             state,
@@ -132,12 +156,20 @@ pub fn plain_line(event: &Event) -> Option<String> {
             let value = objective
                 .map(|v| format!("objective={v}"))
                 .unwrap_or_default();
-            let why = if *state == TrialState::Succeeded {
-                String::new()
-            } else {
-                format!("  ({reason})")
+            // A failure's further lines (the end of its stderr) follow,
+            // indented under the trial.
+            let mut lines = reason.lines();
+            let why = match lines.next() {
+                Some(first) if *state != TrialState::Succeeded => format!("  ({first})"),
+                _ => String::new(),
             };
-            Some(format!("{:<9} {trial}  {value}{why}", state_word(*state)))
+            let mut text = format!("{:<9} {trial}  {value}{why}", state_word(*state));
+            if *state != TrialState::Succeeded {
+                for more in lines {
+                    let _ = write!(text, "\n          {more}");
+                }
+            }
+            Some(text)
         }
     }
 }
@@ -185,6 +217,20 @@ pub fn event_json(event: &Event) -> Value {
             "trial": trial,
             "metrics": object(latest),
         }),
+        Event::Resumed {
+            experiment,
+            done,
+            rerun,
+        } => json!({
+            "event": "resumed",
+            "experiment": experiment,
+            "done": done,
+            "rerun": rerun,
+        }),
+        Event::Interrupted { trial } => json!({
+            "event": "interrupted",
+            "trial": trial,
+        }),
         Event::Finished {
             trial,
             state,
@@ -219,6 +265,12 @@ pub fn summary_json(experiment: &str, summary: &RunSummary, metrics: &[(String, 
         "closed": summary.closed,
         "counts": counts_json(&summary.counts),
         "best": best,
+        "failures": summary
+            .failures
+            .iter()
+            .map(|(trial, message)| json!({"trial": trial, "message": message}))
+            .collect::<Vec<_>>(),
+        "interrupted": summary.interrupted,
     })
 }
 
@@ -256,16 +308,45 @@ pub fn summary_lines(
             pairs(&best.parameters)
         ));
         if !metrics.is_empty() {
-            lines.push(format!("  metrics: {}", pairs(metrics)));
+            lines.push(format!(
+                "  last reported metrics of {}: {}",
+                best.name,
+                pairs(metrics)
+            ));
         }
     }
+    failure_lines(&summary.failures, &mut lines);
     if !matches!(
         summary.state,
         crate::store::ExperimentState::Succeeded | crate::store::ExperimentState::Failed
     ) {
-        lines.push("interrupted: run the same command again to resume".to_owned());
+        let mut line = "interrupted: run the same command again to resume".to_owned();
+        if summary.interrupted > 0 {
+            let _ = write!(
+                line,
+                " ({} stopped trial(s) run again, in their own folders)",
+                summary.interrupted
+            );
+        }
+        lines.push(line);
     }
     lines
+}
+
+/// The last failed trials and why (their messages quote their stderr).
+fn failure_lines(failures: &[(String, String)], lines: &mut Vec<String>) {
+    if failures.is_empty() {
+        return;
+    }
+    lines.push("last failed trials:".to_owned());
+    for (trial, message) in failures {
+        let mut message_lines = message.lines();
+        lines.push(format!(
+            "  {trial}: {}",
+            message_lines.next().unwrap_or_default()
+        ));
+        lines.extend(message_lines.map(|l| format!("    {l}")));
+    }
 }
 
 /// The latest value of each metric of each trial seen reporting, merged
@@ -325,6 +406,8 @@ impl Board {
     pub fn apply(&mut self, event: &Event, now: Instant) {
         match event {
             Event::Progress { counts } => self.counts = *counts,
+            Event::Resumed { .. } => {}
+            Event::Interrupted { trial } => self.running.retain(|r| &r.name != trial),
             Event::Started { trial, parameters } => {
                 self.running.retain(|r| &r.name != trial);
                 self.running.push(Running {
@@ -656,9 +739,12 @@ impl Drop for Live {
 pub struct View {
     mode: Mode,
     max_trials: Option<u32>,
-    /// Started with the first event, so that what is logged while the
-    /// experiment is set up does not cut through the bar.
+    /// Started with the first event about a trial, so that what is logged
+    /// while the experiment is set up or before its first trial starts
+    /// (the warning that images are ignored) does not cut through the bar.
     live: Option<Live>,
+    /// The last progress seen before the live view started.
+    early: Option<Event>,
     metrics: Metrics,
 }
 
@@ -678,6 +764,7 @@ impl View {
             mode,
             max_trials,
             live: None,
+            early: None,
             metrics: Metrics::default(),
         }
     }
@@ -686,12 +773,7 @@ impl View {
     pub fn event(&mut self, event: &Event) {
         self.metrics.record(event);
         match self.mode {
-            Mode::Live => {
-                let max = self.max_trials;
-                self.live
-                    .get_or_insert_with(|| Live::start(max))
-                    .event(event);
-            }
+            Mode::Live => self.live_event(event),
             Mode::Plain => {
                 if let Some(line) = plain_line(event) {
                     out_line(&line);
@@ -700,6 +782,33 @@ impl View {
             Mode::Json { quiet: false } => out_line(&event_json(event).to_string()),
             Mode::Quiet | Mode::Json { quiet: true } => {}
         }
+    }
+
+    /// Shows an event in the live view, started at the first event about
+    /// a trial; what comes before is kept (progress) or printed (resuming).
+    fn live_event(&mut self, event: &Event) {
+        if self.live.is_none() {
+            match event {
+                Event::Progress { .. } => {
+                    self.early = Some(event.clone());
+                    return;
+                }
+                Event::Resumed { .. } => {
+                    if let Some(line) = plain_line(event) {
+                        out_line(&line);
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let max = self.max_trials;
+        let early = self.early.take();
+        let live = self.live.get_or_insert_with(|| Live::start(max));
+        if let Some(progress) = early {
+            live.event(&progress);
+        }
+        live.event(event);
     }
 
     /// The latest metrics a trial reported during this run.
@@ -795,6 +904,8 @@ mod tests {
                 objective: 0.25,
             }),
             closed: false,
+            failures: Vec::new(),
+            interrupted: 0,
         }
     }
 
@@ -1000,6 +1111,73 @@ mod tests {
         assert_eq!(v["total"], 3);
     }
 
+    const FAILURE: &str = "ExitCode2\nstderr: python3: can't open file 'x.py'\n(all of its stderr: ktune logs exp-0003 --stderr)";
+
+    #[test]
+    fn a_failure_shows_the_end_of_its_stderr_everywhere() {
+        let event = finished("exp-0003", TrialState::Failed, None, FAILURE);
+        assert_eq!(
+            plain_line(&event).unwrap(),
+            "failed    exp-0003    (ExitCode2)\n          stderr: python3: can't open file 'x.py'\n          (all of its stderr: ktune logs exp-0003 --stderr)"
+        );
+        let mut board = Board::default();
+        let now = Instant::now();
+        board.apply(&event, now);
+        assert!(
+            board.rows(now)[0].ends_with("(ExitCode2 — stderr: python3: can't open file 'x.py')"),
+            "{:?}",
+            board.rows(now)
+        );
+        let mut failed = summary(false);
+        failed.failures = vec![("exp-0003".to_owned(), FAILURE.to_owned())];
+        let lines = summary_lines("exp", &failed, &[]);
+        let at = lines
+            .iter()
+            .position(|l| l == "last failed trials:")
+            .unwrap();
+        assert_eq!(
+            lines[at + 1..at + 4],
+            [
+                "  exp-0003: ExitCode2",
+                "    stderr: python3: can't open file 'x.py'",
+                "    (all of its stderr: ktune logs exp-0003 --stderr)",
+            ]
+        );
+        assert_eq!(
+            summary_json("exp", &failed, &[])["failures"][0]["message"],
+            FAILURE
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_says_what_was_left_and_an_interrupted_trial_reruns() {
+        let resumed = Event::Resumed {
+            experiment: "exp".to_owned(),
+            done: 3,
+            rerun: 2,
+        };
+        assert_eq!(
+            plain_line(&resumed).unwrap(),
+            "resuming experiment exp: 3 done, 2 to rerun"
+        );
+        assert_eq!(event_json(&resumed)["rerun"], 2);
+        let stopped = Event::Interrupted {
+            trial: "exp-0004".to_owned(),
+        };
+        assert!(
+            plain_line(&stopped)
+                .unwrap()
+                .starts_with("stopped   exp-0004")
+        );
+        let mut interrupted = summary(false);
+        interrupted.state = ExperimentState::Running;
+        interrupted.interrupted = 2;
+        assert_eq!(
+            summary_lines("exp", &interrupted, &[]).last().unwrap(),
+            "interrupted: run the same command again to resume (2 stopped trial(s) run again, in their own folders)"
+        );
+    }
+
     #[test]
     fn the_summary_names_the_best_trial_its_parameters_and_metrics() {
         let metrics = kv(&[("acc", "0.9"), ("loss", "0.25")]);
@@ -1011,7 +1189,7 @@ mod tests {
                 "experiment exp: Succeeded ExperimentMaxTrialsReached",
                 "trials: 2 succeeded, 1 failed, 0 early-stopped, 0 metrics-unavailable, 0 killed",
                 "best trial: exp-0002  objective=0.25  lr=0.1 depth=3",
-                "  metrics: acc=0.9 loss=0.25",
+                "  last reported metrics of exp-0002: acc=0.9 loss=0.25",
             ]
         );
         let mut interrupted = summary(false);

@@ -448,7 +448,10 @@ impl TrialUpdates {
                 reason: super::status::trial_condition(state).0,
                 note: reason,
             },
-            Event::Progress { .. } | Event::Reported { .. } => return,
+            Event::Progress { .. }
+            | Event::Reported { .. }
+            | Event::Resumed { .. }
+            | Event::Interrupted { .. } => return,
         };
         self.pending.retain(|u| u.trial != update.trial);
         self.pending.push(update);

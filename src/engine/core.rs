@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::decide::{Budget, Completion, Counts, completion, trials_to_start};
 use super::events::{BestTrial, Event, RunSummary};
 use super::resume::{SpecChange, compare_specs};
+use super::tail;
 use crate::api::PreparedExperiment;
 use crate::api::enums::{MetricStrategyType, ResumePolicy};
 use crate::api::experiment::TrialTemplate;
@@ -115,8 +116,9 @@ struct Unstored {
     drained: bool,
     /// How it ended (and why it was stopped early), until that is stored.
     ended: Option<(Exit, Option<String>)>,
-    /// It was stopped by the user: it ends Killed.
-    killed: bool,
+    /// It was stopped because the run was interrupted: it goes back to
+    /// Pending, to run again on resume.
+    interrupted: bool,
 }
 
 /// One experiment being driven to completion.
@@ -151,7 +153,18 @@ pub struct Engine<'a, S: Store, R: Runner, C: Collector> {
     /// How long the algorithm's calls took since the last
     /// [`Engine::take_suggest_seconds`] (for the controller's /metrics).
     suggest_seconds: Vec<f64>,
+    /// What earlier runs left (trials done, trials to run again), told at
+    /// the first step of a resumed experiment.
+    resumed: Option<(usize, usize)>,
+    /// Trials this run's interruption sent back to Pending.
+    interrupted: usize,
 }
+
+/// How many failed trials a run's summary quotes.
+const FAILURES_SHOWN: usize = 3;
+
+/// The stored message of a trial an interrupted run stopped.
+const INTERRUPTED: &str = "the run was interrupted while the trial ran; it runs again, under the same name and folder, when the experiment is resumed";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -228,6 +241,8 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             closed: None,
             changed: true,
             suggest_seconds: Vec::new(),
+            resumed: None,
+            interrupted: 0,
         };
         let finished = matches!(
             record.state,
@@ -242,7 +257,10 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             engine.closed = Some((record.state, record.reason.clone()));
             return Ok(engine);
         }
-        engine.resume_trials().await?;
+        let (done, rerun) = engine.resume_trials().await?;
+        if !created && done + rerun > 0 {
+            engine.resumed = Some((done, rerun));
+        }
         if record.state != ExperimentState::Running {
             store
                 .set_experiment_state(
@@ -257,10 +275,13 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
     }
 
     /// Loads the reports of ended trials, and sends the trials an earlier
-    /// run left running back to Pending.
-    async fn resume_trials(&mut self) -> Result<(), EngineError> {
+    /// run left running back to Pending. Returns how many had ended and
+    /// how many are to run (again).
+    async fn resume_trials(&mut self) -> Result<(usize, usize), EngineError> {
+        let (mut done, mut rerun) = (0, 0);
         for row in self.store.trials(self.experiment_id).await? {
             if row.state.is_terminal() {
+                done += 1;
                 let stored = self.store.observations(row.id).await?;
                 self.finished.insert(
                     row.name.clone(),
@@ -268,6 +289,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                 );
                 continue;
             }
+            rerun += 1;
             self.runner.reap(&row.name);
             if row.state == TrialState::Running {
                 let outcome = TrialOutcome {
@@ -282,7 +304,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     .await?;
             }
         }
-        Ok(())
+        Ok((done, rerun))
     }
 
     /// The experiment's name.
@@ -318,6 +340,13 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         if let Some((state, reason)) = self.closed.clone() {
             return Ok(Some(self.summary_now(state, &reason).await?));
         }
+        if let Some((done, rerun)) = self.resumed.take() {
+            on_event(Event::Resumed {
+                experiment: self.name.clone(),
+                done,
+                rerun,
+            });
+        }
         self.watch(on_event).await?;
         if !self.changed {
             return Ok(None);
@@ -329,11 +358,15 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         decided
     }
 
-    /// Stops every running trial and records it as Killed (one that had
-    /// already ended, as it ended), with its last reports; the experiment
-    /// stays Running, so opening it again resumes it. Every trial is
-    /// stopped even when the store fails; the first failure is returned
-    /// and the trials not recorded run again on resume.
+    /// Stops every running trial and sends it back to Pending with its
+    /// reports (one that had already ended is recorded as it ended): the
+    /// experiment stays Running, so opening it again runs those trials
+    /// again under their names and folders (a trainer that checkpoints
+    /// into `KTUNE_TRIAL_DIR` continues), as after a crash, and they do
+    /// not count toward the budget. The trials are stopped together (one
+    /// grace period in all). Every trial is stopped even when the store
+    /// fails; the first failure is returned, and the trials not recorded
+    /// run again on resume all the same.
     ///
     /// # Errors
     /// [`EngineError`] when the store fails.
@@ -342,13 +375,14 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<RunSummary, EngineError> {
         let mut live = std::mem::take(&mut self.live);
-        for l in &mut live {
-            if l.pending.ended.is_none() {
+        futures::future::join_all(live.iter_mut().filter(|l| l.pending.ended.is_none()).map(
+            |l| async {
                 l.run.stop().await;
                 l.pending.ended = Some((Exit::Stopped, None));
-                l.pending.killed = true;
-            }
-        }
+                l.pending.interrupted = true;
+            },
+        ))
+        .await;
         let mut failure = None;
         for mut l in live {
             if failure.is_none()
@@ -365,6 +399,31 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             .clone()
             .unwrap_or((ExperimentState::Running, String::new()));
         self.summary_now(state, &reason).await
+    }
+
+    /// Records a trial stopped by the run's interruption: its last reports
+    /// are stored and it is Pending again, to run on resume.
+    async fn requeue(
+        &mut self,
+        l: &mut Live<R::Trial, C::Trial>,
+        on_event: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<(), EngineError> {
+        let outcome = TrialOutcome {
+            state: TrialState::Pending,
+            reason: "Interrupted".into(),
+            message: INTERRUPTED.into(),
+            objective: None,
+            at: now_ms(),
+        };
+        self.store
+            .transition(l.row.id, &[TrialState::Running], &outcome)
+            .await?;
+        self.collector.detach(&l.row.name);
+        self.interrupted += 1;
+        on_event(Event::Interrupted {
+            trial: l.row.name.clone(),
+        });
+        Ok(())
     }
 
     /// Stops every running trial and writes nothing: for a driver that
@@ -873,16 +932,14 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             given => given,
         };
         self.store_reports(l).await?;
+        if l.pending.interrupted {
+            return self.requeue(l, on_event).await;
+        }
         let objective = objective_value(
             &reduce(&self.plan.objective.metric, &l.logs),
             &self.strategy,
         );
         let (state, reason, message) = match (&exit, stop_reason) {
-            _ if l.pending.killed => (
-                TrialState::Killed,
-                "TrialKilled".to_owned(),
-                "stopped by the user".to_owned(),
-            ),
             (_, Some(why)) => (
                 TrialState::EarlyStopped,
                 "TrialEarlyStopped".to_owned(),
@@ -901,14 +958,21 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     self.plan.objective.metric
                 ),
             ),
-            (other, None) => (TrialState::Failed, "TrialFailed".to_owned(), other.reason()),
+            (other, None) => (
+                TrialState::Failed,
+                "TrialFailed".to_owned(),
+                tail::with_stderr(
+                    &other.reason(),
+                    &l.row.name,
+                    &l.run.stderr().map(tail::last_lines).unwrap_or_default(),
+                ),
+            ),
         };
         let outcome = TrialOutcome {
             state,
             reason: reason.clone(),
             message: message.clone(),
-            // A killed trial's objective is not a result.
-            objective: objective.filter(|_| state != TrialState::Killed),
+            objective,
             at: now_ms(),
         };
         self.store
@@ -990,7 +1054,22 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             counts: Counts::of(history),
             best,
             closed: self.closed.is_some(),
+            failures: self.failures(),
+            interrupted: self.interrupted,
         }
+    }
+
+    /// The last few failed trials and their messages, for the summary.
+    fn failures(&self) -> Vec<(String, String)> {
+        let failed: Vec<&TrialRow> = self
+            .rows
+            .iter()
+            .filter(|r| r.state == TrialState::Failed)
+            .collect();
+        failed[failed.len().saturating_sub(FAILURES_SHOWN)..]
+            .iter()
+            .map(|r| (r.name.clone(), r.message.clone()))
+            .collect()
     }
 }
 

@@ -115,9 +115,9 @@ pub enum DriverError {
 }
 
 /// Runs (or resumes) an experiment to completion, or until `shutdown`
-/// resolves (running trials are then stopped and recorded as Killed, and
-/// the experiment stays resumable), holding the experiment's lease
-/// throughout and releasing it at the end.
+/// resolves (running trials are then stopped and sent back to Pending, to
+/// run again on resume), holding the experiment's lease throughout and
+/// releasing it at the end.
 ///
 /// # Errors
 /// [`DriverError::Held`] when another run holds the experiment;
@@ -171,13 +171,20 @@ async fn drive<S: Store + Leases>(
     let experiment = &prepared.experiment;
     let runner = local_runner(prepared, options);
     let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
-    let images = container_images(experiment);
-    if !images.is_empty() {
-        tracing::warn!(
-            "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
-            images.join(", ")
-        );
-    }
+    let mut images = Some(container_images(experiment)).filter(|i| !i.is_empty());
+    // Said once, as the first trial starts: a run that starts nothing (a
+    // finished experiment run again) has nothing to warn about.
+    let on_event = &mut |event: Event| {
+        if matches!(event, Event::Started { .. })
+            && let Some(images) = images.take()
+        {
+            tracing::warn!(
+                "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
+                images.join(", ")
+            );
+        }
+        on_event(event);
+    };
     let engine_options = EngineOptions {
         seed: options.seed,
         gpus: options.gpus.clone(),

@@ -28,7 +28,25 @@ pub enum Event {
         /// The latest value of each metric it reported just now.
         latest: Vec<(String, String)>,
     },
-    /// A trial ended.
+    /// The experiment existed and runs on: what its earlier runs left.
+    Resumed {
+        /// The experiment.
+        experiment: String,
+        /// Trials that had ended.
+        done: usize,
+        /// Trials that were pending or running (interrupted): they run (again).
+        rerun: usize,
+    },
+    /// A running trial was stopped because the run was interrupted
+    /// (Ctrl-C, SIGTERM, SIGHUP): it is Pending again, with its reports
+    /// and folder kept, and runs again when the experiment is resumed.
+    Interrupted {
+        /// The trial.
+        trial: String,
+    },
+    /// A trial ended. A failed trial's `reason` may go on over further
+    /// lines: the end of its stderr (`stderr: …` lines) and where to read
+    /// all of it.
     Finished {
         /// The trial.
         trial: String,
@@ -55,6 +73,11 @@ pub struct RunSummary {
     /// The experiment had finished before this run and its resumePolicy
     /// (Never) kept it closed: nothing ran.
     pub closed: bool,
+    /// The last few failed trials, with their stored messages (which end
+    /// with their stderr's last lines): why they failed, at a glance.
+    pub failures: Vec<(String, String)>,
+    /// Trials stopped by this run's interruption, to run again on resume.
+    pub interrupted: usize,
 }
 
 /// The best trial of a run.

@@ -87,4 +87,8 @@ impl TrialRun for LocalTrial {
     fn stdout(&self) -> Option<&Path> {
         Some(self.replicas.stdout_path())
     }
+
+    fn stderr(&self) -> Option<&Path> {
+        Some(self.replicas.stderr_path())
+    }
 }

@@ -63,6 +63,12 @@ pub trait TrialRun: Send {
     /// Where its primary output can be read, for the StdOut collector.
     fn stdout(&self) -> Option<&Path>;
 
+    /// Where its primary error output can be read (a failure's message
+    /// quotes its end); `None` where the runner keeps none.
+    fn stderr(&self) -> Option<&Path> {
+        None
+    }
+
     /// Whether `launch` found the trial already running (started by an
     /// earlier engine that died) and took it over instead of starting it
     /// again: its metrics source then replays what was already stored.

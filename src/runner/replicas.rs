@@ -577,6 +577,14 @@ impl ReplicaSet {
             .map_or(Path::new(""), RunningTrial::stdout_path)
     }
 
+    /// The primary replica's standard error: a failure's message quotes its end.
+    #[must_use]
+    pub fn stderr_path(&self) -> &Path {
+        self.replicas
+            .first()
+            .map_or(Path::new(""), RunningTrial::stderr_path)
+    }
+
     /// Whether the trial ended: when every replica succeeded, or as soon as
     /// one did not (the others are then stopped).
     pub async fn poll(&mut self, grace: Duration) -> Option<Exit> {

@@ -558,6 +558,9 @@ pub struct TrialView<'a> {
 #[must_use]
 pub fn trial(base: &str, v: &TrialView<'_>) -> String {
     let t = v.trial;
+    // A failure's message goes on over further lines (the end of its
+    // stderr): the first stays beside the state, the rest keeps its lines.
+    let (headline, more) = t.message.split_once('\n').unwrap_or((&t.message, ""));
     let mut body = format!(
         "<p><a href=\"{}\">{}</a></p><h1>{}</h1><p class=\"state {}\">{} {} {}</p><p class=\"meta\">#{} · created {} · started {} · completed {}</p>",
         escape(&experiment_href(base, v.experiment)),
@@ -566,12 +569,15 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
         svg::state_class(t.state),
         state_to_str(t.state),
         escape(&t.reason),
-        escape(&t.message),
+        escape(headline),
         t.seq,
         time_text(Some(t.created_at)),
         time_text(t.started_at),
         time_text(t.completed_at),
     );
+    if !more.is_empty() {
+        let _ = write!(body, "<pre id=\"why\">{}</pre>", escape(more));
+    }
     if let Some(o) = t.objective {
         let _ = write!(body, "<p id=\"objective\">objective: {o}</p>");
     }
@@ -679,4 +685,36 @@ pub fn not_found(base: &str, what: &str) -> String {
             escape(what)
         ),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ktune_algorithms::history::TrialState;
+
+    #[test]
+    fn a_failed_trial_page_shows_the_end_of_its_stderr_line_by_line() {
+        let row = TrialRow {
+            name: "t-2".into(),
+            reason: "TrialFailed".into(),
+            message: "ExitCode2\nstderr: can't open <train.py>\n(all of its stderr: ktune logs t-2 --stderr)".into(),
+            ..TrialRow::example(2, TrialState::Failed)
+        };
+        let view = TrialView {
+            experiment: "e",
+            trial: &row,
+            observations: &[],
+            log: None,
+            log_size: 0,
+            log_path: "stdout.log",
+            now: 0,
+        };
+        let page = trial("", &view);
+        assert!(page.contains("TrialFailed ExitCode2</p>"), "{page}");
+        assert!(
+            page.contains("<pre id=\"why\">stderr: can&#39;t open &lt;train.py&gt;\n(all of its stderr: ktune logs t-2 --stderr)</pre>"),
+            "{page}"
+        );
+    }
 }
