@@ -924,7 +924,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
         // Reports read only with the end are judged too: had they come a
         // poll earlier, the rule would have stopped the trial.
         let stop_reason = match stop_reason {
-            None if !l.pending.killed && self.plan.early_stopping.is_some() => {
+            None if !l.pending.interrupted && self.plan.early_stopping.is_some() => {
                 let reason = self.judge(l, &self.history());
                 l.pending.ended = Some((exit.clone(), reason.clone()));
                 reason
