@@ -13,6 +13,7 @@ use crate::engine::driver::{self, RunOptions};
 use crate::store::{ExperimentState, SqlStore};
 use anyhow::Context as _;
 
+use super::printable::Printable;
 use super::view::{Mode, Output, View};
 use super::{EXIT_INVALID, EXIT_RETRY};
 
@@ -92,26 +93,16 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         configmaps,
         prepared,
     } = super::load_experiment(&args.files)?;
-    let mut err = std::io::stderr().lock();
     if !prepared.report.is_valid() {
-        writeln!(err, "{}: invalid experiment", origin)?;
+        // Names and values come from the file: printed escaped.
+        let mut err = Printable(std::io::stderr().lock());
+        writeln!(err, "{origin}: invalid experiment")?;
         for issue in &prepared.report.errors {
             writeln!(err, "  error: {issue}")?;
         }
         return Ok(ExitCode::from(EXIT_INVALID));
     }
-    drop(err);
-    let options = RunOptions {
-        trials_root: args.trials_dir.clone(),
-        working_dir: std::env::current_dir()?,
-        trial_timeout: args.timeout.map(Duration::from_secs),
-        log_limit: Some(args.log_limit.saturating_mul(1024 * 1024)),
-        stop_grace: Duration::from_secs(5),
-        seed: args.seed,
-        gpus: args.gpus.clone(),
-        lease_ttl: Duration::from_secs(args.lease_seconds),
-        outage_limit: Duration::from_secs(args.db_outage_limit),
-    };
+    let options = run_options(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mode = Mode::choose(args.output, args.quiet, std::io::stdout().is_terminal());
     let max_trials = prepared
@@ -125,23 +116,9 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let store = SqlStore::connect(&args.db)
             .await
             .with_context(|| format!("opening {}", args.db))?;
-        let signals = stop_signals();
         let mut view = View::new(mode, max_trials);
         let mut show = |event: Event| view.event(&event);
-        let shutdown = async {
-            stop_signal(signals).await;
-            // A second one while the trials are being stopped ends ktune at
-            // once: what was not recorded runs again on resume, as after a crash.
-            let again = stop_signals();
-            tokio::spawn(async {
-                stop_signal(again).await;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\ninterrupted again: exiting now; the trials not yet recorded run again when you rerun the command"
-                );
-                std::process::exit(130);
-            });
-        };
+        let shutdown = until_stopped(stop_signals());
         let summary = driver::run(
             &prepared,
             &configmaps,
@@ -159,8 +136,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 | driver::DriverError::Unreachable { .. }),
             ) => {
                 view.abandon();
-                let mut err = std::io::stderr().lock();
-                writeln!(err, "error: {e}")?;
+                writeln!(std::io::stderr(), "error: {e}")?;
                 return Ok(Err(ExitCode::from(EXIT_RETRY)));
             }
             Err(e) => {
@@ -168,21 +144,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 return Err(anyhow::Error::from(e));
             }
         };
-        // The best trial's metrics: as seen reported in this run, else (a
-        // trial of an earlier, resumed run) as stored.
-        let metrics = match &summary.best {
-            None => Vec::new(),
-            Some(best) => match view.metrics_of(&best.name) {
-                Some(m) => m,
-                None => super::inspect::latest_metrics(&store, &name, &best.name)
-                    .await
-                    .unwrap_or_else(|e| {
-                        let mut err = std::io::stderr().lock();
-                        let _ = writeln!(err, "warning: the best trial's metrics: {e:#}");
-                        Vec::new()
-                    }),
-            },
-        };
+        let metrics = best_metrics(&view, &store, &name, &summary).await;
         view.finish(&name, &summary, &metrics)?;
         anyhow::Ok(Ok(summary))
     })?;
@@ -195,4 +157,60 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ExperimentState::Failed => ExitCode::from(EXIT_INVALID),
         _ => ExitCode::from(130),
     })
+}
+
+/// The driver's options from the command line.
+fn run_options(args: &Args) -> anyhow::Result<RunOptions> {
+    Ok(RunOptions {
+        trials_root: args.trials_dir.clone(),
+        working_dir: std::env::current_dir()?,
+        trial_timeout: args.timeout.map(Duration::from_secs),
+        log_limit: Some(args.log_limit.saturating_mul(1024 * 1024)),
+        stop_grace: Duration::from_secs(5),
+        seed: args.seed,
+        gpus: args.gpus.clone(),
+        lease_ttl: Duration::from_secs(args.lease_seconds),
+        outage_limit: Duration::from_secs(args.db_outage_limit),
+    })
+}
+
+/// Completes at the first stop signal. A second one while the trials are
+/// being stopped ends ktune at once: what was not recorded runs again on
+/// resume, as after a crash.
+async fn until_stopped(signals: Vec<tokio::signal::unix::Signal>) {
+    stop_signal(signals).await;
+    let again = stop_signals();
+    tokio::spawn(async {
+        stop_signal(again).await;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\ninterrupted again: exiting now; the trials not yet recorded run again when you rerun the command"
+        );
+        std::process::exit(130);
+    });
+}
+
+/// The best trial's metrics for the summary: as reported in this run,
+/// else (a trial of an earlier, resumed run) as stored.
+async fn best_metrics(
+    view: &View,
+    store: &SqlStore,
+    name: &str,
+    summary: &crate::engine::RunSummary,
+) -> Vec<(String, String)> {
+    let Some(best) = &summary.best else {
+        return Vec::new();
+    };
+    if let Some(m) = view.metrics_of(&best.name) {
+        return m;
+    }
+    super::inspect::latest_metrics(store, name, &best.name)
+        .await
+        .unwrap_or_else(|e| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: the best trial's metrics: {e:#}"
+            );
+            Vec::new()
+        })
 }
