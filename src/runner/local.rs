@@ -611,8 +611,12 @@ mod tests {
 
     /// Whether process `pid` runs (a zombie, killed and waiting for its
     /// new parent to reap it, does not).
+    /// Whether `pid` is a living process: a reaped one (no /proc entry)
+    /// and a zombie are both dead.
     fn alive(pid: i32) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
         stat.rsplit(')')
             .next()
             .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
