@@ -30,7 +30,7 @@ def main(path: str) -> int:
         print("Katib's example YAMLs are read from ../shared/katib-examples (a checkout of"
               " kubeflow/katib's examples/v1beta1 beside this repository);"
               " scripts/browser-deps installs Chromium for the dashboard test.")
-    print(f"\nktune tests: {passed} passed, {failed} failed, {len(skips)} skipped")
+    print(f"\ntests: {passed} passed, {failed} failed, {len(skips)} skipped")
     return 0
 
 if __name__ == "__main__":
