@@ -466,23 +466,6 @@ fn an_existing_experiment_with_a_different_search_is_refused() {
     assert!(err.contains("different spec.parameters"), "{err}");
 }
 
-/// Reads every stored report of every trial of an experiment.
-fn stored_reports(
-    db: &str,
-    experiment: &str,
-) -> Vec<(ktune::store::TrialRow, Vec<ktune::store::ObservationRow>)> {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = ktune::store::SqlStore::connect(db).await.unwrap();
-        let exp = store.experiment(experiment).await.unwrap().unwrap();
-        let mut all = Vec::new();
-        for t in store.trials(exp.id).await.unwrap() {
-            let reports = store.observations(t.id).await.unwrap();
-            all.push((t, reports));
-        }
-        all
-    })
-}
-
 #[test]
 fn push_collector_takes_authenticated_reports_of_the_experiments_metrics() {
     let dir = scratch("push");
@@ -508,7 +491,7 @@ EOF"#;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 succeeded"), "{text}");
-    for (trial, reports) in stored_reports(&db, "push") {
+    for (trial, reports) in support::runs::stored(&db, "push") {
         assert_eq!(trial.objective, Some(1.5), "{trial:?}");
         let values: Vec<(&str, &str)> = reports
             .iter()
@@ -544,7 +527,7 @@ EOF"##;
     let file = shell_experiment(&dir, "prometheus", script, &["a", "b"], extra);
     let out = ktune(&run_args(&dir, &db, &file));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    for (trial, reports) in stored_reports(&db, "prometheus") {
+    for (trial, reports) in support::runs::stored(&db, "prometheus") {
         assert_eq!(trial.objective, Some(1.0), "{trial:?}");
         let values: Vec<&str> = reports.iter().map(|r| r.value.as_str()).collect();
         assert_eq!(
@@ -572,7 +555,7 @@ i=0; while [ $i -lt $n ]; do i=$((i+1)); echo "loss=$v"; sleep 0.2; done"#;
         started.elapsed() < Duration::from_secs(6),
         "the bad trial did not run to its end"
     );
-    let all = stored_reports(&db, "earlystop");
+    let all = support::runs::stored(&db, "earlystop");
     let (bad, reports) = all
         .iter()
         .find(|(t, _)| t.assignment.iter().any(|(_, v)| v == "bad"))

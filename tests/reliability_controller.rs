@@ -120,33 +120,11 @@ fn outage_experiment(name: &str, runs: &std::path::Path) -> String {
         "echo $1 >> {}; echo loss=0.9; sleep 3; echo loss=0.$1",
         runs.display()
     );
-    format!(
-        r#"apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: minimize, objectiveMetricName: loss}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 3
-  maxTrialCount: 6
-  maxFailedTrialCount: 1
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["1", "2", "3", "4", "5", "6"]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#
+    support::shell_experiment_yaml(
+        name,
+        &script,
+        &["1", "2", "3", "4", "5", "6"],
+        "  parallelTrialCount: 3\n  maxTrialCount: 6\n  maxFailedTrialCount: 1",
     )
 }
 

@@ -85,7 +85,6 @@ impl PrivatePostgres {
                 "UTF8",
                 "-D",
             ],
-            true,
         );
         pg.up();
         Some(pg)
@@ -95,9 +94,9 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Runs one of the server's programs as the data folder's owner, with
-    /// `args` and then the data folder when `data` says so.
-    fn as_owner(&self, program: &str, args: &[&str], data: bool) {
+    /// One of the server's programs, run as the data folder's owner, with
+    /// `args` and then the data folder.
+    fn owner_command(&self, program: &str, args: &[&str]) -> Command {
         let exe = self.bin.join(program);
         let mut command = if is_root() {
             let mut c = Command::new("runuser");
@@ -106,11 +105,13 @@ impl PrivatePostgres {
         } else {
             Command::new(exe)
         };
-        command.args(args);
-        if data {
-            command.arg(self.dir.join("data"));
-        }
-        run(&mut command);
+        command.args(args).arg(self.dir.join("data"));
+        command
+    }
+
+    /// Runs [`Self::owner_command`], which must succeed.
+    fn as_owner(&self, program: &str, args: &[&str]) {
+        run(&mut self.owner_command(program, args));
     }
 
     /// Starts the server and waits until it accepts connections.
@@ -121,26 +122,19 @@ impl PrivatePostgres {
             self.dir.display()
         );
         let log = self.dir.join("server.log").display().to_string();
-        self.as_owner(
-            "pg_ctl",
-            &["-w", "-l", &log, "-o", &options, "start", "-D"],
-            true,
-        );
+        self.as_owner("pg_ctl", &["-w", "-l", &log, "-o", &options, "start", "-D"]);
     }
 
     /// Stops the server: its connections are closed and new ones refused.
     fn down(&self) {
-        self.as_owner("pg_ctl", &["-w", "-m", "fast", "stop", "-D"], true);
+        self.as_owner("pg_ctl", &["-w", "-m", "fast", "stop", "-D"]);
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = Command::new(if is_root() { "runuser" } else { "true" })
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "stop", "-D"])
-            .arg(self.dir.join("data"))
+        let _ = self
+            .owner_command("pg_ctl", &["-m", "immediate", "stop", "-D"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -103,7 +103,7 @@ fn without_password(url: &str) -> String {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await

@@ -45,7 +45,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ))?;
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(delete(args))
 }
 
@@ -77,8 +77,14 @@ async fn delete(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_RETRY));
     }
     let folder = trial_folder(&args.trials_dir, name);
-    let trials = store.trials(record.id).await?.len();
-    if !args.yes && !confirm(name, trials, folder.as_deref())? {
+    // Counted only for the question: `--yes` reads no trial.
+    if !args.yes
+        && !confirm(
+            name,
+            store.trials(record.id).await?.len(),
+            folder.as_deref(),
+        )?
+    {
         store.release_lease(name, &me.token).await?;
         say(format_args!("nothing deleted"))?;
         return Ok(ExitCode::from(EXIT_INVALID));

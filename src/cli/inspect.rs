@@ -82,10 +82,6 @@ pub struct LogsArgs {
     db: Db,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().context("starting the async runtime")
-}
-
 async fn open(db: &Db) -> anyhow::Result<SqlStore> {
     // Looking never creates or upgrades a store.
     SqlStore::open_for_reading(&db.db)
@@ -120,7 +116,9 @@ pub(super) async fn latest_metrics(
     experiment_name: &str,
     trial: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let e = experiment(store, "the store", experiment_name).await?;
+    let Some(e) = store.experiment(experiment_name).await? else {
+        bail!("experiment {experiment_name:?} is no longer in the store");
+    };
     let trials = store.trials(e.id).await?;
     let Some(row) = trials.iter().find(|t| t.name == trial) else {
         return Ok(Vec::new());
@@ -144,7 +142,7 @@ fn params(t: &TrialRow) -> String {
 }
 
 pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let experiments = match &args.experiment {
             Some(name) => vec![experiment(&store, &args.db.db, name).await?],
@@ -187,7 +185,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let e = experiment(&store, &args.db.db, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
@@ -235,7 +233,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let e = experiment(&store, &args.db.db, &args.experiment).await?;
         let trials = store.trials(e.id).await?;
@@ -254,7 +252,7 @@ pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let Some((experiment, trial)) = store.find_trial(&args.trial).await? else {
             bail!(

@@ -124,6 +124,12 @@ pub fn exit_status_for(error: &anyhow::Error) -> u8 {
     if invalid { EXIT_INVALID } else { EXIT_USAGE }
 }
 
+/// The async runtime a command runs its work on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
 /// An experiment read from the command line's files, defaulted and validated.
 struct Loaded {
     /// Where the Experiment document came from, for messages.

@@ -46,12 +46,12 @@ pub struct Args {
     /// without releasing it, in seconds (renewed every third). A second run
     /// of the experiment is refused meanwhile; on this machine, a dead
     /// run's hold ends at once.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20,
+    #[arg(long, value_name = "SECONDS", default_value_t = driver::LEASE_TTL.as_secs(),
           value_parser = clap::value_parser!(u64).range(3..))]
     lease_seconds: u64,
     /// How long trials keep running while the database cannot be reached,
     /// in seconds; then they are stopped (rerun to resume).
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = driver::OUTAGE_LIMIT.as_secs())]
     db_outage_limit: u64,
     /// Print only the result.
     #[arg(short, long)]
@@ -79,8 +79,8 @@ fn stop_signals() -> Vec<tokio::signal::unix::Signal> {
     .collect()
 }
 
-/// Resolves at the first of `signals`.
-async fn stop_signal(mut signals: Vec<tokio::signal::unix::Signal>) {
+/// Resolves at the first of `signals` (each can be waited for again).
+async fn stop_signal(signals: &mut [tokio::signal::unix::Signal]) {
     if signals.is_empty() {
         return std::future::pending().await;
     }
@@ -103,7 +103,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     let options = run_options(args)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     let mode = Mode::choose(args.output, args.quiet, std::io::stdout().is_terminal());
     let max_trials = prepared
         .experiment
@@ -112,7 +112,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0);
     let name = prepared.name().to_owned();
-    let summary = runtime.block_on(async {
+    runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await
             .with_context(|| format!("opening {}", args.db))?;
@@ -137,7 +137,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ) => {
                 view.abandon();
                 writeln!(std::io::stderr(), "error: {e}")?;
-                return Ok(Err(ExitCode::from(EXIT_RETRY)));
+                return Ok(ExitCode::from(EXIT_RETRY));
             }
             Err(e) => {
                 view.abandon();
@@ -146,16 +146,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         };
         let metrics = best_metrics(&view, &store, &name, &summary).await;
         view.finish(&name, &summary, &metrics)?;
-        anyhow::Ok(Ok(summary))
-    })?;
-    let summary = match summary {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    Ok(match summary.state {
-        ExperimentState::Succeeded => ExitCode::SUCCESS,
-        ExperimentState::Failed => ExitCode::from(EXIT_INVALID),
-        _ => ExitCode::from(130),
+        Ok(match summary.state {
+            ExperimentState::Succeeded => ExitCode::SUCCESS,
+            ExperimentState::Failed => ExitCode::from(EXIT_INVALID),
+            _ => ExitCode::from(130),
+        })
     })
 }
 
@@ -177,11 +172,10 @@ fn run_options(args: &Args) -> anyhow::Result<RunOptions> {
 /// Completes at the first stop signal. A second one while the trials are
 /// being stopped ends ktune at once: what was not recorded runs again on
 /// resume, as after a crash.
-async fn until_stopped(signals: Vec<tokio::signal::unix::Signal>) {
-    stop_signal(signals).await;
-    let again = stop_signals();
-    tokio::spawn(async {
-        stop_signal(again).await;
+async fn until_stopped(mut signals: Vec<tokio::signal::unix::Signal>) {
+    stop_signal(&mut signals).await;
+    tokio::spawn(async move {
+        stop_signal(&mut signals).await;
         let _ = writeln!(
             std::io::stderr(),
             "\ninterrupted again: exiting now; the trials not yet recorded run again when you rerun the command"

@@ -56,7 +56,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             bail!("no database at {path} (give --db as for `ktune run`)");
         }
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await

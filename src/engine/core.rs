@@ -430,8 +430,10 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
     /// lost the experiment to another (whose rows they are now), or that
     /// cannot reach the store (the trials run again on resume).
     pub async fn abandon(&mut self) {
-        for mut l in std::mem::take(&mut self.live) {
-            l.run.stop().await;
+        let mut live = std::mem::take(&mut self.live);
+        // Together, as `interrupt` does: one grace period in all.
+        futures::future::join_all(live.iter_mut().map(|l| l.run.stop())).await;
+        for l in &live {
             self.collector.detach(&l.row.name);
         }
     }
@@ -666,25 +668,9 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     gpu,
                     pending: Unstored::default(),
                 });
-                self.store
-                    .transition(
-                        id,
-                        &[TrialState::Pending],
-                        &TrialOutcome {
-                            state: TrialState::Running,
-                            reason: "TrialRunning".into(),
-                            message: String::new(),
-                            objective: None,
-                            at: now_ms(),
-                        },
-                    )
-                    .await?;
                 // What callers read between decisions (the controller's
                 // status) must show it running now.
-                if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
-                    r.state = TrialState::Running;
-                    r.started_at.get_or_insert_with(now_ms);
-                }
+                self.store_running(id).await?;
                 Ok(())
             }
             Err(e) => {
@@ -811,25 +797,37 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
     /// Stores Running for launched trials whose start could not be stored
     /// (the store failed just after the launch): their rows still say Pending.
     async fn record_launches(&mut self) -> Result<(), EngineError> {
-        for l in &self.live {
-            let Some(row) = self.rows.iter_mut().find(|r| r.id == l.row.id) else {
-                continue;
-            };
-            if row.state != TrialState::Pending {
-                continue;
-            }
-            let running = TrialOutcome {
-                state: TrialState::Running,
-                reason: "TrialRunning".into(),
-                message: String::new(),
-                objective: None,
-                at: now_ms(),
-            };
-            self.store
-                .transition(l.row.id, &[TrialState::Pending], &running)
-                .await?;
-            row.state = TrialState::Running;
-            row.started_at.get_or_insert(running.at);
+        let unrecorded: Vec<i64> = self
+            .live
+            .iter()
+            .map(|l| l.row.id)
+            .filter(|id| {
+                self.rows
+                    .iter()
+                    .any(|r| r.id == *id && r.state == TrialState::Pending)
+            })
+            .collect();
+        for id in unrecorded {
+            self.store_running(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores that a launched trial runs, and shows it so in `rows`.
+    async fn store_running(&mut self, id: i64) -> Result<(), EngineError> {
+        let running = TrialOutcome {
+            state: TrialState::Running,
+            reason: "TrialRunning".into(),
+            message: String::new(),
+            objective: None,
+            at: now_ms(),
+        };
+        self.store
+            .transition(id, &[TrialState::Pending], &running)
+            .await?;
+        if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
+            r.state = TrialState::Running;
+            r.started_at.get_or_insert(running.at);
         }
         Ok(())
     }

@@ -36,12 +36,16 @@ pub fn last_lines(path: &Path) -> Vec<String> {
     if start > 0 && lines.len() > 1 {
         lines.remove(0); // a line cut by the read's start
     }
-    let kept: Vec<String> = lines
+    // Only the lines kept are made printable.
+    let mut kept: Vec<String> = lines
         .into_iter()
+        .rev()
         .filter(|l| !l.trim().is_empty())
+        .take(TAIL_LINES)
         .map(printable_line)
         .collect();
-    kept[kept.len().saturating_sub(TAIL_LINES)..].to_vec()
+    kept.reverse();
+    kept
 }
 
 /// One log line as it may be shown: cut to [`LINE_CHARS`] characters, tabs

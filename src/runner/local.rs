@@ -273,11 +273,13 @@ fn create_log(path: &Path) -> Result<std::fs::File, RunnerError> {
 }
 
 /// Starts a trial's process in its own process group, its output limited
-/// by `spec.log_limit` alone.
+/// by `spec.log_limit` alone (the tests' way in; trials start through
+/// [`super::replicas::ReplicaSet`], whose replicas share one budget).
 ///
 /// # Errors
 /// [`RunnerError`] when the argv is empty, the folder cannot be prepared or
 /// the program cannot be started.
+#[cfg(test)]
 pub fn launch(spec: &LaunchSpec) -> Result<RunningTrial, RunnerError> {
     launch_with(spec, &LogBudget::new(spec.log_limit))
 }
@@ -331,29 +333,19 @@ pub fn launch_with(
             let _ = killpg(pgid, Signal::SIGKILL);
         }
     };
-    let mut copiers = Vec::with_capacity(2);
-    if let Some(pipe) = child.stdout.take() {
-        let (budget, capture) = (Arc::clone(budget), Arc::clone(&capture));
-        copiers.push(spawn_copy(
-            pipe,
-            out_file,
-            "stdout.log",
-            budget,
-            capture,
-            stop,
-        ));
-    }
-    if let Some(pipe) = child.stderr.take() {
-        let (budget, capture) = (Arc::clone(budget), Arc::clone(&capture));
-        copiers.push(spawn_copy(
-            pipe,
-            err_file,
-            "stderr.log",
-            budget,
-            capture,
-            stop,
-        ));
-    }
+    let copiers = [
+        child
+            .stdout
+            .take()
+            .map(|pipe| spawn_copy(pipe, out_file, "stdout.log", budget, &capture, stop)),
+        child
+            .stderr
+            .take()
+            .map(|pipe| spawn_copy(pipe, err_file, "stderr.log", budget, &capture, stop)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let trial = RunningTrial {
         child,
         pgid,
@@ -609,8 +601,6 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// Whether process `pid` runs (a zombie, killed and waiting for its
-    /// new parent to reap it, does not).
     /// Whether `pid` is a living process: a reaped one (no /proc entry)
     /// and a zombie are both dead.
     fn alive(pid: i32) -> bool {

@@ -48,19 +48,13 @@ impl LogBudget {
         let Some(limit) = self.limit else {
             return want;
         };
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let granted = want.min(limit.saturating_sub(used));
-            match self.used.compare_exchange_weak(
-                used,
-                used.saturating_add(granted),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return granted,
-                Err(now) => used = now,
-            }
-        }
+        let before = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                Some(used.saturating_add(want.min(limit.saturating_sub(used))))
+            })
+            .unwrap_or_else(|used| used);
+        want.min(limit.saturating_sub(before))
     }
 }
 
@@ -95,13 +89,14 @@ pub fn spawn_copy<R>(
     from: R,
     to: std::fs::File,
     name: &'static str,
-    budget: Arc<LogBudget>,
-    capture: Arc<Capture>,
+    budget: &Arc<LogBudget>,
+    capture: &Arc<Capture>,
     stop: impl Fn() + Send + 'static,
 ) -> JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    let (budget, capture) = (Arc::clone(budget), Arc::clone(capture));
     tokio::spawn(async move {
         let to = tokio::fs::File::from_std(to);
         if let Err(end) = copy(from, to, &budget).await {
@@ -191,8 +186,8 @@ mod tests {
             reader,
             file,
             "stdout.log",
-            LogBudget::new(Some(1000)),
-            Arc::clone(&capture),
+            &LogBudget::new(Some(1000)),
+            &capture,
             move || flag.store(true, Ordering::Release),
         );
         // The copier closes its end at the limit, so this write fails then.

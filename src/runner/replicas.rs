@@ -558,9 +558,10 @@ impl ReplicaSet {
             match launch_with(&spec, &budget) {
                 Ok(r) => replicas.push(r),
                 Err(e) => {
-                    for r in &mut replicas {
-                        r.stop(Duration::from_secs(1)).await;
-                    }
+                    futures::future::join_all(
+                        replicas.iter_mut().map(|r| r.stop(Duration::from_secs(1))),
+                    )
+                    .await;
                     return Err(e);
                 }
             }
@@ -609,13 +610,15 @@ impl ReplicaSet {
             .then_some(Exit::Succeeded)
     }
 
-    /// Stops every replica still running.
+    /// Stops every replica still running, together (one grace period).
     pub async fn stop(&mut self, grace: Duration) -> Exit {
-        for (replica, ended) in self.replicas.iter_mut().zip(&self.ended) {
-            if ended.is_none() {
-                replica.stop(grace).await;
-            }
-        }
+        let running = self
+            .replicas
+            .iter_mut()
+            .zip(&self.ended)
+            .filter(|(_, ended)| ended.is_none())
+            .map(|(replica, _)| replica.stop(grace));
+        futures::future::join_all(running).await;
         Exit::Stopped
     }
 }

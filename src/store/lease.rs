@@ -119,8 +119,6 @@ fn is_zombie(pid: i32) -> bool {
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// The experiment's store key.
-    pub experiment: String,
     /// Who holds it.
     pub holder: LeaseHolder,
     /// When the holder took it (Unix ms, database clock).
@@ -239,7 +237,7 @@ impl SqlStore {
     /// [`StoreError`] on a database error.
     pub async fn lease(&self, experiment: &str) -> Result<Option<Lease>, StoreError> {
         let sql = format!(
-            "SELECT experiment, holder, host, node, pid, acquired_at, heartbeat_at, expires_at, \
+            "SELECT holder, host, node, pid, acquired_at, heartbeat_at, expires_at, \
              {} AS now FROM driver_leases WHERE experiment = $1",
             now_sql(self.backend)
         );
@@ -284,20 +282,18 @@ impl SqlStore {
     /// # Errors
     /// [`StoreError`] on a database error.
     pub async fn release_lease(&self, experiment: &str, token: &str) -> Result<bool, StoreError> {
-        let released =
-            sqlx::query("DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2")
-                .bind(experiment)
-                .bind(token)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+        let released = sqlx::query(RELEASE_LEASE)
+            .bind(experiment)
+            .bind(token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(released == 1)
     }
 }
 
 fn lease_from_row(row: &AnyRow) -> Result<Lease, StoreError> {
     Ok(Lease {
-        experiment: row.try_get("experiment")?,
         holder: LeaseHolder {
             token: row.try_get("holder")?,
             host: row.try_get("host")?,
@@ -310,6 +306,10 @@ fn lease_from_row(row: &AnyRow) -> Result<Lease, StoreError> {
         now: row.try_get("now")?,
     })
 }
+
+/// Deletes a holder's lease (`$1` the experiment, `$2` the holder's token).
+pub(super) const RELEASE_LEASE: &str =
+    "DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2";
 
 /// What a driver needs to hold its experiment's lease. [`SqlStore`]
 /// implements it; see its methods of the same names.
@@ -388,7 +388,11 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = i64::from(child.id());
         child.wait().unwrap();
-        assert!(here.node.is_empty() || holder("x", pid, &here.node).is_gone());
+        assert!(
+            !here.node.is_empty(),
+            "boot id and pid namespace unreadable"
+        );
+        assert!(holder("x", pid, &here.node).is_gone());
     }
 
     #[tokio::test]

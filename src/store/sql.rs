@@ -81,11 +81,6 @@ impl SqlStore {
     /// # Errors
     /// As [`connect`](Self::connect); a missing file is a database error.
     pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
-        if let Some(path) = sqlite_file(url)
-            && !std::path::Path::new(path).exists()
-        {
-            return Err(StoreError::NoDatabase(path.to_owned()));
-        }
         Self::open(url, Open::Migrate).await
     }
 
@@ -97,15 +92,16 @@ impl SqlStore {
     /// # Errors
     /// As [`connect_existing`](Self::connect_existing).
     pub async fn open_for_reading(url: &str) -> Result<Self, StoreError> {
-        if let Some(path) = sqlite_file(url)
-            && !std::path::Path::new(path).exists()
-        {
-            return Err(StoreError::NoDatabase(path.to_owned()));
-        }
         Self::open(url, Open::AsItIs).await
     }
 
     async fn open(url: &str, how: Open) -> Result<Self, StoreError> {
+        if how != Open::CreateAndMigrate
+            && let Some(path) = sqlite_file(url)
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::NoDatabase(path.to_owned()));
+        }
         sqlx::any::install_default_drivers();
         let mode = if how == Open::CreateAndMigrate {
             "rwc"
@@ -235,7 +231,7 @@ impl SqlStore {
         token: &str,
     ) -> Result<Option<Deleted>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let held = sqlx::query("DELETE FROM driver_leases WHERE experiment = $1 AND holder = $2")
+        let held = sqlx::query(super::lease::RELEASE_LEASE)
             .bind(name)
             .bind(token)
             .execute(&mut *tx)

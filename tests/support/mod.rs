@@ -96,6 +96,13 @@ pub fn shell_experiment(
     extra: &str,
 ) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, shell_experiment_yaml(name, script, modes, extra)).unwrap();
+    path
+}
+
+/// The text of [`shell_experiment`]'s Experiment (in namespace `default`,
+/// so a cluster test can submit it as it is).
+pub fn shell_experiment_yaml(name: &str, script: &str, modes: &[&str], extra: &str) -> String {
     let list = modes
         .iter()
         .map(|m| format!("\"{m}\""))
@@ -111,11 +118,11 @@ pub fn shell_experiment(
     } else {
         "  parallelTrialCount: 2"
     };
-    let yaml = format!(
+    format!(
         r#"
 apiVersion: ktune.dev/v1beta1
 kind: Experiment
-metadata: {{name: {name}}}
+metadata: {{name: {name}, namespace: default}}
 spec:
 {objective}
   algorithm: {{algorithmName: grid}}
@@ -138,9 +145,7 @@ spec:
                 image: busybox
                 command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
 "#
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+    )
 }
 
 /// An Experiment in namespace `default` for a cluster test: grid over a
