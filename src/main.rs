@@ -11,24 +11,26 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = ktune::cli::Cli::parse();
-    let filter = EnvFilter::try_from_env("KTUNE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
-    // Colours only for a person at a terminal: never into files or pipes,
-    // and never when NO_COLOR (https://no-color.org) is set to anything.
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let requested = std::env::var("KTUNE_LOG").ok();
+    let mut filter = requested
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(cli.default_log_filter()));
     // kube's client logs an ERROR line per failed request (its trace
     // layer): an API server outage would flood the log. The controller
     // reports outages itself, once per interval; `KTUNE_LOG` naming
     // kube_client brings these lines back.
-    let filter = if std::env::var("KTUNE_LOG").is_ok_and(|f| f.contains("kube_client")) {
-        filter
-    } else {
-        match "kube_client::client::builder=off".parse() {
-            Ok(directive) => filter.add_directive(directive),
-            Err(_) => filter,
-        }
-    };
+    if !requested
+        .as_deref()
+        .is_some_and(|f| f.contains("kube_client"))
+        && let Ok(quiet) = "kube_client::client::builder=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    // Colours only for a person at a terminal: never into files or pipes,
+    // and never when NO_COLOR (https://no-color.org) is set to anything.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

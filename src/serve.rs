@@ -139,7 +139,6 @@ fn raise_descriptor_limit() -> u64 {
 /// [`CAP_RANGE`]. 1024 descriptors give 128 connections per listener.
 #[must_use]
 pub fn connection_cap(descriptors: u64) -> usize {
-    let descriptors = descriptors.min(1 << 20);
     let reserve = (descriptors / 2).max(RESERVE_AT_LEAST);
     let share = descriptors.saturating_sub(reserve) / LISTENERS;
     usize::try_from(share.clamp(CAP_RANGE.0, CAP_RANGE.1)).unwrap_or(usize::MAX)
@@ -305,8 +304,8 @@ impl Registry {
 
     /// Tells the connection to lose first to close: idle before
     /// responding, never served before served, oldest first; never one
-    /// handling a request or already closing. False when there is none.
-    fn evict_from(open: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
+    /// handling a request or already closing.
+    fn evict_from(open: &mut BTreeMap<u64, Arc<Conn>>) {
         let victim = open
             .values()
             .filter(|c| c.handling.load(Ordering::SeqCst) == 0)
@@ -315,12 +314,10 @@ impl Registry {
                 let responding = c.responding.load(Ordering::SeqCst) > 0;
                 (responding, c.served.load(Ordering::SeqCst), c.id)
             });
-        let Some(conn) = victim else {
-            return false;
-        };
-        conn.leaving.store(true, Ordering::SeqCst);
-        conn.evicted.notify_one();
-        true
+        if let Some(conn) = victim {
+            conn.leaving.store(true, Ordering::SeqCst);
+            conn.evicted.notify_one();
+        }
     }
 
     /// Forgets a connection whose task has ended (its descriptor is closed).
@@ -379,7 +376,16 @@ async fn connection(
                 tracing::debug!(%error, "connection ended");
             }
         }
-        () = conn.evicted.notified() => tracing::debug!("closed an idle connection to make room"),
+        () = conn.evicted.notified() => {
+            if conn.handling.load(Ordering::SeqCst) > 0 {
+                // A request came in after this one was chosen: it is
+                // answered, then the connection closes.
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            } else {
+                tracing::debug!("closed an idle connection to make room");
+            }
+        }
         () = stopped(&mut stopping) => {
             served.as_mut().graceful_shutdown();
             let _ = served.await;
@@ -444,8 +450,8 @@ async fn respond(
     let responding = InProgress::new(&conn, Stage::Responding);
     let handling = InProgress::new(&conn, Stage::Handling);
     let deadline = Instant::now() + body_timeout;
-    let complete = Arc::new(AtomicBool::new(request.body().is_end_stream()));
-    let waiting = !complete.load(Ordering::SeqCst);
+    let waiting = !request.body().is_end_stream();
+    let complete = Arc::new(AtomicBool::new(!waiting));
     let request = request.map(|body| {
         Body::new(Watched {
             body,

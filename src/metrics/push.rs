@@ -83,8 +83,6 @@ pub struct PushLimits {
     /// (default 100 000): a runaway trial gets 429 instead of growing
     /// ktune's memory without bound.
     pub max_queued: usize,
-    /// Connection cap and deadlines of the listener.
-    pub connections: crate::serve::Limits,
 }
 
 impl Default for PushLimits {
@@ -92,7 +90,6 @@ impl Default for PushLimits {
         Self {
             max_body: 1024 * 1024,
             max_queued: 100_000,
-            connections: crate::serve::Limits::default(),
         }
     }
 }
@@ -216,7 +213,7 @@ impl PushServer {
         let task = tokio::spawn(crate::serve::serve(
             listener,
             router,
-            limits.connections,
+            crate::serve::Limits::default(),
             shutdown,
         ));
         tracing::debug!(addr = %local, "push endpoint listening");
@@ -837,7 +834,6 @@ mod tests {
         let push = server(PushLimits {
             max_body: 1024,
             max_queued: 3,
-            ..PushLimits::default()
         })
         .await;
         let a = push.register("a").unwrap();

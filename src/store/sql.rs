@@ -216,6 +216,21 @@ impl SqlStore {
         rows.iter().map(experiment_from_row).collect()
     }
 
+    /// Every experiment's key and creation time, oldest first: what the
+    /// dashboard needs on every request to resolve addresses, without
+    /// reading specs or algorithm states.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn experiment_keys(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, created_at FROM experiments ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("created_at")?)))
+            .collect()
+    }
+
     /// Deletes the experiment `name` — its observations, trials, row and
     /// lease — in one transaction, if the lease is `token`'s (take it with
     /// [`acquire_lease`](Self::acquire_lease) first, so no driver is

@@ -139,6 +139,22 @@ impl AppState {
             .ok_or_else(|| self.fail(UiError::NotFound(format!("No experiment named {name:?}."))))
     }
 
+    /// The experiment `name` and its trial `trial`, or a 404 naming which.
+    async fn trial(&self, name: &str, trial: &str) -> PageResult<(ExperimentRecord, TrialRow)> {
+        let record = self.experiment(name).await?;
+        let row = self
+            .store
+            .trial_named(record.id, trial)
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| {
+                self.fail(UiError::NotFound(format!(
+                    "No trial named {trial:?} in experiment {name:?}."
+                )))
+            })?;
+        Ok((record, row))
+    }
+
     /// The trial table's rows (with `all`, every matching row): filtered,
     /// ordered and paged in SQL; a parallel-coordinates selection, which
     /// portable SQL cannot express over the stored assignment JSON, is
@@ -246,15 +262,11 @@ async fn namespaced(
     if path.starts_with(&format!("{base}/assets/")) || path == format!("{base}/events") {
         return next.run(request).await;
     }
-    let keys: Vec<(String, i64)> = match app.store.experiments().await {
-        Ok(records) => records
-            .into_iter()
-            .map(|r| (r.name, r.created_at))
-            .collect(),
-        Err(_) => return next.run(request).await,
+    let Ok(keys) = app.store.experiment_keys().await else {
+        return next.run(request).await;
     };
     let prefix = format!("{base}/experiments/");
-    if let Some(rest) = request.uri().path().strip_prefix(&prefix)
+    if let Some(rest) = path.strip_prefix(&prefix)
         && let Some(to) = paths::resolve(rest, request.uri().query(), &keys)
         && let Ok(uri) = format!("{prefix}{to}").parse()
     {
@@ -470,18 +482,11 @@ const CELL_BREAKS: [char; 4] = [';', '\t', '\n', '\r'];
 /// opened in spreadsheets.
 fn csv_cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 1);
-    let mut rest = s;
-    loop {
-        let end = rest.find(CELL_BREAKS).unwrap_or(rest.len());
-        let (piece, tail) = rest.split_at(end);
-        if formula_like(piece) {
+    for piece in s.split_inclusive(CELL_BREAKS) {
+        if formula_like(piece.trim_end_matches(CELL_BREAKS)) {
             out.push('\'');
         }
         out.push_str(piece);
-        let mut tail = tail.chars();
-        let Some(brk) = tail.next() else { break };
-        out.push(brk);
-        rest = tail.as_str();
     }
     if out.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", out.replace('"', "\"\""))
@@ -639,18 +644,11 @@ async fn trial_log(
             "No log for trial {trial:?} of experiment {name:?}."
         )))
     };
+    // No trials folder (the controller's dashboard): nothing to look up.
+    let path = log_path(&app.config, &name, &trial).ok_or_else(missing)?;
     // Only the output of a trial the store knows: a folder left in the
     // trials directory by another store (or by anyone) is not served.
-    let record = app.experiment(&name).await?;
-    let known = app
-        .store
-        .trial_named(record.id, &trial)
-        .await
-        .map_err(|e| app.fail(e))?;
-    if known.is_none() {
-        return Err(missing());
-    }
-    let path = log_path(&app.config, &name, &trial).ok_or_else(missing)?;
+    app.trial(&name, &trial).await?;
     let (buf, start, _) = log_bytes(&path, Some(query.offset.unwrap_or(0)))
         .await
         .ok_or_else(missing)?;
@@ -673,17 +671,7 @@ async fn trial_page(
     State(app): Shared,
     Path((name, trial)): Path<(String, String)>,
 ) -> PageResult<Html<String>> {
-    let record = app.experiment(&name).await?;
-    let row = app
-        .store
-        .trial_named(record.id, &trial)
-        .await
-        .map_err(|e| app.fail(e))?
-        .ok_or_else(|| {
-            app.fail(UiError::NotFound(format!(
-                "No trial named {trial:?} in experiment {name:?}."
-            )))
-        })?;
+    let (record, row) = app.trial(&name, &trial).await?;
     let observations = app
         .store
         .observations(row.id)

@@ -6,7 +6,7 @@
 //! (`/experiments/NAMESPACE%2FNAME%2FUID`, which always works), so they
 //! never lead to its newer namesake.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::data::url_encode;
 
@@ -25,11 +25,17 @@ pub fn controller_key(key: &str) -> Option<(&str, &str, &str)> {
     (parts.next().is_none() && ![ns, name, uid].contains(&"")).then_some((ns, name, uid))
 }
 
+/// Whether a newer experiment of `key`'s namespace and name supersedes it
+/// (in the request being served).
+fn is_superseded(key: &str) -> bool {
+    SUPERSEDED.try_with(|s| s.contains(key)).unwrap_or(false)
+}
+
 /// An experiment's part of its URLs, after `/experiments/`.
 #[must_use]
 pub fn experiment_path(key: &str) -> String {
     match controller_key(key) {
-        Some((ns, name, _)) if !SUPERSEDED.try_with(|s| s.contains(key)).unwrap_or(false) => {
+        Some((ns, name, _)) if !is_superseded(key) => {
             format!("{}/{}", url_encode(ns), url_encode(name))
         }
         _ => url_encode(key),
@@ -41,7 +47,7 @@ pub fn experiment_path(key: &str) -> String {
 #[must_use]
 pub fn listed(key: &str) -> (String, String) {
     match controller_key(key) {
-        Some((ns, name, uid)) if SUPERSEDED.try_with(|s| s.contains(key)).unwrap_or(false) => (
+        Some((ns, name, uid)) if is_superseded(key) => (
             format!("{ns}/{name} (earlier, uid {uid})"),
             format!(
                 "{}/{}?uid={}",
@@ -50,8 +56,11 @@ pub fn listed(key: &str) -> (String, String) {
                 url_encode(uid)
             ),
         ),
-        Some((ns, name, _)) => (format!("{ns}/{name}"), experiment_path(key)),
-        None => (key.to_owned(), experiment_path(key)),
+        Some((ns, name, _)) => (
+            format!("{ns}/{name}"),
+            format!("{}/{}", url_encode(ns), url_encode(name)),
+        ),
+        None => (key.to_owned(), url_encode(key)),
     }
 }
 
@@ -69,14 +78,21 @@ fn newest<'a>(keys: &'a [(String, i64)], ns: &str, name: &str) -> Option<&'a str
         .map(|(k, _)| k.as_str())
 }
 
-/// The controller keys that a newer one of the same namespace and name supersedes.
+/// The controller keys that a newer one of the same namespace and name
+/// supersedes (one pass: the newest of each pair is kept aside).
 #[must_use]
 pub fn superseded(keys: &[(String, i64)]) -> BTreeSet<String> {
+    let mut newest: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
+    for (key, at) in keys {
+        if let Some((ns, name, _)) = controller_key(key) {
+            let best = newest.entry((ns, name)).or_insert((*at, key.as_str()));
+            *best = (*best).max((*at, key.as_str()));
+        }
+    }
+    let newest: HashSet<&str> = newest.into_values().map(|(_, k)| k).collect();
     keys.iter()
-        .filter_map(|(k, _)| {
-            let (ns, name, _) = controller_key(k)?;
-            (newest(keys, ns, name) != Some(k.as_str())).then(|| k.clone())
-        })
+        .filter(|(k, _)| controller_key(k).is_some() && !newest.contains(k.as_str()))
+        .map(|(k, _)| k.clone())
         .collect()
 }
 
@@ -121,26 +137,10 @@ pub fn resolve(rest: &str, query: Option<&str>, keys: &[(String, i64)]) -> Optio
 
 /// Percent-decodes one path segment or query value (`None` when it is not UTF-8).
 fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
