@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::controller::{self, ControllerOptions};
-use crate::store::SqlStore;
+use crate::store::{SqlStore, without_password};
 
 /// Arguments of `ktune controller`.
 #[derive(Debug, clap::Args)]
@@ -88,26 +88,12 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
-/// A store URL fit for a log line: a PostgreSQL URL's password is hidden.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await
-            .with_context(|| format!("opening {}", args.db))?;
+            .with_context(|| format!("opening {}", without_password(&args.db)))?;
         let client = kube::Client::try_default()
             .await
             .context("connecting to Kubernetes (KUBECONFIG, or the in-cluster config)")?;
@@ -153,22 +139,4 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_password;
-
-    #[test]
-    fn the_logged_store_url_hides_a_password() {
-        assert_eq!(
-            without_password("postgres://ktune:s3cr@t@db:5432/k"),
-            "postgres://ktune:***@db:5432/k"
-        );
-        assert_eq!(
-            without_password("postgres://ktune@db/k"),
-            "postgres://ktune@db/k"
-        );
-        assert_eq!(without_password("sqlite:ktune.db"), "sqlite:ktune.db");
-    }
 }

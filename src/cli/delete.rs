@@ -56,13 +56,13 @@ async fn delete(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| {
             format!(
                 "opening {} (ktune delete never creates a database)",
-                args.db
+                crate::store::without_password(&args.db)
             )
         })?;
     let Some(record) = store.experiment(name).await? else {
         say(format_args!(
             "error: no experiment named {name:?} in {}",
-            args.db
+            crate::store::without_password(&args.db)
         ))?;
         return Ok(ExitCode::from(EXIT_INVALID));
     };

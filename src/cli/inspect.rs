@@ -10,7 +10,9 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str};
+use crate::store::{
+    ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str, without_password,
+};
 
 use super::EXIT_INVALID;
 use super::printable::Printable;
@@ -86,7 +88,7 @@ async fn open(db: &Db) -> anyhow::Result<SqlStore> {
     // Looking never creates or upgrades a store.
     SqlStore::open_for_reading(&db.db)
         .await
-        .with_context(|| format!("opening {}", db.db))
+        .with_context(|| format!("opening {}", without_password(&db.db)))
 }
 
 /// The experiment `name` in `store` (whose address is `db`), or an error
@@ -145,12 +147,12 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
         let experiments = match &args.experiment {
-            Some(name) => vec![experiment(&store, &args.db.db, name).await?],
+            Some(name) => vec![experiment(&store, &without_password(&args.db.db), name).await?],
             None => store.experiments().await?,
         };
         let mut out = Printable(std::io::stdout().lock());
         if experiments.is_empty() {
-            writeln!(out, "no experiments in {}", args.db.db)?;
+            writeln!(out, "no experiments in {}", without_password(&args.db.db))?;
         }
         for e in experiments {
             let trials = store.trials(e.id).await?;
@@ -187,7 +189,7 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
-        let e = experiment(&store, &args.db.db, &args.experiment).await?;
+        let e = experiment(&store, &without_password(&args.db.db), &args.experiment).await?;
         let trials = store.trials(e.id).await?;
         let mut out = Printable(std::io::stdout().lock());
         let names: Vec<String> = trials
@@ -235,7 +237,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn best(args: &BestArgs) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let store = open(&args.db).await?;
-        let e = experiment(&store, &args.db.db, &args.experiment).await?;
+        let e = experiment(&store, &without_password(&args.db.db), &args.experiment).await?;
         let trials = store.trials(e.id).await?;
         let objective = e.objective();
         let metric = &objective.metric;
@@ -258,7 +260,7 @@ pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
             bail!(
                 "no trial named {:?} in {} (`ktune trials EXPERIMENT` lists an experiment's trials)",
                 args.trial,
-                args.db.db
+                without_password(&args.db.db)
             );
         };
         let file = args

@@ -115,7 +115,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await
-            .with_context(|| format!("opening {}", args.db))?;
+            .with_context(|| format!("opening {}", crate::store::without_password(&args.db)))?;
         let mut view = View::new(mode, max_trials);
         let mut show = |event: Event| view.event(&event);
         let shutdown = until_stopped(stop_signals());

@@ -60,7 +60,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
             .await
-            .with_context(|| format!("opening {}", args.db))?;
+            .with_context(|| format!("opening {}", crate::store::without_password(&args.db)))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;

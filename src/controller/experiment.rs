@@ -308,17 +308,13 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         "experiment {}",
         if fresh { "started" } else { "resumed" }
     );
-    let mut events = Vec::new();
     let mut last_status = serde_json::Value::Null;
     let mut best_metrics: Option<(String, Vec<Metric>)> = None;
     let mut updates = TrialUpdates::default();
     loop {
-        let done = engine.step(&mut |e| events.push(e)).await?;
+        let done = engine.step(&mut |e| updates.push(e)).await?;
         ctx.ops
             .observe_suggestions(&algorithm, &engine.take_suggest_seconds());
-        for event in events.drain(..) {
-            updates.push(event);
-        }
         let (state, reason) = match &done {
             Some(summary) => (summary.state, summary.reason.clone()),
             None => (ExperimentState::Running, String::new()),
@@ -351,14 +347,14 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
         }
         if done.is_none() {
             updates.flush(ctx, &trials).await;
-            write_status(&experiments, &name, &mut last_status, status).await?;
+            write_status(&experiments, &name, &mut last_status, &status).await?;
             tokio::time::sleep(ctx.options.tick).await;
             continue;
         }
         // The last writes must land, through an outage too.
         let mut backoff = Backoff::new(ctx.options.tick, Duration::from_secs(5));
         while !(updates.flush(ctx, &trials).await
-            && write_status(&experiments, &name, &mut last_status, status.clone()).await?)
+            && write_status(&experiments, &name, &mut last_status, &status).await?)
         {
             tokio::time::sleep(backoff.next_delay()).await;
         }
@@ -389,16 +385,16 @@ async fn write_status(
     experiments: &Api<Experiment>,
     name: &str,
     last: &mut serde_json::Value,
-    status: serde_json::Value,
+    status: &serde_json::Value,
 ) -> Result<bool, ControllerError> {
-    if status == *last {
+    if status == last {
         return Ok(true);
     }
     let mut stamped = status.clone();
     stamp_times(&mut stamped, &now());
     match patch_status(experiments, name, stamped).await {
         Ok(_) => {
-            *last = status;
+            status.clone_into(last);
             Ok(true)
         }
         Err(e) if e.transient() => {

@@ -132,9 +132,10 @@ impl ApiHealth {
     }
 
     /// A request failed for a reason that may pass (see [`transient`]).
-    pub fn failed(&self, error: &dyn std::fmt::Display) {
+    /// Returns whether this failure was logged (at warn).
+    pub fn failed(&self, error: &dyn std::fmt::Display) -> bool {
         let Ok(mut outage) = self.outage.lock() else {
-            return;
+            return false;
         };
         outage.failures += 1;
         let now = Instant::now();
@@ -146,6 +147,7 @@ impl ApiHealth {
                     "the Kubernetes API server cannot be reached ({error}); retrying with backoff (logged again every {}s while it lasts)",
                     self.interval.as_secs()
                 );
+                true
             }
             (Some(since), Some(logged)) if logged.elapsed() >= self.interval => {
                 outage.logged = Some(now);
@@ -154,8 +156,12 @@ impl ApiHealth {
                     since.elapsed().as_secs(),
                     outage.failures
                 );
+                true
             }
-            _ => tracing::debug!("Kubernetes API request failed: {error}"),
+            _ => {
+                tracing::debug!("Kubernetes API request failed: {error}");
+                false
+            }
         }
     }
 
@@ -195,7 +201,9 @@ pub fn observed(client: Client, health: Arc<ApiHealth>) -> Client {
                     health.failed(&format!("HTTP {}", r.status()));
                 }
                 Ok(_) => health.answered(),
-                Err(e) if transient(e) => health.failed(e),
+                Err(e) if transient(e) => {
+                    health.failed(e);
+                }
                 Err(_) => {}
             }
             response
@@ -238,9 +246,10 @@ mod tests {
     async fn an_outage_is_noticed_once_and_its_end_too() {
         let health = ApiHealth::new(Duration::from_secs(3600));
         assert!(!health.is_down());
-        for _ in 0..100 {
-            health.failed(&"connection refused");
-        }
+        let warned = (0..100)
+            .filter(|_| health.failed(&"connection refused"))
+            .count();
+        assert_eq!(warned, 1, "an outage is logged once per interval");
         assert!(health.is_down());
         assert_eq!(health.outage.lock().unwrap().failures, 100);
         health.answered();

@@ -191,18 +191,20 @@ impl Elector {
     pub async fn hold(&mut self, stop: impl Future<Output = ()>) -> bool {
         let mut stop = std::pin::pin!(stop);
         let mut renewed = Instant::now();
+        // The term ends this long after the last renewal.
+        let term = self.config.duration * 2 / 3;
         loop {
             let wait = self
                 .config
                 .renew
-                .min((self.config.duration * 2 / 3).saturating_sub(renewed.elapsed()));
+                .min(term.saturating_sub(renewed.elapsed()));
             tokio::select! {
                 () = &mut stop => return false,
                 () = tokio::time::sleep(wait) => {}
             }
             let sent = Instant::now();
             let attempt = tokio::time::timeout(
-                (self.config.duration * 2 / 3).saturating_sub(renewed.elapsed()),
+                term.saturating_sub(renewed.elapsed()),
                 self.try_acquire_or_renew(),
             )
             .await;
@@ -216,7 +218,7 @@ impl Elector {
                 Ok(Err(e)) => tracing::warn!("renewing the lease: {e}"),
                 Err(_) => tracing::debug!("renewing the lease: no answer in time"),
             }
-            if renewed.elapsed() >= self.config.duration * 2 / 3 {
+            if renewed.elapsed() >= term {
                 tracing::error!("could not renew the lease in time");
                 return true;
             }

@@ -71,19 +71,12 @@ pub enum ControllerError {
     /// The experiment is invalid.
     #[error("invalid experiment: {0}")]
     Invalid(String),
-    /// A trial's workload cannot be created.
-    #[error("workload: {0}")]
-    Workload(String),
     /// A value could not be serialised.
     #[error("serialising: {0}")]
     Json(#[from] serde_json::Error),
     /// The operations endpoints could not be served.
     #[error(transparent)]
     Ops(#[from] ops::OpsError),
-    /// Another replica took the lease, or it could not be renewed. No
-    /// longer returned by [`run`]: the replica waits as a standby instead.
-    #[error("lost the leader lease")]
-    LeaseLost,
     /// The Push endpoint could not be served.
     #[error("push endpoint: {0}")]
     Push(#[from] crate::metrics::push::PushError),
@@ -176,7 +169,6 @@ pub struct Context {
     workers: Mutex<HashMap<String, Worker>>,
     ops: Arc<ops::Ops>,
     push: Option<Arc<push::ClusterPush>>,
-    served: served::ServedKinds,
     /// Failed reconciles in a row, by object (for the error policy's backoff).
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -200,7 +192,6 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
-            served: served::ServedKinds::new(client.clone()),
             client,
             store,
             options,
@@ -259,11 +250,21 @@ impl Context {
         })
     }
 
-    /// Forgets `key`'s failures after a reconcile that worked.
-    fn succeeded(&self, key: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
+    /// Runs one reconcile of `controller`, measured; one that works
+    /// forgets the object's (`key`'s) failures in a row.
+    async fn reconciled(
+        &self,
+        controller: &str,
+        key: String,
+        reconcile: impl Future<Output = Result<Action, ControllerError>>,
+    ) -> Result<Action, ControllerError> {
+        let result = self.ops.measure(controller, reconcile).await;
+        if result.is_ok()
+            && let Ok(mut failures) = self.failures.lock()
+        {
+            failures.remove(&key);
         }
+        result
     }
 }
 
@@ -289,6 +290,7 @@ async fn served_workloads(
 ) -> Vec<(Api<DynamicObject>, ApiResource)> {
     let mut out: Vec<(Api<DynamicObject>, ApiResource)> = Vec::new();
     let mut unserved = Vec::new();
+    let mut watched = Vec::new();
     for resource in &options.trial_resources {
         let ar = resource.api_resource();
         // Versions of one kind share a watch (its objects are the same).
@@ -303,16 +305,15 @@ async fn served_workloads(
             None => Api::all_with(client.clone(), &ar),
         };
         match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => out.push((api, ar)),
+            Ok(_) => {
+                watched.push(resource.to_string());
+                out.push((api, ar));
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => unserved.push(resource.to_string()),
             Err(e) => tracing::warn!("trial resource {resource} is not watched: {e}"),
         }
     }
     // One line, not one per kind: most clusters lack most of them.
-    let watched: Vec<String> = out
-        .iter()
-        .map(|(_, ar)| format!("{}.{}.{}", ar.kind, ar.version, ar.group))
-        .collect();
     tracing::info!(
         watched = watched.join(","),
         not_served = unserved.join(","),
@@ -577,17 +578,8 @@ async fn run_controllers(ctx: &Arc<Context>, apis: Apis, until: Stop) {
                 );
                 async move {
                     let key = object_key(object.as_ref());
-                    let ops = Arc::clone(&ctx.ops);
-                    let result = ops
-                        .measure(
-                            "experiment",
-                            experiment::reconcile(object, Arc::clone(&ctx)),
-                        )
-                        .await;
-                    if result.is_ok() {
-                        ctx.succeeded(&key);
-                    }
-                    result
+                    let reconcile = experiment::reconcile(object, Arc::clone(&ctx));
+                    ctx.reconciled("experiment", key, reconcile).await
                 }
                 .instrument(span)
             },
@@ -614,14 +606,8 @@ async fn run_controllers(ctx: &Arc<Context>, apis: Apis, until: Stop) {
                 );
                 async move {
                     let key = object_key(object.as_ref());
-                    let ops = Arc::clone(&ctx.ops);
-                    let result = ops
-                        .measure("trial", trial::reconcile(object, Arc::clone(&ctx)))
-                        .await;
-                    if result.is_ok() {
-                        ctx.succeeded(&key);
-                    }
-                    result
+                    let reconcile = trial::reconcile(object, Arc::clone(&ctx));
+                    ctx.reconciled("trial", key, reconcile).await
                 }
                 .instrument(span)
             },

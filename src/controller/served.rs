@@ -1,24 +1,16 @@
 //! Whether the cluster serves a trial's workload kind, asked of discovery
-//! when it matters (before a trial's workload is created), so that a trial
-//! of a kind whose operator is not installed fails at once saying what to
-//! install — instead of a 404 on every reconcile and an experiment
-//! `Running` forever.
+//! when a workload's creation is answered 404, so that a trial of a kind
+//! whose operator is not installed fails at once saying what to install —
+//! instead of a 404 on every reconcile and an experiment `Running` forever.
 //!
-//! Served answers are remembered for a while; a missing kind is asked
-//! again each time, so a CRD installed later serves the next trial without
-//! a controller restart (its workloads are then followed by polling until
-//! the controller restarts and watches them too).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! Discovery is asked each time (a refused trial is not reconciled again),
+//! so a CRD installed later serves the next trial without a controller
+//! restart (its workloads are then followed by polling until the
+//! controller restarts and watches them too).
 
 use kube::Client;
 
 use super::kinds::TrialResource;
-
-/// How long a kind found served is not asked about again.
-const SERVED_FOR: Duration = Duration::from_secs(60);
 
 /// Whether a kind is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,79 +21,37 @@ pub enum Served {
     No(String),
 }
 
-/// Discovery answers about trial kinds.
-pub struct ServedKinds {
-    client: Client,
-    served: Mutex<HashMap<TrialResource, Instant>>,
-}
-
-impl std::fmt::Debug for ServedKinds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServedKinds").finish_non_exhaustive()
-    }
-}
-
-impl ServedKinds {
-    /// Asks discovery through `client`.
-    #[must_use]
-    pub fn new(client: Client) -> Self {
-        Self {
-            client,
-            served: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether the cluster serves `resource` now.
-    ///
-    /// # Errors
-    /// Discovery's, other than the 404 of a group/version not served.
-    pub async fn check(&self, resource: &TrialResource) -> Result<Served, kube::Error> {
-        if self
-            .served
-            .lock()
-            .is_ok_and(|s| s.get(resource).is_some_and(|t| t.elapsed() < SERVED_FOR))
-        {
-            return Ok(Served::Yes);
-        }
-        let list = if resource.group.is_empty() {
-            self.client.list_core_api_resources(&resource.version).await
-        } else {
-            self.client
-                .list_api_group_resources(&format!("{}/{}", resource.group, resource.version))
-                .await
-        };
-        let served = match list {
-            Ok(list) => list
-                .resources
-                .iter()
-                .any(|r| r.kind == resource.kind && !r.name.contains('/')),
-            Err(kube::Error::Api(status)) if status.code == 404 => false,
-            Err(e) => return Err(e),
-        };
-        if let Ok(mut known) = self.served.lock() {
-            if served {
-                known.insert(resource.clone(), Instant::now());
-            } else {
-                known.remove(resource);
-            }
-        }
-        Ok(if served {
-            Served::Yes
-        } else {
-            Served::No(not_served(resource))
-        })
-    }
+/// Whether the cluster behind `client` serves `resource` now.
+///
+/// # Errors
+/// Discovery's, other than the 404 of a group/version not served.
+pub async fn check(client: &Client, resource: &TrialResource) -> Result<Served, kube::Error> {
+    let api_version = resource.api_resource().api_version;
+    let list = if resource.group.is_empty() {
+        client.list_core_api_resources(&api_version).await
+    } else {
+        client.list_api_group_resources(&api_version).await
+    };
+    let served = match list {
+        Ok(list) => list
+            .resources
+            .iter()
+            .any(|r| r.kind == resource.kind && !r.name.contains('/')),
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(e) => return Err(e),
+    };
+    Ok(if served {
+        Served::Yes
+    } else {
+        Served::No(not_served(resource))
+    })
 }
 
 /// Why a trial of `resource` cannot run: which kind, which group/version,
 /// and what to install.
 #[must_use]
 pub fn not_served(resource: &TrialResource) -> String {
-    let api_version = if resource.group.is_empty() {
-        resource.version.clone()
-    } else {
-        format!("{}/{}", resource.group, resource.version)
-    };
+    let api_version = resource.api_resource().api_version;
     format!(
         "{} {api_version} is not served by this cluster: {}",
         resource.kind,
@@ -154,20 +104,23 @@ mod tests {
     #[tokio::test]
     async fn discovery_decides_and_a_kind_installed_later_is_served_at_once() {
         let server = ktune_fake_apiserver::FakeApiServer::new();
-        let kinds = ServedKinds::new(Client::new(server.router(), "default"));
+        let client = Client::new(server.router(), "default");
         let job = resource("Job.v1.batch");
-        assert_eq!(kinds.check(&job).await.unwrap(), Served::Yes);
+        assert_eq!(check(&client, &job).await.unwrap(), Served::Yes);
         let torch = resource("PyTorchJob.v1.kubeflow.org");
         assert_eq!(
-            kinds.check(&torch).await.unwrap(),
+            check(&client, &torch).await.unwrap(),
             Served::No(not_served(&torch))
         );
         server
             .create_manifest(ktune_fake_apiserver::crds::TRAINING_OPERATOR)
             .unwrap();
-        assert_eq!(kinds.check(&torch).await.unwrap(), Served::Yes);
+        assert_eq!(check(&client, &torch).await.unwrap(), Served::Yes);
         // A kind the group does not serve.
         let other = resource("Nope.v1.kubeflow.org");
-        assert!(matches!(kinds.check(&other).await.unwrap(), Served::No(_)));
+        assert!(matches!(
+            check(&client, &other).await.unwrap(),
+            Served::No(_)
+        ));
     }
 }

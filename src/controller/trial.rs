@@ -23,8 +23,7 @@ use serde_json::json;
 
 use super::health::transient;
 use super::kinds::TrialResource;
-use super::served::Served;
-use super::workload::workload_api;
+use super::served::{self, Served};
 use super::{Context, ControllerError};
 use crate::api::Trial;
 
@@ -63,10 +62,12 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
     let Some(run_spec) = trial.spec.run_spec.clone() else {
         return Ok(Action::await_change());
     };
-    let Some(api) = workload_api(&ctx.client, &namespace, &run_spec) else {
-        let why = "the trial's runSpec has no apiVersion and kind".to_owned();
-        return reject(&ctx, &trial, &why).await;
+    let Some(kind) = TrialResource::of_workload(&run_spec) else {
+        let why = "the trial's runSpec has no apiVersion and kind";
+        return reject(&ctx, &trial, why).await;
     };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, &kind.api_resource());
     if finished(&trial) {
         if !trial.spec.retain_run && api.get_opt(&name).await?.is_some() {
             let params = DeleteParams {
@@ -77,18 +78,9 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         }
         return Ok(Action::await_change());
     }
-    let kind = TrialResource::of_workload(&run_spec);
     let exists = match api.get_opt(&name).await {
         Ok(found) => found.is_some(),
-        Err(e) if transient(&e) => return Err(e.into()),
-        Err(e) => {
-            return reject(
-                &ctx,
-                &trial,
-                &refused(&ctx, kind.as_ref(), &name, &e).await?,
-            )
-            .await;
-        }
+        Err(e) => return failed(&ctx, &trial, &kind, e).await,
     };
     if !exists {
         let mut object: DynamicObject = match serde_json::from_value(run_spec) {
@@ -111,14 +103,28 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
                     .await;
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) if transient(&e) => return Err(e.into()),
-            Err(e) => {
-                let why = refused(&ctx, kind.as_ref(), &name, &e).await?;
-                return reject(&ctx, &trial, &why).await;
-            }
+            Err(e) => return failed(&ctx, &trial, &kind, e).await,
         }
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// A workload request that failed: an error that may pass goes to the
+/// error policy; any other fails the trial for good, saying why.
+///
+/// # Errors
+/// The transient error itself, or the API's while the trial is marked.
+async fn failed(
+    ctx: &Context,
+    trial: &Trial,
+    kind: &TrialResource,
+    error: kube::Error,
+) -> Result<Action, ControllerError> {
+    if transient(&error) {
+        return Err(error.into());
+    }
+    let why = refused(ctx, kind, &trial.name_any(), &error).await?;
+    reject(ctx, trial, &why).await
 }
 
 /// Why the cluster refused the workload `name` of `kind` with `error`:
@@ -128,23 +134,22 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
 /// Discovery's, when it fails too.
 async fn refused(
     ctx: &Context,
-    kind: Option<&TrialResource>,
+    kind: &TrialResource,
     name: &str,
     error: &kube::Error,
 ) -> Result<String, ControllerError> {
-    let what = kind.map_or_else(|| "workload".to_owned(), |k| k.kind.clone());
+    let what = &kind.kind;
     let code = match error {
         kube::Error::Api(status) => status.code,
         _ => 0,
     };
     if code == 404
-        && let Some(kind) = kind
-        && let Served::No(why) = ctx.served.check(kind).await?
+        && let Served::No(why) = served::check(&ctx.client, kind).await?
     {
         return Ok(why);
     }
-    Ok(match (code, kind) {
-        (403, Some(kind)) => {
+    Ok(match code {
+        403 => {
             let plural = kind.api_resource().plural;
             let resource = if kind.group.is_empty() {
                 plural
@@ -155,7 +160,7 @@ async fn refused(
                 "the cluster forbids creating the {what} {name}: {error} (grant the controller's service account get and create on {resource} in its RBAC rules)"
             )
         }
-        (422, _) => {
+        422 => {
             format!("the cluster rejected the {what} {name} made from the trial template: {error}")
         }
         _ => format!("the cluster refused the {what} {name}: {error}"),

@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, PropagationPolicy,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
@@ -217,11 +215,12 @@ pub fn workload_api(
     namespace: &str,
     workload: &Value,
 ) -> Option<Api<DynamicObject>> {
-    let api_version = workload.get("apiVersion")?.as_str()?;
-    let kind = workload.get("kind")?.as_str()?;
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    Some(Api::namespaced_with(client.clone(), namespace, &resource))
+    let kind = super::kinds::TrialResource::of_workload(workload)?;
+    Some(Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kind.api_resource(),
+    ))
 }
 
 /// Whether a Katib condition (a gjson query) matches the workload: the
@@ -291,13 +290,13 @@ impl TrialRun for ClusterTrial {
             Ok(Some(t)) if t.meta().deletion_timestamp.is_some() => return Some(Exit::Stopped),
             // The cluster refused its workload for good (see the trial
             // reconciler): the trial fails with that reason.
-            Ok(Some(t)) if t.annotations().contains_key(WORKLOAD_ERROR) => {
-                let reason = t.annotations().get(WORKLOAD_ERROR).cloned();
-                return Some(Exit::Refused {
-                    reason: reason.unwrap_or_default(),
-                });
+            Ok(Some(t)) => {
+                if let Some(reason) = t.annotations().get(WORKLOAD_ERROR) {
+                    return Some(Exit::Refused {
+                        reason: reason.clone(),
+                    });
+                }
             }
-            Ok(Some(_)) => {}
             Err(e) => {
                 tracing::debug!(trial = self.name, "reading the trial: {e}");
                 return None;

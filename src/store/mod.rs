@@ -18,7 +18,7 @@ pub use rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
     best_trial, state_from_str, state_to_str,
 };
-pub use sql::{ChangeMark, Deleted, SqlStore, TrialPage, TrialQuery, TrialSort};
+pub use sql::{ChangeMark, Deleted, SqlStore, TrialPage, TrialQuery, TrialSort, without_password};
 
 use std::future::Future;
 

@@ -864,6 +864,22 @@ impl SqlStore {
     }
 }
 
+/// A store URL fit for messages and logs: a PostgreSQL URL's password is
+/// shown as `***`.
+#[must_use]
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// The file of a `sqlite:PATH` (or `sqlite://PATH`) URL; `None` for an
 /// in-memory database or another scheme.
 fn sqlite_file(url: &str) -> Option<&str> {
@@ -1013,5 +1029,23 @@ impl super::Store for SqlStore {
 
     async fn observations(&self, trial_id: i64) -> Result<Vec<ObservationRow>, StoreError> {
         Self::observations(self, trial_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn the_shown_store_url_hides_a_password() {
+        assert_eq!(
+            without_password("postgres://ktune:s3cr@t@db:5432/k"),
+            "postgres://ktune:***@db:5432/k"
+        );
+        assert_eq!(
+            without_password("postgres://ktune@db/k"),
+            "postgres://ktune@db/k"
+        );
+        assert_eq!(without_password("sqlite:ktune.db"), "sqlite:ktune.db");
     }
 }
