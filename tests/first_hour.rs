@@ -63,18 +63,12 @@ fn interrupt(dir: &Path, name: &str, first: Signal, second: Option<Signal>) -> (
     (out, signalled.elapsed())
 }
 
-/// The experiment's trials with their reports, as stored.
+/// The experiment's trials with their reported values, as stored.
 fn stored(db: &str, name: &str) -> Vec<(ktune::store::TrialRow, Vec<String>)> {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = ktune::store::SqlStore::connect(db).await.unwrap();
-        let exp = store.experiment(name).await.unwrap().unwrap();
-        let mut out = Vec::new();
-        for t in store.trials(exp.id).await.unwrap() {
-            let values = store.observations(t.id).await.unwrap();
-            out.push((t, values.into_iter().map(|o| o.value).collect()));
-        }
-        out
-    })
+    support::runs::stored(db, name)
+        .into_iter()
+        .map(|(t, reports)| (t, reports.into_iter().map(|o| o.value).collect()))
+        .collect()
 }
 
 /// Resumes the interrupted experiment: the two stopped trials run again
