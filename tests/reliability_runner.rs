@@ -15,21 +15,7 @@ use support::{describe, scratch};
 
 /// `ktune run FILE --db sqlite:<dir>/k.db --trials-dir <dir>/trials` and `extra`.
 fn run(dir: &Path, file: &Path, extra: &[&str]) -> Output {
-    run_command(dir, file, extra).output().unwrap()
-}
-
-fn run_command(dir: &Path, file: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ktune"));
-    command
-        .arg("run")
-        .arg(file)
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("k.db").display()))
-        .arg("--trials-dir")
-        .arg(dir.join("trials"))
-        .args(extra)
-        .current_dir(support::repo_root());
-    command
+    support::runs::run_in(dir, file, extra).output().unwrap()
 }
 
 /// A number no other test uses, for `sleep` arguments to find in /proc:
@@ -212,7 +198,7 @@ spec:
 
 /// Starts `ktune run` in the background and waits until `marker` exists.
 fn start_and_wait_for(dir: &Path, file: &Path, marker: &Path) -> std::process::Child {
-    let child = run_command(dir, file, &[])
+    let child = support::runs::run_in(dir, file, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

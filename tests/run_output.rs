@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use support::{describe, scratch};
@@ -26,15 +26,7 @@ esac"#;
 
 /// Runs `ktune run FILE` against the scratch folder's database, with `extra` flags.
 fn run(dir: &Path, file: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .arg("run")
-        .arg(file)
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("k.db").display()))
-        .arg("--trials-dir")
-        .arg(dir.join("trials"))
-        .args(extra)
-        .current_dir(support::repo_root())
+    support::runs::run_in(dir, Path::new(file), extra)
         .output()
         .unwrap()
 }

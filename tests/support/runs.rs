@@ -18,6 +18,17 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
+/// `ktune run FILE` on `dir`'s own store (`sqlite:DIR/k.db`) and trials
+/// folder, with `extra` arguments, from the repository root.
+pub fn run_in(dir: &Path, file: &Path, extra: &[&str]) -> Command {
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ktune"));
+    command
+        .args(run_args(dir, &db, file, extra))
+        .current_dir(super::repo_root());
+    command
+}
+
 /// `ktune run FILE --db DB --trials-dir DIR/trials` and `extra` arguments.
 pub fn run_args(dir: &Path, db: &str, file: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
