@@ -1,12 +1,15 @@
-//! Reconcile throughput and controller memory: `ktune controller` (the
-//! release binary, its own process) runs 50 experiments of 20 trivial
-//! trials each — 1 000 trials — against the fake API server, whose
-//! executor runs every trial's Job as a local process. Reports trials
-//! created and completed per second, and the controller's peak and final
-//! resident memory.
+//! Reconcile throughput, API cost and controller memory: `ktune
+//! controller` (the release binary, its own process) runs 50 experiments
+//! of 20 trivial trials each, 4 at a time — 1 000 trials, 200 running at
+//! once — against the fake API server, whose executor runs every trial's
+//! Job as a local process. Reports trials created and completed per
+//! second, the API requests the controller made per trial (counted by the
+//! fake server, the benchmark's own requests left out), and the
+//! controller's peak and final resident memory; each of `--runs` runs,
+//! then the medians.
 //!
-//! Run: `cargo bench --bench controller` (`-- --experiments N --trials M`
-//! to change the load).
+//! Run: `cargo bench --bench controller` (`-- --experiments N --trials M
+//! --parallel P --runs R` to change the load).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,8 +27,8 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn experiment(i: usize, trials: usize) -> String {
-    let parallel = trials.min(5);
+fn experiment(i: usize, trials: usize, parallel: usize) -> String {
+    let parallel = trials.min(parallel);
     format!(
         r#"---
 apiVersion: ktune.dev/v1beta1
@@ -77,20 +80,55 @@ fn finished(experiment: &Experiment) -> bool {
         .is_some_and(|c| matches!(c.type_.to_string().as_str(), "Succeeded" | "Failed"))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let experiments = arg("--experiments", 50);
-    let trials = arg("--trials", 20);
-    let dir = std::env::temp_dir().join(format!("ktune-bench-controller-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    seconds: f64,
+    succeeded: i64,
+    /// API requests from the controller while the experiments ran.
+    requests: u64,
+    idle_peak_kib: u64,
+    peak_kib: u64,
+    final_rss_kib: u64,
+}
+
+impl Figures {
+    #[allow(clippy::cast_precision_loss)]
+    fn rate(&self) -> f64 {
+        self.succeeded as f64 / self.seconds
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn requests_per_trial(&self, trials: usize) -> f64 {
+        self.requests as f64 / trials as f64
+    }
+}
+
+/// The load of one run.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    experiments: usize,
+    trials: usize,
+    parallel: usize,
+}
+
+/// A fake API server with the CRDs and an executor, and a client of it.
+struct Cluster {
+    fake: FakeApiServer,
+    _server: ktune_fake_apiserver::ServerHandle,
+    _executor: ktune_fake_apiserver::Executor,
+    config: std::path::PathBuf,
+    api: Api<Experiment>,
+}
+
+async fn cluster(dir: &std::path::Path) -> Cluster {
     let fake = FakeApiServer::new();
-    let (addr, _server) = fake
+    let (addr, server) = fake
         .serve("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("fake API server");
-    let _executor = fake.start_executor(ExecutorConfig {
-        workdir: dir.clone(),
+    let executor = fake.start_executor(ExecutorConfig {
+        workdir: dir.to_path_buf(),
         grace: Duration::from_secs(1),
     });
     let crds = std::fs::read_to_string("crds/experiments.ktune.dev.yaml").expect("crds")
@@ -103,46 +141,18 @@ async fn main() {
         let url = format!("http://{addr}").parse().expect("url");
         kube::Client::try_from(kube::Config::new(url)).expect("client")
     };
-    let api: Api<Experiment> = Api::all(client);
-
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_ktune"))
-        .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
-        .arg(format!("sqlite:{}", dir.join("controller.db").display()))
-        .env("KUBECONFIG", &config)
-        .env("KTUNE_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ktune controller");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (idle_peak, _) = memory(controller.id());
-
-    let manifest: String = (0..experiments).map(|i| experiment(i, trials)).collect();
-    let start = Instant::now();
-    fake.create_manifest(&manifest)
-        .expect("experiments created");
-    let mut peak = 0;
-    let deadline = start + Duration::from_secs(1800);
-    loop {
-        let (hwm, _) = memory(controller.id());
-        peak = peak.max(hwm);
-        let list = api.list(&ListParams::default()).await.expect("list");
-        let done = list.items.iter().filter(|e| finished(e)).count();
-        if done == experiments || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    Cluster {
+        fake,
+        _server: server,
+        _executor: executor,
+        config,
+        api: Api::all(client),
     }
-    let elapsed = start.elapsed();
-    let (hwm, rss) = memory(controller.id());
-    let list = api.list(&ListParams::default()).await.expect("list");
-    let succeeded: i64 = list
-        .items
-        .iter()
-        .filter_map(|e| e.status.as_ref()?.trials_succeeded)
-        .map(i64::from)
-        .sum();
-    for e in list.items.iter().filter(|e| {
+}
+
+/// Experiments that have not finished, or finished without a success.
+fn report_unfinished(list: &[Experiment]) {
+    for e in list.iter().filter(|e| {
         !finished(e)
             || e.status
                 .as_ref()
@@ -157,20 +167,118 @@ async fn main() {
             last.map(|c| (c.reason.clone(), c.message.clone()))
         );
     }
+}
+
+/// One run: a fresh fake server and controller, the whole load, measured.
+async fn run(load: Load) -> Figures {
+    let dir = std::env::temp_dir().join(format!("ktune-bench-controller-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let cluster = cluster(&dir).await;
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_ktune"))
+        .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
+        .arg(format!("sqlite:{}", dir.join("controller.db").display()))
+        .env("KUBECONFIG", &cluster.config)
+        .env("KTUNE_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ktune controller");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_peak_kib, _) = memory(controller.id());
+    let manifest: String = (0..load.experiments)
+        .map(|i| experiment(i, load.trials, load.parallel))
+        .collect();
+    let before = cluster.fake.requests();
+    let mut own = 0;
+    let start = Instant::now();
+    cluster
+        .fake
+        .create_manifest(&manifest)
+        .expect("experiments created");
+    let mut peak = 0;
+    let deadline = start + Duration::from_secs(1800);
+    let list = loop {
+        peak = peak.max(memory(controller.id()).0);
+        let list = cluster.api.list(&ListParams::default()).await.expect("list");
+        own += 1;
+        let done = list.items.iter().filter(|e| finished(e)).count();
+        if done == load.experiments || Instant::now() > deadline {
+            break list.items;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let requests = cluster.fake.requests() - before - own;
+    let (hwm, final_rss_kib) = memory(controller.id());
+    let succeeded = list
+        .iter()
+        .filter_map(|e| e.status.as_ref()?.trials_succeeded)
+        .map(i64::from)
+        .sum();
+    report_unfinished(&list);
     let _ = controller.kill();
     let _ = controller.wait();
-    let total = experiments * trials;
-    #[allow(clippy::cast_precision_loss)]
-    let rate = succeeded as f64 / elapsed.as_secs_f64();
-    println!(
-        "controller: {experiments} experiments x {trials} trials = {total} trials; {succeeded} succeeded in {:.1} s = {rate:.1} trials/s created and completed",
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "controller memory: idle peak {} MiB, peak {} MiB, final RSS {} MiB",
-        idle_peak / 1024,
-        hwm.max(peak) / 1024,
-        rss / 1024
-    );
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+    Figures {
+        seconds,
+        succeeded,
+        requests,
+        idle_peak_kib,
+        peak_kib: hwm.max(peak),
+        final_rss_kib,
+    }
+}
+
+/// The median of some figures.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let load = Load {
+        experiments: arg("--experiments", 50),
+        trials: arg("--trials", 20),
+        parallel: arg("--parallel", 4),
+    };
+    let runs = arg("--runs", 3).max(1);
+    let total = load.experiments * load.trials;
+    println!(
+        "controller: {} experiments x {} trials ({} at a time each) = {total} trials, {} running at once",
+        load.experiments,
+        load.trials,
+        load.parallel,
+        load.experiments * load.parallel.min(load.trials)
+    );
+    let mut all = Vec::with_capacity(runs);
+    for i in 1..=runs {
+        let f = run(load).await;
+        println!(
+            "run {i}: {} succeeded in {:.1} s = {:.1} trials/s; {:.1} API requests per trial; memory: idle peak {} MiB, peak {} MiB, final RSS {} MiB",
+            f.succeeded,
+            f.seconds,
+            f.rate(),
+            f.requests_per_trial(total),
+            f.idle_peak_kib / 1024,
+            f.peak_kib / 1024,
+            f.final_rss_kib / 1024
+        );
+        all.push(f);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let peak_mib = median(all.iter().map(|f| f.peak_kib as f64).collect()) / 1024.0;
+    println!(
+        "controller median of {runs}: {:.1} trials/s created and completed, {:.1} API requests per trial, {:.1} s per run, peak memory {peak_mib:.0} MiB",
+        median(all.iter().map(Figures::rate).collect()),
+        median(all.iter().map(|f| f.requests_per_trial(total)).collect()),
+        median(all.iter().map(|f| f.seconds).collect()),
+    );
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,6 +28,8 @@ pub(crate) struct App {
     pub store: Arc<Store>,
     pub logs: Arc<Logs>,
     pub bookmark_interval: Duration,
+    /// Requests answered so far (see [`crate::FakeApiServer::requests`]).
+    pub requests: Arc<AtomicU64>,
 }
 
 /// The router: every path goes through one dispatcher.
@@ -52,6 +55,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     tracing::debug!(%method, %uri, "request");
+    app.requests.fetch_add(1, Ordering::Relaxed);
     match route(&app, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => {

@@ -250,6 +250,7 @@ impl FakeApiServer {
                 store: Arc::new(store::Store::new(config.history_limit)),
                 logs: Arc::new(logs::Logs::default()),
                 bookmark_interval: config.bookmark_interval,
+                requests: Arc::default(),
             },
         }
     }
@@ -286,6 +287,12 @@ impl FakeApiServer {
     /// end with `410 Gone` and clients must relist.
     pub fn compact(&self) {
         self.app.store.compact();
+    }
+
+    /// How many HTTP requests the server has answered (a watch or a log
+    /// stream counts once): what a client costs the API server.
+    pub fn requests(&self) -> u64 {
+        self.app.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current (global) resourceVersion.
