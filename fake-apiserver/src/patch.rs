@@ -1,5 +1,6 @@
 //! The four patch types: JSON patch (RFC 6902, incl. `test`), JSON merge
-//! patch (RFC 7386), server-side apply (merged, no field ownership) and
+//! patch (RFC 7386), server-side apply (merged, no field ownership; on
+//! `/status` the applied status replaces the old one, see `Store::patch`) and
 //! strategic merge (a merge that also merges lists of objects by their
 //! usual keys and understands the `$patch`/`$setElementOrder` directives).
 

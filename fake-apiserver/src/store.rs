@@ -485,7 +485,19 @@ impl Store {
                 "apiVersion and kind must be set in an apply patch",
             ));
         }
-        let patched = patch::apply(pt, &old, body)?;
+        let mut patched = patch::apply(pt, &old, body)?;
+        // A status is one manager's (a controller's): what it applies
+        // replaces it whole, so a field it stopped sending is gone, as the
+        // real server drops the fields a manager no longer applies.
+        if pt == PatchType::Apply
+            && sub == Sub::Status
+            && let Some(object) = patched.as_object_mut()
+        {
+            match patch::parse_body(body)?.get("status") {
+                Some(status) => object.insert("status".into(), status.clone()),
+                None => object.remove("status"),
+            };
+        }
         if meta_str(&patched, "resourceVersion") != meta_str(&old, "resourceVersion") {
             return Err(ApiError::conflict(
                 &rt.group,

@@ -5,8 +5,15 @@
 //! gRPC timeout — and, through a finalizer, stops that worker when the
 //! Experiment is deleted. The worker steps the engine over the cluster
 //! runner ([`ClusterRunner`]: Trial objects, whose workloads the trial
-//! reconciler creates) and the pod-log collector, and writes what happens
-//! to the Experiment's and Trials' status and as Events.
+//! reconciler creates) and the experiment's collector, and writes what
+//! happens to the Experiment's and Trials' status and as Events.
+//!
+//! The worker does not poll the API: it reads its trials and their
+//! workloads from the controller's watch caches, and steps when one of
+//! them changes (see [`super::watch`]). While trials run it also steps
+//! every tick, which reads their metrics from the collectors in-process
+//! (log streams, pushes) at no API cost; otherwise it sleeps until a
+//! change, or [`RESYNC`] at most.
 //!
 //! A controller restart at any moment is safe: the engine reopens the
 //! experiment from the store, adopts the Trials already created (same
@@ -16,36 +23,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use ktune_algorithms::history::TrialState;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use super::collect;
+use super::collect::{self, ClusterCollector};
 use super::health::{Backoff, transient};
 use super::kinds::not_allowed;
-use super::status::{experiment_status, trial_status};
+use super::status::{self, apply_status, experiment_status, trial_status};
+use super::watch::RESYNC;
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
 use crate::api::validate::Context as ValidationContext;
-use crate::api::{Experiment, Trial, prepare};
-use crate::engine::{Engine, EngineError, EngineOptions, Event};
+use crate::api::{Experiment, ExperimentStatus, PreparedExperiment, Trial, TrialStatus, prepare};
+use crate::engine::{BestTrial, Engine, EngineError, EngineOptions, Event, RunSummary};
 use crate::metrics::MetricLog;
 use crate::metrics::reduce::reduce;
-use crate::store::ExperimentState;
-use crate::store::TrialRow;
-use k8s_openapi::api::core::v1::ConfigMap;
+use crate::store::{ExperimentState, TrialRow};
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
 
-/// Reconciles one Experiment.
+/// Reconciles one Experiment: its worker runs (and is woken: a change of
+/// one of its Trials reconciles it too).
 ///
 /// # Errors
 /// [`ControllerError`] when the API or the finalizer fails.
@@ -64,7 +73,7 @@ pub async fn reconcile(
                 Ok(Action::requeue(Duration::from_secs(60)))
             }
             Finalizer::Cleanup(experiment) => {
-                ctx.stop_worker(&experiment.uid().unwrap_or_default());
+                ctx.workers.stop(&experiment.uid().unwrap_or_default());
                 Ok(Action::await_change())
             }
         }
@@ -83,17 +92,19 @@ fn finished(experiment: &Experiment) -> bool {
 }
 
 /// Starts the experiment's worker unless it runs already for this
-/// generation (a changed spec — a raised budget — restarts it).
+/// generation (a changed spec — a raised budget — restarts it); one that
+/// runs is woken.
 fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
     let uid = experiment.uid().unwrap_or_default();
     let generation = experiment.meta().generation.unwrap_or(0);
-    let Ok(mut workers) = ctx.workers.lock() else {
+    let Some(mut workers) = ctx.workers.lock() else {
         return;
     };
     if let Some(worker) = workers.get(&uid)
         && worker.generation == generation
         && (!worker.task.is_finished() || finished(&experiment))
     {
+        worker.wake.notify_one();
         return;
     }
     if let Some(old) = workers.remove(&uid) {
@@ -106,35 +117,250 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
         namespace = %experiment.namespace().unwrap_or_default(),
         experiment = %experiment.name_any()
     );
-    let task = tokio::spawn(run_worker(Arc::clone(ctx), experiment).instrument(span));
-    workers.insert(uid, Worker { generation, task });
+    let wake = Arc::new(Notify::new());
+    let task = tokio::spawn(
+        run_worker(Arc::clone(ctx), experiment, Arc::clone(&wake)).instrument(span),
+    );
+    workers.insert(
+        uid,
+        Worker {
+            generation,
+            task,
+            wake,
+        },
+    );
 }
 
 /// Runs [`work`] until the experiment ends; after an error that may pass
 /// (the API server away) it starts again, later each time — the engine
 /// reopens the experiment from the store and adopts its running trials.
-async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>) {
-    let name = experiment.name_any();
+/// Each error is counted by its kind (`controller="worker"`).
+async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>, wake: Arc<Notify>) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
-        match work(&ctx, &experiment).await {
-            Ok(()) => return,
-            Err(e) if e.transient() => {
-                tracing::debug!(experiment = name, "experiment worker interrupted: {e}");
-                tokio::time::sleep(backoff.next_delay()).await;
+        let Err(e) = work(&ctx, &experiment, &wake).await else {
+            return;
+        };
+        ctx.ops.count_error("worker", e.kind());
+        if !e.transient() {
+            tracing::warn!("experiment worker stopped: {e}");
+            ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
+                .await;
+            return;
+        }
+        tracing::debug!("experiment worker interrupted: {e}");
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Drives one experiment to completion: steps the engine whenever woken,
+/// and writes what changed.
+async fn work(
+    ctx: &Arc<Context>,
+    experiment: &Arc<Experiment>,
+    wake: &Notify,
+) -> Result<(), ControllerError> {
+    let Some(setup) = Setup::new(ctx, experiment).await? else {
+        return Ok(());
+    };
+    let mut engine = Engine::open(
+        &setup.prepared,
+        &setup.configmaps,
+        ctx.store.as_ref(),
+        &setup.runner,
+        &setup.collector,
+        setup.engine_options(ctx, experiment),
+    )
+    .await?;
+    setup.announce(ctx, experiment).await;
+    let mut report = Report::new(ctx, experiment, &setup.metrics);
+    let mut wanted: Option<ExperimentStatus> = None;
+    loop {
+        let mut changed = false;
+        let updates = &mut report.updates;
+        let done = engine
+            .step(&mut |e| {
+                changed |= !matches!(e, Event::Reported { .. });
+                updates.push(e);
+            })
+            .await?;
+        ctx.ops
+            .observe_suggestions(&setup.algorithm, &engine.take_suggest_seconds());
+        let (state, reason) = done.as_ref().map_or((ExperimentState::Running, ""), |s| {
+            (s.state, s.reason.as_str())
+        });
+        let status = match wanted.take() {
+            Some(status) if !changed && done.is_none() => status,
+            _ => {
+                let best = engine.best();
+                report
+                    .status(engine.trials(), best.as_ref(), state, reason)
+                    .await?
             }
-            Err(e) => {
-                tracing::warn!(experiment = name, "experiment worker stopped: {e}");
-                ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
-                    .await;
-                return;
-            }
+        };
+        if let Some(summary) = done {
+            report.write_last(&status).await?;
+            report.ended(&summary).await;
+            return Ok(());
+        }
+        report.write(&status).await?;
+        wanted = Some(status);
+        // A change of a trial or its workload wakes the worker at once;
+        // while trials run, their metrics are read every tick.
+        let wait = if engine.running() > 0 || engine.needs_step() {
+            ctx.options.tick
+        } else {
+            RESYNC
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
+/// What one experiment's worker runs with: the validated experiment, its
+/// template's ConfigMaps, its runner and collector.
+struct Setup {
+    prepared: PreparedExperiment,
+    configmaps: ConfigMaps,
+    /// The objective metric first, then the additional ones.
+    metrics: Vec<String>,
+    algorithm: String,
+    runner: ClusterRunner,
+    collector: ClusterCollector,
+}
+
+impl Setup {
+    /// The experiment's setup; `None` when it cannot run (it is then
+    /// marked Failed, saying why).
+    ///
+    /// # Errors
+    /// The API's, other than refusals.
+    async fn new(
+        ctx: &Arc<Context>,
+        experiment: &Experiment,
+    ) -> Result<Option<Self>, ControllerError> {
+        let namespace = experiment
+            .namespace()
+            .unwrap_or_else(|| "default".to_owned());
+        let configmaps = template_configmaps(ctx, experiment, &namespace).await?;
+        let prepared = match validated(experiment, &configmaps)? {
+            Ok(prepared) => prepared,
+            Err(message) => {
+                refuse(ctx, experiment, "ExperimentInvalid", &message).await?;
+                return Ok(None);
+            }
+        };
+        let spec = &prepared.experiment.spec;
+        let template = spec.trial_template.clone().unwrap_or_default();
+        let workload = resolve_template(&template, &configmaps).unwrap_or_default();
+        if let Some(message) = not_allowed(&workload, &ctx.options.trial_resources) {
+            refuse(ctx, experiment, "TrialResourceNotAllowed", &message).await?;
+            return Ok(None);
+        }
+        let text = |key: &str| workload.get(key).and_then(|k| k.as_str()).unwrap_or_default();
+        let metrics: Vec<String> = spec
+            .objective
+            .as_ref()
+            .map(|o| {
+                std::iter::once(o.objective_metric_name.clone())
+                    .chain(o.additional_metric_names.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()))
+            .with_caches(ctx.caches.clone());
+        let kind = (text("apiVersion"), text("kind"));
+        let (runner, collector) =
+            match collect::for_experiment(ctx, spec, (&namespace, kind), &template, &metrics, runner)? {
+                Ok(pair) => pair,
+                Err(refusal) => {
+                    refuse(ctx, experiment, refusal.reason, &refusal.message).await?;
+                    return Ok(None);
+                }
+            };
+        let algorithm = spec
+            .algorithm
+            .as_ref()
+            .map(|a| a.algorithm_name.clone())
+            .unwrap_or_default();
+        Ok(Some(Self {
+            prepared,
+            configmaps,
+            metrics,
+            algorithm,
+            runner,
+            collector,
+        }))
+    }
+
+    /// The engine's options: the controller's seed, and the experiment's
+    /// key in the store (namespace, name and uid: a deleted and recreated
+    /// experiment starts afresh).
+    fn engine_options(&self, ctx: &Context, experiment: &Experiment) -> EngineOptions {
+        EngineOptions {
+            seed: ctx.options.seed,
+            gpus: Vec::new(),
+            store_key: Some(format!(
+                "{}/{}/{}",
+                experiment.namespace().unwrap_or_else(|| "default".to_owned()),
+                experiment.name_any(),
+                experiment.uid().unwrap_or_default()
+            )),
+        }
+    }
+
+    /// Says that the experiment started (an Event too) or resumed.
+    async fn announce(&self, ctx: &Context, experiment: &Experiment) {
+        let fresh = experiment
+            .status
+            .as_ref()
+            .is_none_or(|s| s.conditions.is_empty());
+        if fresh {
+            ctx.publish(
+                &experiment.object_ref(&()),
+                "Created",
+                "the search runs in the controller",
+            )
+            .await;
+        }
+        let spec = &self.prepared.experiment.spec;
+        // The worker's span names the experiment.
+        tracing::info!(
+            algorithm = self.algorithm,
+            max_trials = spec.max_trial_count.unwrap_or_default(),
+            parallel = spec.parallel_trial_count.unwrap_or(1),
+            "experiment {}",
+            if fresh { "started" } else { "resumed" }
+        );
+    }
+}
+
+/// The experiment defaulted and validated, or why it cannot run.
+///
+/// # Errors
+/// [`ControllerError::Json`] when the experiment cannot be serialised.
+fn validated(
+    experiment: &Experiment,
+    configmaps: &ConfigMaps,
+) -> Result<Result<PreparedExperiment, String>, ControllerError> {
+    let value = serde_json::to_value(experiment)?;
+    let context = ValidationContext {
+        configmaps,
+        require_configmaps: true,
+    };
+    Ok(match prepare(&value, context) {
+        Ok(p) if p.report.is_valid() => Ok(p),
+        Ok(p) => Err(p
+            .report
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+        Err(e) => Err(ControllerError::Invalid(e.to_string()).to_string()),
+    })
 }
 
 /// The ConfigMap a `trialTemplate.configMap` source names, as the
@@ -187,221 +413,154 @@ async fn template_configmaps(
     }
 }
 
-/// Drives one experiment to completion.
-async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), ControllerError> {
+/// Marks an experiment that cannot run Failed, saying why (also as a
+/// Warning event).
+async fn refuse(
+    ctx: &Context,
+    experiment: &Experiment,
+    reason: &str,
+    message: &str,
+) -> Result<(), ControllerError> {
     let namespace = experiment
         .namespace()
         .unwrap_or_else(|| "default".to_owned());
-    let name = experiment.name_any();
     let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = experiment.object_ref(&());
-    let value = serde_json::to_value(experiment.as_ref())?;
-    let configmaps = template_configmaps(ctx, experiment, &namespace).await?;
-    let prepared = prepare(
-        &value,
-        ValidationContext {
-            configmaps: &configmaps,
-            require_configmaps: true,
-        },
-    )
-    .map_err(|e| ControllerError::Invalid(e.to_string()));
-    let prepared = match prepared {
-        Ok(p) if p.report.is_valid() => p,
-        other => {
-            let message = match other {
-                Ok(p) => p
-                    .report
-                    .errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                Err(e) => e.to_string(),
-            };
-            refuse(ctx, &experiments, &name, "ExperimentInvalid", &message).await?;
-            return Ok(());
-        }
-    };
-    let spec = &prepared.experiment.spec;
-    let template = spec.trial_template.clone().unwrap_or_default();
-    let workload = resolve_template(&template, &configmaps).unwrap_or_default();
-    if let Some(message) = not_allowed(&workload, &ctx.options.trial_resources) {
-        refuse(
-            ctx,
-            &experiments,
-            &name,
-            "TrialResourceNotAllowed",
-            &message,
-        )
-        .await?;
-        return Ok(());
-    }
-    let text = |key: &str| {
-        workload
-            .get(key)
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let metrics: Vec<String> = spec
-        .objective
-        .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
-    let setup = collect::for_experiment(
-        ctx,
-        spec,
-        (&namespace, (&api_version, &kind)),
-        &template,
-        &metrics,
-        runner,
-    )?;
-    let (runner, collector) = match setup {
-        Ok(pair) => pair,
-        Err(refusal) => {
-            refuse(ctx, &experiments, &name, refusal.reason, &refusal.message).await?;
-            return Ok(());
-        }
-    };
-    let options = EngineOptions {
-        seed: ctx.options.seed,
-        gpus: Vec::new(),
-        store_key: Some(format!(
-            "{namespace}/{name}/{}",
-            experiment.uid().unwrap_or_default()
-        )),
-    };
-    let mut engine = Engine::open(
-        &prepared,
-        &configmaps,
-        ctx.store.as_ref(),
-        &runner,
-        &collector,
-        options,
-    )
-    .await?;
-    let fresh = experiment
-        .status
-        .as_ref()
-        .is_none_or(|s| s.conditions.is_empty());
-    if fresh {
-        ctx.publish(&reference, "Created", "the search runs in the controller")
-            .await;
-    }
-    let algorithm = spec
-        .algorithm
-        .as_ref()
-        .map(|a| a.algorithm_name.clone())
-        .unwrap_or_default();
-    // The worker's span names the experiment.
-    tracing::info!(
-        algorithm,
-        max_trials = spec.max_trial_count.unwrap_or_default(),
-        parallel = spec.parallel_trial_count.unwrap_or(1),
-        "experiment {}",
-        if fresh { "started" } else { "resumed" }
+    let status = status::stamped_experiment(
+        status::refused_status(reason, message),
+        None,
+        &status::now(),
     );
-    let mut last_status = serde_json::Value::Null;
-    let mut best_metrics: Option<(String, Vec<Metric>)> = None;
-    let mut updates = TrialUpdates::default();
-    loop {
-        let done = engine.step(&mut |e| updates.push(e)).await?;
-        ctx.ops
-            .observe_suggestions(&algorithm, &engine.take_suggest_seconds());
-        let (state, reason) = match &done {
-            Some(summary) => (summary.state, summary.reason.clone()),
-            None => (ExperimentState::Running, String::new()),
-        };
-        let best = engine.best();
-        if best.as_ref().map(|b| &b.name) != best_metrics.as_ref().map(|(name, _)| name) {
-            best_metrics = match &best {
+    let experiment = apply_status(&experiments, &experiment.name_any(), &status).await?;
+    ctx.publish(&experiment.object_ref(&()), "Invalid", message)
+        .await;
+    // The reconcile's span names the experiment.
+    tracing::warn!(reason, "experiment refused: {message}");
+    Ok(())
+}
+
+/// What one worker writes to the cluster: the experiment's status (when
+/// it changed), its trials' statuses and their Events.
+struct Report<'a> {
+    ctx: &'a Context,
+    experiments: Api<Experiment>,
+    trials: Api<Trial>,
+    namespace: String,
+    name: String,
+    reference: ObjectReference,
+    metrics: &'a [String],
+    /// The status last written, as built (without times) and as stamped.
+    written: Option<(ExperimentStatus, ExperimentStatus)>,
+    /// The best trial's name and its reduced metrics.
+    best: Option<(String, Vec<Metric>)>,
+    updates: TrialUpdates,
+}
+
+impl<'a> Report<'a> {
+    fn new(ctx: &'a Context, experiment: &Experiment, metrics: &'a [String]) -> Self {
+        let namespace = experiment
+            .namespace()
+            .unwrap_or_else(|| "default".to_owned());
+        Self {
+            ctx,
+            experiments: Api::namespaced(ctx.client.clone(), &namespace),
+            trials: Api::namespaced(ctx.client.clone(), &namespace),
+            name: experiment.name_any(),
+            reference: experiment.object_ref(&()),
+            namespace,
+            metrics,
+            written: None,
+            best: None,
+            updates: TrialUpdates::default(),
+        }
+    }
+
+    /// The experiment's status over `rows` (the best trial's metrics read
+    /// from the store when the best trial changed), also shown as the
+    /// trials-by-state metric.
+    ///
+    /// # Errors
+    /// The store's.
+    async fn status(
+        &mut self,
+        rows: &[TrialRow],
+        best: Option<&BestTrial>,
+        state: ExperimentState,
+        reason: &str,
+    ) -> Result<ExperimentStatus, ControllerError> {
+        if best.map(|b| &b.name) != self.best.as_ref().map(|(name, _)| name) {
+            self.best = match best {
                 Some(b) => Some((
                     b.name.clone(),
-                    reduced_metrics(ctx, engine.trials(), &b.name, &metrics).await?,
+                    reduced_metrics(self.ctx, rows, &b.name, self.metrics).await?,
                 )),
                 None => None,
             };
         }
-        let status = experiment_status(
-            engine.trials(),
-            best.as_ref()
-                .zip(best_metrics.as_ref().map(|(_, m)| m.as_slice())),
-            state,
-            &reason,
-            "",
-        );
-        if status != last_status {
-            let counts: Vec<(&str, i64)> = engine
-                .trials()
-                .iter()
-                .map(|t| (super::status::trial_condition(t.state).0, 1))
-                .collect();
-            ctx.ops.set_trials(&namespace, &name, &counts);
+        let metrics = self.best.as_ref().map(|(_, m)| m.as_slice());
+        let counts: Vec<(&str, i64)> = rows
+            .iter()
+            .map(|t| (status::trial_condition(t.state).0, 1))
+            .collect();
+        self.ctx.ops.set_trials(&self.namespace, &self.name, &counts);
+        Ok(experiment_status(rows, best.zip(metrics), state, reason))
+    }
+
+    /// Writes the queued trial statuses, and the experiment's `status`
+    /// unless it is written already; returns whether all is written
+    /// (`false`: the API server was away; the next call tries again).
+    ///
+    /// # Errors
+    /// The API's, other than transient ones.
+    async fn write(&mut self, status: &ExperimentStatus) -> Result<bool, ControllerError> {
+        let flushed = self.updates.flush(self.ctx, &self.trials).await;
+        if self.written.as_ref().is_some_and(|(w, _)| w == status) {
+            return Ok(flushed);
         }
-        if done.is_none() {
-            updates.flush(ctx, &trials).await;
-            write_status(&experiments, &name, &mut last_status, &status).await?;
-            tokio::time::sleep(ctx.options.tick).await;
-            continue;
+        let previous = self.written.as_ref().map(|(_, stamped)| stamped);
+        let stamped = status::stamped_experiment(status.clone(), previous, &status::now());
+        match apply_status(&self.experiments, &self.name, &stamped).await {
+            Ok(_) => {
+                self.written = Some((status.clone(), stamped));
+                Ok(flushed)
+            }
+            Err(e) if e.transient() => {
+                tracing::debug!("writing the experiment's status: {e}");
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
-        // The last writes must land, through an outage too.
-        let mut backoff = Backoff::new(ctx.options.tick, Duration::from_secs(5));
-        while !(updates.flush(ctx, &trials).await
-            && write_status(&experiments, &name, &mut last_status, &status).await?)
-        {
+    }
+
+    /// Writes the last status: it must land, through an outage too.
+    ///
+    /// # Errors
+    /// The API's, other than transient ones.
+    async fn write_last(&mut self, status: &ExperimentStatus) -> Result<(), ControllerError> {
+        let mut backoff = Backoff::new(self.ctx.options.tick, Duration::from_secs(5));
+        while !self.write(status).await? {
             tokio::time::sleep(backoff.next_delay()).await;
         }
-        let kind = if state == ExperimentState::Succeeded {
+        Ok(())
+    }
+
+    /// Says that the experiment ended, and how (an Event too).
+    async fn ended(&self, summary: &RunSummary) {
+        let best = summary.best.as_ref();
+        let kind = if summary.state == ExperimentState::Succeeded {
             "Succeeded"
         } else {
             "Failed"
         };
-        ctx.publish(&reference, kind, &reason).await;
+        self.ctx
+            .publish(&self.reference, kind, &summary.reason)
+            .await;
         tracing::info!(
             state = kind,
-            reason,
-            best = best.as_ref().map(|b| b.name.as_str()),
-            objective = best.as_ref().map(|b| b.objective),
+            reason = summary.reason,
+            best = best.map(|b| b.name.as_str()),
+            objective = best.map(|b| b.objective),
             "experiment ended"
         );
-        return Ok(());
-    }
-}
-
-/// Writes the experiment's status when it changed (timestamps aside);
-/// returns whether it is written, `false` when the API server was away
-/// (the next call tries again).
-///
-/// # Errors
-/// The API's, other than transient ones.
-async fn write_status(
-    experiments: &Api<Experiment>,
-    name: &str,
-    last: &mut serde_json::Value,
-    status: &serde_json::Value,
-) -> Result<bool, ControllerError> {
-    if status == last {
-        return Ok(true);
-    }
-    let mut stamped = status.clone();
-    stamp_times(&mut stamped, &now());
-    match patch_status(experiments, name, stamped).await {
-        Ok(_) => {
-            status.clone_into(last);
-            Ok(true)
-        }
-        Err(e) if e.transient() => {
-            tracing::debug!("writing the experiment's status: {e}");
-            Ok(false)
-        }
-        Err(e) => Err(e),
     }
 }
 
@@ -414,11 +573,12 @@ struct TrialUpdates {
     pending: Vec<TrialUpdate>,
 }
 
-/// One trial's status, and the Event's reason and note.
+/// One trial's status (stamped when it changed), and the Event's reason
+/// and note.
 #[derive(Debug)]
 struct TrialUpdate {
     trial: String,
-    status: serde_json::Value,
+    status: TrialStatus,
     reason: &'static str,
     note: String,
 }
@@ -426,10 +586,11 @@ struct TrialUpdate {
 impl TrialUpdates {
     /// Queues what an engine event changes of a trial.
     fn push(&mut self, event: Event) {
+        let now = status::now();
         let update = match event {
             Event::Started { trial, .. } => TrialUpdate {
                 trial,
-                status: trial_status(TrialState::Running, "", None, &now()),
+                status: status::stamped_trial(trial_status(TrialState::Running, "", None), &now),
                 reason: "Running",
                 note: String::new(),
             },
@@ -440,8 +601,8 @@ impl TrialUpdates {
                 reason,
             } => TrialUpdate {
                 trial,
-                status: trial_status(state, &reason, objective, &now()),
-                reason: super::status::trial_condition(state).0,
+                status: status::stamped_trial(trial_status(state, &reason, objective), &now),
+                reason: status::trial_condition(state).0,
                 note: reason,
             },
             Event::Progress { .. }
@@ -459,7 +620,7 @@ impl TrialUpdates {
     /// has nothing to update.
     async fn flush(&mut self, ctx: &Context, trials: &Api<Trial>) -> bool {
         while let Some(update) = self.pending.first() {
-            match patch_status(trials, &update.trial, update.status.clone()).await {
+            match apply_status(trials, &update.trial, &update.status).await {
                 Ok(t) => {
                     ctx.publish(&t.object_ref(&()), update.reason, &update.note)
                         .await;
@@ -471,27 +632,6 @@ impl TrialUpdates {
         }
         true
     }
-}
-
-/// Marks an experiment that cannot run Failed, saying why (also as a
-/// Warning event).
-async fn refuse(
-    ctx: &Context,
-    experiments: &Api<Experiment>,
-    name: &str,
-    reason: &str,
-    message: &str,
-) -> Result<(), ControllerError> {
-    let status = json!({"conditions": [
-        {"type": "Created", "status": "True", "reason": "ExperimentCreated", "lastTransitionTime": now()},
-        {"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": now()},
-    ]});
-    let experiment = patch_status(experiments, name, status).await?;
-    ctx.publish(&experiment.object_ref(&()), "Invalid", message)
-        .await;
-    // The reconcile's span names the experiment.
-    tracing::warn!(reason, "experiment refused: {message}");
-    Ok(())
 }
 
 /// A trial's metrics as Katib reports them (min, max, latest), from the
@@ -520,40 +660,4 @@ async fn reduced_metrics(
         })
         .collect();
     Ok(metrics.iter().map(|m| reduce(m, &logs)).collect())
-}
-
-/// Fills the empty timestamps of a status built without a clock.
-fn stamp_times(status: &mut serde_json::Value, now: &str) {
-    if let Some(conditions) = status
-        .get_mut("conditions")
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        for c in conditions {
-            c["lastUpdateTime"] = json!(now);
-            c["lastTransitionTime"] = json!(now);
-        }
-    }
-    for key in ["lastReconcileTime", "completionTime"] {
-        if status.get(key).is_some() {
-            status[key] = json!(now);
-        }
-    }
-}
-
-/// Merges `status` into the object's status subresource; returns the object.
-async fn patch_status<K>(
-    api: &Api<K>,
-    name: &str,
-    status: serde_json::Value,
-) -> Result<K, ControllerError>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    Ok(api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?)
 }

@@ -19,7 +19,9 @@
 //! - [`leader`]: leader election on a Lease, so that one replica works;
 //! - [`health`]: API server outages (transient errors, backoff, and
 //!   logging an outage once per interval);
-//! - [`served`]: whether the cluster serves a trial's workload kind.
+//! - [`served`]: whether the cluster serves a trial's workload kind;
+//! - [`watch`]: the caches of Trials and workloads the workers read, and
+//!   whom a change wakes (the workers watch; they do not poll the API).
 
 pub mod collect;
 pub mod experiment;
@@ -34,11 +36,12 @@ pub mod served;
 pub mod sidecar;
 pub mod status;
 pub mod trial;
+pub mod watch;
 pub mod workload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -48,9 +51,11 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use health::{ApiHealth, Backoff};
+use watch::Caches;
 
 use crate::api::{Experiment, Trial};
 use crate::engine::EngineError;
@@ -99,6 +104,29 @@ impl ControllerError {
                 _ => false,
             },
             _ => false,
+        }
+    }
+
+    /// The error's kind: the `error` label of
+    /// `ktune_reconcile_errors_total`, so an alert can tell an API server
+    /// that is away from a conflict or a store that fails.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::Kube(e) if health::transient(e) => "api_unavailable",
+            Self::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
+            Self::Kube(_) => "api",
+            Self::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
+            Self::Engine(_) => "engine",
+            Self::Invalid(_) => "invalid",
+            Self::Json(_) => "serialization",
+            Self::Ops(_) => "ops",
+            Self::Push(_) => "push",
+            Self::CrdsMissing(_) => "crds_missing",
         }
     }
 }
@@ -158,6 +186,48 @@ impl Default for ControllerOptions {
 pub struct Worker {
     generation: i64,
     task: tokio::task::JoinHandle<()>,
+    /// Wakes the worker: one of its trials or workloads changed.
+    wake: Arc<Notify>,
+}
+
+/// The experiment workers of one term, by experiment uid.
+#[derive(Debug, Default)]
+pub struct Workers(Mutex<HashMap<String, Worker>>);
+
+impl Workers {
+    fn lock(&self) -> Option<MutexGuard<'_, HashMap<String, Worker>>> {
+        self.0.lock().ok()
+    }
+
+    /// Wakes the worker of the experiment `uid`, if it runs (a wake-up
+    /// that finds it busy is kept for its next wait).
+    pub fn wake(&self, uid: &str) {
+        if let Some(worker) = self.lock().as_ref().and_then(|w| w.get(uid)) {
+            worker.wake.notify_one();
+        }
+    }
+
+    /// Wakes every worker (a cache was filled anew).
+    pub fn wake_all(&self) {
+        for worker in self.lock().iter().flat_map(|w| w.values()) {
+            worker.wake.notify_one();
+        }
+    }
+
+    fn stop(&self, uid: &str) {
+        if let Some(worker) = self.lock().and_then(|mut w| w.remove(uid)) {
+            worker.task.abort();
+        }
+    }
+
+    /// Stops every worker (the lease is lost, or the controller stops).
+    fn stop_all(&self) {
+        if let Some(mut workers) = self.lock() {
+            for (_, worker) in workers.drain() {
+                worker.task.abort();
+            }
+        }
+    }
 }
 
 /// What the reconcilers share.
@@ -166,7 +236,8 @@ pub struct Context {
     store: Arc<SqlStore>,
     recorder: Recorder,
     options: ControllerOptions,
-    workers: Mutex<HashMap<String, Worker>>,
+    workers: Arc<Workers>,
+    caches: Caches,
     ops: Arc<ops::Ops>,
     push: Option<Arc<push::ClusterPush>>,
     /// Failed reconciles in a row, by object (for the error policy's backoff).
@@ -177,12 +248,14 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("options", &self.options)
+            .field("caches", &self.caches)
             .finish_non_exhaustive()
     }
 }
 
 impl Context {
-    /// The reconcilers' shared state over `client`.
+    /// The reconcilers' shared state over `client`, reading everything
+    /// from the API until [`Self::with_caches`].
     fn new(
         client: Client,
         store: Arc<SqlStore>,
@@ -195,11 +268,30 @@ impl Context {
             client,
             store,
             options,
-            workers: Mutex::new(HashMap::new()),
+            workers: Arc::default(),
+            caches: Caches::default(),
             ops,
             push,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A context like this one for the next term: no workers, no caches,
+    /// no failures counted.
+    fn fresh(&self) -> Self {
+        Self::new(
+            self.client.clone(),
+            Arc::clone(&self.store),
+            self.options.clone(),
+            Arc::clone(&self.ops),
+            self.push.clone(),
+        )
+    }
+
+    /// Reads Trials and workloads from these watch caches.
+    fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// Publishes an event about an object, a Warning for failures (best
@@ -224,21 +316,9 @@ impl Context {
         }
     }
 
-    fn stop_worker(&self, uid: &str) {
-        if let Ok(mut workers) = self.workers.lock()
-            && let Some(worker) = workers.remove(uid)
-        {
-            worker.task.abort();
-        }
-    }
-
-    /// Stops every worker (the lease is lost, or the controller stops).
-    fn stop_workers(&self) {
-        if let Ok(mut workers) = self.workers.lock() {
-            for (_, worker) in workers.drain() {
-                worker.task.abort();
-            }
-        }
+    /// Wakes the worker of the experiment `uid`.
+    fn wake(&self, uid: &str) {
+        self.workers.wake(uid);
     }
 
     /// Counts one more failed reconcile of `key` in a row; returns the count.
@@ -336,11 +416,8 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// same object in a row. An outage is logged by [`ApiHealth`], not here;
 /// other errors are logged at the first failure and then each time the
 /// count doubles, not at every retry.
-fn error_policy<K: Resource<DynamicType = ()>>(
-    object: Arc<K>,
-    error: &ControllerError,
-    ctx: Arc<Context>,
-) -> Action {
+fn error_policy<K: Reconciled>(object: Arc<K>, error: &ControllerError, ctx: Arc<Context>) -> Action {
+    ctx.ops.count_error(K::CONTROLLER, error.kind());
     let failures = ctx.failed(object_key(object.as_ref()));
     let transient = error.transient();
     let max = if transient {
@@ -383,68 +460,67 @@ pub async fn run(
     // Every request reports to one place, which logs an outage once per
     // interval rather than once per failed request.
     let client = health::observed(client, Arc::new(ApiHealth::default()));
-    let (experiments, trials): (Api<Experiment>, Api<Trial>) = match &options.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    // An API server that is away at start-up is waited for; one that
-    // answers without the CRDs is an error.
-    let startup = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let one = ListParams::default().limit(1);
-    health::retry(startup, || experiments.list(&one))
-        .await
-        .map_err(ControllerError::CrdsMissing)?;
-    log_start(&options);
-    let workloads = served_workloads(&client, &options).await;
+    let watched = Watched::start(&client, &options).await?;
     let shutdown: Stop = futures::future::FutureExt::shared(Box::pin(shutdown));
     let store = Arc::new(store);
     let ops = Arc::new(ops::Ops::new());
-    let (stop_server, server) = serve_ops(&options, &store, &ops, shutdown.clone()).await?;
-    let mut elector = options
+    let server = serve_ops(&options, &store, &ops, shutdown.clone()).await?;
+    let worked = terms(
+        Context::new(client, store, options, Arc::clone(&ops), None),
+        &watched,
+        shutdown,
+    )
+    .await;
+    ops.set_ready(false);
+    if let Some(server) = server {
+        // It stops at `shutdown`, which ends the terms unless they failed.
+        if worked.is_err() {
+            server.abort();
+        }
+        let _ = server.await;
+    }
+    worked
+}
+
+/// Works term after term until `shutdown`: with leader election, each
+/// term waits (ready, as a standby) for the lease first, and a term that
+/// lost the lease is followed by the next; without, one term. `first` is
+/// the first term's context; each later term gets a fresh one like it.
+///
+/// # Errors
+/// [`ControllerError::Push`] when the Push endpoint cannot be served.
+async fn terms(first: Context, watched: &Watched, shutdown: Stop) -> Result<(), ControllerError> {
+    let mut elector = first
+        .options
         .leader
         .clone()
-        .map(|config| leader::Elector::new(client.clone(), config));
-    let mut push: Option<Arc<push::ClusterPush>> = None;
+        .map(|config| leader::Elector::new(first.client.clone(), config));
+    let mut ctx = first;
     loop {
         // Under leader election: ready as a standby, then wait for the lease.
         if let Some(elector) = elector.as_mut() {
-            ops.set_ready(true);
+            ctx.ops.set_ready(true);
             tokio::select! {
                 () = shutdown.clone() => break,
                 () = elector.acquire() => {}
             }
         }
-        // Served by the replica that works only (a standby has no trials).
-        if push.is_none()
-            && let Some(addr) = options.push_listen
+        // Served by the replica that works only (a standby has no trials),
+        // and kept from one term to the next.
+        if ctx.push.is_none()
+            && let Some(addr) = ctx.options.push_listen
         {
-            push = Some(Arc::new(
-                push::ClusterPush::start(addr, options.push_url.clone()).await?,
-            ));
+            let url = ctx.options.push_url.clone();
+            ctx.push = Some(Arc::new(push::ClusterPush::start(addr, url).await?));
         }
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            Arc::clone(&store),
-            options.clone(),
-            Arc::clone(&ops),
-            push.clone(),
-        ));
-        let apis = (experiments.clone(), trials.clone(), workloads.clone());
-        let lost = term(ctx, apis, shutdown.clone(), elector.as_mut()).await;
-        if !lost {
+        let next = ctx.fresh();
+        if !term(ctx, watched, shutdown.clone(), elector.as_mut()).await {
             break;
         }
         tracing::warn!(
             "lost the leader lease: this replica stopped its experiments and waits as a standby"
         );
-    }
-    ops.set_ready(false);
-    let _ = stop_server.send(());
-    if let Some(server) = server {
-        let _ = server.await;
+        ctx = next;
     }
     Ok(())
 }
@@ -470,25 +546,16 @@ fn log_start(options: &ControllerOptions) {
 }
 
 /// Serves the operations endpoints and the dashboard on `options.listen`
-/// (read-only; a standby serves them too) until `shutdown` or the sender
-/// returned is used.
+/// (read-only; a standby serves them too) until `shutdown`.
 async fn serve_ops(
     options: &ControllerOptions,
     store: &SqlStore,
     ops: &Arc<ops::Ops>,
     shutdown: Stop,
-) -> Result<
-    (
-        tokio::sync::oneshot::Sender<()>,
-        Option<tokio::task::JoinHandle<()>>,
-    ),
-    ControllerError,
-> {
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+) -> Result<Option<tokio::task::JoinHandle<()>>, ControllerError> {
     let Some(addr) = options.listen else {
-        return Ok((stop_server, None));
+        return Ok(None);
     };
-    let until = futures::future::select(shutdown, server_stopped);
     let dashboard = crate::ui::router(
         store.clone(),
         crate::ui::Config {
@@ -497,127 +564,197 @@ async fn serve_ops(
             poll: crate::ui::DEFAULT_POLL,
         },
     );
-    let serving = ops::serve(addr, Arc::clone(ops), dashboard, async move {
-        until.await;
-    });
-    Ok((stop_server, Some(tokio::spawn(serving.await?))))
+    let serving = ops::serve(addr, Arc::clone(ops), dashboard, shutdown);
+    Ok(Some(tokio::spawn(serving.await?)))
 }
 
-/// The watched APIs: Experiments, Trials and the served trial kinds.
-type Apis = (
-    Api<Experiment>,
-    Api<Trial>,
-    Vec<(Api<DynamicObject>, ApiResource)>,
-);
+/// What the controller watches: Experiments, Trials and the served trial
+/// kinds.
+#[derive(Clone)]
+struct Watched {
+    experiments: Api<Experiment>,
+    trials: Api<Trial>,
+    workloads: Vec<(Api<DynamicObject>, ApiResource)>,
+}
 
-/// One term as the working replica: both controllers run (renewing the
+impl Watched {
+    /// The APIs to watch, once the API server answers: one that is away at
+    /// start-up is waited for, one that answers without the CRDs is an
+    /// error.
+    ///
+    /// # Errors
+    /// [`ControllerError::CrdsMissing`] when Experiments cannot be listed.
+    async fn start(client: &Client, options: &ControllerOptions) -> Result<Self, ControllerError> {
+        let (experiments, trials): (Api<Experiment>, Api<Trial>) = match &options.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let startup = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let one = ListParams::default().limit(1);
+        health::retry(startup, || experiments.list(&one))
+            .await
+            .map_err(ControllerError::CrdsMissing)?;
+        log_start(options);
+        Ok(Self {
+            experiments,
+            trials,
+            workloads: served_workloads(client, options).await,
+        })
+    }
+}
+
+/// One term as the working replica: the controllers run (holding the
 /// lease beside them, if any) until `shutdown` or the loss of the lease;
-/// then every worker stops, and a lease still held is released. Returns
+/// then every worker stops, and a lease still held is released — only
+/// now that no worker runs, so the next leader starts them. Returns
 /// whether the lease was lost.
 async fn term(
-    ctx: Arc<Context>,
-    apis: Apis,
+    ctx: Context,
+    watched: &Watched,
     shutdown: Stop,
     elector: Option<&mut leader::Elector>,
 ) -> bool {
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let holding = async move {
-        let Some(elector) = elector else {
-            drop(lost_tx);
-            return false;
-        };
-        let lost = elector
-            .hold(async move {
-                let _ = done_rx.await;
-            })
-            .await;
-        if lost {
-            let _ = lost_tx.send(());
-        } else {
-            // Released only now that no worker runs: the next leader
-            // starts them.
-            elector.release().await;
+    let (ops, workers) = (Arc::clone(&ctx.ops), Arc::clone(&ctx.workers));
+    ops.set_leader(true);
+    ops.set_ready(true);
+    let working = run_controllers(ctx, watched, shutdown);
+    let lost = match elector {
+        None => {
+            working.await;
+            false
         }
-        lost
-    };
-    let lost = async move {
-        if lost_rx.await.is_err() {
-            futures::future::pending::<()>().await;
+        Some(elector) => {
+            // Renewing forever: `hold` returns only when the lease is lost.
+            let lost = tokio::select! {
+                () = working => false,
+                lost = elector.hold(futures::future::pending()) => lost,
+            };
+            if !lost {
+                workers.stop_all();
+                elector.release().await;
+            }
+            lost
         }
     };
-    let until: Stop = futures::future::FutureExt::shared(Box::pin(async move {
-        futures::future::select(shutdown, Box::pin(lost)).await;
-    }));
-    let working = async move {
-        ctx.ops.set_leader(true);
-        ctx.ops.set_ready(true);
-        run_controllers(&ctx, apis, until).await;
-        ctx.ops.set_leader(false);
-        ctx.stop_workers();
-        let _ = done_tx.send(());
-    };
-    let ((), lost) = tokio::join!(working, holding);
+    ops.set_leader(false);
+    workers.stop_all();
     lost
 }
 
-/// Runs the Experiment and Trial controllers until `until`.
-async fn run_controllers(ctx: &Arc<Context>, apis: Apis, until: Stop) {
-    let (experiments, trials, workloads) = apis;
-    let experiment_controller = Controller::new(experiments, watcher::Config::default())
-        .owns(trials.clone(), watcher::Config::default())
-        .graceful_shutdown_on(until.clone())
-        .run(
-            |object, ctx| {
-                // ERROR level: enabled whatever `KTUNE_LOG` lets through,
-                // so every line of the reconcile names its object.
-                let span = tracing::error_span!(
-                    "reconcile",
-                    namespace = %object.namespace().unwrap_or_default(),
-                    experiment = %object.name_any()
-                );
-                async move {
-                    let key = object_key(object.as_ref());
-                    let reconcile = experiment::reconcile(object, Arc::clone(&ctx));
-                    ctx.reconciled("experiment", key, reconcile).await
-                }
-                .instrument(span)
-            },
-            error_policy,
-            Arc::clone(ctx),
+/// A custom resource one of the controllers reconciles: what differs
+/// between the Experiment and the Trial controller.
+trait Reconciled:
+    Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The controller's name (metrics, logs).
+    const CONTROLLER: &'static str;
+
+    /// The span that names the object in every line its reconcile logs
+    /// (ERROR level: enabled whatever `KTUNE_LOG` lets through).
+    fn span(&self) -> tracing::Span;
+
+    /// Reconciles one object.
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<Action, ControllerError>> + Send + 'static;
+}
+
+impl Reconciled for Experiment {
+    const CONTROLLER: &'static str = "experiment";
+
+    fn span(&self) -> tracing::Span {
+        tracing::error_span!(
+            "reconcile",
+            namespace = %self.namespace().unwrap_or_default(),
+            experiment = %self.name_any()
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("experiment reconcile: {e}");
-            }
-        });
-    let mut trial_controller = Controller::new(trials, watcher::Config::default());
-    for (api, resource) in workloads {
-        trial_controller = trial_controller.owns_with(api, resource, watcher::Config::default());
     }
-    let trial_controller = trial_controller
+
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<Action, ControllerError>> + Send + 'static {
+        experiment::reconcile(object, ctx)
+    }
+}
+
+impl Reconciled for Trial {
+    const CONTROLLER: &'static str = "trial";
+
+    fn span(&self) -> tracing::Span {
+        tracing::error_span!(
+            "reconcile",
+            namespace = %self.namespace().unwrap_or_default(),
+            trial = %self.name_any()
+        )
+    }
+
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<Action, ControllerError>> + Send + 'static {
+        trial::reconcile(object, ctx)
+    }
+}
+
+/// Runs one controller until `until`: each reconcile measured and named
+/// in its log lines, each failure retried by [`error_policy`].
+async fn drive<K: Reconciled>(controller: Controller<K>, ctx: Arc<Context>, until: Stop) {
+    controller
         .graceful_shutdown_on(until)
         .run(
             |object, ctx| {
-                let span = tracing::error_span!(
-                    "reconcile",
-                    namespace = %object.namespace().unwrap_or_default(),
-                    trial = %object.name_any()
-                );
+                let span = object.span();
                 async move {
                     let key = object_key(object.as_ref());
-                    let reconcile = trial::reconcile(object, Arc::clone(&ctx));
-                    ctx.reconciled("trial", key, reconcile).await
+                    let reconcile = K::reconcile(object, Arc::clone(&ctx));
+                    ctx.reconciled(K::CONTROLLER, key, reconcile).await
                 }
                 .instrument(span)
             },
             error_policy,
-            Arc::clone(ctx),
+            ctx,
         )
         .for_each(|result| async move {
             if let Err(e) = result {
-                tracing::debug!("trial reconcile: {e}");
+                tracing::debug!("{} reconcile: {e}", K::CONTROLLER);
             }
-        });
-    tokio::join!(experiment_controller, trial_controller);
+        })
+        .await;
+}
+
+/// Runs the controllers until `until`: Experiments (woken by their
+/// Trials), Trials (woken by their workloads), and the watches of the
+/// workload kinds that keep the caches the workers read and wake them.
+async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
+    let config = watcher::Config::default;
+    let experiments = Controller::new(watched.experiments.clone(), config())
+        .owns(watched.trials.clone(), config());
+    let mut trials = Controller::new(watched.trials.clone(), config());
+    for (api, resource) in &watched.workloads {
+        trials = trials.owns_with(api.clone(), resource.clone(), config());
+    }
+    let (wake, wake_all) = (Arc::clone(&ctx.workers), Arc::clone(&ctx.workers));
+    let (stores, keep_workloads) = watch::workload_watches(
+        watched.workloads.clone(),
+        trials.store(),
+        move |uid| wake.wake(uid),
+        move || wake_all.wake_all(),
+    );
+    let ctx = Arc::new(ctx.with_caches(Caches::new(trials.store(), stores)));
+    let watching = async {
+        tokio::select! {
+            () = keep_workloads => {}
+            () = until.clone() => {}
+        }
+    };
+    tokio::join!(
+        drive(experiments, Arc::clone(&ctx), until.clone()),
+        drive(trials, ctx, until.clone()),
+        watching,
+    );
 }

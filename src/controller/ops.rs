@@ -45,6 +45,16 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// A failure of a reconciler or an experiment worker, by its kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `experiment`, `trial` or `worker`.
+    pub controller: String,
+    /// What failed (`api_unavailable`, `conflict`, `api`, `engine` …: see
+    /// [`ControllerError::kind`](super::ControllerError::kind)).
+    pub error: String,
+}
+
 /// One experiment's trials in one state.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TrialLabels {
@@ -79,7 +89,7 @@ fn suggestion_histogram() -> Histogram {
 pub struct Ops {
     registry: Registry,
     reconciles: Family<ControllerLabels, Counter>,
-    failures: Family<ControllerLabels, Counter>,
+    failures: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     trials: Family<TrialLabels, Gauge>,
     suggestions: Family<AlgorithmLabels, Histogram, fn() -> Histogram>,
@@ -109,7 +119,7 @@ impl Ops {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ktune");
         let reconciles = Family::<ControllerLabels, Counter>::default();
-        let failures = Family::<ControllerLabels, Counter>::default();
+        let failures = Family::<ErrorLabels, Counter>::default();
         let duration =
             Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 duration_histogram,
@@ -123,7 +133,7 @@ impl Ops {
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed",
+            "Failed reconciles and experiment worker runs, by what failed",
             failures.clone(),
         );
         registry.register(
@@ -159,7 +169,9 @@ impl Ops {
         }
     }
 
-    /// Runs one reconcile, counting it, its failure and its duration.
+    /// Runs one reconcile, counting it and its duration (its failure is
+    /// counted by the error policy, which knows what failed: see
+    /// [`Self::count_error`]).
     ///
     /// # Errors
     /// The reconcile's own.
@@ -177,10 +189,18 @@ impl Ops {
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64());
         self.reconciles.get_or_create(&labels).inc();
-        if result.is_err() {
-            self.failures.get_or_create(&labels).inc();
-        }
         result
+    }
+
+    /// Counts a failure of `controller` (`experiment`, `trial`, `worker`)
+    /// of kind `error`.
+    pub fn count_error(&self, controller: &str, error: &str) {
+        self.failures
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_owned(),
+                error: error.to_owned(),
+            })
+            .inc();
     }
 
     /// Records an experiment's trial counts by state (states missing from
@@ -321,6 +341,7 @@ mod tests {
         assert!(ok.is_ok());
         let failed: Result<(), &str> = ops.measure("trial", async { Err("no") }).await;
         assert!(failed.is_err());
+        ops.count_error("trial", "api_unavailable");
         ops.set_trials(
             "ns",
             "e",
@@ -332,7 +353,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("ktune_reconcile_errors_total{controller=\"trial\"} 1"),
+            text.contains(
+                "ktune_reconcile_errors_total{controller=\"trial\",error=\"api_unavailable\"} 1"
+            ),
             "{text}"
         );
         assert!(

@@ -24,6 +24,7 @@ use serde_json::json;
 use super::health::transient;
 use super::kinds::TrialResource;
 use super::served::{self, Served};
+use super::watch::{Cached, experiment_of};
 use super::{Context, ControllerError};
 use crate::api::Trial;
 
@@ -53,6 +54,10 @@ fn finished(trial: &Trial) -> bool {
 /// # Errors
 /// [`ControllerError`] when the API fails in a way that may pass.
 pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    // The trial's cache holds this change now: its worker reads it.
+    if let Some(experiment) = experiment_of(&trial) {
+        ctx.wake(experiment);
+    }
     if trial.meta().deletion_timestamp.is_some() || trial.annotations().contains_key(WORKLOAD_ERROR)
     {
         return Ok(Action::await_change());
@@ -66,20 +71,19 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         let why = "the trial's runSpec has no apiVersion and kind";
         return reject(&ctx, &trial, why).await;
     };
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &namespace, &kind.api_resource());
+    let resource = kind.api_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    let cached = ctx.caches.workload(&resource, &namespace, &name);
     if finished(&trial) {
-        if !trial.spec.retain_run && api.get_opt(&name).await?.is_some() {
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..DeleteParams::default()
-            };
-            api.delete(&name, &params).await?;
+        if !trial.spec.retain_run && exists(&api, cached, &name).await? {
+            remove(&api, &name).await?;
         }
         return Ok(Action::await_change());
     }
-    let exists = match api.get_opt(&name).await {
-        Ok(found) => found.is_some(),
+    // A workload created a moment ago may be missing from the cache yet:
+    // creating it again is answered 409, and nothing happens.
+    let exists = match exists(&api, cached, &name).await {
+        Ok(exists) => exists,
         Err(e) => return failed(&ctx, &trial, &kind, e).await,
     };
     if !exists {
@@ -107,6 +111,39 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         }
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// Whether the workload `name` exists, as the cache says (the API when no
+/// cache holds its kind).
+///
+/// # Errors
+/// The API's.
+async fn exists(
+    api: &Api<DynamicObject>,
+    cached: Cached<DynamicObject>,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    match cached {
+        Cached::Found(_) => Ok(true),
+        Cached::Missing => Ok(false),
+        Cached::Unknown => Ok(api.get_opt(name).await?.is_some()),
+    }
+}
+
+/// Deletes a finished trial's workload (its pods with it).
+///
+/// # Errors
+/// The API's, other than: it is gone already (the cache had not seen it go).
+async fn remove(api: &Api<DynamicObject>, name: &str) -> Result<(), ControllerError> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A workload request that failed: an error that may pass goes to the

@@ -20,6 +20,7 @@ use super::health::{self, Backoff};
 use super::push;
 use super::sidecar::FileSidecar;
 use super::trial::WORKLOAD_ERROR;
+use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
@@ -42,6 +43,7 @@ pub struct ClusterRunner {
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
     push: Option<Arc<push::ClusterPush>>,
+    caches: Caches,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -63,7 +65,16 @@ impl ClusterRunner {
             template,
             file_sidecar: None,
             push: None,
+            caches: Caches::default(),
         }
+    }
+
+    /// Reads its trials and their workloads from the controller's watch
+    /// caches instead of the API (see [`super::watch`]).
+    #[must_use]
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// Hands Push (and File) trials their tokens from this endpoint.
@@ -190,9 +201,12 @@ impl Runner for ClusterRunner {
             Err(kube::Error::Api(e)) if e.code == 409 => true,
             Err(e) => return Err(RunnerError::Api(e.to_string())),
         };
-        let workload = workload_api(&self.client, &namespace, request.workload)
-            .ok_or_else(|| RunnerError::Api("the workload has no apiVersion and kind".into()))?;
+        let kind = super::kinds::TrialResource::of_workload(request.workload)
+            .ok_or_else(|| RunnerError::Api("the workload has no apiVersion and kind".into()))?
+            .api_resource();
+        let workload = Api::namespaced_with(self.client.clone(), &namespace, &kind);
         Ok(ClusterTrial {
+            reads: TrialReads::new(self.caches.clone(), &namespace, kind),
             trials,
             workload,
             name: request.trial.to_owned(),
@@ -206,21 +220,6 @@ impl Runner for ClusterRunner {
         // Nothing to reap: a trial of a controller that died keeps running
         // in the cluster, and `launch` adopts it.
     }
-}
-
-/// The dynamic API of a workload's kind in a namespace.
-#[must_use]
-pub fn workload_api(
-    client: &Client,
-    namespace: &str,
-    workload: &Value,
-) -> Option<Api<DynamicObject>> {
-    let kind = super::kinds::TrialResource::of_workload(workload)?;
-    Some(Api::namespaced_with(
-        client.clone(),
-        namespace,
-        &kind.api_resource(),
-    ))
 }
 
 /// Whether a Katib condition (a gjson query) matches the workload: the
@@ -265,6 +264,7 @@ pub fn workload_exit(workload: &Value, success: &str, failure: &str) -> Option<E
 
 /// A trial running in the cluster.
 pub struct ClusterTrial {
+    reads: TrialReads,
     trials: Api<Trial>,
     workload: Api<DynamicObject>,
     name: String,
@@ -284,33 +284,26 @@ impl std::fmt::Debug for ClusterTrial {
 
 impl TrialRun for ClusterTrial {
     async fn poll(&mut self) -> Option<Exit> {
-        match self.trials.get_opt(&self.name).await {
+        match self.reads.trial(&self.trials, &self.name).await {
             // Deleted by someone: it will not finish.
-            Ok(None) => return Some(Exit::Stopped),
-            Ok(Some(t)) if t.meta().deletion_timestamp.is_some() => return Some(Exit::Stopped),
+            TrialRead::Gone => return Some(Exit::Stopped),
+            TrialRead::Found(t) if t.meta().deletion_timestamp.is_some() => {
+                return Some(Exit::Stopped);
+            }
             // The cluster refused its workload for good (see the trial
             // reconciler): the trial fails with that reason.
-            Ok(Some(t)) => {
+            TrialRead::Found(t) => {
                 if let Some(reason) = t.annotations().get(WORKLOAD_ERROR) {
                     return Some(Exit::Refused {
                         reason: reason.clone(),
                     });
                 }
             }
-            Err(e) => {
-                tracing::debug!(trial = self.name, "reading the trial: {e}");
-                return None;
-            }
+            TrialRead::Unknown => return None,
         }
-        let object = match self.workload.get_opt(&self.name).await {
-            Ok(Some(o)) => o,
-            Ok(None) => return None, // not created yet
-            Err(e) => {
-                tracing::debug!(trial = self.name, "reading the workload: {e}");
-                return None;
-            }
-        };
-        let value = serde_json::to_value(&object).unwrap_or_default();
+        // None: not created yet.
+        let object = self.reads.workload(&self.workload, &self.name).await?;
+        let value = serde_json::to_value(object.as_ref()).unwrap_or_default();
         workload_exit(&value, &self.success, &self.failure)
     }
 
@@ -341,6 +334,23 @@ impl TrialRun for ClusterTrial {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A trial whose workload is `run_spec`'s kind, read from the API
+    /// (no watch caches).
+    fn cluster_trial(client: &Client, trials: Api<Trial>, run_spec: &Value) -> ClusterTrial {
+        let kind = super::super::kinds::TrialResource::of_workload(run_spec)
+            .unwrap()
+            .api_resource();
+        ClusterTrial {
+            reads: TrialReads::new(Caches::default(), "default", kind.clone()),
+            trials,
+            workload: Api::namespaced_with(client.clone(), "default", &kind),
+            name: "t1".into(),
+            success: String::new(),
+            failure: String::new(),
+            adopted: false,
+        }
+    }
 
     #[test]
     fn workload_conditions_decide_the_exit() {
@@ -389,14 +399,7 @@ mod tests {
             .create(&PostParams::default(), &object)
             .await
             .unwrap();
-        let mut run = ClusterTrial {
-            trials: trials.clone(),
-            workload: workload_api(&client, "default", &run_spec).unwrap(),
-            name: "t1".into(),
-            success: String::new(),
-            failure: String::new(),
-            adopted: false,
-        };
+        let mut run = cluster_trial(&client, trials.clone(), &run_spec);
         // Not created yet, and not refused: it waits.
         assert_eq!(run.poll().await, None);
         let why = "PyTorchJob kubeflow.org/v1 is not served by this cluster: install the Kubeflow training operator";
@@ -428,14 +431,8 @@ mod tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let run_spec = json!({"apiVersion": "batch/v1", "kind": "Job"});
-        let mut run = ClusterTrial {
-            trials: Api::namespaced(client.clone(), "default"),
-            workload: workload_api(&client, "default", &run_spec).unwrap(),
-            name: "t1".into(),
-            success: String::new(),
-            failure: String::new(),
-            adopted: false,
-        };
+        let trials = Api::namespaced(client.clone(), "default");
+        let mut run = cluster_trial(&client, trials, &run_spec);
         let server = tokio::spawn(async move {
             for code in [503_u16, 200] {
                 let (request, send) = handle.next_request().await.unwrap();
