@@ -9,7 +9,9 @@
 //! then the medians.
 //!
 //! Run: `cargo bench --bench controller` (`-- --experiments N --trials M
-//! --parallel P --runs R` to change the load).
+//! --parallel P --runs R` to change the load, `--trial-ms T` to have each
+//! trial sleep T ms before it reports: a controller that polls pays for
+//! each running trial by the tick, one that watches does not).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,8 +29,15 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn experiment(i: usize, trials: usize, parallel: usize) -> String {
+fn experiment(i: usize, load: Load) -> String {
+    let Load {
+        trials, parallel, ..
+    } = load;
     let parallel = trials.min(parallel);
+    let sleep = match load.trial_ms {
+        0 => String::new(),
+        ms => format!("sleep {}.{:03}; ", ms / 1000, ms % 1000),
+    };
     format!(
         r#"---
 apiVersion: ktune.dev/v1beta1
@@ -54,7 +63,7 @@ spec:
             containers:
               - name: main
                 image: busybox
-                command: ["sh", "-c", "echo loss=$0", "${{trialParameters.x}}"]
+                command: ["sh", "-c", "{sleep}echo loss=$0", "${{trialParameters.x}}"]
 "#
     )
 }
@@ -110,6 +119,8 @@ struct Load {
     experiments: usize,
     trials: usize,
     parallel: usize,
+    /// How long each trial sleeps before it reports.
+    trial_ms: usize,
 }
 
 /// A fake API server with the CRDs and an executor, and a client of it.
@@ -187,7 +198,7 @@ async fn run(load: Load) -> Figures {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_peak_kib, _) = memory(controller.id());
     let manifest: String = (0..load.experiments)
-        .map(|i| experiment(i, load.trials, load.parallel))
+        .map(|i| experiment(i, load))
         .collect();
     let before = cluster.fake.requests();
     let mut own = 0;
@@ -248,15 +259,17 @@ async fn main() {
         experiments: arg("--experiments", 50),
         trials: arg("--trials", 20),
         parallel: arg("--parallel", 4),
+        trial_ms: arg("--trial-ms", 0),
     };
     let runs = arg("--runs", 3).max(1);
     let total = load.experiments * load.trials;
     println!(
-        "controller: {} experiments x {} trials ({} at a time each) = {total} trials, {} running at once",
+        "controller: {} experiments x {} trials ({} at a time each) = {total} trials, {} running at once, each sleeping {} ms",
         load.experiments,
         load.trials,
         load.parallel,
-        load.experiments * load.parallel.min(load.trials)
+        load.experiments * load.parallel.min(load.trials),
+        load.trial_ms
     );
     let mut all = Vec::with_capacity(runs);
     for i in 1..=runs {

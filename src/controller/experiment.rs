@@ -21,7 +21,7 @@
 //! nothing twice.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use ktune_algorithms::history::TrialState;
@@ -203,14 +203,14 @@ async fn work(
             report.ended(&summary).await;
             return Ok(());
         }
-        report.write(&status).await?;
+        let written = report.write(&status, false).await?;
         wanted = Some(status);
         // A change of a trial or its workload wakes the worker at once;
         // while trials run, their metrics are read every tick.
-        let wait = if engine.running() > 0 || engine.needs_step() {
-            ctx.options.tick
-        } else {
+        let wait = if written && engine.running() == 0 && !engine.needs_step() {
             RESYNC
+        } else {
+            ctx.options.tick
         };
         tokio::select! {
             () = wake.notified() => {}
@@ -450,6 +450,8 @@ struct Report<'a> {
     metrics: &'a [String],
     /// The status last written, as built (without times) and as stamped.
     written: Option<(ExperimentStatus, ExperimentStatus)>,
+    /// When it was written.
+    written_at: Option<Instant>,
     /// The best trial's name and its reduced metrics.
     best: Option<(String, Vec<Metric>)>,
     updates: TrialUpdates,
@@ -469,6 +471,7 @@ impl<'a> Report<'a> {
             namespace,
             metrics,
             written: None,
+            written_at: None,
             best: None,
             updates: TrialUpdates::default(),
         }
@@ -506,21 +509,28 @@ impl<'a> Report<'a> {
     }
 
     /// Writes the queued trial statuses, and the experiment's `status`
-    /// unless it is written already; returns whether all is written
-    /// (`false`: the API server was away; the next call tries again).
+    /// unless it is written already — or, unless `now`, it was written
+    /// less than a tick ago (one write per tick however many trials
+    /// change); returns whether all is written (`false`: later, or the API
+    /// server was away; the next call tries again).
     ///
     /// # Errors
     /// The API's, other than transient ones.
-    async fn write(&mut self, status: &ExperimentStatus) -> Result<bool, ControllerError> {
+    async fn write(&mut self, status: &ExperimentStatus, now: bool) -> Result<bool, ControllerError> {
         let flushed = self.updates.flush(self.ctx, &self.trials).await;
         if self.written.as_ref().is_some_and(|(w, _)| w == status) {
             return Ok(flushed);
+        }
+        let tick = self.ctx.options.tick;
+        if !now && self.written_at.is_some_and(|at| at.elapsed() < tick) {
+            return Ok(false);
         }
         let previous = self.written.as_ref().map(|(_, stamped)| stamped);
         let stamped = status::stamped_experiment(status.clone(), previous, &status::now());
         match apply_status(&self.experiments, &self.name, &stamped).await {
             Ok(_) => {
                 self.written = Some((status.clone(), stamped));
+                self.written_at = Some(Instant::now());
                 Ok(flushed)
             }
             Err(e) if e.transient() => {
@@ -537,7 +547,7 @@ impl<'a> Report<'a> {
     /// The API's, other than transient ones.
     async fn write_last(&mut self, status: &ExperimentStatus) -> Result<(), ControllerError> {
         let mut backoff = Backoff::new(self.ctx.options.tick, Duration::from_secs(5));
-        while !self.write(status).await? {
+        while !self.write(status, true).await? {
             tokio::time::sleep(backoff.next_delay()).await;
         }
         Ok(())

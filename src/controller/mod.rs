@@ -238,6 +238,8 @@ pub struct Context {
     options: ControllerOptions,
     workers: Arc<Workers>,
     caches: Caches,
+    /// Workloads created and not seen in their cache yet.
+    created: watch::Expectations,
     ops: Arc<ops::Ops>,
     push: Option<Arc<push::ClusterPush>>,
     /// Failed reconciles in a row, by object (for the error policy's backoff).
@@ -270,6 +272,7 @@ impl Context {
             options,
             workers: Arc::default(),
             caches: Caches::default(),
+            created: watch::Expectations::default(),
             ops,
             push,
             failures: Mutex::new(HashMap::new()),
@@ -359,11 +362,12 @@ fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 }
 
 /// The allowed trial kinds the API server serves, to watch: a change of a
-/// trial's workload then wakes its reconciler (as Katib watches its
-/// `trialResources`). A kind not served now (its CRD not installed) is
-/// logged and left unwatched: its trials fail saying what to install (see
-/// [`served`]) until its CRD appears, and then work without a restart,
-/// followed by polling.
+/// trial's workload then wakes its experiment's worker (as Katib watches
+/// its `trialResources`), which reads it from the watch's cache (see
+/// [`watch`]). A kind not served now (its CRD not installed) is logged and
+/// left unwatched: its trials fail saying what to install (see [`served`])
+/// until its CRD appears, and then work without a restart, read from the
+/// API.
 async fn served_workloads(
     client: &Client,
     options: &ControllerOptions,
@@ -728,16 +732,16 @@ async fn drive<K: Reconciled>(controller: Controller<K>, ctx: Arc<Context>, unti
 }
 
 /// Runs the controllers until `until`: Experiments (woken by their
-/// Trials), Trials (woken by their workloads), and the watches of the
-/// workload kinds that keep the caches the workers read and wake them.
+/// Trials), Trials, and the watches of the workload kinds that keep the
+/// caches the workers read and wake them.
 async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
     let config = watcher::Config::default;
     let experiments = Controller::new(watched.experiments.clone(), config())
         .owns(watched.trials.clone(), config());
-    let mut trials = Controller::new(watched.trials.clone(), config());
-    for (api, resource) in &watched.workloads {
-        trials = trials.owns_with(api.clone(), resource.clone(), config());
-    }
+    // Not woken by its workloads: only their trials' workers care how they
+    // change (the workload watches below wake those), and a workload
+    // deleted under a running trial is created again at its next requeue.
+    let trials = Controller::new(watched.trials.clone(), config());
     let (wake, wake_all) = (Arc::clone(&ctx.workers), Arc::clone(&ctx.workers));
     let (stores, keep_workloads) = watch::workload_watches(
         watched.workloads.clone(),

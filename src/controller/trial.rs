@@ -24,7 +24,7 @@ use serde_json::json;
 use super::health::transient;
 use super::kinds::TrialResource;
 use super::served::{self, Served};
-use super::watch::{Cached, experiment_of};
+use super::watch::experiment_of;
 use super::{Context, ControllerError};
 use crate::api::Trial;
 
@@ -73,15 +73,14 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
     };
     let resource = kind.api_resource();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
-    let cached = ctx.caches.workload(&resource, &namespace, &name);
+    let key = format!("{}/{namespace}/{name}", resource.plural);
+    let cached = ctx.created.exists(&key, &ctx.caches.workload(&resource, &namespace, &name));
     if finished(&trial) {
         if !trial.spec.retain_run && exists(&api, cached, &name).await? {
             remove(&api, &name).await?;
         }
         return Ok(Action::await_change());
     }
-    // A workload created a moment ago may be missing from the cache yet:
-    // creating it again is answered 409, and nothing happens.
     let exists = match exists(&api, cached, &name).await {
         Ok(exists) => exists,
         Err(e) => return failed(&ctx, &trial, &kind, e).await,
@@ -103,30 +102,31 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         object.metadata.owner_references = trial.controller_owner_ref(&()).map(|r| vec![r]);
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => {
+                ctx.created.created(key);
                 ctx.publish(&trial.object_ref(&()), "Created", "Workload created")
                     .await;
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => ctx.created.created(key),
             Err(e) => return failed(&ctx, &trial, &kind, e).await,
         }
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 
-/// Whether the workload `name` exists, as the cache says (the API when no
-/// cache holds its kind).
+/// Whether the workload `name` exists: as the cache says (`cached`, see
+/// [`Expectations::exists`](super::watch::Expectations::exists)), or the
+/// API when no cache knows.
 ///
 /// # Errors
 /// The API's.
 async fn exists(
     api: &Api<DynamicObject>,
-    cached: Cached<DynamicObject>,
+    cached: Option<bool>,
     name: &str,
 ) -> Result<bool, kube::Error> {
     match cached {
-        Cached::Found(_) => Ok(true),
-        Cached::Missing => Ok(false),
-        Cached::Unknown => Ok(api.get_opt(name).await?.is_some()),
+        Some(exists) => Ok(exists),
+        None => Ok(api.get_opt(name).await?.is_some()),
     }
 }
 

@@ -194,6 +194,46 @@ fn reflector(
     reflector::reflector(writer, events).boxed()
 }
 
+/// Objects created and not seen in their cache yet, so that a reconcile
+/// in between does not create them again (Kubernetes' own controllers keep
+/// such "expectations" for the same reason: a cache lags behind the
+/// writes). An expectation lapses after [`RESYNC`]: an object deleted
+/// before its cache ever held it is created again then.
+#[derive(Debug, Default)]
+pub struct Expectations(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+impl Expectations {
+    /// `key` was just created.
+    pub fn created(&self, key: String) {
+        if let Ok(mut created) = self.0.lock() {
+            let now = Instant::now();
+            created.retain(|_, at| now.duration_since(*at) < RESYNC);
+            created.insert(key, now);
+        }
+    }
+
+    /// Whether the cache's answer about `key` means it exists: a cached
+    /// object does (and is expected no more), a missing one only if it was
+    /// created a moment ago; `None`: the cache does not know.
+    pub fn exists<T>(&self, key: &str, cached: &Cached<T>) -> Option<bool> {
+        let Ok(mut created) = self.0.lock() else {
+            return None;
+        };
+        match cached {
+            Cached::Found(_) => {
+                created.remove(key);
+                Some(true)
+            }
+            Cached::Missing => Some(
+                created
+                    .get(key)
+                    .is_some_and(|at| at.elapsed() < RESYNC),
+            ),
+            Cached::Unknown => None,
+        }
+    }
+}
+
 /// What a read of a running trial's Trial found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrialRead {
@@ -453,6 +493,23 @@ mod tests {
         assert!(unwatched.workload(&jobs, "t1").await.is_none());
         assert!(unwatched.workload(&jobs, "t1").await.is_none());
         assert_eq!(requests.load(Ordering::SeqCst), 4);
+    }
+
+    /// A workload created a moment ago exists though its cache lacks it;
+    /// once the cache holds it, it is expected no more.
+    #[test]
+    fn a_created_object_exists_until_its_cache_catches_up() {
+        let expectations = Expectations::default();
+        let missing: Cached<Trial> = Cached::Missing;
+        assert_eq!(expectations.exists("ns/t1", &missing), Some(false));
+        expectations.created("ns/t1".into());
+        assert_eq!(expectations.exists("ns/t1", &missing), Some(true));
+        assert_eq!(expectations.exists("ns/t2", &missing), Some(false));
+        let found = Cached::Found(Arc::new(trial("t1")));
+        assert_eq!(expectations.exists("ns/t1", &found), Some(true));
+        // Seen: deleted later, it is missing for good.
+        assert_eq!(expectations.exists("ns/t1", &missing), Some(false));
+        assert_eq!(expectations.exists("ns/t1", &Cached::<Trial>::Unknown), None);
     }
 
     #[test]
