@@ -4,14 +4,17 @@
 //! once — against the fake API server, whose executor runs every trial's
 //! Job as a local process. Reports trials created and completed per
 //! second, the API requests the controller made per trial (counted by the
-//! fake server, the benchmark's own requests left out), and the
-//! controller's peak and final resident memory; each of `--runs` runs,
-//! then the medians.
+//! fake server, the benchmark's own requests left out), the CPU time of
+//! the controller and of the fake server (this process, its executor
+//! included), and the controller's peak and final resident memory; each
+//! of `--runs` runs, then the medians.
 //!
 //! Run: `cargo bench --bench controller` (`-- --experiments N --trials M
 //! --parallel P --runs R` to change the load, `--trial-ms T` to have each
 //! trial sleep T ms before it reports: a controller that polls pays for
 //! each running trial by the tick, one that watches does not).
+//! `KTUNE_BENCH_BIN=path/to/ktune` measures another build of the
+//! controller (an earlier commit's, say) against the same fake server.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,6 +84,21 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// A process's CPU time (user and system) in seconds, from
+/// `/proc/PID/stat` (clock ticks of 1/100 s, as Linux reports them).
+#[allow(clippy::cast_precision_loss)]
+fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime: fields 14 and 15, the 12th and 13th after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn finished(experiment: &Experiment) -> bool {
     experiment
         .status
@@ -96,6 +114,10 @@ struct Figures {
     succeeded: i64,
     /// API requests from the controller while the experiments ran.
     requests: u64,
+    /// The controller's CPU time while they ran.
+    controller_cpu: f64,
+    /// This process's (the fake API server's and its executor's).
+    server_cpu: f64,
     idle_peak_kib: u64,
     peak_kib: u64,
     final_rss_kib: u64,
@@ -186,7 +208,9 @@ async fn run(load: Load) -> Figures {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     let cluster = cluster(&dir).await;
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_ktune"))
+    let binary = std::env::var_os("KTUNE_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ktune").into());
+    let mut controller = Command::new(binary)
         .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
         .arg(format!("sqlite:{}", dir.join("controller.db").display()))
         .env("KUBECONFIG", &cluster.config)
@@ -201,6 +225,8 @@ async fn run(load: Load) -> Figures {
         .map(|i| experiment(i, load))
         .collect();
     let before = cluster.fake.requests();
+    let cpu_before = cpu_seconds(controller.id());
+    let server_before = cpu_seconds(std::process::id());
     let mut own = 0;
     let start = Instant::now();
     cluster
@@ -221,6 +247,8 @@ async fn run(load: Load) -> Figures {
     };
     let seconds = start.elapsed().as_secs_f64();
     let requests = cluster.fake.requests() - before - own;
+    let controller_cpu = cpu_seconds(controller.id()) - cpu_before;
+    let server_cpu = cpu_seconds(std::process::id()) - server_before;
     let (hwm, final_rss_kib) = memory(controller.id());
     let succeeded = list
         .iter()
@@ -236,6 +264,8 @@ async fn run(load: Load) -> Figures {
         seconds,
         succeeded,
         requests,
+        controller_cpu,
+        server_cpu,
         idle_peak_kib,
         peak_kib: hwm.max(peak),
         final_rss_kib,
@@ -275,11 +305,13 @@ async fn main() {
     for i in 1..=runs {
         let f = run(load).await;
         println!(
-            "run {i}: {} succeeded in {:.1} s = {:.1} trials/s; {:.1} API requests per trial; memory: idle peak {} MiB, peak {} MiB, final RSS {} MiB",
+            "run {i}: {} succeeded in {:.1} s = {:.1} trials/s; {:.1} API requests per trial; controller CPU {:.1} s, fake server CPU {:.1} s; memory: idle peak {} MiB, peak {} MiB, final RSS {} MiB",
             f.succeeded,
             f.seconds,
             f.rate(),
             f.requests_per_trial(total),
+            f.controller_cpu,
+            f.server_cpu,
             f.idle_peak_kib / 1024,
             f.peak_kib / 1024,
             f.final_rss_kib / 1024
@@ -289,9 +321,11 @@ async fn main() {
     #[allow(clippy::cast_precision_loss)]
     let peak_mib = median(all.iter().map(|f| f.peak_kib as f64).collect()) / 1024.0;
     println!(
-        "controller median of {runs}: {:.1} trials/s created and completed, {:.1} API requests per trial, {:.1} s per run, peak memory {peak_mib:.0} MiB",
+        "controller median of {runs}: {:.1} trials/s created and completed, {:.1} API requests per trial, {:.1} s per run, controller CPU {:.1} s, fake server CPU {:.1} s, peak memory {peak_mib:.0} MiB",
         median(all.iter().map(Figures::rate).collect()),
         median(all.iter().map(|f| f.requests_per_trial(total)).collect()),
         median(all.iter().map(|f| f.seconds).collect()),
+        median(all.iter().map(|f| f.controller_cpu).collect()),
+        median(all.iter().map(|f| f.server_cpu).collect()),
     );
 }

@@ -53,8 +53,7 @@ use crate::store::{ExperimentState, TrialRow};
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
 
-/// Reconciles one Experiment: its worker runs (and is woken: a change of
-/// one of its Trials reconciles it too).
+/// Reconciles one Experiment: its worker runs (and is woken).
 ///
 /// # Errors
 /// [`ControllerError`] when the API or the finalizer fails.

@@ -574,7 +574,6 @@ async fn serve_ops(
 
 /// What the controller watches: Experiments, Trials and the served trial
 /// kinds.
-#[derive(Clone)]
 struct Watched {
     experiments: Api<Experiment>,
     trials: Api<Trial>,
@@ -731,16 +730,16 @@ async fn drive<K: Reconciled>(controller: Controller<K>, ctx: Arc<Context>, unti
         .await;
 }
 
-/// Runs the controllers until `until`: Experiments (woken by their
-/// Trials), Trials, and the watches of the workload kinds that keep the
-/// caches the workers read and wake them.
+/// Runs the controllers until `until`: Experiments, Trials, and the
+/// watches of the workload kinds that keep the caches the workers read and
+/// wake them.
 async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
     let config = watcher::Config::default;
-    let experiments = Controller::new(watched.experiments.clone(), config())
-        .owns(watched.trials.clone(), config());
-    // Not woken by its workloads: only their trials' workers care how they
-    // change (the workload watches below wake those), and a workload
-    // deleted under a running trial is created again at its next requeue.
+    // Neither is woken by what it owns: a Trial's reconcile wakes its
+    // experiment's worker, the workload watches below wake the worker of
+    // each workload's trial, and a workload deleted under a running trial
+    // is created again at the trial's next requeue.
+    let experiments = Controller::new(watched.experiments.clone(), config());
     let trials = Controller::new(watched.trials.clone(), config());
     let (wake, wake_all) = (Arc::clone(&ctx.workers), Arc::clone(&ctx.workers));
     let (stores, keep_workloads) = watch::workload_watches(
