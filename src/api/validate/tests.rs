@@ -212,7 +212,7 @@ fn bad_template_references_are_refused() {
     refused(
         |d| *at(d, "/spec/trialTemplate/trialParameters/0/reference") = json!("learning_rate"),
         "spec.trialTemplate.trialParameters[0].reference",
-        "not a parameter",
+        "does not name a parameter",
     );
     refused(
         |d| {
@@ -297,12 +297,12 @@ fn bad_algorithms_and_settings_are_refused() {
     refused(
         |d| *at(d, "/spec/algorithm/algorithmName") = json!("grid"),
         "spec.parameters[0].feasibleSpace.step",
-        "grid search needs a step",
+        "grid needs a step",
     );
     refused(
         |d| *at(d, "/spec/algorithm") = json!({"algorithmName": "hyperband", "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}]}),
         "spec.algorithm.algorithmSettings[0].value",
-        "not a parameter",
+        "does not name a parameter",
     );
     refused(
         |d| *at(d, "/spec/algorithm") = json!({"algorithmName": "hyperband", "algorithmSettings": [{"name": "resource_name", "value": "layers"}]}),
