@@ -212,7 +212,7 @@ fn bad_template_references_are_refused() {
     refused(
         |d| *at(d, "/spec/trialTemplate/trialParameters/0/reference") = json!("learning_rate"),
         "spec.trialTemplate.trialParameters[0].reference",
-        "does not name a parameter",
+        "not a parameter",
     );
     refused(
         |d| {
