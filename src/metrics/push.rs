@@ -146,6 +146,8 @@ impl fmt::Debug for PushCredentials {
 #[derive(Debug)]
 pub struct PushServer {
     addr: SocketAddr,
+    /// The base URL trials reach it at (by default the bound address).
+    public: String,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -219,6 +221,7 @@ impl PushServer {
         tracing::debug!(addr = %local, "push endpoint listening");
         Ok(Self {
             addr: local,
+            public: format!("http://{local}"),
             shared,
             stop: Some(stop),
             task: Some(task),
@@ -231,10 +234,18 @@ impl PushServer {
         self.addr
     }
 
-    /// The server's base URL, `http://ip:port`.
+    /// The server's base URL as trials reach it: `http://ip:port` of the
+    /// bound address unless [`Self::set_public_url`] said otherwise.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.public.clone()
+    }
+
+    /// Says where trials reach the server (e.g. a Service's
+    /// `http://ktune-controller.ktune-system:8081` in front of it); the
+    /// trials' URLs are under it from now on.
+    pub fn set_public_url(&mut self, url: &str) {
+        url.trim_end_matches('/').clone_into(&mut self.public);
     }
 
     /// The URL `trial` POSTs to.
