@@ -275,33 +275,16 @@ mod tests {
         assert!(follower.replays());
     }
 
-    #[test]
-    fn a_trials_primary_pod_is_selected_by_its_kinds_label_and_the_primary_labels() {
-        let client = || {
-            let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
-            Client::try_from(config).unwrap()
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _guard = runtime.enter();
-        let pods = TrialPods {
-            client: client(),
-            namespace: "ns".into(),
-            owner_label: Some("batch.kubernetes.io/job-name"),
-            primary_labels: BTreeMap::from([("role".into(), "master".into())]),
-            primary_container: String::new(),
-        };
+    #[tokio::test]
+    async fn a_trials_primary_pod_is_selected_by_its_kinds_label_and_the_primary_labels() {
+        let mut pods = crate::metrics::testing::cluster_backend(None).pods;
+        assert_eq!(pods.selector("t1"), "batch.kubernetes.io/job-name=t1");
+        pods.primary_labels = BTreeMap::from([("role".into(), "master".into())]);
         assert_eq!(
             pods.selector("t1"),
             "batch.kubernetes.io/job-name=t1,role=master"
         );
-        let bare = TrialPods {
-            owner_label: None,
-            primary_labels: BTreeMap::new(),
-            ..pods
-        };
-        assert_eq!(bare.selector("t1"), "");
+        pods.owner_label = None;
+        assert_eq!(pods.selector("t1"), "role=master");
     }
 }

@@ -170,7 +170,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.log");
         let mut tail = Tail::new(path.clone());
-        assert!(tail.new_lines(false).is_empty(), "missing file has no lines");
+        assert!(
+            tail.new_lines(false).is_empty(),
+            "missing file has no lines"
+        );
         let mut f = std::fs::File::create(&path).unwrap();
         write!(f, "loss=1\nloss=").unwrap();
         assert_eq!(tail.new_lines(false), vec!["loss=1"]);

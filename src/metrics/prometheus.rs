@@ -1,7 +1,8 @@
-//! PrometheusMetric collector (katib-reference.md §6.5): the trial serves
-//! its metrics in the Prometheus text exposition format over plain HTTP
-//! (`source.httpGet`, default path `/metrics`, port 8080) and ktune scrapes
-//! it while the trial runs and once more when it exits.
+//! Parsing and scraping for the PrometheusMetric collector
+//! (katib-reference.md §6.5; [`super::kinds::prometheus`]): the trial
+//! serves its metrics in the Prometheus text exposition format over plain
+//! HTTP (`source.httpGet`, default path `/metrics`, port 8080) and ktune
+//! scrapes it while the trial runs and once more when it exits.
 //!
 //! Stock Katib ships no collector image for this kind, so there is no Katib
 //! behaviour to copy; the rules here are ktune's own and are written down

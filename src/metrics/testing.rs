@@ -97,7 +97,10 @@ impl FakeCollector {
     /// The batches scripted for `trial` that no reader has taken yet.
     #[must_use]
     pub fn pending(&self, trial: &str) -> usize {
-        self.script_mut().batches.get(trial).map_or(0, VecDeque::len)
+        self.script_mut()
+            .batches
+            .get(trial)
+            .map_or(0, VecDeque::len)
     }
 }
 
@@ -211,6 +214,30 @@ mod for_kinds {
         }
     }
 
+    /// The cluster backend of namespace `ns`, with `push` as the
+    /// controller's endpoint; its client reaches no API server (call
+    /// within a tokio runtime).
+    pub(crate) fn cluster_backend(
+        push: Option<std::sync::Arc<crate::metrics::push::PushServer>>,
+    ) -> crate::metrics::cluster::ClusterBackend {
+        use crate::metrics::cluster::{ClusterBackend, SidecarImage, TrialPods};
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        ClusterBackend {
+            pods: TrialPods {
+                client: kube::Client::try_from(config).unwrap(),
+                namespace: "ns".into(),
+                owner_label: Some("batch.kubernetes.io/job-name"),
+                primary_labels: std::collections::BTreeMap::new(),
+                primary_container: String::new(),
+            },
+            push,
+            sidecar: SidecarImage {
+                image: "ktune".into(),
+                command: "/usr/local/bin/ktune".into(),
+            },
+        }
+    }
+
     /// POSTs a JSON `body` with `token`; returns the status.
     pub(crate) async fn post(url: &str, token: &str, body: &str) -> u16 {
         use http_body_util::Full;
@@ -246,7 +273,11 @@ mod tests {
         assert_eq!(trial.finish().await.len(), 3);
         assert!(trial.poll().await.is_empty());
         collector.script("t1", [report("loss", "5")]);
-        assert_eq!(trial.poll().await, [report("loss", "5")], "scripted while it runs");
+        assert_eq!(
+            trial.poll().await,
+            [report("loss", "5")],
+            "scripted while it runs"
+        );
         let mut other = collector.attach("t2", &FakeRun::default());
         assert!(other.poll().await.is_empty(), "nothing scripted");
         collector.detach("t1");

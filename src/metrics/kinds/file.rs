@@ -268,7 +268,7 @@ fn list<'a>(spec: &'a mut serde_json::Map<String, Value>, key: &str) -> Option<&
 mod tests {
     use super::*;
     use crate::metrics::collector::TrialMetrics;
-    use crate::metrics::testing::{FakeRun, spec_with_collector};
+    use crate::metrics::testing::{FakeRun, cluster_backend, spec_with_collector};
 
     #[test]
     fn the_primary_pod_templates_get_the_sidecar_volume_and_mount() {
@@ -330,5 +330,32 @@ mod tests {
         let no_path = spec_with_collector(json!({"collector": {"kind": "File"}}));
         let refused = File::new(&Settings::of(&no_path), Backend::Local);
         assert!(matches!(refused, Err(CollectorError::NoPath)));
+    }
+
+    /// In a cluster the trials' sidecars push the file: the collector is
+    /// Push's, and the sidecar reads the spec's file in its format.
+    #[tokio::test]
+    async fn cluster_files_are_pushed_by_a_sidecar() {
+        let server = crate::metrics::push::PushServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let cluster = cluster_backend(Some(Arc::new(server)));
+        let spec = spec_with_collector(json!({
+            "collector": {"kind": "File"},
+            "source": {"fileSystemPath": {"path": "/var/log/m.json", "format": "JSON"}}
+        }));
+        let file = File::new(&Settings::of(&spec), Backend::Cluster(&cluster)).unwrap();
+        let sidecar = file.sidecar().unwrap();
+        assert_eq!(sidecar.path, "/var/log/m.json");
+        assert_eq!(sidecar.format, FileFormat::Json);
+        assert_eq!(sidecar.metrics, ["loss"]);
+        assert!(
+            file.cluster_push()
+                .is_some_and(|p| p.cluster_endpoint().is_some())
+        );
+        assert_eq!(file.prepare("t1").len(), 2, "the trial's push credentials");
+        let pushed = file.attach("t1", &FakeRun::default());
+        assert!(!pushed.replays());
+        file.detach("t1");
     }
 }

@@ -246,8 +246,14 @@ mod tests {
     async fn every_supported_kind_starts_locally_and_the_others_are_refused() {
         let kinds = [
             ("StdOut", serde_json::json!({})),
-            ("File", serde_json::json!({"fileSystemPath": {"path": "/m.log"}})),
-            ("PrometheusMetric", serde_json::json!({"httpGet": {"port": 9090}})),
+            (
+                "File",
+                serde_json::json!({"fileSystemPath": {"path": "/m.log"}}),
+            ),
+            (
+                "PrometheusMetric",
+                serde_json::json!({"httpGet": {"port": 9090}}),
+            ),
             ("Push", serde_json::json!({})),
         ];
         for (kind, source) in kinds.clone() {

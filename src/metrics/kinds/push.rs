@@ -76,10 +76,7 @@ impl Push {
         settings: &Settings,
         cluster: &ClusterBackend,
     ) -> Result<Self, CollectorError> {
-        let server = cluster
-            .push
-            .clone()
-            .ok_or(CollectorError::NoPushEndpoint)?;
+        let server = cluster.push.clone().ok_or(CollectorError::NoPushEndpoint)?;
         Ok(Self {
             server,
             namespace: Some(cluster.pods.namespace.clone()),
@@ -308,7 +305,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::testing::{FakeRun, spec_with_collector};
+    use crate::metrics::testing::{FakeRun, cluster_backend, spec_with_collector};
 
     #[test]
     fn every_container_of_every_kind_gets_the_secret_refs() {
@@ -372,21 +369,42 @@ mod tests {
         assert_eq!(token.len(), 32);
         let mut reader = push.attach("t1", &FakeRun::default());
         assert!(!reader.replays(), "pushes are not sent again");
-        let status = crate::metrics::testing::post(&url, &token, r#"{"loss": 0.5, "other": 1}"#)
-            .await;
+        let status =
+            crate::metrics::testing::post(&url, &token, r#"{"loss": 0.5, "other": 1}"#).await;
         assert_eq!(status, 204);
         let logs = reader.poll().await;
         assert_eq!(logs.len(), 1, "{logs:?}");
-        assert_eq!((logs[0].name.as_str(), logs[0].value.as_str()), ("loss", "0.5"));
+        assert_eq!(
+            (logs[0].name.as_str(), logs[0].value.as_str()),
+            ("loss", "0.5")
+        );
         push.detach("t1");
         let late = crate::metrics::testing::post(&url, &token, r#"{"loss": 1}"#).await;
         assert_eq!(late, 404);
     }
 
-    #[test]
-    fn cluster_keys_name_the_namespace() {
-        assert_eq!(inbox_key(Some("ns"), "t1"), "ns.t1");
-        assert_eq!(inbox_key(None, "t1"), "t1");
+    /// In a cluster the trials share the controller's endpoint, at its
+    /// public URL, keyed by namespace; without an endpoint Push (and File)
+    /// experiments are refused.
+    #[tokio::test]
+    async fn cluster_trials_share_the_controllers_endpoint_by_namespace() {
+        let server = listen(
+            "127.0.0.1:0".parse().unwrap(),
+            Some("http://ktune.svc:8081/".into()),
+        )
+        .await
+        .unwrap();
+        let cluster = cluster_backend(Some(Arc::new(server)));
+        let spec = spec_with_collector(json!({"collector": {"kind": "Push"}}));
+        let push = Push::start(&Settings::of(&spec), Backend::Cluster(&cluster))
+            .await
+            .unwrap();
+        assert!(push.cluster_endpoint().is_some());
+        let (url, _) = credentials(&push.prepare("t1")).unwrap();
+        assert_eq!(url, "http://ktune.svc:8081/v1/trials/ns.t1/metrics");
+        let none = cluster_backend(None);
+        let refused = Push::start(&Settings::of(&spec), Backend::Cluster(&none)).await;
+        assert!(matches!(refused, Err(CollectorError::NoPushEndpoint)));
         assert_eq!(secret_name("t1"), "t1-push");
     }
 }

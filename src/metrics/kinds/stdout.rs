@@ -159,7 +159,10 @@ mod tests {
         let mut reader = collector.attach("t", &FakeRun::with_stdout(out));
         let logs = reader.poll().await;
         assert_eq!(logs.len(), 1);
-        assert_eq!((logs[0].name.as_str(), logs[0].value.as_str()), ("loss", "0.5"));
+        assert_eq!(
+            (logs[0].name.as_str(), logs[0].value.as_str()),
+            ("loss", "0.5")
+        );
         assert!(reader.replays(), "a file is read again from its start");
         let mut none = collector.attach("t", &FakeRun::default());
         assert!(none.poll().await.is_empty(), "no output, no reports");
