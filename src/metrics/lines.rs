@@ -83,7 +83,7 @@ impl Tail {
     /// New complete lines; with `last` (the writer is gone), also a final
     /// line without a newline. A file that does not exist yet has none; a
     /// file shorter than what was read (truncated and rewritten) is read
-    /// again from its start. Lines longer than [`MAX_LINE`] are cut, and an
+    /// again from its start. Lines longer than 64 KiB are cut, and an
     /// unterminated line longer than that is dropped.
     pub fn new_lines(&mut self, last: bool) -> Vec<String> {
         let Ok(mut file) = std::fs::File::open(&self.path) else {

@@ -1,6 +1,6 @@
 //! PrometheusMetric (katib-reference.md §6.5): the trial serves its
 //! metrics in the Prometheus text format at `source.httpGet` and it is
-//! scraped every [`SCRAPE_EVERY`] while it runs, a report per change of
+//! scraped every 500 ms while it runs, a report per change of
 //! value (see [`PrometheusSource`]).
 //!
 //! - Locally: `http://127.0.0.1:<port><path>`, the port in
@@ -178,8 +178,7 @@ async fn scrape_once(source: &mut PrometheusSource) -> Vec<MetricLog> {
     }
 }
 
-/// A local trial's endpoint, scraped when polled (at most every
-/// [`SCRAPE_EVERY`]).
+/// A local trial's endpoint, scraped when polled (at most every 500 ms).
 #[derive(Debug)]
 pub struct LocalScrape {
     source: Box<PrometheusSource>,
