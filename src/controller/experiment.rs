@@ -245,24 +245,16 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             .to_owned()
     };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let metrics: Vec<String> = spec
-        .objective
-        .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let metrics = crate::metrics::metric_names(spec);
     let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
     let setup = collect::for_experiment(
         ctx,
         spec,
         (&namespace, (&api_version, &kind)),
         &template,
-        &metrics,
         runner,
-    )?;
+    )
+    .await;
     let (runner, collector) = match setup {
         Ok(pair) => pair,
         Err(refusal) => {
