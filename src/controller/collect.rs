@@ -19,6 +19,7 @@ use crate::api::experiment::{ExperimentSpec, TrialTemplate};
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
 use crate::metrics::text::TextParser;
+use crate::runner::Reporting;
 
 /// Why an experiment's collector cannot run: the Failed condition's
 /// reason and message.
@@ -193,7 +194,7 @@ impl TrialMetrics for ClusterMetrics {
 impl Collector for ClusterCollector {
     type Trial = ClusterMetrics;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         match self {
             Self::Logs(c) => c.prepare(trial),
             Self::Push(c) => c.prepare(trial),

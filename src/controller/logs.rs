@@ -18,6 +18,7 @@ use super::kinds::owner_label;
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
 use crate::metrics::text::TextParser;
+use crate::runner::Reporting;
 
 /// How long to wait for a trial's pod before looking again.
 const POD_WAIT: Duration = Duration::from_millis(500);
@@ -183,8 +184,8 @@ impl TrialMetrics for PodLogs {
 impl Collector for PodLogCollector {
     type Trial = PodLogs;
 
-    fn prepare(&self, _trial: &str) -> Vec<(String, String)> {
-        Vec::new()
+    fn prepare(&self, _trial: &str) -> Reporting {
+        Reporting::default()
     }
 
     fn attach(&self, trial: &str, _stdout: Option<&std::path::Path>) -> PodLogs {

@@ -26,7 +26,10 @@ use serde_json::{Value, json};
 
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
-use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV, PushError, PushInbox, PushServer};
+use crate::metrics::push::{
+    PUSH_TOKEN_ENV, PUSH_URL_ENV, PushCredentials, PushError, PushInbox, PushServer,
+};
+use crate::runner::Reporting;
 
 /// The Secret key holding the URL.
 pub const URL_KEY: &str = "url";
@@ -107,19 +110,19 @@ impl TrialMetrics for PushedMetrics {
 impl Collector for PushCollector {
     type Trial = PushedMetrics;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         let key = key(&self.namespace, trial);
         match self.push.server.register(&key) {
-            Ok(credentials) => vec![
-                (
-                    PUSH_URL_ENV.to_owned(),
-                    format!("{}/v1/trials/{key}/metrics", self.push.public),
-                ),
-                (PUSH_TOKEN_ENV.to_owned(), credentials.token),
-            ],
+            Ok(credentials) => Reporting {
+                push: Some(PushCredentials {
+                    url: format!("{}/v1/trials/{key}/metrics", self.push.public),
+                    token: credentials.token,
+                }),
+                metrics_port: None,
+            },
             Err(e) => {
                 tracing::warn!(trial, "cannot register the trial for push: {e}");
-                Vec::new()
+                Reporting::default()
             }
         }
     }
@@ -141,13 +144,6 @@ impl Collector for PushCollector {
             );
         }
     }
-}
-
-/// The push URL and token a trial's launch environment carries, if any.
-#[must_use]
-pub fn credentials(env: &[(String, String)]) -> Option<(String, String)> {
-    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Some((get(PUSH_URL_ENV)?, get(PUSH_TOKEN_ENV)?))
 }
 
 /// The name of a trial's push Secret.

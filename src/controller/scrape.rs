@@ -19,6 +19,7 @@ use super::logs::{pod_selector, started_pod};
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, TrialMetrics};
 use crate::metrics::prometheus::{PrometheusSource, Scraper, http_get_url};
+use crate::runner::Reporting;
 
 /// Time between two scrapes of one pod.
 const SCRAPE_EVERY: Duration = Duration::from_millis(500);
@@ -124,8 +125,8 @@ impl TrialMetrics for PodScrapes {
 impl Collector for PodScrapeCollector {
     type Trial = PodScrapes;
 
-    fn prepare(&self, _trial: &str) -> Vec<(String, String)> {
-        Vec::new()
+    fn prepare(&self, _trial: &str) -> Reporting {
+        Reporting::default()
     }
 
     fn attach(&self, trial: &str, _stdout: Option<&std::path::Path>) -> PodScrapes {

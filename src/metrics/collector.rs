@@ -26,6 +26,7 @@ use super::push::{PushError, PushInbox, PushServer};
 use super::text::TextParser;
 use crate::api::Experiment;
 use crate::api::enums::{CollectorKind, FileFormat};
+use crate::runner::Reporting;
 
 /// Longest metrics line kept; longer lines are cut (a trial printing
 /// megabytes without a newline must not exhaust memory).
@@ -39,9 +40,9 @@ pub trait Collector: Sync {
     /// One trial's reader.
     type Trial: TrialMetrics;
 
-    /// Environment variables a trial needs to report (e.g. where to push);
-    /// asked for before it starts.
-    fn prepare(&self, trial: &str) -> Vec<(String, String)>;
+    /// What a trial needs to report (e.g. where to push); asked for before
+    /// it starts, and handed to it by the runner.
+    fn prepare(&self, trial: &str) -> Reporting;
 
     /// Starts reading a started trial; `stdout` is where the runner put its
     /// primary output, when it has one on this machine.
@@ -230,9 +231,9 @@ impl LocalCollector {
 impl Collector for LocalCollector {
     type Trial = LocalMetrics;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         match &self.kind {
-            Kind::Lines { .. } => Vec::new(),
+            Kind::Lines { .. } => Reporting::default(),
             Kind::Prometheus {
                 port,
                 shared_port,
@@ -249,17 +250,19 @@ impl Collector for LocalCollector {
                 if let Ok(mut ports) = ports.lock() {
                     ports.insert(trial.to_owned(), port);
                 }
-                vec![(METRICS_PORT_ENV.to_owned(), port.to_string())]
+                Reporting {
+                    push: None,
+                    metrics_port: Some(port),
+                }
             }
             Kind::Push { server, .. } => match server.register(trial) {
-                Ok(credentials) => credentials
-                    .env()
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
+                Ok(credentials) => Reporting {
+                    push: Some(credentials),
+                    metrics_port: None,
+                },
                 Err(e) => {
                     tracing::warn!(trial, "cannot set up the push endpoint: {e}");
-                    Vec::new()
+                    Reporting::default()
                 }
             },
         }
