@@ -51,21 +51,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             .clone()
             .unwrap_or_else(|| prepared.name().to_owned());
         let (record, created) = store_experiment(store, &key, prepared).await?;
-        let setup = Setup {
-            budget: Budget {
-                parallel_trial_count: plan.parallel_trial_count,
-                max_trial_count: plan.max_trial_count,
-                max_failed_trial_count: plan.max_failed_trial_count,
-            },
-            plan,
-            name: prepared.name().to_owned(),
-            template,
-            strategy: experiment.spec.objective.as_ref().map_or(
-                MetricStrategyType::Latest,
-                ObjectiveSpec::objective_strategy,
-            ),
-            experiment_id: record.id,
-        };
+        let setup = Setup::new(prepared, plan, template, record.id);
         let mut engine = Self {
             store,
             runner,
@@ -145,6 +131,33 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
             }
         }
         Ok((done, rerun))
+    }
+}
+
+impl Setup {
+    /// What the engine keeps of a planned experiment stored under `experiment_id`.
+    fn new(
+        prepared: &PreparedExperiment,
+        plan: ExperimentPlan,
+        template: ResolvedTemplate,
+        experiment_id: i64,
+    ) -> Self {
+        let objective = prepared.experiment.spec.objective.as_ref();
+        Self {
+            budget: Budget {
+                parallel_trial_count: plan.parallel_trial_count,
+                max_trial_count: plan.max_trial_count,
+                max_failed_trial_count: plan.max_failed_trial_count,
+            },
+            plan,
+            name: prepared.name().to_owned(),
+            template,
+            strategy: objective.map_or(
+                MetricStrategyType::Latest,
+                ObjectiveSpec::objective_strategy,
+            ),
+            experiment_id,
+        }
     }
 }
 
