@@ -10,7 +10,9 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, TrialRow, best_trial, without_password};
+use crate::store::{
+    ExperimentRecord, SqlStore, Store as _, TrialRow, best_trial, without_password,
+};
 
 use super::EXIT_INVALID;
 use super::printable::Printable;

@@ -38,8 +38,8 @@ use crate::api::{Experiment, Trial, prepare};
 use crate::engine::{Engine, EngineError, EngineOptions, Event};
 use crate::metrics::MetricLog;
 use crate::metrics::reduce::reduce;
-use crate::store::ExperimentState;
 use crate::store::TrialRow;
+use crate::store::{ExperimentState, Store as _};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 /// The finalizer that stops an experiment's worker before it goes.

@@ -39,7 +39,7 @@ use tokio::sync::broadcast;
 pub use html::escape;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialPage, TrialRow};
+use crate::store::{ExperimentRecord, SqlStore, Store as _, StoreError, TrialPage, TrialRow};
 use data::TableParams;
 use pages::ExperimentSummary;
 
