@@ -185,7 +185,7 @@ fn bad_parameters_are_refused() {
     refused(
         |d| *at(d, "/spec/parameters/2/feasibleSpace/list") = json!([]),
         "spec.parameters[2].feasibleSpace.list",
-        "non-empty",
+        "list of values is empty",
     );
     refused(
         |d| *at(d, "/spec/parameters/2/name") = json!("lr"),
