@@ -94,7 +94,14 @@ impl ClusterRunner {
             request.trial,
             TrialSpec {
                 objective: self.experiment.spec.objective.clone(),
-                parameter_assignments: parameters(&request.env),
+                parameter_assignments: request
+                    .parameters
+                    .iter()
+                    .map(|(name, value)| ParameterAssignment {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
                 run_spec: Some(workload),
                 retain_run: self.template.retain,
                 metrics_collector: self.experiment.spec.metrics_collector_spec.clone(),
@@ -118,18 +125,6 @@ impl ClusterRunner {
     }
 }
 
-/// The trial's parameters, from the `KTUNE_PARAMETERS` JSON the engine
-/// passes in its environment.
-fn parameters(env: &[(String, String)]) -> Vec<ParameterAssignment> {
-    env.iter()
-        .find(|(k, _)| k == "KTUNE_PARAMETERS")
-        .and_then(|(_, v)| serde_json::from_str::<BTreeMap<String, String>>(v).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| ParameterAssignment { name, value })
-        .collect()
-}
-
 impl Runner for ClusterRunner {
     type Trial = ClusterTrial;
 
@@ -139,7 +134,7 @@ impl Runner for ClusterRunner {
         let mut workload = request.workload.clone();
         // Push: the token reaches the workload through a Secret written
         // before the Trial (so before any pod can look for it).
-        if let Some((url, token)) = push::credentials(&request.env) {
+        if let Some(credentials) = &request.reporting.push {
             let Some(endpoint) = &self.push else {
                 return Err(RunnerError::Api(
                     "push credentials without a push endpoint".to_owned(),
@@ -157,7 +152,7 @@ impl Runner for ClusterRunner {
                     endpoint,
                     &secrets,
                     (&namespace, request.trial),
-                    (&url, &token),
+                    (&credentials.url, &credentials.token),
                     owner.clone(),
                     labels.clone(),
                 )

@@ -13,7 +13,7 @@ use std::future::Future;
 use super::MetricLog;
 use super::filter::FilterError;
 use super::push::PushError;
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// Reads an experiment's trials' metric reports.
 pub trait Collector: Sync {
@@ -22,7 +22,7 @@ pub trait Collector: Sync {
 
     /// Environment variables a trial needs to report (where to push, which
     /// port to serve); asked for before it starts.
-    fn prepare(&self, trial: &str) -> Vec<(String, String)>;
+    fn prepare(&self, trial: &str) -> Reporting;
 
     /// Starts reading a started trial; `run` is its runner's handle, asked
     /// by collectors that read the trial's own output where it is.

@@ -23,7 +23,8 @@ pub mod prometheus;
 pub mod push;
 pub mod reduce;
 pub mod stream;
-pub mod testing;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 
 use jiff::Timestamp;
@@ -60,15 +61,12 @@ pub fn parse_number(text: &str) -> Option<f64> {
 }
 
 /// The metrics an experiment collects: its objective metric, then the
-/// additional ones.
+/// additional ones ([`crate::api::experiment::ObjectiveSpec::metric_names`];
+/// none without an objective).
 #[must_use]
 pub fn metric_names(spec: &ExperimentSpec) -> Vec<String> {
     spec.objective
         .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
+        .map(crate::api::experiment::ObjectiveSpec::metric_names)
         .unwrap_or_default()
 }

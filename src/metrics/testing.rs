@@ -1,162 +1,116 @@
-//! For tests: [`FakeCollector`], an in-memory [`Collector`] whose trials
-//! report what the test scripted, and records what the engine asked of
-//! it. Nothing here is used outside tests.
+//! For tests only: [`FakeCollector`], an in-memory [`Collector`] (a test
+//! queues a trial's reports with [`FakeCollector::report`] and the engine
+//! reads them at its next poll), and what the collector kinds' own tests
+//! share.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::MetricLog;
-use super::collector::{Collector, TrialMetrics};
-use crate::runner::TrialRun;
+use crate::metrics::MetricLog;
+use crate::metrics::collector::{Collector, TrialMetrics};
+use crate::metrics::push::PushCredentials;
+use crate::runner::{Reporting, TrialRun};
 
-/// One report: `name` = `value`, without a timestamp.
-#[must_use]
-pub fn report(name: &str, value: &str) -> MetricLog {
-    MetricLog {
-        name: name.to_owned(),
-        value: value.to_owned(),
-        time: None,
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What the engine asked of a [`FakeCollector`], in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
-    /// `prepare(trial)`.
-    Prepare(String),
-    /// `attach(trial, _)`.
-    Attach(String),
-    /// `detach(trial)`.
-    Detach(String),
-}
-
-/// A collector for tests: each trial's readers hand over the batches
-/// scripted for it with [`Self::script`], one batch per poll (all that is
-/// left on `finish`), whenever scripted — before the trial starts or while
-/// it runs.
-#[derive(Debug, Clone, Default)]
-pub struct FakeCollector {
-    shared: Arc<Mutex<Script>>,
-}
-
+/// Reports queued per trial; what the trials were handed and which are
+/// attached.
 #[derive(Debug, Default)]
-struct Script {
-    batches: HashMap<String, VecDeque<Vec<MetricLog>>>,
-    env: Vec<(String, String)>,
+struct Queues {
+    reports: BTreeMap<String, Vec<MetricLog>>,
+    attached: BTreeSet<String>,
+    detached: Vec<String>,
+}
+
+/// A collector whose reports the test queues.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FakeCollector {
+    queues: Arc<Mutex<Queues>>,
+    /// Whether an adopted trial's source delivers again what was stored
+    /// (as a log read from its start does).
     replays: bool,
-    calls: Vec<Call>,
 }
 
 impl FakeCollector {
-    /// A collector with nothing scripted: its trials report nothing, need
-    /// no environment and do not replay.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    /// A collector whose sources replay an adopted trial's reports.
+    pub(crate) fn replaying() -> Self {
+        Self {
+            replays: true,
+            ..Self::default()
+        }
     }
 
-    fn script_mut(&self) -> MutexGuard<'_, Script> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Adds a batch `trial` hands over at one poll, after those scripted
-    /// before.
-    pub fn script(&self, trial: &str, batch: impl IntoIterator<Item = MetricLog>) -> &Self {
-        self.script_mut()
-            .batches
+    /// Queues a report of `metric` for `trial`, read at its next poll.
+    pub(crate) fn report(&self, trial: &str, metric: &str, value: &str) {
+        lock(&self.queues)
+            .reports
             .entry(trial.to_owned())
             .or_default()
-            .push_back(batch.into_iter().collect());
-        self
+            .push(MetricLog {
+                name: metric.to_owned(),
+                value: value.to_owned(),
+                time: None,
+            });
     }
 
-    /// The environment every trial is prepared with.
-    #[must_use]
-    pub fn with_env(self, env: &[(&str, &str)]) -> Self {
-        self.script_mut().env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self
+    /// Whether `trial` is attached now.
+    pub(crate) fn attached(&self, trial: &str) -> bool {
+        lock(&self.queues).attached.contains(trial)
     }
 
-    /// Makes the trials' readers replay what an adopted trial stored
-    /// before, as a log read from its start does.
-    #[must_use]
-    pub fn replaying(self) -> Self {
-        self.script_mut().replays = true;
-        self
-    }
-
-    /// What the engine asked so far, in order.
-    #[must_use]
-    pub fn calls(&self) -> Vec<Call> {
-        self.script_mut().calls.clone()
-    }
-
-    /// The batches scripted for `trial` that no reader has taken yet.
-    #[must_use]
-    pub fn pending(&self, trial: &str) -> usize {
-        self.script_mut()
-            .batches
-            .get(trial)
-            .map_or(0, VecDeque::len)
+    /// The trials detached, in order.
+    pub(crate) fn detached(&self) -> Vec<String> {
+        lock(&self.queues).detached.clone()
     }
 }
 
 impl Collector for FakeCollector {
-    type Trial = FakeTrial;
+    type Trial = FakeMetrics;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
-        let mut script = self.script_mut();
-        script.calls.push(Call::Prepare(trial.to_owned()));
-        script.env.clone()
+    /// Hands each trial a push token named after it, so tests can see the
+    /// runner receive what the collector prepared.
+    fn prepare(&self, trial: &str) -> Reporting {
+        Reporting {
+            push: Some(PushCredentials {
+                url: format!("http://push.test/{trial}"),
+                token: format!("token-{trial}"),
+            }),
+            metrics_port: None,
+        }
     }
 
-    fn attach(&self, trial: &str, _run: &impl TrialRun) -> FakeTrial {
-        let mut script = self.script_mut();
-        script.calls.push(Call::Attach(trial.to_owned()));
-        FakeTrial {
-            shared: Arc::clone(&self.shared),
+    fn attach(&self, trial: &str, _run: &impl TrialRun) -> FakeMetrics {
+        lock(&self.queues).attached.insert(trial.to_owned());
+        FakeMetrics {
             trial: trial.to_owned(),
-            replays: script.replays,
+            queues: Arc::clone(&self.queues),
+            replays: self.replays,
         }
     }
 
     fn detach(&self, trial: &str) {
-        self.script_mut().calls.push(Call::Detach(trial.to_owned()));
+        let mut queues = lock(&self.queues);
+        queues.attached.remove(trial);
+        queues.detached.push(trial.to_owned());
     }
 }
 
-/// One trial's reader of a [`FakeCollector`].
+/// One trial's queued reports.
 #[derive(Debug)]
-pub struct FakeTrial {
-    shared: Arc<Mutex<Script>>,
+pub(crate) struct FakeMetrics {
     trial: String,
+    queues: Arc<Mutex<Queues>>,
     replays: bool,
 }
 
-impl FakeTrial {
-    fn take(&self, all: bool) -> Vec<MetricLog> {
-        let mut script = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(batches) = script.batches.get_mut(&self.trial) else {
-            return Vec::new();
-        };
-        if all {
-            batches.drain(..).flatten().collect()
-        } else {
-            batches.pop_front().unwrap_or_default()
-        }
-    }
-}
-
-impl TrialMetrics for FakeTrial {
+impl TrialMetrics for FakeMetrics {
     async fn poll(&mut self) -> Vec<MetricLog> {
-        self.take(false)
-    }
-
-    async fn finish(&mut self) -> Vec<MetricLog> {
-        self.take(true)
+        lock(&self.queues)
+            .reports
+            .remove(&self.trial)
+            .unwrap_or_default()
     }
 
     fn replays(&self) -> bool {
@@ -164,11 +118,9 @@ impl TrialMetrics for FakeTrial {
     }
 }
 
-#[cfg(test)]
 pub(crate) use for_kinds::*;
 
 /// What the collector kinds' own tests share.
-#[cfg(test)]
 mod for_kinds {
     use std::path::{Path, PathBuf};
 
@@ -251,46 +203,5 @@ mod for_kinds {
             .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
         client.request(request).await.unwrap().status().as_u16()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn scripted_batches_come_one_per_poll_and_the_rest_at_the_end() {
-        let collector = FakeCollector::new().with_env(&[("K", "V")]);
-        collector
-            .script("t1", [report("loss", "1")])
-            .script("t1", [report("loss", "2")])
-            .script("t1", [report("loss", "3"), report("acc", "4")]);
-        assert_eq!(collector.prepare("t1"), [("K".into(), "V".into())]);
-        let mut trial = collector.attach("t1", &FakeRun::default());
-        assert!(!trial.replays());
-        assert_eq!(trial.poll().await, [report("loss", "1")]);
-        assert_eq!(collector.pending("t1"), 2);
-        assert_eq!(trial.finish().await.len(), 3);
-        assert!(trial.poll().await.is_empty());
-        collector.script("t1", [report("loss", "5")]);
-        assert_eq!(
-            trial.poll().await,
-            [report("loss", "5")],
-            "scripted while it runs"
-        );
-        let mut other = collector.attach("t2", &FakeRun::default());
-        assert!(other.poll().await.is_empty(), "nothing scripted");
-        collector.detach("t1");
-        assert_eq!(
-            collector.calls(),
-            [
-                Call::Prepare("t1".into()),
-                Call::Attach("t1".into()),
-                Call::Attach("t2".into()),
-                Call::Detach("t1".into()),
-            ]
-        );
-        let replaying = FakeCollector::new().replaying();
-        assert!(replaying.attach("t", &FakeRun::default()).replays());
     }
 }

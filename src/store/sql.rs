@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 use super::StoreError;
 use super::rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
-    state_from_str, state_to_str,
+    state_from_str,
 };
 
 /// Observation rows per INSERT statement (one JSON document each).
@@ -460,8 +460,8 @@ impl SqlStore {
         let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql)).bind(experiment_id);
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(rows_sql)).bind(experiment_id);
         if let Some(state) = query.state {
-            count = count.bind(state_to_str(state));
-            rows = rows.bind(state_to_str(state));
+            count = count.bind(state.as_str());
+            rows = rows.bind(state.as_str());
         }
         if let Some(pattern) = &pattern {
             count = count.bind(pattern.clone());
@@ -575,7 +575,7 @@ impl SqlStore {
             "SELECT t.experiment_id AS id, COUNT(*) AS n FROM trials t \
              JOIN observations o ON o.trial_id = t.id WHERE t.state = $1 GROUP BY t.experiment_id",
         )
-        .bind(state_to_str(TrialState::Running))
+        .bind(TrialState::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         let mut running = BTreeMap::new();
@@ -791,7 +791,7 @@ impl super::Store for SqlStore {
             .bind(&trial.name)
             .bind(to_json("trials.assignment", &trial.assignment)?)
             .bind(to_json("trials.labels", &trial.labels)?)
-            .bind(state_to_str(TrialState::Pending))
+            .bind(TrialState::Pending.as_str())
             .bind(now)
             .bind(revision)
             .execute(&mut *tx)
@@ -845,7 +845,7 @@ impl super::Store for SqlStore {
         );
         // Only generated placeholders are spliced in; every value is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(state_to_str(outcome.state))
+            .bind(outcome.state.as_str())
             .bind(&outcome.reason)
             .bind(&outcome.message)
             .bind(float_text(outcome.objective))
@@ -854,7 +854,7 @@ impl super::Store for SqlStore {
             .bind(trial_id)
             .bind(revision);
         for state in from {
-            query = query.bind(state_to_str(*state));
+            query = query.bind(state.as_str());
         }
         let moved = query.execute(&mut *tx).await?.rows_affected() == 1;
         // Not moved: dropping the transaction rolls the bump back too.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use ktune_algorithms::history::Objective;
+use ktune_algorithms::history::{Objective, TrialState};
 
 use super::data::{
     HistoryPoint, IMPORTANCE_METHOD, Importance, TableParams, age, page_count, time_text,
@@ -14,7 +14,7 @@ use super::html::escape;
 use super::ped_anova;
 use super::svg;
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow, state_to_str};
+use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow};
 
 /// Wraps a page body in the document: title, stylesheet, script. `live`
 /// names what the script listens for (`*` every experiment).
@@ -452,15 +452,7 @@ fn table_filters(here: &str, v: &TableView<'_>) -> String {
         escape(here),
         escape(p.q.as_deref().unwrap_or_default())
     );
-    for s in [
-        "Pending",
-        "Running",
-        "Succeeded",
-        "Failed",
-        "Killed",
-        "EarlyStopped",
-        "MetricsUnavailable",
-    ] {
+    for s in TrialState::ALL.map(TrialState::as_str) {
         let selected = if p.state.as_deref() == Some(s) {
             " selected"
         } else {
@@ -546,7 +538,7 @@ fn table_rows(base: &str, here: &str, v: &TableView<'_>) -> String {
             escape(&trial_href(base, v.experiment, &t.name)),
             escape(&t.name),
             svg::state_class(t.state),
-            state_to_str(t.state),
+            t.state.as_str(),
             t.objective.map(|v| v.to_string()).unwrap_or_default(),
             time_text(t.completed_at)
         );
@@ -621,7 +613,7 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
         escape(v.experiment),
         escape(&t.name),
         svg::state_class(t.state),
-        state_to_str(t.state),
+        t.state.as_str(),
         escape(&t.reason),
         escape(headline),
         t.seq,
@@ -762,7 +754,6 @@ pub fn not_found(base: &str, what: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ktune_algorithms::history::TrialState;
 
     #[test]
     fn a_failed_trial_page_shows_the_end_of_its_stderr_line_by_line() {

@@ -9,7 +9,7 @@ use ktune_algorithms::history::TrialState;
 
 use super::data::HistoryPoint;
 use super::html::escape;
-use crate::store::{TrialRow, state_to_str};
+use crate::store::TrialRow;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 280.0;
@@ -213,7 +213,7 @@ pub fn history(
             escape(&p.name),
             p.seq,
             escape(&p.name),
-            state_to_str(p.state),
+            p.state.as_str(),
             value_text,
         );
     }
@@ -298,7 +298,7 @@ pub fn curves(series: &[Curve], metric: &str) -> String {
             state_class(c.state),
             escape(&c.name),
             escape(&c.name),
-            state_to_str(c.state),
+            c.state.as_str(),
         );
     }
     out.push_str("</svg>");

@@ -32,7 +32,7 @@ use crate::api::enums::FileFormat;
 use crate::metrics::cluster::SidecarImage;
 use crate::metrics::collector::{Collector, CollectorError};
 use crate::metrics::lines::{LineFormat, LineReader};
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// The volume shared by the trial and the sidecar.
 pub const VOLUME: &str = "ktune-metrics";
@@ -118,7 +118,7 @@ impl File {
 impl Collector for File {
     type Trial = TrialReader;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         self.cluster_push()
             .map(|push| push.prepare(trial))
             .unwrap_or_default()
@@ -322,7 +322,7 @@ mod tests {
             "source": {"fileSystemPath": {"path": path, "format": "JSON"}}
         }));
         let file = File::new(&Settings::of(&spec), Backend::Local).unwrap();
-        assert!(file.sidecar().is_none() && file.prepare("t").is_empty());
+        assert!(file.sidecar().is_none() && file.prepare("t") == Reporting::default());
         let logs = file.attach("t", &FakeRun::default()).poll().await;
         assert_eq!(logs.len(), 1, "{logs:?}");
         assert_eq!(logs[0].value, "0.25");
@@ -353,7 +353,10 @@ mod tests {
             file.cluster_push()
                 .is_some_and(|p| p.cluster_endpoint().is_some())
         );
-        assert_eq!(file.prepare("t1").len(), 2, "the trial's push credentials");
+        assert!(
+            file.prepare("t1").push.is_some(),
+            "the trial's push credentials"
+        );
         let pushed = file.attach("t1", &FakeRun::default());
         assert!(!pushed.replays());
         file.detach("t1");

@@ -24,7 +24,7 @@ use super::collector::{Collector, CollectorError, TrialMetrics};
 use super::lines::{LineFormat, LineReader};
 use crate::api::enums::{CollectorKind, FileFormat};
 use crate::api::experiment::{ExperimentSpec, SourceSpec};
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// The kinds [`start`] builds, as Katib spells them.
 pub const SUPPORTED: &[&str] = &["StdOut", "File", "PrometheusMetric", "Push"];
@@ -159,7 +159,7 @@ impl KindCollector {
 impl Collector for KindCollector {
     type Trial = TrialReader;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         each_kind!(self, kind => kind.prepare(trial))
     }
 

@@ -25,7 +25,7 @@ use crate::metrics::MetricLog;
 use crate::metrics::cluster::{Feed, Follower, TrialPods};
 use crate::metrics::collector::{Collector, CollectorError, TrialMetrics};
 use crate::metrics::prometheus::{PrometheusSource, Scraper, http_get_url};
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// The variable naming the port a local PrometheusMetric trial should
 /// serve `/metrics` on.
@@ -117,9 +117,9 @@ impl Prometheus {
 impl Collector for Prometheus {
     type Trial = TrialReader;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         let Side::Local { parallel, ports } = &self.side else {
-            return Vec::new();
+            return Reporting::default();
         };
         let port = if *parallel {
             crate::runner::replicas::free_port()
@@ -129,7 +129,10 @@ impl Collector for Prometheus {
         if let Ok(mut ports) = ports.lock() {
             ports.insert(trial.to_owned(), port);
         }
-        vec![(METRICS_PORT_ENV.to_owned(), port.to_string())]
+        Reporting {
+            push: None,
+            metrics_port: Some(port),
+        }
     }
 
     fn attach(&self, trial: &str, _run: &impl TrialRun) -> TrialReader {

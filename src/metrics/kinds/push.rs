@@ -33,7 +33,7 @@ use crate::metrics::MetricLog;
 use crate::metrics::cluster::ClusterBackend;
 use crate::metrics::collector::{Collector, CollectorError, TrialMetrics};
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV, PushError, PushInbox, PushServer};
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// The Secret key holding the URL.
 pub const URL_KEY: &str = "url";
@@ -108,16 +108,15 @@ fn inbox_key(namespace: Option<&str>, trial: &str) -> String {
 impl Collector for Push {
     type Trial = TrialReader;
 
-    fn prepare(&self, trial: &str) -> Vec<(String, String)> {
+    fn prepare(&self, trial: &str) -> Reporting {
         match self.server.register(&self.key(trial)) {
-            Ok(credentials) => credentials
-                .env()
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            Ok(credentials) => Reporting {
+                push: Some(credentials),
+                metrics_port: None,
+            },
             Err(e) => {
                 tracing::warn!(trial, "cannot register the trial for push: {e}");
-                Vec::new()
+                Reporting::default()
             }
         }
     }
@@ -174,13 +173,6 @@ pub async fn listen(listen: SocketAddr, public: Option<String>) -> Result<PushSe
     }
     tracing::info!(listen = %server.local_addr(), url = server.url(), "push endpoint listening");
     Ok(server)
-}
-
-/// The push URL and token a trial's launch environment carries, if any.
-#[must_use]
-pub fn credentials(env: &[(String, String)]) -> Option<(String, String)> {
-    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Some((get(PUSH_URL_ENV)?, get(PUSH_TOKEN_ENV)?))
 }
 
 /// The name of a trial's push Secret.
@@ -305,6 +297,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::push::PushCredentials;
     use crate::metrics::testing::{FakeRun, cluster_backend, spec_with_collector};
 
     #[test]
@@ -363,8 +356,7 @@ mod tests {
             .await
             .unwrap();
         assert!(push.cluster_endpoint().is_none(), "its own endpoint");
-        let env = push.prepare("t1");
-        let (url, token) = credentials(&env).unwrap();
+        let PushCredentials { url, token } = push.prepare("t1").push.unwrap();
         assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1/trials/t1/metrics"));
         assert_eq!(token.len(), 32);
         let mut reader = push.attach("t1", &FakeRun::default());
@@ -400,7 +392,7 @@ mod tests {
             .await
             .unwrap();
         assert!(push.cluster_endpoint().is_some());
-        let (url, _) = credentials(&push.prepare("t1")).unwrap();
+        let url = push.prepare("t1").push.unwrap().url;
         assert_eq!(url, "http://ktune.svc:8081/v1/trials/ns.t1/metrics");
         let none = cluster_backend(None);
         let refused = Push::start(&Settings::of(&spec), Backend::Cluster(&none)).await;

@@ -20,7 +20,7 @@ use crate::controller::health::{Backoff, transient};
 use crate::metrics::cluster::{Feed, Follower, TrialPods};
 use crate::metrics::collector::{Collector, CollectorError};
 use crate::metrics::lines::{LineFormat, LineReader};
-use crate::runner::TrialRun;
+use crate::runner::{Reporting, TrialRun};
 
 /// The StdOut collector.
 #[derive(Debug)]
@@ -49,8 +49,8 @@ impl StdOut {
 impl Collector for StdOut {
     type Trial = TrialReader;
 
-    fn prepare(&self, _trial: &str) -> Vec<(String, String)> {
-        Vec::new()
+    fn prepare(&self, _trial: &str) -> Reporting {
+        Reporting::default()
     }
 
     fn attach(&self, trial: &str, run: &impl TrialRun) -> TrialReader {
@@ -155,7 +155,7 @@ mod tests {
         std::fs::write(&out, "epoch 1 loss=0.5\nnoise\n").unwrap();
         let spec = crate::metrics::testing::spec_with_collector(serde_json::json!({}));
         let collector = StdOut::new(&Settings::of(&spec), Backend::Local).unwrap();
-        assert!(collector.prepare("t").is_empty());
+        assert_eq!(collector.prepare("t"), Reporting::default());
         let mut reader = collector.attach("t", &FakeRun::with_stdout(out));
         let logs = reader.poll().await;
         assert_eq!(logs.len(), 1);
