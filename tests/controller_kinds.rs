@@ -421,9 +421,13 @@ fn deploy_grants_exactly_the_trial_resources_it_passes() {
         .filter_map(|a| a.as_str()?.strip_prefix("--trial-resources="))
         .next()
         .expect("deployment.yaml passes --trial-resources");
+    let defaults: Vec<String> = ktune::controller::kinds::default_trial_resources()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         list.split(',').collect::<Vec<_>>(),
-        ktune::controller::kinds::DEFAULT_TRIAL_RESOURCES,
+        defaults,
         "deployment.yaml's --trial-resources differs from ktune's default"
     );
     let passed: BTreeSet<(String, String)> = list

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether the Job has finished.
-pub(super) fn finished(job: &Value) -> bool {
-    job.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                matches!(str_at(c, "/type"), "Complete" | "Failed")
-                    && str_at(c, "/status") == "True"
-            })
-        })
-}
-
 fn omit_zero(status: &mut Value) {
     if let Some(m) = status.as_object_mut() {
         m.retain(|k, v| {
