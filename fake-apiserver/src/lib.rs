@@ -67,6 +67,34 @@ pub mod crds {
     pub const ARGO: &str = include_str!("../crds/argo.yaml");
     /// Tekton's `PipelineRun` (`tekton.dev/v1`, `v1beta1`).
     pub const TEKTON: &str = include_str!("../crds/tekton.yaml");
+
+    /// A minimal CRD (as JSON) serving one kind of the trial-kind table at
+    /// its version: for a kind without a manifest above.
+    pub fn for_kind(kind: &ktune_kinds::TrialKind) -> String {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{}.{}", kind.plural, kind.group)},
+            "spec": {
+                "group": kind.group,
+                "scope": "Namespaced",
+                "names": {
+                    "kind": kind.kind,
+                    "plural": kind.plural,
+                    "singular": kind.kind.to_lowercase(),
+                    "listKind": format!("{}List", kind.kind),
+                },
+                "versions": [{
+                    "name": kind.version,
+                    "served": true,
+                    "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                }],
+            },
+        })
+        .to_string()
+    }
 }
 pub use resource::ResourceType;
 pub use status::ApiError;

@@ -30,6 +30,7 @@
 )]
 
 mod env;
+mod example;
 mod pods;
 mod replicas;
 mod table;

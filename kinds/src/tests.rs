@@ -12,36 +12,8 @@ fn template() -> Value {
     json!({"spec": {"containers": [{"name": "c", "command": ["true"]}]}})
 }
 
-/// A typical workload of a kind with replicas: one replica of the first
-/// lead type, two of every other type (leaving out further lead types), or
-/// JobSet-shaped jobs of several pods.
 fn sample(kind: &TrialKind) -> Option<Value> {
-    match kind.replicas {
-        Replicas::Typed(typed) => {
-            let lead = typed.lead.types.first().copied();
-            let specs: serde_json::Map<String, Value> = typed
-                .types
-                .iter()
-                .filter(|t| Some(**t) == lead || !typed.lead.types.contains(t))
-                .map(|t| {
-                    let n = if Some(*t) == lead { 1 } else { 2 };
-                    (
-                        (*t).to_owned(),
-                        json!({"replicas": n, "template": template()}),
-                    )
-                })
-                .collect();
-            Some(json!({"spec": {typed.field: specs}}))
-        }
-        Replicas::ReplicatedJobs => Some(json!({"spec": {"replicatedJobs": [
-            {"name": "driver", "template": {"spec": {"template": template()}}},
-            {"name": "workers", "replicas": 2, "template": {"spec": {"parallelism": 2, "completions": 2, "template": template()}}},
-        ]}})),
-        Replicas::Trainer => {
-            Some(json!({"spec": {"trainer": {"numNodes": 3, "command": ["true"]}}}))
-        }
-        Replicas::Job | Replicas::Workflow(_) => None,
-    }
+    kind.example("w", &json!({"name": "c", "command": ["true"]}))
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub mod leader;
 pub mod logs;
 pub mod ops;
 pub mod push;
+pub mod rbac;
 pub mod scrape;
 pub mod served;
 pub mod sidecar;
