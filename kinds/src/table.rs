@@ -274,4 +274,29 @@ pub static KINDS: &[TrialKind] = &[
         "tekton.dev/pipelineRun",
         WorkflowEngine::Tekton,
     ),
+    // JobSet's Jobs are indexed (its webhook defaults completionMode), so
+    // each pod gets its JOB_COMPLETION_INDEX; the first pod of the first
+    // Job leads.
+    TrialKind {
+        group: "jobset.x-k8s.io",
+        version: "v1alpha2",
+        kind: "JobSet",
+        plural: "jobsets",
+        served_by: Some("JobSet (github.com/kubernetes-sigs/jobset)"),
+        conditions: Some(Conditions {
+            success: "Completed",
+            failure: "Failed",
+        }),
+        primary_pod_labels: &[
+            ("jobset.sigs.k8s.io/job-global-index", "0"),
+            ("batch.kubernetes.io/job-completion-index", "0"),
+        ],
+        owner_label: Some("jobset.sigs.k8s.io/jobset-name"),
+        replicas: Replicas::ReplicatedJobs,
+        container: MainContainer {
+            default: None,
+            else_first: true,
+        },
+        environment: Environment::IndexedJob,
+    },
 ];

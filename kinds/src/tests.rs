@@ -105,7 +105,8 @@ fn rbac_grants_each_group_once_in_table_order() {
             "kubeflow.org",
             "trainer.kubeflow.org",
             "argoproj.io",
-            "tekton.dev"
+            "tekton.dev",
+            "jobset.x-k8s.io"
         ]
     );
     assert_eq!(
@@ -273,4 +274,50 @@ fn tf_config_needs_a_port_per_member_and_only_tensorflow_gets_it() {
     // Missing ports read as 0 rather than failing.
     let short = tf.environment.variables(&workload, &replicas, &[]);
     assert_eq!(short.len(), replicas.len());
+}
+
+#[test]
+fn a_jobset_runs_its_replicated_jobs_pods_indexed_the_first_leading() {
+    let jobset = lookup("jobset.x-k8s.io/v1alpha2", "JobSet").unwrap();
+    assert_eq!(
+        jobset.conditions.unwrap().success_condition(),
+        r#"status.conditions.#(type=="Completed")#|#(status=="True")#"#
+    );
+    let workload = sample(jobset).unwrap();
+    let replicas = jobset.replicas(&workload).unwrap();
+    let names: Vec<String> = replicas.iter().map(|r| jobset.replica_name(r)).collect();
+    assert_eq!(
+        names,
+        [
+            "driver-0-0",
+            "workers-0-0",
+            "workers-0-1",
+            "workers-1-0",
+            "workers-1-1"
+        ]
+    );
+    let last = jobset.pod("js", &replicas[4]);
+    assert_eq!(last.name, "js-workers-1-1");
+    for (key, value) in [
+        ("jobset.sigs.k8s.io/jobset-name", "js"),
+        ("jobset.sigs.k8s.io/replicatedjob-name", "workers"),
+        ("jobset.sigs.k8s.io/job-index", "1"),
+        ("jobset.sigs.k8s.io/job-global-index", "2"),
+        ("batch.kubernetes.io/job-completion-index", "1"),
+    ] {
+        assert!(
+            last.labels.contains(&(key.to_owned(), value.to_owned())),
+            "{key}: {last:?}"
+        );
+    }
+    assert_eq!(jobset.environment.ports(&replicas), 0);
+    let env = jobset.environment.variables(&workload, &replicas, &[]);
+    assert_eq!(value_of(&env[4], "JOB_COMPLETION_INDEX"), Some("1"));
+    // The JobSet succeeds when every pod has (its default success policy).
+    assert!(!jobset.succeeded(&replicas, &[true, true, true, true, false]));
+    assert!(jobset.succeeded(&replicas, &[true; 5]));
+    assert_eq!(
+        jobset.replicas(&serde_json::json!({"spec": {"replicatedJobs": []}})),
+        Err(ReplicaError::NoReplicas("replicatedJobs"))
+    );
 }

@@ -320,6 +320,28 @@ mod tests {
         assert!(plan(&job, "other", 1).is_empty());
     }
 
+    #[test]
+    fn a_jobset_runs_every_pod_with_its_completion_index() {
+        let job = |name: &str, jobs: u64, pods: u64, command: &str| {
+            json!({"name": name, "replicas": jobs, "template": {"spec": {"completions": pods,
+                "template": {"spec": {"containers": [{"name": "c", "command": [command]}]}}}}})
+        };
+        let js = json!({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "spec": {"replicatedJobs": [job("driver", 1, 1, "d"), job("workers", 1, 2, "w")]}});
+        let plan = plan(&js, "main", 4242);
+        assert_eq!(names(&plan), ["driver-0-0", "workers-0-0", "workers-0-1"]);
+        assert_eq!(
+            plan[0].argv,
+            ["d"],
+            "the first container when none is named main"
+        );
+        let indexes: Vec<_> = plan
+            .iter()
+            .map(|c| env_of(c, "JOB_COMPLETION_INDEX").unwrap())
+            .collect();
+        assert_eq!(indexes, ["0", "0", "1"]);
+    }
+
     /// A replica spec: `replicas` copies of one container.
     fn replica(replicas: u64, name: &str, command: &[&str]) -> Value {
         json!({"replicas": replicas, "template": {"spec": {"containers": [
