@@ -321,6 +321,34 @@ impl FakeApiServer {
         self.app.store.resource_version()
     }
 
+    /// Serves every kind of the trial-kind table that Kubernetes does not
+    /// build in: the [`crds`] manifests (MPIJob at `v1`), then a minimal
+    /// CRD ([`crds::for_kind`]) for each kind whose resource is still not
+    /// served.
+    pub fn install_workload_crds(&self) -> Result<(), Error> {
+        for manifest in [
+            crds::TRAINING_OPERATOR,
+            crds::MPIJOB_V1,
+            crds::TRAINER,
+            crds::ARGO,
+            crds::TEKTON,
+        ] {
+            self.create_manifest(manifest)?;
+        }
+        for kind in ktune_kinds::KINDS.iter().filter(|k| k.served_by.is_some()) {
+            let served = self
+                .app
+                .store
+                .types()
+                .iter()
+                .any(|t| t.group == kind.group && t.plural == kind.plural);
+            if !served {
+                self.create_manifest(&crds::for_kind(kind))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates every object of a (multi-document) YAML or JSON manifest, as
     /// `kubectl create -f` would; handy to install CRDs in tests.
     pub fn create_manifest(&self, text: &str) -> Result<Vec<serde_json::Value>, Error> {

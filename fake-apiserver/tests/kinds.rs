@@ -46,6 +46,23 @@ async fn every_kind_is_built_in_or_served_by_its_crd() {
     }
 }
 
+#[tokio::test]
+async fn install_workload_crds_serves_every_kind_but_the_second_mpijob() {
+    let server = FakeApiServer::new();
+    server.install_workload_crds().unwrap();
+    let client = Client::new(server.router(), "default");
+    for kind in ktune_kinds::KINDS {
+        // The two MPIJobs are one resource: a cluster serves one of them.
+        let expected = kind.trial_resource() != "MPIJob.v2beta1.kubeflow.org";
+        assert_eq!(
+            served(&client, kind).await,
+            expected,
+            "{}",
+            kind.trial_resource()
+        );
+    }
+}
+
 #[test]
 fn the_crd_manifests_serve_kinds_of_the_table() {
     for manifest in MANIFESTS {
