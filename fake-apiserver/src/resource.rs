@@ -47,6 +47,16 @@ impl ResourceType {
         (self.group.clone(), self.plural.clone())
     }
 
+    /// Whether this is the CustomResourceDefinition resource.
+    pub fn is_crd(&self) -> bool {
+        Self::is_crd_key(&self.key())
+    }
+
+    /// Whether a storage key is the CustomResourceDefinitions'.
+    pub fn is_crd_key(key: &ResKey) -> bool {
+        key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions"
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn builtin(
         group: &str,
