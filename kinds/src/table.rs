@@ -62,9 +62,10 @@ const fn master_led(
     }
 }
 
-/// The MPIJob's launcher leads and decides; its workers idle for `mpirun`.
-const fn mpi(labelling: Labelling, operator: &'static str) -> Typed {
-    Typed {
+/// An MPIJob: its launcher leads and decides, its workers idle for
+/// `mpirun`; the launcher's container is `mpi`, else its first.
+const fn mpi_job(labelling: Labelling, operator: &'static str) -> TrialKind {
+    let typed = Typed {
         field: "mpiReplicaSpecs",
         types: &["Launcher", "Worker"],
         lead: Lead {
@@ -76,6 +77,13 @@ const fn mpi(labelling: Labelling, operator: &'static str) -> Typed {
         operator,
         labelling,
         success: Success::Lead,
+    };
+    TrialKind {
+        container: MainContainer {
+            default: Some("mpi"),
+            else_first: true,
+        },
+        ..training_operator("MPIJob", "mpijobs", "mpi", typed, Environment::Mpi)
     }
 }
 
@@ -102,6 +110,19 @@ const fn workflow(
         container: MainContainer::PRIMARY,
         environment: Environment::None,
     }
+}
+
+/// Tekton's PipelineRun at one of the versions it serves.
+const fn tekton(version: &'static str) -> TrialKind {
+    workflow(
+        "tekton.dev",
+        version,
+        "PipelineRun",
+        "pipelineruns",
+        "Tekton Pipelines",
+        "tekton.dev/pipelineRun",
+        WorkflowEngine::Tekton,
+    )
 }
 
 /// Every kind ktune runs as a trial.
@@ -189,41 +210,19 @@ pub static KINDS: &[TrialKind] = &[
         },
         Environment::Jax,
     ),
-    TrialKind {
-        container: MainContainer {
-            default: Some("mpi"),
-            else_first: true,
+    mpi_job(
+        Labelling::TrainingOperator {
+            role_label: Some("mpi-job-role"),
         },
-        ..training_operator(
-            "MPIJob",
-            "mpijobs",
-            "mpi",
-            mpi(
-                Labelling::TrainingOperator {
-                    role_label: Some("mpi-job-role"),
-                },
-                "mpijob-controller",
-            ),
-            Environment::Mpi,
-        )
-    },
+        "mpijob-controller",
+    ),
     // mpi-operator labels the launcher `job-role: launcher`, not `master`
     // (a documented ktune extension of Katib's defaults).
     TrialKind {
         version: "v2beta1",
         served_by: Some("the MPI operator (github.com/kubeflow/mpi-operator)"),
         primary_pod_labels: &[("training.kubeflow.org/job-role", "launcher")],
-        container: MainContainer {
-            default: Some("mpi"),
-            else_first: true,
-        },
-        ..training_operator(
-            "MPIJob",
-            "mpijobs",
-            "mpi",
-            mpi(Labelling::MpiOperator, "mpi-operator"),
-            Environment::Mpi,
-        )
+        ..mpi_job(Labelling::MpiOperator, "mpi-operator")
     },
     TrialKind {
         group: "trainer.kubeflow.org",
@@ -256,24 +255,8 @@ pub static KINDS: &[TrialKind] = &[
         "workflows.argoproj.io/workflow",
         WorkflowEngine::Argo,
     ),
-    workflow(
-        "tekton.dev",
-        "v1",
-        "PipelineRun",
-        "pipelineruns",
-        "Tekton Pipelines",
-        "tekton.dev/pipelineRun",
-        WorkflowEngine::Tekton,
-    ),
-    workflow(
-        "tekton.dev",
-        "v1beta1",
-        "PipelineRun",
-        "pipelineruns",
-        "Tekton Pipelines",
-        "tekton.dev/pipelineRun",
-        WorkflowEngine::Tekton,
-    ),
+    tekton("v1"),
+    tekton("v1beta1"),
     // JobSet's Jobs are indexed (its webhook defaults completionMode), so
     // each pod gets its JOB_COMPLETION_INDEX; the first pod of the first
     // Job leads.

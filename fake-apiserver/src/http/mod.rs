@@ -89,6 +89,14 @@ async fn route(
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let q = query(uri);
     let types = || app.store.types();
+    let call = |body| Call {
+        app,
+        method,
+        uri,
+        headers,
+        body,
+        q: &q,
+    };
     let get_only = |r: Option<Value>| -> Result<Response, ApiError> {
         if method != Method::GET {
             return Err(ApiError::method_not_allowed(format!(
@@ -113,14 +121,8 @@ async fn route(
         ["api", v] => get_only(discovery::resource_list(&types(), "", v)),
         ["apis", g] => get_only(discovery::group(&types(), g)),
         ["apis", g, v] => get_only(discovery::resource_list(&types(), g, v)),
-        ["api", v, rest @ ..] => {
-            let call = Call::new(app, method, uri, headers, body, &q);
-            resource::resource(call, "", v, rest).await
-        }
-        ["apis", g, v, rest @ ..] => {
-            let call = Call::new(app, method, uri, headers, body, &q);
-            resource::resource(call, g, v, rest).await
-        }
+        ["api", v, rest @ ..] => resource::resource(call(body), "", v, rest).await,
+        ["apis", g, v, rest @ ..] => resource::resource(call(body), g, v, rest).await,
         _ => Err(ApiError::no_route(path)),
     }
 }

@@ -15,33 +15,15 @@ use serde_json::{Value, json};
 
 /// One request on a resource path.
 pub(super) struct Call<'a> {
-    app: &'a App,
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    body: Bytes,
-    q: &'a Query,
+    pub(super) app: &'a App,
+    pub(super) method: &'a Method,
+    pub(super) uri: &'a Uri,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: Bytes,
+    pub(super) q: &'a Query,
 }
 
-impl<'a> Call<'a> {
-    pub(super) fn new(
-        app: &'a App,
-        method: &'a Method,
-        uri: &'a Uri,
-        headers: &'a HeaderMap,
-        body: Bytes,
-        q: &'a Query,
-    ) -> Self {
-        Self {
-            app,
-            method,
-            uri,
-            headers,
-            body,
-            q,
-        }
-    }
-
+impl Call<'_> {
     fn no_route(&self) -> ApiError {
         ApiError::no_route(self.uri.path())
     }

@@ -32,10 +32,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut st = self.lock();
-        let old = st
-            .get(rt, ns, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = st.existing(rt, ns, name)?;
         let failed = |what: &str| {
             ApiError::conflict(
                 &rt.group,
@@ -77,12 +74,7 @@ impl State {
         name: &str,
         orphan: bool,
     ) -> Value {
-        let Some(obj) = self
-            .objects
-            .get(key)
-            .and_then(|o| o.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-        else {
+        let Some(obj) = self.object(key, ns, name).cloned() else {
             return Value::Null;
         };
         if !finalizers_empty(&obj) {
@@ -110,11 +102,7 @@ impl State {
         name: &str,
         orphan: bool,
     ) -> Option<Value> {
-        let obj = self
-            .objects
-            .get(key)?
-            .get(&(ns.to_string(), name.to_string()))?
-            .clone();
+        let obj = self.object(key, ns, name)?.clone();
         let removed = self.commit(store, key, obj.clone(), EventType::Deleted, Some(obj));
         let uid = meta_str(&removed, "uid").unwrap_or_default().to_string();
         self.uids.remove(&uid);
@@ -167,12 +155,7 @@ impl State {
             }
         }
         for (k, ns, name) in dependents {
-            let Some(obj) = self
-                .objects
-                .get(&k)
-                .and_then(|o| o.get(&(ns.clone(), name.clone())))
-                .cloned()
-            else {
+            let Some(obj) = self.object(&k, &ns, &name).cloned() else {
                 continue;
             };
             if orphan {

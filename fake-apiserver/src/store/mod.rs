@@ -112,18 +112,27 @@ impl Store {
 
     /// Gets one object.
     pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        let st = self.lock();
-        st.get(rt, ns, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+        self.lock().existing(rt, ns, name)
     }
 }
 
 impl State {
-    fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<&Value> {
+    /// An object of a resource, by its storage key.
+    fn object(&self, key: &ResKey, ns: &str, name: &str) -> Option<&Value> {
         self.objects
-            .get(&rt.key())?
-            .get(&(ns.unwrap_or_default().to_string(), name.to_string()))
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<&Value> {
+        self.object(&rt.key(), ns.unwrap_or_default(), name)
+    }
+
+    /// An object that must exist (404 otherwise), as it is now.
+    fn existing(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.get(rt, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {

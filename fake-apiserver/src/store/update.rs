@@ -36,10 +36,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut st = self.lock();
-        let old = st
-            .get(rt, ns, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = st.existing(rt, ns, name)?;
         if meta_str(&obj, "name").is_some_and(|n| n != name) {
             return Err(name_mismatch());
         }
@@ -97,10 +94,7 @@ impl Store {
         status: Value,
     ) -> Result<Value, ApiError> {
         let mut st = self.lock();
-        let old = st
-            .get(rt, Some(ns), name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        let old = st.existing(rt, Some(ns), name)?;
         let mut new = old.clone();
         if let Some(m) = new.as_object_mut() {
             m.insert("status".into(), status);
