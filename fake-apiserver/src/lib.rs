@@ -7,8 +7,9 @@
 //! and kubectl's Table output, for the built-in kinds the controller
 //! touches and for any CRD created through it. Objects are plain
 //! `serde_json::Value`s; there is no schema validation, authentication or
-//! admission. An optional [`Executor`] runs workloads — Jobs, the Kubeflow
-//! training jobs, Trainer `TrainJob`s, Argo `Workflow`s and Tekton
+//! admission. An optional [`Executor`] runs workloads of every kind in
+//! ktune's trial-kind table (`ktune-kinds`) — Jobs, the Kubeflow training
+//! jobs, Trainer `TrainJob`s, `JobSet`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
 //! kinds that are not built in. Served on a socket, it can go away and come

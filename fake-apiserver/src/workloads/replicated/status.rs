@@ -41,6 +41,9 @@ impl<'a> Report<'a> {
         Self {
             owner,
             kind: kind.kind,
+            // The table gives every kind with listed replicas its
+            // conditions (a table test checks); the operators' are the
+            // fallback.
             conditions: kind.conditions.unwrap_or(Conditions {
                 success: "Succeeded",
                 failure: "Failed",
