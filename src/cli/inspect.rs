@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::engine::decide::Counts;
 use crate::store::{
-    ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str, without_password,
+    ExperimentRecord, SqlStore, Store as _, TrialRow, best_trial, state_to_str, without_password,
 };
 
 use super::EXIT_INVALID;

@@ -38,8 +38,8 @@ use crate::api::{Experiment, Trial, prepare};
 use crate::engine::{Engine, EngineError, EngineOptions, Event};
 use crate::metrics::MetricLog;
 use crate::metrics::reduce::reduce;
-use crate::store::ExperimentState;
 use crate::store::TrialRow;
+use crate::store::{ExperimentState, Store as _};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 /// The finalizer that stops an experiment's worker before it goes.
@@ -245,24 +245,16 @@ async fn work(ctx: &Arc<Context>, experiment: &Arc<Experiment>) -> Result<(), Co
             .to_owned()
     };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let metrics: Vec<String> = spec
-        .objective
-        .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let metrics = crate::metrics::metric_names(spec);
     let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()));
     let setup = collect::for_experiment(
         ctx,
         spec,
         (&namespace, (&api_version, &kind)),
         &template,
-        &metrics,
         runner,
-    )?;
+    )
+    .await;
     let (runner, collector) = match setup {
         Ok(pair) => pair,
         Err(refusal) => {

@@ -9,11 +9,9 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
-//! - [`push`], [`sidecar`], [`scrape`], [`collect`]: Push metrics (an
-//!   endpoint, a token per trial in a Secret), File (a native sidecar
-//!   streaming to that endpoint) and PrometheusMetric (the primary pod
-//!   scraped) beside StdOut from the logs;
-//! - [`logs`]: StdOut metrics from the primary pod's log;
+//! - [`collect`]: the experiment's collector, from the one factory of
+//!   [`crate::metrics::kinds`] (StdOut, File, PrometheusMetric and Push
+//!   each have their cluster half there);
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`leader`]: leader election on a Lease, so that one replica works;
@@ -26,13 +24,9 @@ pub mod experiment;
 pub mod health;
 pub mod kinds;
 pub mod leader;
-pub mod logs;
 pub mod ops;
-pub mod push;
 pub mod rbac;
-pub mod scrape;
 pub mod served;
-pub mod sidecar;
 pub mod status;
 pub mod trial;
 pub mod workload;
@@ -55,6 +49,8 @@ use health::{ApiHealth, Backoff};
 
 use crate::api::{Experiment, Trial};
 use crate::engine::EngineError;
+use crate::metrics::kinds::push;
+use crate::metrics::push::PushServer;
 use crate::store::SqlStore;
 
 /// Why reconciling failed.
@@ -169,7 +165,7 @@ pub struct Context {
     options: ControllerOptions,
     workers: Mutex<HashMap<String, Worker>>,
     ops: Arc<ops::Ops>,
-    push: Option<Arc<push::ClusterPush>>,
+    push: Option<Arc<PushServer>>,
     /// Failed reconciles in a row, by object (for the error policy's backoff).
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -189,7 +185,7 @@ impl Context {
         store: Arc<SqlStore>,
         options: ControllerOptions,
         ops: Arc<ops::Ops>,
-        push: Option<Arc<push::ClusterPush>>,
+        push: Option<Arc<PushServer>>,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
@@ -408,7 +404,7 @@ pub async fn run(
         .leader
         .clone()
         .map(|config| leader::Elector::new(client.clone(), config));
-    let mut push: Option<Arc<push::ClusterPush>> = None;
+    let mut push: Option<Arc<PushServer>> = None;
     loop {
         // Under leader election: ready as a standby, then wait for the lease.
         if let Some(elector) = elector.as_mut() {
@@ -423,7 +419,7 @@ pub async fn run(
             && let Some(addr) = options.push_listen
         {
             push = Some(Arc::new(
-                push::ClusterPush::start(addr, options.push_url.clone()).await?,
+                push::listen(addr, options.push_url.clone()).await?,
             ));
         }
         let ctx = Arc::new(Context::new(

@@ -17,11 +17,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::health::{self, Backoff};
-use super::push;
-use super::sidecar::FileSidecar;
 use super::trial::WORKLOAD_ERROR;
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
+use crate::metrics::kinds::file::FileSidecar;
+use crate::metrics::kinds::push;
+use crate::metrics::push::PushServer;
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
 use k8s_openapi::api::core::v1::Secret;
 
@@ -41,7 +42,7 @@ pub struct ClusterRunner {
     experiment: Arc<Experiment>,
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
-    push: Option<Arc<push::ClusterPush>>,
+    push: Option<Arc<PushServer>>,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -68,13 +69,13 @@ impl ClusterRunner {
 
     /// Hands Push (and File) trials their tokens from this endpoint.
     #[must_use]
-    pub fn with_push(mut self, push: Arc<push::ClusterPush>) -> Self {
+    pub fn with_push(mut self, push: Arc<PushServer>) -> Self {
         self.push = Some(push);
         self
     }
 
     /// Adds the File collector's sidecar to each trial's primary pod
-    /// templates (see [`super::sidecar`]).
+    /// templates (see [`crate::metrics::kinds::file`]).
     #[must_use]
     pub fn with_file_sidecar(mut self, sidecar: FileSidecar) -> Self {
         self.file_sidecar = Some(sidecar);
@@ -152,7 +153,8 @@ impl Runner for ClusterRunner {
                 o
             });
             health::retry(LAUNCH_BACKOFF, || {
-                endpoint.deliver(
+                push::deliver(
+                    endpoint,
                     &secrets,
                     (&namespace, request.trial),
                     (&url, &token),

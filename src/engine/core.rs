@@ -643,7 +643,7 @@ impl<'a, S: Store, R: Runner, C: Collector> Engine<'a, S, R, C> {
                     trial: row.name.clone(),
                     parameters: row.assignment.clone(),
                 });
-                let metrics = self.collector.attach(&row.name, run.stdout());
+                let metrics = self.collector.attach(&row.name, &run);
                 // An adopted trial (still running after a restart) ends
                 // with all its reports counted, those stored before too;
                 // a source that delivers them again (a log read from its

@@ -25,7 +25,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::{Engine, EngineError, EngineOptions, Event, RunSummary};
 use crate::api::load::ConfigMaps;
 use crate::api::{Experiment, PreparedExperiment};
-use crate::metrics::collector::{CollectorError, LocalCollector};
+use crate::metrics::collector::CollectorError;
+use crate::metrics::kinds::{self, Backend};
 use crate::runner::host::LocalRunner;
 use crate::store::{Lease, LeaseHolder, Leases, Store, StoreError};
 
@@ -170,7 +171,7 @@ async fn drive<S: Store + Leases>(
 ) -> Result<RunSummary, DriverError> {
     let experiment = &prepared.experiment;
     let runner = local_runner(prepared, options);
-    let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
+    let collector = kinds::start(&experiment.spec, Backend::Local).await?;
     let mut images = Some(container_images(experiment)).filter(|i| !i.is_empty());
     // Said once, as the first trial starts: a run that starts nothing (a
     // finished experiment run again) has nothing to warn about.
@@ -473,20 +474,6 @@ fn container_images(experiment: &Experiment) -> Vec<String> {
         walk(spec, &mut found);
     }
     found
-}
-
-/// The objective and additional metrics: what the collectors look for.
-fn metric_names(experiment: &Experiment) -> Vec<String> {
-    experiment
-        .spec
-        .objective
-        .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ use tokio::sync::broadcast;
 pub use html::escape;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialPage, TrialRow, state_to_str};
+use crate::store::{
+    ExperimentRecord, SqlStore, Store as _, StoreError, TrialPage, TrialRow, state_to_str,
+};
 use data::TableParams;
 use pages::ExperimentSummary;
 
