@@ -1,8 +1,10 @@
 //! Katib's defaulting, exactly as its mutating webhook does it
-//! (`experiment_defaults.go`; katib-reference.md §2.1), plus two documented
-//! ktune extensions: the Training Operator's `PaddleJob` and `JAXJob` get the
-//! same defaults as the other Kubeflow jobs, and an MPIJob of
-//! `kubeflow.org/v2beta1` (mpi-operator) gets its launcher label as the
+//! (`experiment_defaults.go`; katib-reference.md §2.1). A trial template's
+//! success and failure conditions and primary-pod labels come from the
+//! trial-kind table (`ktune-kinds`), which also gives them to two
+//! documented ktune extensions: the Training Operator's `PaddleJob` and
+//! `JAXJob` get the same defaults as the other Kubeflow jobs, and an MPIJob
+//! of `kubeflow.org/v2beta1` (mpi-operator) gets its launcher label as the
 //! primary-pod label, because that operator labels the launcher
 //! `job-role: launcher`, not `master`.
 //!
@@ -31,27 +33,6 @@ pub const DEFAULT_PROMETHEUS_PATH: &str = "/metrics";
 /// Default Prometheus port.
 pub const DEFAULT_PROMETHEUS_PORT: i32 = 8080;
 
-/// Success condition of a `batch/v1` Job and a Kubeflow Trainer `TrainJob`.
-pub const COMPLETE_CONDITION: &str = r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
-/// Success condition of the Kubeflow training-operator jobs.
-pub const SUCCEEDED_CONDITION: &str =
-    r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#;
-/// Failure condition shared by all of the above.
-pub const FAILED_CONDITION: &str = r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
-
-/// The label Kubeflow's training operator puts on a job's primary pod.
-pub const JOB_ROLE_LABEL: &str = "training.kubeflow.org/job-role";
-
-/// Kubeflow training-operator kinds: Katib's four, plus `PaddleJob` and `JAXJob`.
-pub const TRAINING_OPERATOR_KINDS: [&str; 6] = [
-    "TFJob",
-    "PyTorchJob",
-    "XGBoostJob",
-    "MPIJob",
-    "PaddleJob",
-    "JAXJob",
-];
-
 /// Something defaulting changed that the user may want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultingNote {
@@ -62,40 +43,26 @@ pub struct DefaultingNote {
 }
 
 /// The success and failure conditions and primary-pod labels Katib assumes
-/// for a workload kind, or `None` for kinds it has no defaults for.
+/// for a workload kind (the trial-kind table's), or `None` for kinds it
+/// has no defaults for. Like Katib, the kind decides; the apiVersion only
+/// chooses among kinds of one name (the two MPIJobs).
 #[must_use]
 pub fn kind_defaults(
     api_version: &str,
     kind: &str,
-) -> Option<(&'static str, &'static str, BTreeMap<String, String>)> {
-    let labels = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    };
-    match kind {
-        "Job" => Some((COMPLETE_CONDITION, FAILED_CONDITION, BTreeMap::new())),
-        "TrainJob" => Some((
-            COMPLETE_CONDITION,
-            FAILED_CONDITION,
-            labels(&[
-                ("jobset.sigs.k8s.io/replicatedjob-name", "node"),
-                ("batch.kubernetes.io/job-completion-index", "0"),
-            ]),
-        )),
-        "MPIJob" if api_version == "kubeflow.org/v2beta1" => Some((
-            SUCCEEDED_CONDITION,
-            FAILED_CONDITION,
-            labels(&[(JOB_ROLE_LABEL, "launcher")]),
-        )),
-        k if TRAINING_OPERATOR_KINDS.contains(&k) => Some((
-            SUCCEEDED_CONDITION,
-            FAILED_CONDITION,
-            labels(&[(JOB_ROLE_LABEL, "master")]),
-        )),
-        _ => None,
-    }
+) -> Option<(String, String, BTreeMap<String, String>)> {
+    let entry = ktune_kinds::lookup(api_version, kind)?;
+    let conditions = entry.conditions?;
+    let labels = entry
+        .primary_pod_labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Some((
+        conditions.success_condition(),
+        conditions.failure_condition(),
+        labels,
+    ))
 }
 
 /// Applies Katib's defaults in place and returns notes on anything that
@@ -167,7 +134,7 @@ fn default_trial_template(template: &mut TrialTemplate) {
         .unwrap_or("")
         .is_empty()
     {
-        template.success_condition = Some(success.to_owned());
+        template.success_condition = Some(success);
     }
     if template
         .failure_condition
@@ -175,7 +142,7 @@ fn default_trial_template(template: &mut TrialTemplate) {
         .unwrap_or("")
         .is_empty()
     {
-        template.failure_condition = Some(failure.to_owned());
+        template.failure_condition = Some(failure);
     }
     let empty = template
         .primary_pod_labels
@@ -244,6 +211,10 @@ fn file_system_path(spec: &mut MetricsCollectorSpec) -> &mut FileSystemPath {
 mod tests {
     use super::*;
     use crate::api::experiment::{ObjectiveSpec, ParameterSpec};
+
+    const SUCCEEDED_CONDITION: &str =
+        r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#;
+    const JOB_ROLE_LABEL: &str = "training.kubeflow.org/job-role";
 
     fn spec_with_template(trial_spec: serde_json::Value) -> ExperimentSpec {
         ExperimentSpec {

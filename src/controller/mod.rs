@@ -25,6 +25,7 @@ pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod ops;
+pub mod rbac;
 pub mod served;
 pub mod status;
 pub mod trial;

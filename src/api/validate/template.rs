@@ -8,7 +8,6 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 
 use super::{Context, Report};
-use crate::api::defaults::TRAINING_OPERATOR_KINDS;
 use crate::api::experiment::{Experiment, TrialParameterSpec, TrialTemplate};
 use crate::api::parameters::{ParsedParameter, parse_parameter};
 use crate::api::template::{
@@ -267,7 +266,8 @@ fn container_names(value: &Value, out: &mut BTreeSet<String>) {
 fn check_primary_container(workload: &Value, kind: &str, container: &str, report: &mut Report) {
     // Only kinds whose pod templates are in the workload itself: Argo,
     // Tekton and TrainJob name their containers at run time.
-    if kind != "Job" && !TRAINING_OPERATOR_KINDS.contains(&kind) {
+    let inline = ktune_kinds::of_workload(workload).is_some_and(|k| k.replicas.templates_inline());
+    if !inline {
         return;
     }
     let mut names = BTreeSet::new();
