@@ -342,11 +342,9 @@ impl Bound for i64 {
     fn positive(self) -> bool {
         self > 0
     }
-    #[allow(clippy::cast_precision_loss)]
     fn span_as_f64(min: Self, max: Self) -> f64 {
         (i128::from(max) - i128::from(min)) as f64
     }
-    #[allow(clippy::cast_precision_loss)]
     fn as_f64(self) -> f64 {
         self as f64
     }

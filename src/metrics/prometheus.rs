@@ -179,7 +179,6 @@ fn sample_time(text: &str, open_metrics: bool) -> Option<Timestamp> {
         if micros.abs() >= 9.0e18 {
             return None;
         }
-        #[allow(clippy::cast_possible_truncation)]
         Timestamp::from_microsecond(micros as i64).ok()
     } else {
         Timestamp::from_millisecond(text.parse().ok()?).ok()
