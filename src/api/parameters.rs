@@ -160,45 +160,32 @@ pub fn parse_parameter(
             })
         }
         Some(kind @ (ParameterType::Discrete | ParameterType::Categorical)) => {
-            for (field, present) in [
-                ("feasibleSpace.min", space.min.is_some()),
-                ("feasibleSpace.max", space.max.is_some()),
-                ("feasibleSpace.step", space.step.is_some()),
-            ] {
-                if present {
-                    problems.push(problem(
-                        field,
-                        format!("{kind} parameters take a list, not {}", &field[14..]),
-                    ));
-                }
-            }
-            if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
-                problems.push(problem(
-                    "feasibleSpace.distribution",
-                    format!("{kind} parameters are sampled from their list; {distribution} does not apply"),
-                ));
-            }
+            list_shape(kind, space, &distribution, &mut problems);
             parse_list(kind, &space.list, &mut problems)
         }
     };
-    // The library's rules apply to whatever parsed, even beside problems
-    // of shape, so that one reading reports both.
-    let list_unread = problems
-        .iter()
-        .any(|p| p.field.starts_with("feasibleSpace.list["));
-    if let Some(p) = parsed.as_ref().filter(|_| !list_unread) {
-        let name = if parameter.name.is_empty() {
-            "parameter"
-        } else {
-            &parameter.name
-        };
-        if let Err(refused) = p.to_spec(name) {
-            problems.push(refusal_problem(&refused, p));
-        }
+    if let Some(p) = &parsed {
+        check_with_library(&parameter.name, p, &mut problems);
     }
     match parsed {
         Some(p) if problems.is_empty() => Ok(p),
         _ => Err(problems),
+    }
+}
+
+/// The library's rules apply to whatever parsed, even beside problems of
+/// shape, so that one reading reports both (not over a list whose items
+/// did not parse: those are reported already).
+fn check_with_library(name: &str, parsed: &ParsedParameter, problems: &mut Vec<ParameterProblem>) {
+    if problems
+        .iter()
+        .any(|p| p.field.starts_with("feasibleSpace.list["))
+    {
+        return;
+    }
+    let name = if name.is_empty() { "parameter" } else { name };
+    if let Err(refused) = parsed.to_spec(name) {
+        problems.push(refusal_problem(&refused, parsed));
     }
 }
 
@@ -290,6 +277,33 @@ fn repeated_at(parsed: &ParsedParameter, value: &str) -> Option<usize> {
         .filter(|(_, t)| *t == value)
         .nth(1)
         .map(|(i, _)| i)
+}
+
+/// What a list parameter must not have: bounds, a step, a distribution.
+fn list_shape(
+    kind: &ParameterType,
+    space: &super::experiment::FeasibleSpace,
+    distribution: &Distribution,
+    problems: &mut Vec<ParameterProblem>,
+) {
+    for (field, present) in [
+        ("feasibleSpace.min", space.min.is_some()),
+        ("feasibleSpace.max", space.max.is_some()),
+        ("feasibleSpace.step", space.step.is_some()),
+    ] {
+        if present {
+            problems.push(problem(
+                field,
+                format!("{kind} parameters take a list, not {}", &field[14..]),
+            ));
+        }
+    }
+    if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
+        problems.push(problem(
+            "feasibleSpace.distribution",
+            format!("{kind} parameters are sampled from their list; {distribution} does not apply"),
+        ));
+    }
 }
 
 fn parse_list(
