@@ -97,7 +97,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Every document of every file, and whether a file could not be read
 /// (said on `err`).
-fn read_all(files: &[PathBuf], err: &mut impl Write) -> std::io::Result<(Vec<Document>, bool)> {
+pub(super) fn read_all(
+    files: &[PathBuf],
+    err: &mut impl Write,
+) -> std::io::Result<(Vec<Document>, bool)> {
     let mut documents = Vec::new();
     let mut unreadable = false;
     for file in files {
