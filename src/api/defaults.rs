@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::enums::{
     CollectorKind, Distribution, FileFormat, FileSystemKind, MetricStrategyType, ObjectiveType,
     ResumePolicy,
@@ -32,6 +34,22 @@ pub const DEFAULT_TF_EVENT_DIR: &str = "/var/log/katib/tfevent/";
 pub const DEFAULT_PROMETHEUS_PATH: &str = "/metrics";
 /// Default Prometheus port.
 pub const DEFAULT_PROMETHEUS_PORT: i32 = 8080;
+
+/// The port a PrometheusMetric collector scrapes for `source.httpGet.port`:
+/// its number; Katib's default (8080) when unset — `0`, as an absent port
+/// reads, or an empty or `"0"` string. `None` for a named port (ktune
+/// resolves none) or a number out of range. Validation and both collector
+/// backends ask this one rule.
+#[must_use]
+pub fn prometheus_port(port: &IntOrString) -> Option<u16> {
+    let default = u16::try_from(DEFAULT_PROMETHEUS_PORT).ok();
+    match port {
+        IntOrString::Int(0) => default,
+        IntOrString::Int(p) => u16::try_from(*p).ok(),
+        IntOrString::String(s) if matches!(s.trim(), "" | "0") => default,
+        IntOrString::String(s) => s.trim().parse().ok().filter(|p| *p > 0),
+    }
+}
 
 /// Something defaulting changed that the user may want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +194,6 @@ fn default_collector(spec: &mut MetricsCollectorSpec, notes: &mut Vec<Defaulting
             if http.path.as_deref().unwrap_or("").is_empty() {
                 http.path = Some(DEFAULT_PROMETHEUS_PATH.to_owned());
             }
-            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
             if matches!(http.port, IntOrString::Int(0)) {
                 http.port = IntOrString::Int(DEFAULT_PROMETHEUS_PORT);
             }

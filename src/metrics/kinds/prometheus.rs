@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Backend, Settings, TrialReader};
-use crate::api::defaults::DEFAULT_PROMETHEUS_PORT;
+use crate::api::defaults::prometheus_port;
 use crate::controller::health::transient;
 use crate::metrics::MetricLog;
 use crate::metrics::cluster::{Feed, Follower, TrialPods};
@@ -34,21 +34,12 @@ pub const METRICS_PORT_ENV: &str = "KTUNE_METRICS_PORT";
 /// Least time between two scrapes of one trial.
 const SCRAPE_EVERY: Duration = Duration::from_millis(500);
 
-/// The port to scrape for `source.httpGet.port`: its number; Katib's
-/// default (8080) when unset — `0`, as an absent port reads, or an empty
-/// or `"0"` string; a named port is refused, as ktune resolves none.
+/// The port to scrape for `source.httpGet.port` ([`prometheus_port`]).
 ///
 /// # Errors
 /// [`CollectorError::Port`] for a name or a number out of range.
 pub fn port(port: &IntOrString) -> Result<u16, CollectorError> {
-    let default = u16::try_from(DEFAULT_PROMETHEUS_PORT).ok();
-    let number = match port {
-        IntOrString::Int(0) => default,
-        IntOrString::Int(p) => u16::try_from(*p).ok(),
-        IntOrString::String(s) if matches!(s.trim(), "" | "0") => default,
-        IntOrString::String(s) => s.trim().parse().ok().filter(|p| *p > 0),
-    };
-    number.ok_or_else(|| CollectorError::Port(format!("{port:?}")))
+    prometheus_port(port).ok_or_else(|| CollectorError::Port(format!("{port:?}")))
 }
 
 /// The PrometheusMetric collector.
