@@ -94,7 +94,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime: fields 14 and 15, the 12th and 13th after the name.
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
@@ -208,8 +213,8 @@ async fn run(load: Load) -> Figures {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     let cluster = cluster(&dir).await;
-    let binary = std::env::var_os("KTUNE_BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ktune").into());
+    let binary =
+        std::env::var_os("KTUNE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ktune").into());
     let mut controller = Command::new(binary)
         .args(["controller", "--listen", "off", "--tick-ms", "100", "--db"])
         .arg(format!("sqlite:{}", dir.join("controller.db").display()))
@@ -221,9 +226,7 @@ async fn run(load: Load) -> Figures {
         .expect("ktune controller");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_peak_kib, _) = memory(controller.id());
-    let manifest: String = (0..load.experiments)
-        .map(|i| experiment(i, load))
-        .collect();
+    let manifest: String = (0..load.experiments).map(|i| experiment(i, load)).collect();
     let before = cluster.fake.requests();
     let cpu_before = cpu_seconds(controller.id());
     let server_before = cpu_seconds(std::process::id());
@@ -237,7 +240,11 @@ async fn run(load: Load) -> Figures {
     let deadline = start + Duration::from_secs(1800);
     let list = loop {
         peak = peak.max(memory(controller.id()).0);
-        let list = cluster.api.list(&ListParams::default()).await.expect("list");
+        let list = cluster
+            .api
+            .list(&ListParams::default())
+            .await
+            .expect("list");
         own += 1;
         let done = list.items.iter().filter(|e| finished(e)).count();
         if done == load.experiments || Instant::now() > deadline {

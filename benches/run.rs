@@ -136,7 +136,6 @@ fn trials(c: &mut Criterion) {
                     .expect("experiment runs");
                 let elapsed = start.elapsed();
                 assert_eq!(u64::from(summary.counts.succeeded), trials);
-                #[allow(clippy::cast_precision_loss)]
                 elapsed.mul_f64(iters as f64 / trials as f64)
             });
         });

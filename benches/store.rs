@@ -4,6 +4,7 @@
 //! `KTUNE_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
 //! is reachable.
 
+use ktune::store::Store as _;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

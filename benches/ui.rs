@@ -9,6 +9,7 @@
 //! `loss` reports each, 20 still running); the server is `ktune ui`'s
 //! router on a local port, spoken to over plain HTTP/1.1 sockets.
 
+use ktune::store::Store as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 

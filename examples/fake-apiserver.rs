@@ -9,8 +9,9 @@
 //!
 //! Workloads' containers run as local processes in `--workdir` (images are
 //! ignored); `kubectl logs` shows their output. `--workload-crds` also
-//! installs the CRDs of the Kubeflow jobs (MPIJob v1), Trainer's TrainJob,
-//! Argo's Workflow and Tekton's PipelineRun, which the executor runs too.
+//! installs the CRDs of every other kind of the trial-kind table (the
+//! Kubeflow jobs with MPIJob v1, Trainer's TrainJob, JobSet, Argo's
+//! Workflow, Tekton's PipelineRun …), which the executor runs too.
 //! State lives in memory and is gone when the server stops.
 
 use clap::Parser;
@@ -34,7 +35,7 @@ struct Args {
     #[arg(long)]
     no_executor: bool,
     /// Install the CRDs of the other trial kinds (Kubeflow jobs with the
-    /// v1 MPIJob, TrainJob, Argo Workflow, Tekton PipelineRun).
+    /// v1 MPIJob, TrainJob, JobSet, Argo Workflow, Tekton PipelineRun …).
     #[arg(long)]
     workload_crds: bool,
 }
@@ -50,16 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let server = FakeApiServer::new();
     if args.workload_crds {
-        use ktune_fake_apiserver::crds;
-        for manifest in [
-            crds::TRAINING_OPERATOR,
-            crds::MPIJOB_V1,
-            crds::TRAINER,
-            crds::ARGO,
-            crds::TEKTON,
-        ] {
-            server.create_manifest(manifest)?;
-        }
+        server.install_workload_crds()?;
     }
     let (addr, _handle) = server
         .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))

@@ -4,6 +4,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -282,6 +282,33 @@ async fn trainjob_trials_read_node_0() {
     assert_two_trials_read_from_the_primary(&cluster, "trainjob", &logs);
 }
 
+/// A JobSet (a kind added to the trial-kind table as one entry): the
+/// first pod of the first replicated job is the primary, every pod gets
+/// its completion index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobset_trials_read_the_first_pod_of_the_first_job() {
+    let jobset = ktune_kinds::find("jobset.x-k8s.io", "v1alpha2", "JobSet").unwrap();
+    let cluster = Cluster::fake_with("kind-jobset", &[&crds::for_kind(jobset)]).await;
+    let dir = ranks_dir(&cluster);
+    let spec = format!(
+        r#"      apiVersion: jobset.x-k8s.io/v1alpha2
+      kind: JobSet
+      spec:
+        replicatedJobs:
+          - name: driver
+            template: {{spec: {{template: {{spec: {{containers: [{}]}}}}}}}}
+          - name: workers
+            replicas: 2
+            template: {{spec: {{parallelism: 2, completions: 2, template: {{spec: {{containers: [{}]}}}}}}}}"#,
+        container("main", &dir, "primary"),
+        container("main", &dir, "other"),
+    );
+    let yaml = experiment("jobset", "main", "", &spec);
+    let (cluster, logs) = run(cluster, yaml, "jobset", "Succeeded", &[]).await;
+    assert_two_trials_read_from_the_primary(&cluster, "jobset", &logs);
+    assert_eq!(recorded(&dir).len(), 10, "five pods a trial");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_workflow_trials_read_the_labelled_training_step() {
     let cluster = Cluster::fake_with("kind-argo", &[crds::ARGO]).await;
@@ -421,9 +448,13 @@ fn deploy_grants_exactly_the_trial_resources_it_passes() {
         .filter_map(|a| a.as_str()?.strip_prefix("--trial-resources="))
         .next()
         .expect("deployment.yaml passes --trial-resources");
+    let defaults: Vec<String> = ktune::controller::kinds::default_trial_resources()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         list.split(',').collect::<Vec<_>>(),
-        ktune::controller::kinds::DEFAULT_TRIAL_RESOURCES,
+        defaults,
         "deployment.yaml's --trial-resources differs from ktune's default"
     );
     let passed: BTreeSet<(String, String)> = list

@@ -4,6 +4,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

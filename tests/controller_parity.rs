@@ -5,6 +5,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;

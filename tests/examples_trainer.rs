@@ -8,6 +8,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

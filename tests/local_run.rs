@@ -4,6 +4,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

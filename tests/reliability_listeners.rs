@@ -10,6 +10,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

@@ -7,6 +7,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

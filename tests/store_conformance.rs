@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Without a reachable server
 //! the PostgreSQL run is skipped with a message, except under `CI=true`.
 
+use ktune::store::Store as _;
 use std::collections::BTreeMap;
 
 use ktune::store::{ExperimentState, NewTrial, ObservationRow, SqlStore, TrialOutcome};

@@ -6,6 +6,7 @@
 
 mod support;
 
+use ktune::store::Store as _;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

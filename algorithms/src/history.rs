@@ -32,10 +32,49 @@ pub enum TrialState {
 }
 
 impl TrialState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Killed,
+        Self::EarlyStopped,
+        Self::MetricsUnavailable,
+    ];
+
     /// Whether the trial will not change any more.
     #[must_use]
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// The state's word, as stored, shown and filtered on (Katib's
+    /// condition type, but `Pending` for a trial not yet running).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Killed => "Killed",
+            Self::EarlyStopped => "EarlyStopped",
+            Self::MetricsUnavailable => "MetricsUnavailable",
+        }
+    }
+
+    /// The state whose word this is ([`Self::as_str`]).
+    #[must_use]
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+
+    /// Whether a trial in this state with this objective value can be the
+    /// best trial: it succeeded with a finite objective.
+    #[must_use]
+    pub fn counts_for_best(self, objective: Option<f64>) -> bool {
+        self == Self::Succeeded && objective.is_some_and(f64::is_finite)
     }
 }
 
@@ -167,22 +206,45 @@ impl Objective {
     /// The succeeded trial with the best finite objective (earliest on ties).
     #[must_use]
     pub fn best_trial<'a>(&self, history: &'a [TrialRecord]) -> Option<&'a TrialRecord> {
-        history
-            .iter()
-            .filter(|t| t.state == TrialState::Succeeded && t.finite_objective().is_some())
+        self.best_by(history, |t| (t.state, t.objective))
+    }
+
+    /// The best trial of any kind of trial row, `outcome` reading a row's
+    /// state and objective: the one rule for "the best trial" (see
+    /// [`TrialState::counts_for_best`]; earliest on ties), whether the
+    /// rows are an algorithm's history or a store's.
+    pub fn best_by<'a, T: 'a>(
+        &self,
+        trials: impl IntoIterator<Item = &'a T>,
+        outcome: impl Fn(&T) -> (TrialState, Option<f64>),
+    ) -> Option<&'a T> {
+        trials
+            .into_iter()
+            .map(|t| (t, outcome(t)))
+            .filter(|(_, (state, objective))| state.counts_for_best(*objective))
             .reduce(|best, t| {
-                if self.is_better(t.objective, best.objective) {
+                if self.is_better(t.1.1, best.1.1) {
                     t
                 } else {
                     best
                 }
             })
+            .map(|(t, _)| t)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_state_has_one_word_that_reads_back() {
+        for state in TrialState::ALL {
+            assert_eq!(TrialState::from_word(state.as_str()), Some(state));
+        }
+        assert_eq!(TrialState::from_word("Created"), None);
+        assert_eq!(TrialState::EarlyStopped.as_str(), "EarlyStopped");
+    }
 
     #[test]
     fn nan_and_missing_are_worst_in_both_directions() {

@@ -430,7 +430,6 @@ impl Settings {
     pub fn float(&self, name: &str) -> Option<f64> {
         match self.values.get(name) {
             Some(SettingValue::Float(v)) => Some(*v),
-            #[allow(clippy::cast_precision_loss)]
             Some(SettingValue::Int(v)) => Some(*v as f64),
             _ => None,
         }

@@ -1,7 +1,8 @@
 //! The fake cluster's controllers: watches the store and runs every
-//! workload the fake knows (a `batch/v1` Job, the Kubeflow training jobs,
-//! a Trainer `TrainJob`, an Argo `Workflow`, a Tekton `PipelineRun`; see
-//! [`crate::workloads`]) as pods on one fake node, whose containers are
+//! workload of a kind in the trial-kind table (a `batch/v1` Job, the
+//! Kubeflow training jobs, a Trainer `TrainJob`, a `JobSet`, an Argo
+//! `Workflow`, a Tekton `PipelineRun`; see [`crate::workloads`]) as pods
+//! on one fake node, whose containers are
 //! local processes ([`crate::pod`]). Images are ignored. Deleting a Pod
 //! (or its workload, whose pods the garbage collector then deletes) sends
 //! SIGTERM to the process group and SIGKILL after the grace period.

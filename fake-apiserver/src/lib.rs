@@ -7,8 +7,9 @@
 //! and kubectl's Table output, for the built-in kinds the controller
 //! touches and for any CRD created through it. Objects are plain
 //! `serde_json::Value`s; there is no schema validation, authentication or
-//! admission. An optional [`Executor`] runs workloads — Jobs, the Kubeflow
-//! training jobs, Trainer `TrainJob`s, Argo `Workflow`s and Tekton
+//! admission. An optional [`Executor`] runs workloads of every kind in
+//! ktune's trial-kind table (`ktune-kinds`) — Jobs, the Kubeflow training
+//! jobs, Trainer `TrainJob`s, `JobSet`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
 //! kinds that are not built in. Served on a socket, it can go away and come
@@ -67,6 +68,34 @@ pub mod crds {
     pub const ARGO: &str = include_str!("../crds/argo.yaml");
     /// Tekton's `PipelineRun` (`tekton.dev/v1`, `v1beta1`).
     pub const TEKTON: &str = include_str!("../crds/tekton.yaml");
+
+    /// A minimal CRD (as JSON) serving one kind of the trial-kind table at
+    /// its version: for a kind without a manifest above.
+    pub fn for_kind(kind: &ktune_kinds::TrialKind) -> String {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{}.{}", kind.plural, kind.group)},
+            "spec": {
+                "group": kind.group,
+                "scope": "Namespaced",
+                "names": {
+                    "kind": kind.kind,
+                    "plural": kind.plural,
+                    "singular": kind.kind.to_lowercase(),
+                    "listKind": format!("{}List", kind.kind),
+                },
+                "versions": [{
+                    "name": kind.version,
+                    "served": true,
+                    "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                }],
+            },
+        })
+        .to_string()
+    }
 }
 pub use resource::ResourceType;
 pub use status::ApiError;
@@ -298,6 +327,34 @@ impl FakeApiServer {
     /// The current (global) resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.app.store.resource_version()
+    }
+
+    /// Serves every kind of the trial-kind table that Kubernetes does not
+    /// build in: the [`crds`] manifests (MPIJob at `v1`), then a minimal
+    /// CRD ([`crds::for_kind`]) for each kind whose resource is still not
+    /// served.
+    pub fn install_workload_crds(&self) -> Result<(), Error> {
+        for manifest in [
+            crds::TRAINING_OPERATOR,
+            crds::MPIJOB_V1,
+            crds::TRAINER,
+            crds::ARGO,
+            crds::TEKTON,
+        ] {
+            self.create_manifest(manifest)?;
+        }
+        for kind in ktune_kinds::KINDS.iter().filter(|k| k.served_by.is_some()) {
+            let served = self
+                .app
+                .store
+                .types()
+                .iter()
+                .any(|t| t.group == kind.group && t.plural == kind.plural);
+            if !served {
+                self.create_manifest(&crds::for_kind(kind))?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates every object of a (multi-document) YAML or JSON manifest, as

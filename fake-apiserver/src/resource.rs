@@ -47,261 +47,107 @@ impl ResourceType {
         (self.group.clone(), self.plural.clone())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-        kind: &str,
-        namespaced: bool,
-        short_names: &[&str],
-        categories: &[&str],
-        status: bool,
-        printer_columns: Vec<Value>,
-    ) -> Self {
-        Self {
-            group: group.into(),
-            version: version.into(),
-            plural: plural.into(),
-            singular: kind.to_lowercase(),
-            kind: kind.into(),
-            namespaced,
-            short_names: short_names.iter().map(|s| s.to_string()).collect(),
-            categories: categories.iter().map(|s| s.to_string()).collect(),
-            status_subresource: status,
-            printer_columns,
-            crd: None,
-        }
+    /// Whether this is the CustomResourceDefinition resource.
+    pub fn is_crd(&self) -> bool {
+        Self::is_crd_key(&self.key())
+    }
+
+    /// Whether a storage key is the CustomResourceDefinitions'.
+    pub fn is_crd_key(key: &ResKey) -> bool {
+        key.0 == "apiextensions.k8s.io" && key.1 == "customresourcedefinitions"
     }
 }
 
-fn col(name: &str, ty: &str, path: &str) -> Value {
-    json!({ "name": name, "type": ty, "jsonPath": path })
+/// A printer column: name, type and JSONPath (a `date` column whose type
+/// is written `date-time` gets that format too, as the CRD table's does).
+type Column = (&'static str, &'static str, &'static str);
+
+const AGE: Column = ("Age", "date", ".metadata.creationTimestamp");
+
+/// A built-in kind, as [`BUILTINS`] lists it.
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    status: bool,
+    columns: &'static [Column],
 }
 
 /// The built-in kinds the controller touches, and those its install
 /// manifests (`deploy/`) create.
+#[rustfmt::skip]
+static BUILTINS: &[Builtin] = &[
+    Builtin { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false, short_names: &["ns"], categories: &[], status: true,
+        columns: &[("Status", "string", ".status.phase"), AGE] },
+    Builtin { group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true, short_names: &["po"], categories: &["all"], status: true,
+        columns: &[("Status", "string", ".status.phase"), ("Node", "string", ".spec.nodeName"), AGE] },
+    Builtin { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, short_names: &["cm"], categories: &[], status: false,
+        columns: &[AGE] },
+    Builtin { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, short_names: &[], categories: &[], status: false,
+        columns: &[("Type", "string", ".type"), AGE] },
+    Builtin { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, short_names: &["ev"], categories: &[], status: false,
+        columns: &[("Last Seen", "date", ".lastTimestamp"), ("Type", "string", ".type"), ("Reason", "string", ".reason"), ("Object", "string", ".involvedObject.name"), ("Message", "string", ".message")] },
+    Builtin { group: "events.k8s.io", version: "v1", plural: "events", kind: "Event", namespaced: true, short_names: &["ev"], categories: &[], status: false,
+        columns: &[("Type", "string", ".type"), ("Reason", "string", ".reason"), ("Object", "string", ".regarding.name"), ("Note", "string", ".note")] },
+    Builtin { group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true, short_names: &[], categories: &["all"], status: true,
+        columns: &[("Status", "string", ".status.conditions[-1:].type"), ("Succeeded", "integer", ".status.succeeded"), ("Failed", "integer", ".status.failed"), AGE] },
+    Builtin { group: "", version: "v1", plural: "serviceaccounts", kind: "ServiceAccount", namespaced: true, short_names: &["sa"], categories: &[], status: false,
+        columns: &[AGE] },
+    Builtin { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true, short_names: &["svc"], categories: &["all"], status: true,
+        columns: &[("Type", "string", ".spec.type"), ("Cluster-IP", "string", ".spec.clusterIP"), AGE] },
+    Builtin { group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true, short_names: &["deploy"], categories: &["all"], status: true,
+        columns: &[("Ready", "integer", ".status.readyReplicas"), ("Available", "integer", ".status.availableReplicas"), AGE] },
+    Builtin { group: "apps", version: "v1", plural: "statefulsets", kind: "StatefulSet", namespaced: true, short_names: &["sts"], categories: &["all"], status: true,
+        columns: &[("Ready", "integer", ".status.readyReplicas"), AGE] },
+    Builtin { group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", kind: "Role", namespaced: true, short_names: &[], categories: &[], status: false,
+        columns: &[AGE] },
+    Builtin { group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings", kind: "RoleBinding", namespaced: true, short_names: &[], categories: &[], status: false,
+        columns: &[("Role", "string", ".roleRef.name"), AGE] },
+    Builtin { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", kind: "ClusterRole", namespaced: false, short_names: &[], categories: &[], status: false,
+        columns: &[AGE] },
+    Builtin { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", kind: "ClusterRoleBinding", namespaced: false, short_names: &[], categories: &[], status: false,
+        columns: &[("Role", "string", ".roleRef.name"), AGE] },
+    Builtin { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true, short_names: &[], categories: &[], status: false,
+        columns: &[("Holder", "string", ".spec.holderIdentity"), AGE] },
+    Builtin { group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", kind: "CustomResourceDefinition", namespaced: false, short_names: &["crd", "crds"], categories: &["api-extensions"], status: true,
+        columns: &[("Created At", "date-time", ".metadata.creationTimestamp")] },
+];
+
+fn column((name, ty, path): Column) -> Value {
+    match ty {
+        "date-time" => {
+            json!({"name": name, "type": "date", "format": "date-time", "jsonPath": path})
+        }
+        _ => json!({"name": name, "type": ty, "jsonPath": path}),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The built-in kinds ([`BUILTINS`]) as served types.
 pub fn builtins() -> Vec<ResourceType> {
-    let age = || col("Age", "date", ".metadata.creationTimestamp");
-    vec![
-        ResourceType::builtin(
-            "",
-            "v1",
-            "namespaces",
-            "Namespace",
-            false,
-            &["ns"],
-            &[],
-            true,
-            vec![col("Status", "string", ".status.phase"), age()],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "pods",
-            "Pod",
-            true,
-            &["po"],
-            &["all"],
-            true,
-            vec![
-                col("Status", "string", ".status.phase"),
-                col("Node", "string", ".spec.nodeName"),
-                age(),
-            ],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "configmaps",
-            "ConfigMap",
-            true,
-            &["cm"],
-            &[],
-            false,
-            vec![age()],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "secrets",
-            "Secret",
-            true,
-            &[],
-            &[],
-            false,
-            vec![col("Type", "string", ".type"), age()],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            false,
-            vec![
-                col("Last Seen", "date", ".lastTimestamp"),
-                col("Type", "string", ".type"),
-                col("Reason", "string", ".reason"),
-                col("Object", "string", ".involvedObject.name"),
-                col("Message", "string", ".message"),
-            ],
-        ),
-        ResourceType::builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            false,
-            vec![
-                col("Type", "string", ".type"),
-                col("Reason", "string", ".reason"),
-                col("Object", "string", ".regarding.name"),
-                col("Note", "string", ".note"),
-            ],
-        ),
-        ResourceType::builtin(
-            "batch",
-            "v1",
-            "jobs",
-            "Job",
-            true,
-            &[],
-            &["all"],
-            true,
-            vec![
-                col("Status", "string", ".status.conditions[-1:].type"),
-                col("Succeeded", "integer", ".status.succeeded"),
-                col("Failed", "integer", ".status.failed"),
-                age(),
-            ],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            &["sa"],
-            &[],
-            false,
-            vec![age()],
-        ),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "services",
-            "Service",
-            true,
-            &["svc"],
-            &["all"],
-            true,
-            vec![
-                col("Type", "string", ".spec.type"),
-                col("Cluster-IP", "string", ".spec.clusterIP"),
-                age(),
-            ],
-        ),
-        ResourceType::builtin(
-            "apps",
-            "v1",
-            "deployments",
-            "Deployment",
-            true,
-            &["deploy"],
-            &["all"],
-            true,
-            vec![
-                col("Ready", "integer", ".status.readyReplicas"),
-                col("Available", "integer", ".status.availableReplicas"),
-                age(),
-            ],
-        ),
-        ResourceType::builtin(
-            "apps",
-            "v1",
-            "statefulsets",
-            "StatefulSet",
-            true,
-            &["sts"],
-            &["all"],
-            true,
-            vec![col("Ready", "integer", ".status.readyReplicas"), age()],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "roles",
-            "Role",
-            true,
-            &[],
-            &[],
-            false,
-            vec![age()],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "rolebindings",
-            "RoleBinding",
-            true,
-            &[],
-            &[],
-            false,
-            vec![col("Role", "string", ".roleRef.name"), age()],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "clusterroles",
-            "ClusterRole",
-            false,
-            &[],
-            &[],
-            false,
-            vec![age()],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "clusterrolebindings",
-            "ClusterRoleBinding",
-            false,
-            &[],
-            &[],
-            false,
-            vec![col("Role", "string", ".roleRef.name"), age()],
-        ),
-        ResourceType::builtin(
-            "coordination.k8s.io",
-            "v1",
-            "leases",
-            "Lease",
-            true,
-            &[],
-            &[],
-            false,
-            vec![col("Holder", "string", ".spec.holderIdentity"), age()],
-        ),
-        ResourceType::builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            false,
-            &["crd", "crds"],
-            &["api-extensions"],
-            true,
-            vec![
-                json!({"name": "Created At", "type": "date", "format": "date-time", "jsonPath": ".metadata.creationTimestamp"}),
-            ],
-        ),
-    ]
+    BUILTINS
+        .iter()
+        .map(|b| ResourceType {
+            group: b.group.into(),
+            version: b.version.into(),
+            plural: b.plural.into(),
+            singular: b.kind.to_lowercase(),
+            kind: b.kind.into(),
+            namespaced: b.namespaced,
+            short_names: strings(b.short_names),
+            categories: strings(b.categories),
+            status_subresource: b.status,
+            printer_columns: b.columns.iter().copied().map(column).collect(),
+            crd: None,
+        })
+        .collect()
 }
 
 /// The resource types a CRD object registers (one per served version), or
@@ -366,7 +212,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)
                 .cloned()
-                .unwrap_or_else(|| vec![col("Age", "date", ".metadata.creationTimestamp")]),
+                .unwrap_or_else(|| vec![column(AGE)]),
             crd: Some(name.to_string()),
         });
     }

@@ -1,8 +1,10 @@
 //! Katib's defaulting, exactly as its mutating webhook does it
-//! (`experiment_defaults.go`; katib-reference.md §2.1), plus two documented
-//! ktune extensions: the Training Operator's `PaddleJob` and `JAXJob` get the
-//! same defaults as the other Kubeflow jobs, and an MPIJob of
-//! `kubeflow.org/v2beta1` (mpi-operator) gets its launcher label as the
+//! (`experiment_defaults.go`; katib-reference.md §2.1). A trial template's
+//! success and failure conditions and primary-pod labels come from the
+//! trial-kind table (`ktune-kinds`), which also gives them to two
+//! documented ktune extensions: the Training Operator's `PaddleJob` and
+//! `JAXJob` get the same defaults as the other Kubeflow jobs, and an MPIJob
+//! of `kubeflow.org/v2beta1` (mpi-operator) gets its launcher label as the
 //! primary-pod label, because that operator labels the launcher
 //! `job-role: launcher`, not `master`.
 //!
@@ -10,6 +12,8 @@
 //! same experiment as applying it once.
 
 use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::enums::{
     CollectorKind, Distribution, FileFormat, FileSystemKind, MetricStrategyType, ObjectiveType,
@@ -31,26 +35,21 @@ pub const DEFAULT_PROMETHEUS_PATH: &str = "/metrics";
 /// Default Prometheus port.
 pub const DEFAULT_PROMETHEUS_PORT: i32 = 8080;
 
-/// Success condition of a `batch/v1` Job and a Kubeflow Trainer `TrainJob`.
-pub const COMPLETE_CONDITION: &str = r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
-/// Success condition of the Kubeflow training-operator jobs.
-pub const SUCCEEDED_CONDITION: &str =
-    r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#;
-/// Failure condition shared by all of the above.
-pub const FAILED_CONDITION: &str = r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
-
-/// The label Kubeflow's training operator puts on a job's primary pod.
-pub const JOB_ROLE_LABEL: &str = "training.kubeflow.org/job-role";
-
-/// Kubeflow training-operator kinds: Katib's four, plus `PaddleJob` and `JAXJob`.
-pub const TRAINING_OPERATOR_KINDS: [&str; 6] = [
-    "TFJob",
-    "PyTorchJob",
-    "XGBoostJob",
-    "MPIJob",
-    "PaddleJob",
-    "JAXJob",
-];
+/// The port a PrometheusMetric collector scrapes for `source.httpGet.port`:
+/// its number; Katib's default (8080) when unset — `0`, as an absent port
+/// reads, or an empty or `"0"` string. `None` for a named port (ktune
+/// resolves none) or a number out of range. Validation and both collector
+/// backends ask this one rule.
+#[must_use]
+pub fn prometheus_port(port: &IntOrString) -> Option<u16> {
+    let default = u16::try_from(DEFAULT_PROMETHEUS_PORT).ok();
+    match port {
+        IntOrString::Int(0) => default,
+        IntOrString::Int(p) => u16::try_from(*p).ok(),
+        IntOrString::String(s) if matches!(s.trim(), "" | "0") => default,
+        IntOrString::String(s) => s.trim().parse().ok().filter(|p| *p > 0),
+    }
+}
 
 /// Something defaulting changed that the user may want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,40 +61,26 @@ pub struct DefaultingNote {
 }
 
 /// The success and failure conditions and primary-pod labels Katib assumes
-/// for a workload kind, or `None` for kinds it has no defaults for.
+/// for a workload kind (the trial-kind table's), or `None` for kinds it
+/// has no defaults for. Like Katib, the kind decides; the apiVersion only
+/// chooses among kinds of one name (the two MPIJobs).
 #[must_use]
 pub fn kind_defaults(
     api_version: &str,
     kind: &str,
-) -> Option<(&'static str, &'static str, BTreeMap<String, String>)> {
-    let labels = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    };
-    match kind {
-        "Job" => Some((COMPLETE_CONDITION, FAILED_CONDITION, BTreeMap::new())),
-        "TrainJob" => Some((
-            COMPLETE_CONDITION,
-            FAILED_CONDITION,
-            labels(&[
-                ("jobset.sigs.k8s.io/replicatedjob-name", "node"),
-                ("batch.kubernetes.io/job-completion-index", "0"),
-            ]),
-        )),
-        "MPIJob" if api_version == "kubeflow.org/v2beta1" => Some((
-            SUCCEEDED_CONDITION,
-            FAILED_CONDITION,
-            labels(&[(JOB_ROLE_LABEL, "launcher")]),
-        )),
-        k if TRAINING_OPERATOR_KINDS.contains(&k) => Some((
-            SUCCEEDED_CONDITION,
-            FAILED_CONDITION,
-            labels(&[(JOB_ROLE_LABEL, "master")]),
-        )),
-        _ => None,
-    }
+) -> Option<(String, String, BTreeMap<String, String>)> {
+    let entry = ktune_kinds::lookup(api_version, kind)?;
+    let conditions = entry.conditions?;
+    let labels = entry
+        .primary_pod_labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Some((
+        conditions.success_condition(),
+        conditions.failure_condition(),
+        labels,
+    ))
 }
 
 /// Applies Katib's defaults in place and returns notes on anything that
@@ -167,7 +152,7 @@ fn default_trial_template(template: &mut TrialTemplate) {
         .unwrap_or("")
         .is_empty()
     {
-        template.success_condition = Some(success.to_owned());
+        template.success_condition = Some(success);
     }
     if template
         .failure_condition
@@ -175,7 +160,7 @@ fn default_trial_template(template: &mut TrialTemplate) {
         .unwrap_or("")
         .is_empty()
     {
-        template.failure_condition = Some(failure.to_owned());
+        template.failure_condition = Some(failure);
     }
     let empty = template
         .primary_pod_labels
@@ -209,7 +194,6 @@ fn default_collector(spec: &mut MetricsCollectorSpec, notes: &mut Vec<Defaulting
             if http.path.as_deref().unwrap_or("").is_empty() {
                 http.path = Some(DEFAULT_PROMETHEUS_PATH.to_owned());
             }
-            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
             if matches!(http.port, IntOrString::Int(0)) {
                 http.port = IntOrString::Int(DEFAULT_PROMETHEUS_PORT);
             }
@@ -244,6 +228,10 @@ fn file_system_path(spec: &mut MetricsCollectorSpec) -> &mut FileSystemPath {
 mod tests {
     use super::*;
     use crate::api::experiment::{ObjectiveSpec, ParameterSpec};
+
+    const SUCCEEDED_CONDITION: &str =
+        r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#;
+    const JOB_ROLE_LABEL: &str = "training.kubeflow.org/job-role";
 
     fn spec_with_template(trial_spec: serde_json::Value) -> ExperimentSpec {
         ExperimentSpec {

@@ -169,6 +169,28 @@ pub struct ObjectiveSpec {
     pub metric_strategies: Vec<MetricStrategy>,
 }
 
+impl ObjectiveSpec {
+    /// The objective metric, then the additional ones: every metric the
+    /// collectors look for.
+    #[must_use]
+    pub fn metric_names(&self) -> Vec<String> {
+        std::iter::once(&self.objective_metric_name)
+            .chain(&self.additional_metric_names)
+            .cloned()
+            .collect()
+    }
+
+    /// How the objective metric's reports reduce to its value (Latest when
+    /// no strategy names it).
+    #[must_use]
+    pub fn objective_strategy(&self) -> MetricStrategyType {
+        self.metric_strategies
+            .iter()
+            .find(|s| s.name == self.objective_metric_name)
+            .map_or(MetricStrategyType::Latest, |s| s.value.clone())
+    }
+}
+
 /// How one metric's many reports reduce to one value.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct MetricStrategy {

@@ -2,8 +2,15 @@
 //! this module parses them once, with a field-named problem for each thing
 //! wrong, so validation and the conversion into a search space share one
 //! reading of the YAML.
+//!
+//! Parsing here is about the text (numbers, integers, which fields a type
+//! takes). Whether the numbers make a valid parameter (order, positive
+//! steps, log bounds, repeated values) is the algorithm library's rule,
+//! asked through [`ParsedParameter::to_spec`] and reported with the field
+//! it concerns, so the rule exists once.
 
-use std::collections::BTreeSet;
+use ktune_algorithms::error::{AlgorithmError, ParameterProblem as Refusal};
+use ktune_algorithms::space::{self, ParamValue};
 
 use super::enums::{Distribution, ParameterType};
 use super::experiment::ParameterSpec;
@@ -132,45 +139,170 @@ pub fn parse_parameter(
             ));
             None
         }
-        Some(ParameterType::Double) => parse_range(space, &distribution, &mut problems, parse_f64)
-            .map(|(min, max, step)| ParsedParameter::Double {
-                min,
-                max,
-                step,
-                distribution: distribution.clone(),
-            }),
-        Some(ParameterType::Int) => parse_range(space, &distribution, &mut problems, parse_i64)
-            .map(|(min, max, step)| ParsedParameter::Int {
-                min,
-                max,
-                step,
-                distribution: distribution.clone(),
-            }),
-        Some(kind @ (ParameterType::Discrete | ParameterType::Categorical)) => {
-            for (field, present) in [
-                ("feasibleSpace.min", space.min.is_some()),
-                ("feasibleSpace.max", space.max.is_some()),
-                ("feasibleSpace.step", space.step.is_some()),
-            ] {
-                if present {
-                    problems.push(problem(
-                        field,
-                        format!("{kind} parameters take a list, not {}", &field[14..]),
-                    ));
+        Some(ParameterType::Double) => {
+            parse_range(space, &mut problems, parse_f64).map(|(min, max, step)| {
+                ParsedParameter::Double {
+                    min,
+                    max,
+                    step,
+                    distribution: distribution.clone(),
                 }
-            }
-            if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
-                problems.push(problem(
-                    "feasibleSpace.distribution",
-                    format!("{kind} parameters are sampled from their list; {distribution} does not apply"),
-                ));
-            }
+            })
+        }
+        Some(ParameterType::Int) => {
+            parse_range(space, &mut problems, parse_i64).map(|(min, max, step)| {
+                ParsedParameter::Int {
+                    min,
+                    max,
+                    step,
+                    distribution: distribution.clone(),
+                }
+            })
+        }
+        Some(kind @ (ParameterType::Discrete | ParameterType::Categorical)) => {
+            list_shape(kind, space, &distribution, &mut problems);
             parse_list(kind, &space.list, &mut problems)
         }
     };
+    if let Some(p) = &parsed {
+        check_with_library(&parameter.name, p, &mut problems);
+    }
     match parsed {
         Some(p) if problems.is_empty() => Ok(p),
         _ => Err(problems),
+    }
+}
+
+/// The library's rules apply to whatever parsed, even beside problems of
+/// shape, so that one reading reports both (not over a list whose items
+/// did not parse: those are reported already).
+fn check_with_library(name: &str, parsed: &ParsedParameter, problems: &mut Vec<ParameterProblem>) {
+    if problems
+        .iter()
+        .any(|p| p.field.starts_with("feasibleSpace.list["))
+    {
+        return;
+    }
+    let name = if name.is_empty() { "parameter" } else { name };
+    if let Err(refused) = parsed.to_spec(name) {
+        problems.push(refusal_problem(&refused, parsed));
+    }
+}
+
+impl ParsedParameter {
+    /// The parameter as the algorithm library's search-space dimension.
+    ///
+    /// # Errors
+    /// The library's [`AlgorithmError`] when the numbers do not make a
+    /// parameter (`min > max`, a step that is not positive, a log
+    /// distribution from zero, an empty list, a value listed twice …).
+    pub fn to_spec(&self, name: &str) -> Result<space::ParameterSpec, AlgorithmError> {
+        match self {
+            Self::Double {
+                min,
+                max,
+                step,
+                distribution,
+            } => space::ParameterSpec::double(
+                name,
+                *min,
+                *max,
+                *step,
+                library_distribution(distribution),
+            ),
+            Self::Int {
+                min,
+                max,
+                step,
+                distribution,
+            } => space::ParameterSpec::int(
+                name,
+                *min,
+                *max,
+                *step,
+                library_distribution(distribution),
+            ),
+            Self::Discrete { texts, .. } => space::ParameterSpec::discrete(
+                name,
+                texts
+                    .iter()
+                    .map(|t| ParamValue::parse_number(t).unwrap_or(ParamValue::Text(t.clone())))
+                    .collect(),
+            ),
+            Self::Categorical { values } => space::ParameterSpec::categorical(name, values.clone()),
+        }
+    }
+}
+
+/// The library's distribution of the same name (`Other` words are refused
+/// by validation; they sample uniformly if they ever get here).
+fn library_distribution(d: &Distribution) -> space::Distribution {
+    space::Distribution::from_katib_name(d.as_str()).unwrap_or(space::Distribution::Uniform)
+}
+
+/// The library's refusal as a problem with the field it concerns (a value
+/// listed twice: its second place in the list).
+fn refusal_problem(refused: &AlgorithmError, parsed: &ParsedParameter) -> ParameterProblem {
+    let AlgorithmError::InvalidParameter { problem: why, .. } = refused else {
+        return problem("feasibleSpace.list", refused.to_string());
+    };
+    let field = match why {
+        Refusal::NotFinite { field: "step", .. }
+        | Refusal::StepNotPositive { .. }
+        | Refusal::TooManyPoints => "feasibleSpace.step".to_owned(),
+        Refusal::NotFinite { field: "min", .. }
+        | Refusal::MinAboveMax { .. }
+        | Refusal::LogNeedsPositiveMin { .. } => "feasibleSpace.min".to_owned(),
+        Refusal::NotFinite { .. } => "feasibleSpace.max".to_owned(),
+        Refusal::EmptyName => "name".to_owned(),
+        Refusal::DuplicateValue { value } => repeated_at(parsed, value).map_or_else(
+            || "feasibleSpace.list".to_owned(),
+            |i| format!("feasibleSpace.list[{i}]"),
+        ),
+        Refusal::EmptyList => "feasibleSpace.list".to_owned(),
+    };
+    problem(&field, why.to_string())
+}
+
+/// Where a value the library found twice occurs the second time.
+fn repeated_at(parsed: &ParsedParameter, value: &str) -> Option<usize> {
+    let texts = match parsed {
+        ParsedParameter::Discrete { texts, .. } => texts,
+        ParsedParameter::Categorical { values } => values,
+        _ => return None,
+    };
+    texts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| *t == value)
+        .nth(1)
+        .map(|(i, _)| i)
+}
+
+/// What a list parameter must not have: bounds, a step, a distribution.
+fn list_shape(
+    kind: &ParameterType,
+    space: &super::experiment::FeasibleSpace,
+    distribution: &Distribution,
+    problems: &mut Vec<ParameterProblem>,
+) {
+    for (field, present) in [
+        ("feasibleSpace.min", space.min.is_some()),
+        ("feasibleSpace.max", space.max.is_some()),
+        ("feasibleSpace.step", space.step.is_some()),
+    ] {
+        if present {
+            problems.push(problem(
+                field,
+                format!("{kind} parameters take a list, not {}", &field[14..]),
+            ));
+        }
+    }
+    if !matches!(distribution, Distribution::Uniform | Distribution::Other(_)) {
+        problems.push(problem(
+            "feasibleSpace.distribution",
+            format!("{kind} parameters are sampled from their list; {distribution} does not apply"),
+        ));
     }
 }
 
@@ -179,46 +311,26 @@ fn parse_list(
     list: &[String],
     problems: &mut Vec<ParameterProblem>,
 ) -> Option<ParsedParameter> {
-    if list.is_empty() {
-        problems.push(problem(
-            "feasibleSpace.list",
-            format!("{kind} parameters need a non-empty list"),
-        ));
-        return None;
-    }
-    let mut seen = BTreeSet::new();
-    let mut values = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let field = format!("feasibleSpace.list[{i}]");
-        if !seen.insert(item.as_str()) {
-            problems.push(problem(&field, format!("{item:?} is listed twice")));
-        }
         if *kind == ParameterType::Discrete {
-            match parse_f64(&field, item) {
-                Ok(v) => values.push(v),
-                Err(p) => problems.push(p),
+            if let Err(p) = parse_f64(&field, item) {
+                problems.push(p);
             }
         } else if item.is_empty() {
             problems.push(problem(&field, "list values must not be empty"));
         }
     }
-    if *kind == ParameterType::Discrete {
-        let numeric: BTreeSet<u64> = values.iter().map(|v| v.to_bits()).collect();
-        if numeric.len() != values.len() && problems.is_empty() {
-            problems.push(problem(
-                "feasibleSpace.list",
-                "two values are the same number",
-            ));
-        }
-        Some(ParsedParameter::Discrete {
-            values,
+    Some(if *kind == ParameterType::Discrete {
+        ParsedParameter::Discrete {
+            values: list.iter().filter_map(|t| t.trim().parse().ok()).collect(),
             texts: list.to_vec(),
-        })
+        }
     } else {
-        Some(ParsedParameter::Categorical {
+        ParsedParameter::Categorical {
             values: list.to_vec(),
-        })
-    }
+        }
+    })
 }
 
 /// Numbers that can be bounds: both `f64` and `i64`.
@@ -244,11 +356,9 @@ impl Bound for i64 {
     fn positive(self) -> bool {
         self > 0
     }
-    #[allow(clippy::cast_precision_loss)]
     fn span_as_f64(min: Self, max: Self) -> f64 {
         (i128::from(max) - i128::from(min)) as f64
     }
-    #[allow(clippy::cast_precision_loss)]
     fn as_f64(self) -> f64 {
         self as f64
     }
@@ -256,7 +366,6 @@ impl Bound for i64 {
 
 fn parse_range<T: Bound>(
     space: &super::experiment::FeasibleSpace,
-    distribution: &Distribution,
     problems: &mut Vec<ParameterProblem>,
     parse: fn(&str, &str) -> Result<T, ParameterProblem>,
 ) -> Option<(T, T, Option<T>)> {
@@ -279,41 +388,20 @@ fn parse_range<T: Bound>(
     let step = field("feasibleSpace.step", space.step.as_ref(), false);
     let step_failed = space.step.is_some() && step.is_none();
     let (min, max) = (min?, max?);
-    let mut ok = !step_failed;
-    if min > max {
-        problems.push(problem(
-            "feasibleSpace.min",
-            format!("min {min} is greater than max {max}"),
-        ));
-        ok = false;
-    }
-    if matches!(
-        distribution,
-        Distribution::LogUniform | Distribution::LogNormal
-    ) && !min.positive()
+    // The library allows a step wider than the range (one point); Katib's
+    // users mean something else by it, so it is refused here.
+    if let Some(step) = step
+        && step.positive()
+        && min < max
+        && step.as_f64() > T::span_as_f64(min, max)
     {
         problems.push(problem(
-            "feasibleSpace.min",
-            format!("{distribution} needs min > 0, got {min}"),
+            "feasibleSpace.step",
+            format!("step {step} is larger than the range {min}..{max}"),
         ));
-        ok = false;
+        return None;
     }
-    if let Some(step) = step {
-        if !step.positive() {
-            problems.push(problem(
-                "feasibleSpace.step",
-                format!("must be positive, got {step}"),
-            ));
-            ok = false;
-        } else if min < max && step.as_f64() > T::span_as_f64(min, max) {
-            problems.push(problem(
-                "feasibleSpace.step",
-                format!("step {step} is larger than the range {min}..{max}"),
-            ));
-            ok = false;
-        }
-    }
-    ok.then_some((min, max, step))
+    (!step_failed).then_some((min, max, step))
 }
 
 #[cfg(test)]

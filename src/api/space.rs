@@ -2,11 +2,10 @@
 //! Experiment's `spec.parameters` as a `ktune_algorithms` search space.
 
 use ktune_algorithms::error::AlgorithmError;
-use ktune_algorithms::space::{self, ParamValue, ParameterSpec, SearchSpace};
+use ktune_algorithms::space::SearchSpace;
 
-use super::enums::Distribution;
 use super::experiment::ExperimentSpec;
-use super::parameters::{ParsedParameter, parse_parameter};
+use super::parameters::parse_parameter;
 
 /// Why the search space could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,15 +30,6 @@ pub enum SpaceError {
     },
 }
 
-fn distribution(d: &Distribution) -> space::Distribution {
-    match d {
-        Distribution::LogUniform => space::Distribution::LogUniform,
-        Distribution::Normal => space::Distribution::Normal,
-        Distribution::LogNormal => space::Distribution::LogNormal,
-        Distribution::Uniform | Distribution::Other(_) => space::Distribution::Uniform,
-    }
-}
-
 /// Builds the search space of an experiment's parameters.
 ///
 /// # Errors
@@ -49,29 +39,7 @@ pub fn search_space(spec: &ExperimentSpec) -> Result<SearchSpace, SpaceError> {
     let mut specs = Vec::with_capacity(parameters.len());
     for (index, p) in parameters.iter().enumerate() {
         let parsed = parse_parameter(p).map_err(|_| SpaceError::Unparsed { index })?;
-        let name = p.name.clone();
-        let built = match parsed {
-            ParsedParameter::Double {
-                min,
-                max,
-                step,
-                distribution: d,
-            } => ParameterSpec::double(name, min, max, step, distribution(&d)),
-            ParsedParameter::Int {
-                min,
-                max,
-                step,
-                distribution: d,
-            } => ParameterSpec::int(name, min, max, step, distribution(&d)),
-            ParsedParameter::Discrete { texts, .. } => ParameterSpec::discrete(
-                name,
-                texts
-                    .iter()
-                    .map(|t| ParamValue::parse_number(t).unwrap_or(ParamValue::Text(t.clone())))
-                    .collect(),
-            ),
-            ParsedParameter::Categorical { values } => ParameterSpec::categorical(name, values),
-        };
+        let built = parsed.to_spec(&p.name);
         specs.push(built.map_err(|source| SpaceError::Refused {
             path: format!("spec.parameters[{index}]"),
             source,

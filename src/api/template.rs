@@ -300,6 +300,56 @@ fn substitute_all(
     })
 }
 
+/// A trial template found once (its ConfigMap read) and rendered for each
+/// trial: what `ktune run`, the controller and `ktune suggest` share, so a
+/// trial's workload is made one way everywhere.
+#[derive(Debug, Clone)]
+pub struct ResolvedTemplate {
+    workload: Value,
+    trial_parameters: Vec<TrialParameterSpec>,
+    namespace: String,
+}
+
+impl ResolvedTemplate {
+    /// Finds the workload of `template` (see [`resolve_template`]) for
+    /// trials in `namespace`.
+    ///
+    /// # Errors
+    /// [`TemplateError`] when the workload cannot be found.
+    pub fn new(
+        template: &TrialTemplate,
+        namespace: &str,
+        configmaps: &ConfigMaps,
+    ) -> Result<Self, TemplateError> {
+        Ok(Self {
+            workload: resolve_template(template, configmaps)?,
+            trial_parameters: template.trial_parameters.clone().unwrap_or_default(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// The workload of trial `trial` with these parameter assignments
+    /// (see [`render`]).
+    ///
+    /// # Errors
+    /// [`TemplateError`] when a referenced value is missing or a reference
+    /// is invalid.
+    pub fn render(
+        &self,
+        trial: &str,
+        assignment: &[(String, String)],
+    ) -> Result<Value, TemplateError> {
+        let values: BTreeMap<String, String> = assignment.iter().cloned().collect();
+        render(
+            &self.workload,
+            &self.trial_parameters,
+            &values,
+            trial,
+            &self.namespace,
+        )
+    }
+}
+
 /// Renders a trial's workload: every `${trialParameters.x}` is replaced by
 /// the value of what trial parameter `x` references (an assignment by
 /// parameter name, or trial metadata), and `metadata.name` /

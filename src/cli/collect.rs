@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::api::enums::FileFormat;
+use crate::metrics::lines::LineFormat;
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV};
-use crate::metrics::stream::{self, FileFormat, StreamOptions};
-use crate::metrics::text::TextParser;
+use crate::metrics::stream::{self, StreamOptions};
 
 /// Arguments of `ktune collect-file`.
 #[derive(Debug, clap::Args)]
@@ -33,13 +34,8 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let format = if args.format.eq_ignore_ascii_case("JSON") {
-        FileFormat::Json(args.metrics.clone())
-    } else {
-        FileFormat::Text(
-            TextParser::new(args.metrics.iter().cloned(), &args.filters).context("--filter")?,
-        )
-    };
+    let format = FileFormat::from_word(&args.format.to_ascii_uppercase());
+    let format = LineFormat::new(&format, &args.metrics, &args.filters).context("--filter")?;
     let options = StreamOptions {
         path: args.path.clone(),
         format,

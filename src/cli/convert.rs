@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::api::load::{ConfigMaps, Document, read_documents};
+use crate::api::load::{ConfigMaps, Document};
 use crate::api::prepare;
 use crate::api::validate::Context;
 
@@ -62,15 +62,9 @@ pub struct Args {
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut err = std::io::stderr().lock();
-    let mut documents: Vec<Document> = Vec::new();
-    for file in &args.files {
-        match read_documents(file) {
-            Ok(docs) => documents.extend(docs),
-            Err(e) => {
-                writeln!(err, "{}: error: {e}", file.display())?;
-                return Ok(ExitCode::from(EXIT_USAGE));
-            }
-        }
+    let (documents, unreadable) = super::validate::read_all(&args.files, &mut err)?;
+    if unreadable {
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let configmaps = ConfigMaps::from_documents(&documents);
     let context = Context {
@@ -98,31 +92,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         experiments += 1;
-        let prepared = match prepare(&doc.value, context) {
-            Ok(p) if p.report.is_valid() => p,
-            Ok(p) => {
-                writeln!(err, "{}: invalid, not converted:", doc.origin())?;
-                for issue in &p.report.errors {
-                    writeln!(err, "  error: {issue}")?;
-                }
-                invalid = true;
-                continue;
-            }
-            Err(e) => {
-                writeln!(err, "{}: invalid, not converted: {e}", doc.origin())?;
-                invalid = true;
-                continue;
-            }
-        };
-        for issue in &prepared.report.warnings {
-            writeln!(err, "{}: warning: {issue}", doc.origin())?;
+        match convert(args.defaults, doc, context, &mut err)? {
+            Some(value) => converted.push(value),
+            None => invalid = true,
         }
-        let value = if args.defaults {
-            serde_json::to_value(&prepared.experiment)?
-        } else {
-            doc.value.clone()
-        };
-        converted.push(to_ktune(value));
     }
     if experiments == 0 {
         writeln!(err, "error: no Experiment document in the given files")?;
@@ -131,8 +104,47 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if invalid {
         return Ok(ExitCode::from(EXIT_INVALID));
     }
-    let mut out = std::io::stdout().lock();
-    match args.output {
+    write_all(&mut std::io::stdout().lock(), args.output, converted)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One valid Experiment as a ktune one (with its defaults spelled out when
+/// `defaults`); `None`, with the reasons on `err`, when it is invalid.
+fn convert(
+    defaults: bool,
+    doc: &Document,
+    context: Context<'_>,
+    err: &mut impl Write,
+) -> anyhow::Result<Option<Value>> {
+    let prepared = match prepare(&doc.value, context) {
+        Ok(p) if p.report.is_valid() => p,
+        Ok(p) => {
+            writeln!(err, "{}: invalid, not converted:", doc.origin())?;
+            for issue in &p.report.errors {
+                writeln!(err, "  error: {issue}")?;
+            }
+            return Ok(None);
+        }
+        Err(e) => {
+            writeln!(err, "{}: invalid, not converted: {e}", doc.origin())?;
+            return Ok(None);
+        }
+    };
+    for issue in &prepared.report.warnings {
+        writeln!(err, "{}: warning: {issue}", doc.origin())?;
+    }
+    let value = if defaults {
+        serde_json::to_value(&prepared.experiment)?
+    } else {
+        doc.value.clone()
+    };
+    Ok(Some(to_ktune(value)))
+}
+
+/// The converted documents as one YAML stream, or one JSON document (a
+/// `List` when there are several).
+fn write_all(out: &mut impl Write, output: Output, converted: Vec<Value>) -> anyhow::Result<()> {
+    match output {
         Output::Yaml => {
             for (i, value) in converted.iter().enumerate() {
                 if i > 0 {
@@ -149,7 +161,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A Katib Experiment as a ktune one.

@@ -1,4 +1,6 @@
-//! `ktune crds`: the CRD manifests, generated from the Rust types.
+//! `ktune crds` and `ktune rbac`: the install manifests generated from
+//! ktune's code (the CRDs from the Rust types, the RBAC rules from the
+//! controller's needs and the trial-kind table).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,5 +39,13 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         out.write_all(yaml.as_bytes())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ktune rbac`: the controller's RBAC manifest, as `deploy/rbac.yaml` holds it.
+pub(super) fn rbac() -> anyhow::Result<ExitCode> {
+    std::io::stdout()
+        .lock()
+        .write_all(crate::controller::rbac::manifest().as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

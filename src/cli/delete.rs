@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 use super::{EXIT_INVALID, EXIT_RETRY, EXIT_USAGE};
 use crate::engine::driver::LEASE_TTL;
-use crate::store::{LeaseHolder, SqlStore, StoreError};
+use crate::store::{LeaseHolder, SqlStore, Store as _, StoreError};
 
 /// Arguments of `ktune delete`.
 #[derive(Debug, clap::Args)]

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::engine::decide::Counts;
 use crate::store::{
-    ExperimentRecord, SqlStore, TrialRow, best_trial, state_to_str, without_password,
+    ExperimentRecord, SqlStore, Store as _, TrialRow, best_trial, without_password,
 };
 
 use super::EXIT_INVALID;
@@ -201,7 +201,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
                 let rows: Vec<_> = trials
                     .iter()
                     .map(|t| {
-                        json!({"name": t.name, "state": state_to_str(t.state), "reason": t.reason,
+                        json!({"name": t.name, "state": t.state.as_str(), "reason": t.reason,
                                "message": t.message, "objective": t.objective,
                                "parameters": t.assignment.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                                "labels": t.labels, "createdAt": t.created_at,
@@ -217,7 +217,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
                 let header: Vec<String> = ["name", "state", "objective"].iter().map(|s| (*s).to_owned()).chain(names.iter().cloned()).collect();
                 writeln!(out, "{}", header.iter().map(|h| csv(h)).collect::<Vec<_>>().join(","))?;
                 for t in &trials {
-                    let mut cells = vec![csv(&t.name), state_to_str(t.state).to_owned(), t.objective.map(|v| v.to_string()).unwrap_or_default()];
+                    let mut cells = vec![csv(&t.name), t.state.as_str().to_owned(), t.objective.map(|v| v.to_string()).unwrap_or_default()];
                     cells.extend(t.assignment.iter().map(|(_, v)| csv(v)));
                     writeln!(out, "{}", cells.join(","))?;
                 }
@@ -226,7 +226,7 @@ pub(super) fn trials(args: &TrialsArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{:<28} {:<18} {:>12}  PARAMETERS", "NAME", "STATE", "OBJECTIVE")?;
                 for t in &trials {
                     let objective = t.objective.map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".to_owned());
-                    writeln!(out, "{:<28} {:<18} {:>12}  {}", t.name, state_to_str(t.state), objective, params(t))?;
+                    writeln!(out, "{:<28} {:<18} {:>12}  {}", t.name, t.state.as_str(), objective, params(t))?;
                 }
             }
         }

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use ktune_algorithms::suggest::SuggestRequest;
+use ktune_algorithms::suggest::{SuggestRequest, Suggestion};
 use serde_json::{Value, json};
 
 use crate::api::plan::ExperimentPlan;
-use crate::api::template::{render, resolve_template};
+use crate::api::template::ResolvedTemplate;
+use crate::engine::trial_name;
 use crate::runner::replicas::plan as replica_plan;
 
 use super::EXIT_INVALID;
@@ -44,30 +45,42 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let super::Loaded {
-        origin,
-        configmaps,
-        prepared,
-    } = super::load_experiment(&args.files)?;
-    let mut out = std::io::stdout().lock();
-    let plan = match ExperimentPlan::new(&prepared.experiment, &prepared.report) {
+    let loaded = super::load_experiment(&args.files)?;
+    let plan = match ExperimentPlan::new(&loaded.prepared.experiment, &loaded.prepared.report) {
         Ok(plan) => plan,
         Err(e) => {
-            writeln!(std::io::stderr(), "{}: {e}", origin)?;
+            writeln!(std::io::stderr(), "{}: {e}", loaded.origin)?;
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
-    let count = args.count.unwrap_or(plan.parallel_trial_count as usize);
     let request = SuggestRequest {
         space: &plan.space,
         objective: &plan.objective,
         history: &[],
-        count,
+        count: args.count.unwrap_or(plan.parallel_trial_count as usize),
         seed: args.seed,
         state: None,
     };
     let suggestions = plan.suggester.suggest(&request)?;
-    let experiment = &prepared.experiment;
+    let trials = dry_trials(&loaded, &suggestions.suggestions)?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&trials)?)?,
+        Output::Table => {
+            print_table(&mut out, &trials)?;
+            if suggestions.exhausted {
+                writeln!(out, "(the search space is exhausted after these)")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The trials the suggestions would become, named and rendered as the
+/// engine names and renders them: name, parameters, labels, the primary
+/// container's command and the workload.
+fn dry_trials(loaded: &super::Loaded, suggestions: &[Suggestion]) -> anyhow::Result<Vec<Value>> {
+    let experiment = &loaded.prepared.experiment;
     let name = experiment.metadata.name.as_deref().unwrap_or("experiment");
     let namespace = experiment
         .metadata
@@ -79,21 +92,17 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .trial_template
         .as_ref()
         .context("no trial template")?;
-    let workload = resolve_template(template, &configmaps)?;
-    let trial_parameters = template.trial_parameters.as_deref().unwrap_or_default();
+    let resolved = ResolvedTemplate::new(template, namespace, &loaded.configmaps)?;
     let primary = template
         .primary_container_name
         .as_deref()
         .unwrap_or_default();
     let mut trials = Vec::new();
-    for (i, suggestion) in suggestions.suggestions.iter().enumerate() {
-        let values: BTreeMap<String, String> = suggestion
-            .assignment
-            .to_katib_strings()
-            .into_iter()
-            .collect();
-        let trial_name = format!("{name}-{:04}", i + 1);
-        let rendered = render(&workload, trial_parameters, &values, &trial_name, namespace)?;
+    for (i, suggestion) in suggestions.iter().enumerate() {
+        let assignment = suggestion.assignment.to_katib_strings();
+        let trial_name = trial_name(name, i + 1);
+        let rendered = resolved.render(&trial_name, &assignment)?;
+        let values: BTreeMap<String, String> = assignment.into_iter().collect();
         trials.push(json!({
             "name": trial_name,
             "parameters": values,
@@ -102,33 +111,30 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "workload": rendered,
         }));
     }
-    match args.output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&trials)?)?,
-        Output::Table => {
-            for trial in &trials {
-                let parameters = trial["parameters"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .unwrap_or_default();
-                writeln!(
-                    out,
-                    "{}  {parameters}",
-                    trial["name"].as_str().unwrap_or_default()
-                )?;
-                if let Some(command) = trial["command"].as_array() {
-                    let words: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
-                    writeln!(out, "    $ {}", words.join(" "))?;
-                }
-            }
-            if suggestions.exhausted {
-                writeln!(out, "(the search space is exhausted after these)")?;
-            }
+    Ok(trials)
+}
+
+/// One line per trial (its name and parameters), then its command.
+fn print_table(out: &mut impl Write, trials: &[Value]) -> std::io::Result<()> {
+    for trial in trials {
+        let parameters = trial["parameters"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}  {parameters}",
+            trial["name"].as_str().unwrap_or_default()
+        )?;
+        if let Some(command) = trial["command"].as_array() {
+            let words: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
+            writeln!(out, "    $ {}", words.join(" "))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crate::api::load::{ConfigMaps, Document, read_documents};
 use crate::api::validate::{Context, Report};
-use crate::api::{Experiment, prepare};
+use crate::api::{Experiment, PreparedExperiment, prepare};
 
 use super::printable::Printable;
 use super::{EXIT_INVALID, EXIT_USAGE};
@@ -47,18 +47,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // characters escaped.
     let mut out = Printable(std::io::stdout().lock());
     let mut err = Printable(std::io::stderr().lock());
-    let mut documents: Vec<Document> = Vec::new();
-    let mut unreadable = false;
+    let (documents, unreadable) = read_all(&args.files, &mut err)?;
     let mut invalid = false;
-    for file in &args.files {
-        match read_documents(file) {
-            Ok(docs) => documents.extend(docs),
-            Err(e) => {
-                writeln!(err, "{}: error: {e}", file.display())?;
-                unreadable = true;
-            }
-        }
-    }
     let configmaps = ConfigMaps::from_documents(&documents);
     let context = Context {
         configmaps: &configmaps,
@@ -89,40 +79,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let report = &prepared.report;
-        let valid = report.is_valid() && (!args.strict || report.warnings.is_empty());
-        invalid |= !valid;
-        match args.output {
-            Output::Summary => {
-                let verdict = if valid { "valid" } else { "invalid" };
-                writeln!(
-                    out,
-                    "{}: {verdict}: {}",
-                    doc.origin(),
-                    summary(&prepared.experiment)
-                )?;
-                write_report(&mut out, report)?;
-            }
-            Output::Yaml | Output::Json => {
-                if args.output == Output::Yaml {
-                    if printed > 0 {
-                        writeln!(out, "---")?;
-                    }
-                    out.write_all(serde_saphyr::to_string(&prepared.experiment)?.as_bytes())?;
-                } else {
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string_pretty(&prepared.experiment)?
-                    )?;
-                }
-                printed += 1;
-                if !report.errors.is_empty() || !report.warnings.is_empty() {
-                    writeln!(err, "{}:", doc.origin())?;
-                    write_report(&mut err, report)?;
-                }
-            }
-        }
+        invalid |= !print_prepared(args, &mut out, &mut err, doc, &prepared, printed)?;
+        printed += 1;
     }
     if experiments == 0 && !unreadable {
         writeln!(err, "error: no Experiment document in the given files")?;
@@ -135,6 +93,72 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every document of every file, and whether a file could not be read
+/// (said on `err`).
+pub(super) fn read_all(
+    files: &[PathBuf],
+    err: &mut impl Write,
+) -> std::io::Result<(Vec<Document>, bool)> {
+    let mut documents = Vec::new();
+    let mut unreadable = false;
+    for file in files {
+        match read_documents(file) {
+            Ok(docs) => documents.extend(docs),
+            Err(e) => {
+                writeln!(err, "{}: error: {e}", file.display())?;
+                unreadable = true;
+            }
+        }
+    }
+    Ok((documents, unreadable))
+}
+
+/// One experiment's verdict and report, or its defaulted form (YAML or
+/// JSON, after `printed` others) with the report on `err`; whether it is
+/// valid (without warnings under `--strict`).
+fn print_prepared(
+    args: &Args,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    doc: &Document,
+    prepared: &PreparedExperiment,
+    printed: usize,
+) -> anyhow::Result<bool> {
+    let report = &prepared.report;
+    let valid = report.is_valid() && (!args.strict || report.warnings.is_empty());
+    match args.output {
+        Output::Summary => {
+            let verdict = if valid { "valid" } else { "invalid" };
+            writeln!(
+                out,
+                "{}: {verdict}: {}",
+                doc.origin(),
+                summary(&prepared.experiment)
+            )?;
+            write_report(out, report)?;
+        }
+        Output::Yaml | Output::Json => {
+            if args.output == Output::Yaml {
+                if printed > 0 {
+                    writeln!(out, "---")?;
+                }
+                out.write_all(serde_saphyr::to_string(&prepared.experiment)?.as_bytes())?;
+            } else {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&prepared.experiment)?
+                )?;
+            }
+            if !report.errors.is_empty() || !report.warnings.is_empty() {
+                writeln!(err, "{}:", doc.origin())?;
+                write_report(err, report)?;
+            }
+        }
+    }
+    Ok(valid)
 }
 
 fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 
 use crate::engine::decide::Counts;
 use crate::engine::{Event, RunSummary};
-use crate::store::state_to_str;
 
 /// How `ktune run` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -239,7 +238,7 @@ pub fn event_json(event: &Event) -> Value {
         } => json!({
             "event": "finished",
             "trial": trial,
-            "state": state_to_str(*state),
+            "state": state.as_str(),
             "objective": objective.filter(|v| v.is_finite()),
             "reason": reason,
         }),

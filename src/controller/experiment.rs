@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use super::collect::{self, ClusterCollector};
+use super::collect;
 use super::health::{Backoff, transient};
 use super::kinds::not_allowed;
 use super::status::{self, apply_status, experiment_status, trial_status};
@@ -47,8 +47,9 @@ use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, ExperimentStatus, PreparedExperiment, Trial, TrialStatus, prepare};
 use crate::engine::{BestTrial, Engine, EngineError, EngineOptions, Event, RunSummary};
 use crate::metrics::MetricLog;
+use crate::metrics::kinds::KindCollector;
 use crate::metrics::reduce::reduce;
-use crate::store::{ExperimentState, TrialRow};
+use crate::store::{ExperimentState, Store as _, TrialRow};
 
 /// The finalizer that stops an experiment's worker before it goes.
 pub const FINALIZER: &str = "ktune.dev/cleanup";
@@ -117,9 +118,8 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
         experiment = %experiment.name_any()
     );
     let wake = Arc::new(Notify::new());
-    let task = tokio::spawn(
-        run_worker(Arc::clone(ctx), experiment, Arc::clone(&wake)).instrument(span),
-    );
+    let task =
+        tokio::spawn(run_worker(Arc::clone(ctx), experiment, Arc::clone(&wake)).instrument(span));
     workers.insert(
         uid,
         Worker {
@@ -227,7 +227,7 @@ struct Setup {
     metrics: Vec<String>,
     algorithm: String,
     runner: ClusterRunner,
-    collector: ClusterCollector,
+    collector: KindCollector,
 }
 
 impl Setup {
@@ -258,27 +258,24 @@ impl Setup {
             refuse(ctx, experiment, "TrialResourceNotAllowed", &message).await?;
             return Ok(None);
         }
-        let text = |key: &str| workload.get(key).and_then(|k| k.as_str()).unwrap_or_default();
-        let metrics: Vec<String> = spec
-            .objective
-            .as_ref()
-            .map(|o| {
-                std::iter::once(o.objective_metric_name.clone())
-                    .chain(o.additional_metric_names.iter().cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let text = |key: &str| {
+            workload
+                .get(key)
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+        };
+        let metrics = crate::metrics::metric_names(spec);
         let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()))
             .with_caches(ctx.caches.clone());
         let kind = (text("apiVersion"), text("kind"));
-        let (runner, collector) =
-            match collect::for_experiment(ctx, spec, (&namespace, kind), &template, &metrics, runner)? {
-                Ok(pair) => pair,
-                Err(refusal) => {
-                    refuse(ctx, experiment, refusal.reason, &refusal.message).await?;
-                    return Ok(None);
-                }
-            };
+        let setup = collect::for_experiment(ctx, spec, (&namespace, kind), &template, runner);
+        let (runner, collector) = match setup.await {
+            Ok(pair) => pair,
+            Err(refusal) => {
+                refuse(ctx, experiment, refusal.reason, &refusal.message).await?;
+                return Ok(None);
+            }
+        };
         let algorithm = spec
             .algorithm
             .as_ref()
@@ -303,7 +300,9 @@ impl Setup {
             gpus: Vec::new(),
             store_key: Some(format!(
                 "{}/{}/{}",
-                experiment.namespace().unwrap_or_else(|| "default".to_owned()),
+                experiment
+                    .namespace()
+                    .unwrap_or_else(|| "default".to_owned()),
                 experiment.name_any(),
                 experiment.uid().unwrap_or_default()
             )),
@@ -503,7 +502,9 @@ impl<'a> Report<'a> {
             .iter()
             .map(|t| (status::trial_condition(t.state).0, 1))
             .collect();
-        self.ctx.ops.set_trials(&self.namespace, &self.name, &counts);
+        self.ctx
+            .ops
+            .set_trials(&self.namespace, &self.name, &counts);
         Ok(experiment_status(rows, best.zip(metrics), state, reason))
     }
 
@@ -515,7 +516,11 @@ impl<'a> Report<'a> {
     ///
     /// # Errors
     /// The API's, other than transient ones.
-    async fn write(&mut self, status: &ExperimentStatus, now: bool) -> Result<bool, ControllerError> {
+    async fn write(
+        &mut self,
+        status: &ExperimentStatus,
+        now: bool,
+    ) -> Result<bool, ControllerError> {
         let flushed = self.updates.flush(self.ctx, &self.trials).await;
         if self.written.as_ref().is_some_and(|(w, _)| w == status) {
             return Ok(flushed);

@@ -5,8 +5,10 @@
 //! (`ktune controller --trial-resources`): it watches those that are
 //! served, and an experiment whose template is of another kind fails at
 //! once with [`not_allowed`]'s reason (Katib instead creates such a
-//! workload and never sees it finish). `deploy/rbac.yaml` grants exactly
-//! the default list, and deploy/deployment.yaml passes it explicitly.
+//! workload and never sees it finish). The default list is every kind of
+//! the trial-kind table (`ktune-kinds`); `deploy/rbac.yaml`, generated
+//! from the same table (`ktune rbac`), grants exactly it, and
+//! deploy/deployment.yaml passes it explicitly.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,24 +26,6 @@ pub struct TrialResource {
     /// `kubeflow.org`; empty for the core group.
     pub group: String,
 }
-
-/// Every kind ktune runs, the default of `--trial-resources`: Katib's
-/// standalone list plus the other Kubeflow jobs, mpi-operator's MPIJob,
-/// Argo and Tekton.
-pub const DEFAULT_TRIAL_RESOURCES: &[&str] = &[
-    "Job.v1.batch",
-    "PyTorchJob.v1.kubeflow.org",
-    "TFJob.v1.kubeflow.org",
-    "XGBoostJob.v1.kubeflow.org",
-    "PaddleJob.v1.kubeflow.org",
-    "JAXJob.v1.kubeflow.org",
-    "MPIJob.v1.kubeflow.org",
-    "MPIJob.v2beta1.kubeflow.org",
-    "TrainJob.v1alpha1.trainer.kubeflow.org",
-    "Workflow.v1alpha1.argoproj.io",
-    "PipelineRun.v1.tekton.dev",
-    "PipelineRun.v1beta1.tekton.dev",
-];
 
 /// A `--trial-resources` entry that is not `Kind.version.group`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,24 +73,34 @@ impl TrialResource {
         })
     }
 
-    /// The API resource (plural guessed as kube does: `pytorchjobs`).
+    /// The API resource: the plural from the trial-kind table, or for a
+    /// kind it does not know, guessed as kube does (`pytorchjobs`).
     #[must_use]
     pub fn api_resource(&self) -> ApiResource {
-        ApiResource::from_gvk(&GroupVersionKind::gvk(
-            &self.group,
-            &self.version,
-            &self.kind,
-        ))
+        let gvk = GroupVersionKind::gvk(&self.group, &self.version, &self.kind);
+        match ktune_kinds::find(&self.group, &self.version, &self.kind) {
+            Some(known) => ApiResource::from_gvk_with_plural(&gvk, known.plural),
+            None => ApiResource::from_gvk(&gvk),
+        }
     }
 }
 
-/// The defaults, parsed.
+impl From<&ktune_kinds::TrialKind> for TrialResource {
+    fn from(kind: &ktune_kinds::TrialKind) -> Self {
+        Self {
+            kind: kind.kind.to_owned(),
+            version: kind.version.to_owned(),
+            group: kind.group.to_owned(),
+        }
+    }
+}
+
+/// Every kind of the trial-kind table, the default of `--trial-resources`:
+/// Katib's standalone list plus the other Kubeflow jobs, mpi-operator's
+/// MPIJob, Argo and Tekton.
 #[must_use]
 pub fn default_trial_resources() -> Vec<TrialResource> {
-    DEFAULT_TRIAL_RESOURCES
-        .iter()
-        .filter_map(|r| r.parse().ok())
-        .collect()
+    ktune_kinds::KINDS.iter().map(TrialResource::from).collect()
 }
 
 /// Why a workload may not run as a trial, or `None` when it may.
@@ -130,22 +124,14 @@ pub fn not_allowed(workload: &Value, allowed: &[TrialResource]) -> Option<String
 }
 
 /// The label every pod of a workload carries with the workload's name, as
-/// its controller sets it (`job-name` for a Job,
-/// `training.kubeflow.org/job-name` for the Kubeflow jobs, the JobSet's
-/// name for a TrainJob, the Workflow's or PipelineRun's name for Argo and
-/// Tekton); `None` for other kinds, whose pods only `primaryPodLabels`
-/// select.
+/// its controller sets it (the trial-kind table's `owner_label`: `job-name`
+/// for a Job, `training.kubeflow.org/job-name` for the Kubeflow jobs, the
+/// JobSet's name for a TrainJob, the Workflow's or PipelineRun's name for
+/// Argo and Tekton); `None` for other kinds, whose pods only
+/// `primaryPodLabels` select.
 #[must_use]
 pub fn owner_label(api_version: &str, kind: &str) -> Option<&'static str> {
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    match (group, kind) {
-        ("batch", "Job") => Some("job-name"),
-        ("kubeflow.org", _) => Some("training.kubeflow.org/job-name"),
-        ("trainer.kubeflow.org", "TrainJob") => Some("jobset.sigs.k8s.io/jobset-name"),
-        ("argoproj.io", "Workflow") => Some("workflows.argoproj.io/workflow"),
-        ("tekton.dev", "PipelineRun") => Some("tekton.dev/pipelineRun"),
-        _ => None,
-    }
+    ktune_kinds::in_group(api_version, kind)?.owner_label
 }
 
 #[cfg(test)]
@@ -164,10 +150,16 @@ mod tests {
         assert_eq!(r.api_resource().plural, "trainjobs");
         assert!("Job".parse::<TrialResource>().is_err());
         assert!(".v1.batch".parse::<TrialResource>().is_err());
-        assert_eq!(
-            default_trial_resources().len(),
-            DEFAULT_TRIAL_RESOURCES.len()
-        );
+        let defaults: Vec<String> = default_trial_resources()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(defaults[0], "Job.v1.batch");
+        assert!(defaults.contains(&"MPIJob.v2beta1.kubeflow.org".to_owned()));
+        assert_eq!(defaults.len(), ktune_kinds::KINDS.len());
+        for text in &defaults {
+            assert_eq!(text.parse::<TrialResource>().unwrap().to_string(), *text);
+        }
     }
 
     #[test]

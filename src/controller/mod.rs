@@ -9,11 +9,9 @@
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
-//! - [`push`], [`sidecar`], [`scrape`], [`collect`]: Push metrics (an
-//!   endpoint, a token per trial in a Secret), File (a native sidecar
-//!   streaming to that endpoint) and PrometheusMetric (the primary pod
-//!   scraped) beside StdOut from the logs;
-//! - [`logs`]: StdOut metrics from the primary pod's log;
+//! - [`collect`]: the experiment's collector, from the one factory of
+//!   [`crate::metrics::kinds`] (StdOut, File, PrometheusMetric and Push
+//!   each have their cluster half there);
 //! - [`status`]: the status documents, as pure functions;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`leader`]: leader election on a Lease, so that one replica works;
@@ -28,12 +26,9 @@ pub mod experiment;
 pub mod health;
 pub mod kinds;
 pub mod leader;
-pub mod logs;
 pub mod ops;
-pub mod push;
-pub mod scrape;
+pub mod rbac;
 pub mod served;
-pub mod sidecar;
 pub mod status;
 pub mod trial;
 pub mod watch;
@@ -59,6 +54,8 @@ use watch::Caches;
 
 use crate::api::{Experiment, Trial};
 use crate::engine::EngineError;
+use crate::metrics::kinds::push;
+use crate::metrics::push::PushServer;
 use crate::store::SqlStore;
 
 /// Why reconciling failed.
@@ -241,7 +238,7 @@ pub struct Context {
     /// Workloads created and not seen in their cache yet.
     created: watch::Expectations,
     ops: Arc<ops::Ops>,
-    push: Option<Arc<push::ClusterPush>>,
+    push: Option<Arc<PushServer>>,
     /// Failed reconciles in a row, by object (for the error policy's backoff).
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -263,7 +260,7 @@ impl Context {
         store: Arc<SqlStore>,
         options: ControllerOptions,
         ops: Arc<ops::Ops>,
-        push: Option<Arc<push::ClusterPush>>,
+        push: Option<Arc<PushServer>>,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
@@ -420,7 +417,11 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// same object in a row. An outage is logged by [`ApiHealth`], not here;
 /// other errors are logged at the first failure and then each time the
 /// count doubles, not at every retry.
-fn error_policy<K: Reconciled>(object: Arc<K>, error: &ControllerError, ctx: Arc<Context>) -> Action {
+fn error_policy<K: Reconciled>(
+    object: Arc<K>,
+    error: &ControllerError,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.ops.count_error(K::CONTROLLER, error.kind());
     let failures = ctx.failed(object_key(object.as_ref()));
     let transient = error.transient();
@@ -515,7 +516,7 @@ async fn terms(first: Context, watched: &Watched, shutdown: Stop) -> Result<(), 
             && let Some(addr) = ctx.options.push_listen
         {
             let url = ctx.options.push_url.clone();
-            ctx.push = Some(Arc::new(push::ClusterPush::start(addr, url).await?));
+            ctx.push = Some(Arc::new(push::listen(addr, url).await?));
         }
         let next = ctx.fresh();
         if !term(ctx, watched, shutdown.clone(), elector.as_mut()).await {
@@ -650,7 +651,13 @@ async fn term(
 /// A custom resource one of the controllers reconciles: what differs
 /// between the Experiment and the Trial controller.
 trait Reconciled:
-    Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// The controller's name (metrics, logs).
     const CONTROLLER: &'static str;

@@ -48,33 +48,16 @@ pub async fn check(client: &Client, resource: &TrialResource) -> Result<Served, 
 }
 
 /// Why a trial of `resource` cannot run: which kind, which group/version,
-/// and what to install.
+/// and what to install (the trial-kind table's; for a kind it does not
+/// know, what serves its group, else its CRD).
 #[must_use]
 pub fn not_served(resource: &TrialResource) -> String {
     let api_version = resource.api_resource().api_version;
+    let hint = ktune_kinds::install_hint(&resource.group, &resource.version, &resource.kind);
     format!(
-        "{} {api_version} is not served by this cluster: {}",
-        resource.kind,
-        install_hint(resource)
+        "{} {api_version} is not served by this cluster: {hint}",
+        resource.kind
     )
-}
-
-/// What serves a kind, by its group (and version, for the two MPIJobs).
-fn install_hint(resource: &TrialResource) -> &'static str {
-    match (
-        resource.group.as_str(),
-        resource.kind.as_str(),
-        resource.version.as_str(),
-    ) {
-        ("kubeflow.org", "MPIJob", "v2beta1") => {
-            "install the MPI operator (github.com/kubeflow/mpi-operator)"
-        }
-        ("kubeflow.org", _, _) => "install the Kubeflow training operator",
-        ("trainer.kubeflow.org", _, _) => "install Kubeflow Trainer",
-        ("argoproj.io", _, _) => "install Argo Workflows",
-        ("tekton.dev", _, _) => "install Tekton Pipelines",
-        _ => "install the CustomResourceDefinition that defines it",
-    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ktune_algorithms::history::TrialState;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -196,7 +196,10 @@ pub fn stamped_trial(mut status: TrialStatus, now: &Time) -> TrialStatus {
     status.last_reconcile_time = Some(now.clone());
     let ended = status.conditions.iter().any(|c| {
         c.status == ConditionStatus::True
-            && !matches!(c.type_, TrialConditionType::Created | TrialConditionType::Running)
+            && !matches!(
+                c.type_,
+                TrialConditionType::Created | TrialConditionType::Running
+            )
     });
     if ended {
         status.completion_time = Some(now.clone());

@@ -74,7 +74,9 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
     let resource = kind.api_resource();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
     let key = format!("{}/{namespace}/{name}", resource.plural);
-    let cached = ctx.created.exists(&key, &ctx.caches.workload(&resource, &namespace, &name));
+    let cached = ctx
+        .created
+        .exists(&key, &ctx.caches.workload(&resource, &namespace, &name));
     if finished(&trial) {
         if !trial.spec.retain_run && exists(&api, cached, &name).await? {
             remove(&api, &name).await?;

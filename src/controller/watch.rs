@@ -106,7 +106,12 @@ impl Caches {
     /// The workload `namespace/name` of `kind` (any version: the versions
     /// of one kind share a watch).
     #[must_use]
-    pub fn workload(&self, kind: &ApiResource, namespace: &str, name: &str) -> Cached<DynamicObject> {
+    pub fn workload(
+        &self,
+        kind: &ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Cached<DynamicObject> {
         let Some((watched, store)) = self
             .workloads
             .iter()
@@ -164,7 +169,10 @@ pub fn workload_watches(
     for (api, kind) in kinds {
         let writer = reflector::store::Writer::new(kind.clone());
         stores.push((kind, writer.as_reader()));
-        streams.push(reflector(writer, watcher(api, watcher::Config::default()).default_backoff()));
+        streams.push(reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        ));
     }
     let owners = Caches::new(trials, stores.clone());
     let keep = futures::stream::select_all(streams).for_each(move |event| {
@@ -224,11 +232,7 @@ impl Expectations {
                 created.remove(key);
                 Some(true)
             }
-            Cached::Missing => Some(
-                created
-                    .get(key)
-                    .is_some_and(|at| at.elapsed() < RESYNC),
-            ),
+            Cached::Missing => Some(created.get(key).is_some_and(|at| at.elapsed() < RESYNC)),
             Cached::Unknown => None,
         }
     }
@@ -509,7 +513,10 @@ mod tests {
         assert_eq!(expectations.exists("ns/t1", &found), Some(true));
         // Seen: deleted later, it is missing for good.
         assert_eq!(expectations.exists("ns/t1", &missing), Some(false));
-        assert_eq!(expectations.exists("ns/t1", &Cached::<Trial>::Unknown), None);
+        assert_eq!(
+            expectations.exists("ns/t1", &Cached::<Trial>::Unknown),
+            None
+        );
     }
 
     #[test]

@@ -17,12 +17,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::health::{self, Backoff};
-use super::push;
-use super::sidecar::FileSidecar;
 use super::trial::WORKLOAD_ERROR;
 use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::{ParameterAssignment, TrialTemplate};
 use crate::api::{Experiment, Trial, TrialSpec};
+use crate::metrics::kinds::file::FileSidecar;
+use crate::metrics::kinds::push;
+use crate::metrics::push::PushServer;
 use crate::runner::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
 use k8s_openapi::api::core::v1::Secret;
 
@@ -42,7 +43,7 @@ pub struct ClusterRunner {
     experiment: Arc<Experiment>,
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
-    push: Option<Arc<push::ClusterPush>>,
+    push: Option<Arc<PushServer>>,
     caches: Caches,
 }
 
@@ -79,13 +80,13 @@ impl ClusterRunner {
 
     /// Hands Push (and File) trials their tokens from this endpoint.
     #[must_use]
-    pub fn with_push(mut self, push: Arc<push::ClusterPush>) -> Self {
+    pub fn with_push(mut self, push: Arc<PushServer>) -> Self {
         self.push = Some(push);
         self
     }
 
     /// Adds the File collector's sidecar to each trial's primary pod
-    /// templates (see [`super::sidecar`]).
+    /// templates (see [`crate::metrics::kinds::file`]).
     #[must_use]
     pub fn with_file_sidecar(mut self, sidecar: FileSidecar) -> Self {
         self.file_sidecar = Some(sidecar);
@@ -104,7 +105,14 @@ impl ClusterRunner {
             request.trial,
             TrialSpec {
                 objective: self.experiment.spec.objective.clone(),
-                parameter_assignments: parameters(&request.env),
+                parameter_assignments: request
+                    .parameters
+                    .iter()
+                    .map(|(name, value)| ParameterAssignment {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
                 run_spec: Some(workload),
                 retain_run: self.template.retain,
                 metrics_collector: self.experiment.spec.metrics_collector_spec.clone(),
@@ -128,18 +136,6 @@ impl ClusterRunner {
     }
 }
 
-/// The trial's parameters, from the `KTUNE_PARAMETERS` JSON the engine
-/// passes in its environment.
-fn parameters(env: &[(String, String)]) -> Vec<ParameterAssignment> {
-    env.iter()
-        .find(|(k, _)| k == "KTUNE_PARAMETERS")
-        .and_then(|(_, v)| serde_json::from_str::<BTreeMap<String, String>>(v).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| ParameterAssignment { name, value })
-        .collect()
-}
-
 impl Runner for ClusterRunner {
     type Trial = ClusterTrial;
 
@@ -149,7 +145,7 @@ impl Runner for ClusterRunner {
         let mut workload = request.workload.clone();
         // Push: the token reaches the workload through a Secret written
         // before the Trial (so before any pod can look for it).
-        if let Some((url, token)) = push::credentials(&request.env) {
+        if let Some(credentials) = &request.reporting.push {
             let Some(endpoint) = &self.push else {
                 return Err(RunnerError::Api(
                     "push credentials without a push endpoint".to_owned(),
@@ -163,10 +159,11 @@ impl Runner for ClusterRunner {
                 o
             });
             health::retry(LAUNCH_BACKOFF, || {
-                endpoint.deliver(
+                push::deliver(
+                    endpoint,
                     &secrets,
                     (&namespace, request.trial),
-                    (&url, &token),
+                    (&credentials.url, &credentials.token),
                     owner.clone(),
                     labels.clone(),
                 )

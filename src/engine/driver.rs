@@ -25,7 +25,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::{Engine, EngineError, EngineOptions, Event, RunSummary};
 use crate::api::load::ConfigMaps;
 use crate::api::{Experiment, PreparedExperiment};
-use crate::metrics::collector::{CollectorError, LocalCollector};
+use crate::metrics::collector::{Collector, CollectorError};
+use crate::metrics::kinds::{self, Backend};
+use crate::runner::Runner;
 use crate::runner::host::LocalRunner;
 use crate::store::{Lease, LeaseHolder, Leases, Store, StoreError};
 
@@ -158,7 +160,7 @@ pub async fn run<S: Store + Leases>(
 }
 
 /// The run under the lease: open the engine, then step it until the
-/// experiment completes, keeping the lease alive and riding out store outages.
+/// experiment completes.
 async fn drive<S: Store + Leases>(
     prepared: &PreparedExperiment,
     configmaps: &ConfigMaps,
@@ -170,19 +172,10 @@ async fn drive<S: Store + Leases>(
 ) -> Result<RunSummary, DriverError> {
     let experiment = &prepared.experiment;
     let runner = local_runner(prepared, options);
-    let collector = LocalCollector::start(experiment, &metric_names(experiment)).await?;
-    let mut images = Some(container_images(experiment)).filter(|i| !i.is_empty());
-    // Said once, as the first trial starts: a run that starts nothing (a
-    // finished experiment run again) has nothing to warn about.
+    let collector = kinds::start(&experiment.spec, Backend::Local).await?;
+    let mut images = ImagesIgnored::of(experiment);
     let on_event = &mut |event: Event| {
-        if matches!(event, Event::Started { .. })
-            && let Some(images) = images.take()
-        {
-            tracing::warn!(
-                "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
-                images.join(", ")
-            );
-        }
+        images.warn_at(&event);
         on_event(event);
     };
     let engine_options = EngineOptions {
@@ -201,47 +194,90 @@ async fn drive<S: Store + Leases>(
         engine_options,
     );
     let mut engine = beating(&mut heartbeat, store, opening).await?;
-    let mut outage = Outage::new(options.outage_limit);
-    // Woken as soon as a trial process exits, so a short trial costs no
-    // polling delay; without the signal (never expected) the tick still works.
-    let mut exits = signal(SignalKind::child()).ok();
-    tokio::pin!(shutdown);
-    loop {
-        let failed = match round(&mut engine, store, &mut heartbeat, on_event).await {
-            Round::Done(summary) => {
-                outage.end();
-                return Ok(summary);
-            }
-            Round::Fatal(e) => {
-                engine.abandon().await;
-                return Err(e);
-            }
-            Round::Stepped => None,
-            Round::Failed(e) => Some(e),
-        };
-        let pause = match failed {
-            None => {
-                outage.end();
-                if engine.needs_step() {
-                    continue;
+    let run = Loop {
+        store,
+        heartbeat,
+        outage: Outage::new(options.outage_limit),
+    };
+    run.until_done(&mut engine, on_event, shutdown).await
+}
+
+/// The loop around an open engine: keeps the lease alive and rides out
+/// store outages.
+struct Loop<'a, S> {
+    store: &'a S,
+    heartbeat: Heartbeat<'a>,
+    outage: Outage,
+}
+
+impl<S: Store + Leases> Loop<'_, S> {
+    /// Steps the engine until the experiment completes, or `shutdown`
+    /// resolves (the running trials are then interrupted).
+    async fn until_done<R: Runner, C: Collector>(
+        mut self,
+        engine: &mut Engine<'_, S, R, C>,
+        on_event: &mut (dyn FnMut(Event) + Send),
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<RunSummary, DriverError> {
+        // Woken as soon as a trial process exits, so a short trial costs no
+        // polling delay; without the signal (never expected) the tick still works.
+        let mut exits = signal(SignalKind::child()).ok();
+        tokio::pin!(shutdown);
+        loop {
+            let pause = match round(engine, self.store, &mut self.heartbeat, on_event).await {
+                Round::Done(summary) => {
+                    self.outage.end();
+                    return Ok(summary);
                 }
-                TICK
-            }
-            Some(e) => {
-                if let Some(seconds) = outage.note(&e) {
+                Round::Fatal(e) => {
                     engine.abandon().await;
-                    return Err(DriverError::Unreachable { seconds, source: e });
+                    return Err(e);
                 }
-                RETRY
+                Round::Stepped => {
+                    self.outage.end();
+                    if engine.needs_step() {
+                        continue;
+                    }
+                    TICK
+                }
+                Round::Failed(e) => {
+                    if let Some(seconds) = self.outage.note(&e) {
+                        engine.abandon().await;
+                        return Err(DriverError::Unreachable { seconds, source: e });
+                    }
+                    RETRY
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => {
+                    let interrupting = engine.interrupt(on_event);
+                    return Ok(beating(&mut self.heartbeat, self.store, interrupting).await?);
+                }
+                () = child_exited(exits.as_mut()) => {}
+                () = tokio::time::sleep(pause) => {}
             }
-        };
-        tokio::select! {
-            () = &mut shutdown => {
-                let summary = beating(&mut heartbeat, store, engine.interrupt(on_event)).await?;
-                return Ok(summary);
-            }
-            () = child_exited(exits.as_mut()) => {}
-            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// The warning that `ktune run` ignores the template's container images:
+/// said once, as the first trial starts (a run that starts nothing — a
+/// finished experiment run again — has nothing to warn about).
+struct ImagesIgnored(Option<Vec<String>>);
+
+impl ImagesIgnored {
+    fn of(experiment: &Experiment) -> Self {
+        Self(Some(container_images(experiment)).filter(|i| !i.is_empty()))
+    }
+
+    fn warn_at(&mut self, event: &Event) {
+        if matches!(event, Event::Started { .. })
+            && let Some(images) = self.0.take()
+        {
+            tracing::warn!(
+                "container images are ignored by `ktune run` ({}): each trial runs its container's command on this machine",
+                images.join(", ")
+            );
         }
     }
 }
@@ -280,11 +316,7 @@ enum Round {
 /// One round: renew the lease when due, then step the engine unless the
 /// lease is unconfirmed for too long (writing then could overwrite the
 /// rows of a run that took it over), renewing it alongside a long step.
-async fn round<
-    S: Store + Leases,
-    R: crate::runner::Runner,
-    C: crate::metrics::collector::Collector,
->(
+async fn round<S: Store + Leases, R: Runner, C: Collector>(
     engine: &mut Engine<'_, S, R, C>,
     store: &S,
     heartbeat: &mut Heartbeat<'_>,
@@ -473,20 +505,6 @@ fn container_images(experiment: &Experiment) -> Vec<String> {
         walk(spec, &mut found);
     }
     found
-}
-
-/// The objective and additional metrics: what the collectors look for.
-fn metric_names(experiment: &Experiment) -> Vec<String> {
-    experiment
-        .spec
-        .objective
-        .as_ref()
-        .map(|o| {
-            std::iter::once(o.objective_metric_name.clone())
-                .chain(o.additional_metric_names.iter().cloned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

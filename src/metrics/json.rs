@@ -45,7 +45,6 @@ pub(crate) fn timestamp(value: &Value) -> Option<Timestamp> {
             if !seconds.is_finite() {
                 return None;
             }
-            #[allow(clippy::cast_possible_truncation)]
             let nanos = (seconds * 1e9).round() as i128;
             Timestamp::from_nanosecond(nanos).ok()
         }

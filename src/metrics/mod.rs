@@ -1,9 +1,10 @@
 //! Metric collection: pure parsers for what trials report (Katib's TEXT
-//! filters, JSON lines, Prometheus exposition text), the two network
-//! collectors ([`prometheus`] scrapes a trial's `/metrics` endpoint,
-//! [`push`] is the endpoint trials POST their metrics to), and the
-//! reduction of a metric's reports to Katib's `{min, max, latest}` and to
-//! the trial's objective value.
+//! filters, JSON lines, Prometheus exposition text), the network pieces
+//! ([`prometheus`] scrapes a trial's `/metrics` endpoint, [`push`] is the
+//! endpoint trials POST their metrics to), the collectors ([`collector`]:
+//! the traits the engine sees; [`kinds`]: one module per collector kind
+//! and the one factory), and the reduction of a metric's reports to
+//! Katib's `{min, max, latest}` and to the trial's objective value.
 //!
 //! Parsers never fail on a trial's output: a line that is not a metric is
 //! skipped, a value that is not a number is kept as text, NaN and infinities
@@ -12,16 +13,23 @@
 //! (an endpoint not up yet, a push with a wrong token) as errors or HTTP
 //! statuses, never as panics.
 
+pub mod cluster;
 pub mod collector;
 pub mod filter;
 pub mod json;
+pub mod kinds;
+pub mod lines;
 pub mod prometheus;
 pub mod push;
 pub mod reduce;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 
 use jiff::Timestamp;
+
+use crate::api::experiment::ExperimentSpec;
 
 /// One reported value of one metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,4 +58,15 @@ pub fn parse_number(text: &str) -> Option<f64> {
         return None;
     }
     t.parse::<f64>().ok()
+}
+
+/// The metrics an experiment collects: its objective metric, then the
+/// additional ones ([`crate::api::experiment::ObjectiveSpec::metric_names`];
+/// none without an objective).
+#[must_use]
+pub fn metric_names(spec: &ExperimentSpec) -> Vec<String> {
+    spec.objective
+        .as_ref()
+        .map(crate::api::experiment::ObjectiveSpec::metric_names)
+        .unwrap_or_default()
 }

@@ -1,7 +1,8 @@
-//! PrometheusMetric collector (katib-reference.md §6.5): the trial serves
-//! its metrics in the Prometheus text exposition format over plain HTTP
-//! (`source.httpGet`, default path `/metrics`, port 8080) and ktune scrapes
-//! it while the trial runs and once more when it exits.
+//! Parsing and scraping for the PrometheusMetric collector
+//! (katib-reference.md §6.5; [`super::kinds::prometheus`]): the trial
+//! serves its metrics in the Prometheus text exposition format over plain
+//! HTTP (`source.httpGet`, default path `/metrics`, port 8080) and ktune
+//! scrapes it while the trial runs and once more when it exits.
 //!
 //! Stock Katib ships no collector image for this kind, so there is no Katib
 //! behaviour to copy; the rules here are ktune's own and are written down
@@ -31,20 +32,20 @@ use jiff::Timestamp;
 use prometheus_parse::{LineInfo, SampleType};
 
 use super::{MetricLog, parse_number};
-
-/// Katib's default `source.httpGet.path`.
-pub const DEFAULT_PATH: &str = "/metrics";
-
-/// Katib's default `source.httpGet.port`.
-pub const DEFAULT_PORT: u16 = 8080;
+use crate::api::defaults::DEFAULT_PROMETHEUS_PATH;
 
 /// The URL to scrape for a trial's `httpGet` source: `host` defaults to
 /// 127.0.0.1 (local trials are processes on this machine), an empty `path`
-/// to [`DEFAULT_PATH`], and a path without its leading `/` gets one.
+/// to Katib's [`DEFAULT_PROMETHEUS_PATH`], and a path without its leading
+/// `/` gets one.
 #[must_use]
 pub fn http_get_url(host: Option<&str>, port: u16, path: &str) -> String {
     let host = host.filter(|h| !h.is_empty()).unwrap_or("127.0.0.1");
-    let path = if path.is_empty() { DEFAULT_PATH } else { path };
+    let path = if path.is_empty() {
+        DEFAULT_PROMETHEUS_PATH
+    } else {
+        path
+    };
     let slash = if path.starts_with('/') { "" } else { "/" };
     if host.contains(':') && !host.starts_with('[') {
         // An IPv6 literal needs brackets in a URL.
@@ -178,7 +179,6 @@ fn sample_time(text: &str, open_metrics: bool) -> Option<Timestamp> {
         if micros.abs() >= 9.0e18 {
             return None;
         }
-        #[allow(clippy::cast_possible_truncation)]
         Timestamp::from_microsecond(micros as i64).ok()
     } else {
         Timestamp::from_millisecond(text.parse().ok()?).ok()

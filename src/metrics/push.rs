@@ -1,5 +1,6 @@
-//! Push collector (katib-reference.md §6.7): trials send their metrics to
-//! ktune instead of ktune reading them from the trial.
+//! The push endpoint of the Push collector (katib-reference.md §6.7;
+//! [`super::kinds::push`]): trials send their metrics to ktune instead of
+//! ktune reading them from the trial.
 //!
 //! Katib's `report_metrics` speaks gRPC to its DB manager; a local trial has
 //! no DB manager to reach, so ktune listens on a loopback HTTP endpoint and
@@ -146,6 +147,8 @@ impl fmt::Debug for PushCredentials {
 #[derive(Debug)]
 pub struct PushServer {
     addr: SocketAddr,
+    /// The base URL trials reach it at (by default the bound address).
+    public: String,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -219,6 +222,7 @@ impl PushServer {
         tracing::debug!(addr = %local, "push endpoint listening");
         Ok(Self {
             addr: local,
+            public: format!("http://{local}"),
             shared,
             stop: Some(stop),
             task: Some(task),
@@ -231,10 +235,18 @@ impl PushServer {
         self.addr
     }
 
-    /// The server's base URL, `http://ip:port`.
+    /// The server's base URL as trials reach it: `http://ip:port` of the
+    /// bound address unless [`Self::set_public_url`] said otherwise.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.public.clone()
+    }
+
+    /// Says where trials reach the server (e.g. a Service's
+    /// `http://ktune-controller.ktune-system:8081` in front of it); the
+    /// trials' URLs are under it from now on.
+    pub fn set_public_url(&mut self, url: &str) {
+        url.trim_end_matches('/').clone_into(&mut self.public);
     }
 
     /// The URL `trial` POSTs to.
@@ -444,6 +456,22 @@ async fn receive(
         tracing::debug!(trial, %status, message, "push refused");
         return reply(status, &message);
     }
+    match read_reports(&shared, &headers, body).await {
+        Ok(logs) => queue(&shared, &trial, token, logs),
+        Err(refusal) => {
+            tracing::debug!(trial, status = %refusal.status(), "push body refused");
+            refusal
+        }
+    }
+}
+
+/// The reports in a request's body, JSON or (`text/plain`) Katib's TEXT
+/// lines; the refusal when the body is too large or not reports.
+async fn read_reports(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<MetricLog>, Response> {
     let limit = shared.limits.max_body;
     let too_large = || {
         reply(
@@ -456,16 +484,14 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return Err(too_large());
     }
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
         Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                &format!("could not read the body: {e}"),
-            );
+            let message = format!("could not read the body: {e}");
+            return Err(reply(StatusCode::BAD_REQUEST, &message));
         }
     };
     let is_text = headers
@@ -481,19 +507,19 @@ async fn receive(
     } else {
         parse_json_body(&bytes)
     };
-    let mut logs = match parsed {
-        Ok(logs) => logs,
-        Err(message) => {
-            tracing::debug!(trial, %message, "malformed push");
-            return reply(StatusCode::BAD_REQUEST, &message);
-        }
-    };
+    parsed.map_err(|message| reply(StatusCode::BAD_REQUEST, &message))
+}
+
+/// Queues a trial's reports, stamped with the time they arrived when they
+/// carry none; refused when the trial is gone, its token changed, or its
+/// queue is full.
+fn queue(shared: &Shared, trial: &str, token: Option<&str>, mut logs: Vec<MetricLog>) -> Response {
     let mut inboxes = shared.inboxes();
     // The trial may have been unregistered or given a new token meanwhile.
-    if let Err((status, message)) = authorize(&inboxes, &trial, token) {
+    if let Err((status, message)) = authorize(&inboxes, trial, token) {
         return reply(status, &message);
     }
-    let Some(inbox) = inboxes.get_mut(&trial) else {
+    let Some(inbox) = inboxes.get_mut(trial) else {
         return reply(StatusCode::NOT_FOUND, &format!("unknown trial {trial:?}"));
     };
     let max = shared.limits.max_queued;

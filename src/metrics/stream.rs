@@ -13,7 +13,6 @@
 //! exits. Reports are sent while training runs, so early stopping sees
 //! them; a failed send is retried with the next batch.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,8 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 use super::MetricLog;
-use super::json::parse_json_line;
-use super::text::TextParser;
+use super::lines::{LineFormat, Tail};
 
 /// How often the file is read.
 const EVERY: Duration = Duration::from_millis(250);
@@ -36,22 +34,13 @@ const EVERY: Duration = Duration::from_millis(250);
 /// dropped first.
 const MAX_PENDING: usize = 100_000;
 
-/// How a metrics file's lines become reports.
-#[derive(Debug)]
-pub enum FileFormat {
-    /// Katib TEXT with the experiment's filters.
-    Text(TextParser),
-    /// JSON lines, reading these metrics.
-    Json(Vec<String>),
-}
-
 /// Where to read and where to send.
 #[derive(Debug)]
 pub struct StreamOptions {
     /// The metrics file.
     pub path: PathBuf,
     /// How to read it.
-    pub format: FileFormat,
+    pub format: LineFormat,
     /// The trial's push URL.
     pub url: String,
     /// The trial's bearer token.
@@ -73,44 +62,6 @@ pub enum StreamError {
         /// What it said.
         body: String,
     },
-}
-
-/// The complete lines appended to a file since the last read.
-#[derive(Debug, Default)]
-struct Follow {
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl Follow {
-    /// New complete lines; with `last`, also a final line without newline.
-    fn lines(&mut self, path: &std::path::Path, last: bool) -> Vec<String> {
-        let Ok(mut file) = std::fs::File::open(path) else {
-            return Vec::new();
-        };
-        let len = file.metadata().map_or(0, |m| m.len());
-        if len < self.offset {
-            // Truncated and rewritten: start over.
-            self.offset = 0;
-            self.partial.clear();
-        }
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(self.offset)).is_ok() {
-            let _ = file.take(4 * 1024 * 1024).read_to_end(&mut buf);
-        }
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        let mut out = Vec::new();
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            out.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        if last && !self.partial.is_empty() {
-            out.push(String::from_utf8_lossy(&self.partial).trim_end().to_owned());
-            self.partial.clear();
-        }
-        out
-    }
 }
 
 /// The push body for some reports: one JSON object per report.
@@ -144,7 +95,7 @@ pub async fn run(
     }
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut follow = Follow::default();
+    let mut tail = Tail::new(options.path.clone());
     let mut pending: Vec<MetricLog> = Vec::new();
     tokio::pin!(stop);
     let mut stopping = false;
@@ -153,11 +104,8 @@ pub async fn run(
             () = &mut stop, if !stopping => stopping = true,
             () = tokio::time::sleep(EVERY) => {}
         }
-        for line in follow.lines(&options.path, stopping) {
-            pending.extend(match &options.format {
-                FileFormat::Text(parser) => parser.parse_line(&line),
-                FileFormat::Json(metrics) => parse_json_line(&line, metrics),
-            });
+        for line in tail.new_lines(stopping) {
+            pending.extend(options.format.parse(&line));
         }
         if pending.len() > MAX_PENDING {
             let excess = pending.len() - MAX_PENDING;
@@ -220,23 +168,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn following_yields_complete_lines_and_the_last_on_stop() {
-        let dir = std::env::temp_dir().join(format!("ktune-stream-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.log");
-        let mut f = Follow::default();
-        assert!(f.lines(&path, false).is_empty(), "no file yet");
-        std::fs::write(&path, "loss=1\nloss=").unwrap();
-        assert_eq!(f.lines(&path, false), ["loss=1"]);
-        std::fs::write(&path, "loss=1\nloss=0.5").unwrap();
-        assert!(f.lines(&path, false).is_empty());
-        assert_eq!(f.lines(&path, true), ["loss=0.5"]);
+    fn reports_are_pushed_as_one_object_each() {
         let logs = vec![MetricLog {
             name: "loss".into(),
             value: "0.5".into(),
             time: None,
         }];
         assert_eq!(body(&logs), json!([{"loss": "0.5"}]));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -50,7 +50,7 @@ impl Runner for LocalRunner {
             return Err(RunnerError::NoCommand(self.primary.clone()));
         }
         let trial_dir = self.trial_dir(request.trial);
-        let mut env = request.env.clone();
+        let mut env = request.process_env();
         env.push((
             "KTUNE_TRIAL_DIR".to_owned(),
             trial_dir.display().to_string(),

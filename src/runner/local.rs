@@ -65,7 +65,7 @@ fn kill_orphan_group(trial_dir: &Path, trial_name: &str) {
         return;
     };
     let environ = std::fs::read(format!("/proc/{pgid}/environ")).unwrap_or_default();
-    let marker = format!("KTUNE_TRIAL_NAME={trial_name}");
+    let marker = format!("{}={trial_name}", super::TRIAL_NAME_ENV);
     if environ
         .split(|b| *b == 0)
         .any(|entry| entry == marker.as_bytes())

@@ -1,34 +1,34 @@
 //! A trial as a distributed training job on one machine: the workload's
-//! replicas each run as a local process with the environment the Kubeflow
-//! operators inject, every address being `127.0.0.1` and every port one the
-//! kernel reports free. The primary replica (the one whose pod Katib gives
-//! the `training.kubeflow.org/job-role: master` label) comes first: its
-//! output is the trial's, and the trial fails as soon as any replica fails.
+//! replicas (as the trial-kind table, `ktune-kinds`, lists them) each run
+//! as a local process with the environment their operator injects (the
+//! table's rules), every address being `127.0.0.1` and every port one the
+//! kernel reports free. The replica that leads (the one whose pod Katib's
+//! default primary-pod labels select) comes first: its output is the
+//! trial's, and the trial fails as soon as any replica fails.
 //!
-//! | kind | replicas run, primary first | environment |
-//! |---|---|---|
-//! | `PyTorchJob` | Master, Workers (else Worker 0 leads) | `MASTER_ADDR`, `MASTER_PORT`, `WORLD_SIZE`, `RANK`, `PET_*` |
-//! | `TrainJob` | `numNodes` nodes | the same torch variables |
-//! | `TFJob` | Chief, Master, PS, Workers, Evaluators (without Chief or Master, Worker 0 leads) | `TF_CONFIG` (one port per cluster member) |
-//! | `XGBoostJob` | Master, Workers | `MASTER_ADDR`, `MASTER_PORT`, `WORLD_SIZE`, `RANK`, `WORKER_PORT`, `WORKER_ADDRS` |
-//! | `PaddleJob` | Master, Workers (else Worker 0 leads) | `PADDLE_MASTER`, `PADDLE_NNODES`, `PADDLE_JOB_ID`, `PADDLE_SERVER_NUM` / `PADDLE_TRAINER_NUM` |
-//! | `JAXJob` | Workers, index 0 leading | `COORDINATOR_ADDRESS`, `COORDINATOR_PORT`, `NUM_PROCESSES`, `PROCESS_ID` |
-//! | `MPIJob` | the Launcher only: its `mpirun` starts the ranks itself | `K_MPI_JOB_ROLE=launcher`, oversubscription allowed |
+//! | kind | replicas run, primary first |
+//! |---|---|
+//! | `PyTorchJob`, `XGBoostJob`, `PaddleJob` | Master, Workers (else Worker 0 leads) |
+//! | `TrainJob`, JobSet-shaped kinds | each replicated job's pods in order (a TrainJob's `numNodes` nodes) |
+//! | `TFJob` | Chief, Master, PS, Workers, Evaluators (without Chief or Master, Worker 0 leads) |
+//! | `JAXJob` | Workers, index 0 leading |
+//! | `MPIJob` | the Launcher only: its `mpirun` starts the ranks itself |
 //!
 //! Any other kind runs its primary container alone.
 //!
-//! A replica type is left out when its `replicas` is 0 (Kubernetes starts
-//! no pod either). A replica type that would run but has no container with
-//! a command makes the whole plan empty (the trial then fails as having no
-//! command): on a cluster that pod would run its image's entrypoint, which
-//! ktune cannot, and leaving it out would hang the others' rendezvous.
+//! A replica's container is the one named `primaryContainerName`, else
+//! its kind's default (`pytorch`, …). A replica type that would run but
+//! has no such container with a command makes the whole plan empty (the
+//! trial then fails as having no command): on a cluster that pod would run
+//! its image's entrypoint, which ktune cannot, and leaving it out would
+//! hang the others' rendezvous.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use ktune_kinds::{Replica, TrialKind};
+use serde_json::Value;
 
 use super::local::{Exit, LaunchSpec, RunnerError, RunningTrial, launch_with};
 use super::output::LogBudget;
@@ -48,9 +48,7 @@ pub struct ReplicaCommand {
 
 /// The most processes one trial may start on this machine; a workload
 /// asking for more gets an empty plan.
-pub const MAX_REPLICAS: u64 = 256;
-
-const LOCALHOST: &str = "127.0.0.1";
+pub use ktune_kinds::MAX_REPLICAS;
 
 /// A free TCP port on 127.0.0.1 for the rendezvous (the kernel picks it).
 #[must_use]
@@ -97,35 +95,6 @@ fn ports(first: u16, n: usize) -> Vec<u16> {
     out
 }
 
-/// A replica count: absent (or not a count) is 1, as the operators default
-/// it; 0 is 0.
-fn count(value: Option<&Value>) -> u64 {
-    value.and_then(Value::as_u64).unwrap_or(1)
-}
-
-fn var(name: &str, value: impl ToString) -> (String, String) {
-    (name.to_owned(), value.to_string())
-}
-
-fn torch_env(world: u64, rank: u64, port: u16, nproc: Option<&Value>) -> Vec<(String, String)> {
-    let mut env = vec![
-        var("PYTHONUNBUFFERED", 1),
-        var("MASTER_ADDR", LOCALHOST),
-        var("MASTER_PORT", port),
-        var("PET_MASTER_ADDR", LOCALHOST),
-        var("PET_MASTER_PORT", port),
-        var("WORLD_SIZE", world),
-        var("RANK", rank),
-        var("PET_NNODES", world),
-        var("PET_NODE_RANK", rank),
-    ];
-    if let Some(n) = nproc {
-        let text = n.as_str().map_or_else(|| n.to_string(), str::to_owned);
-        env.push(("PET_NPROC_PER_NODE".to_owned(), text));
-    }
-    env
-}
-
 /// The processes a rendered workload describes, primary first (see the
 /// module's table). Empty when there is nothing runnable: no container
 /// named `primary` (or the kind's default container) with a command, a
@@ -134,394 +103,80 @@ fn torch_env(world: u64, rank: u64, port: u16, nproc: Option<&Value>) -> Vec<(St
 /// primary's); further ports are asked of the kernel, unless `port` is 0.
 #[must_use]
 pub fn plan(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    let kind = workload
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match kind {
-        "PyTorchJob" => pytorch(workload, primary, port),
-        "TrainJob" => trainjob(workload, port),
-        "TFJob" => tfjob(workload, primary, port),
-        "XGBoostJob" => xgboost(workload, primary, port),
-        "PaddleJob" => paddle(workload, primary, port),
-        "JAXJob" => jax(workload, primary, port),
-        "MPIJob" => mpijob(workload, primary),
-        _ => primary_container(workload, primary)
-            .map(|c| {
-                vec![ReplicaCommand {
-                    name: "main".to_owned(),
-                    argv: container_argv(c),
-                    env: container_env(c),
-                }]
-            })
-            .unwrap_or_default(),
+    let Some(kind) = ktune_kinds::of_workload(workload) else {
+        return alone(workload, primary);
+    };
+    match kind.replicas(workload) {
+        // Jobs and workflows: their pods are not listed up front.
+        Ok(replicas) if replicas.is_empty() => alone(workload, primary),
+        Ok(replicas) => commands(kind, workload, &replicas, primary, port).unwrap_or_default(),
+        Err(_) => Vec::new(),
     }
 }
 
-/// One replica type of a Kubeflow job that runs: its type as the operator
-/// spells it (`Worker`), its replica count and the container run.
-struct Role<'a> {
-    rtype: &'static str,
-    replicas: u64,
-    container: &'a Value,
+/// The primary container alone.
+fn alone(workload: &Value, primary: &str) -> Vec<ReplicaCommand> {
+    primary_container(workload, primary)
+        .map(|c| {
+            vec![ReplicaCommand {
+                name: "main".to_owned(),
+                argv: container_argv(c),
+                env: container_env(c),
+            }]
+        })
+        .unwrap_or_default()
 }
 
-impl Role<'_> {
-    fn command(&self, index: u64, operator_env: Vec<(String, String)>) -> ReplicaCommand {
-        let mut env = container_env(self.container);
-        env.extend(operator_env);
-        ReplicaCommand {
-            name: format!("{}-{index}", self.rtype.to_lowercase()),
-            argv: container_argv(self.container),
-            env,
-        }
-    }
-
-    fn is(&self, rtype: &str) -> bool {
-        self.rtype == rtype
-    }
-}
-
-/// A replica type's spec; the operators accept any letter case
-/// (`worker`, `Worker`) and write it in their own.
-fn spec_of<'a>(specs: &'a Value, rtype: &str) -> Option<&'a Value> {
-    specs
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(rtype))
-        .map(|(_, v)| v)
-}
-
-/// The container named `name` with a non-empty command in a pod template.
-fn runnable<'a>(template: &'a Value, name: &str) -> Option<&'a Value> {
-    primary_container(template, name).filter(|c| !container_argv(c).is_empty())
-}
-
-/// The replica types of `specs` that run, in `order`, each with its
-/// container: the one named `primary`, else the operator's `default`.
-/// `None` when one of them has no such container with a command, or when
-/// they add up to more than [`MAX_REPLICAS`] processes.
-fn roles<'a>(
-    specs: &'a Value,
-    order: &[&'static str],
+/// A command per replica that starts something (idle ones aside), each
+/// with its container's environment and its operator's variables; `None`
+/// when a replica has no container to run.
+fn commands(
+    kind: &TrialKind,
+    workload: &Value,
+    replicas: &[Replica],
     primary: &str,
-    default: &str,
-) -> Option<Vec<Role<'a>>> {
-    let mut out = Vec::new();
-    let mut total: u64 = 0;
-    for rtype in order {
-        let Some(spec) = spec_of(specs, rtype) else {
-            continue;
-        };
-        let replicas = count(spec.get("replicas"));
-        if replicas == 0 {
-            continue;
-        }
-        total = total.saturating_add(replicas);
-        if total > MAX_REPLICAS {
-            return None;
-        }
-        let template = spec.get("template")?;
-        let container = runnable(template, primary).or_else(|| runnable(template, default))?;
-        out.push(Role {
-            rtype,
-            replicas,
-            container,
-        });
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-fn total(roles: &[Role<'_>]) -> u64 {
-    roles.iter().map(|r| r.replicas).sum()
-}
-
-fn pytorch(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    // The Master is rank 0; without one, Worker 0 is (the operator's rule).
-    let Some(roles) = workload
-        .pointer("/spec/pytorchReplicaSpecs")
-        .and_then(|s| roles(s, &["Master", "Worker"], primary, "pytorch"))
-    else {
-        return Vec::new();
-    };
-    let world = total(&roles);
-    let nproc = workload.pointer("/spec/nprocPerNode");
-    let mut rank = 0;
-    let mut out = Vec::new();
-    for role in &roles {
-        for index in 0..role.replicas {
-            out.push(role.command(index, torch_env(world, rank, port, nproc)));
-            rank += 1;
-        }
-    }
-    out
-}
-
-fn trainjob(workload: &Value, port: u16) -> Vec<ReplicaCommand> {
-    let Some(trainer) = workload.pointer("/spec/trainer") else {
-        return Vec::new();
-    };
-    let nodes = count(trainer.get("numNodes")).max(1);
-    let argv = container_argv(trainer);
-    if argv.is_empty() || nodes > MAX_REPLICAS {
-        return Vec::new();
-    }
-    (0..nodes)
-        .map(|rank| {
-            let mut env = container_env(trainer);
-            env.extend(torch_env(nodes, rank, port, trainer.get("numProcPerNode")));
-            ReplicaCommand {
-                name: format!("node-{rank}"),
-                argv: argv.clone(),
-                env,
+    port: u16,
+) -> Option<Vec<ReplicaCommand>> {
+    let ports = ports(port, kind.environment.ports(replicas));
+    let variables = kind.environment.variables(workload, replicas, &ports);
+    replicas
+        .iter()
+        .zip(variables)
+        .filter(|(replica, _)| !replica.idle)
+        .map(|(replica, variables)| {
+            let container = main_container(kind, &replica.template, primary)?;
+            let mut env = container_env(container);
+            let name = container.get("name").and_then(Value::as_str);
+            if kind
+                .environment
+                .container()
+                .is_none_or(|only| name == Some(only))
+            {
+                env.extend(variables.into_iter().map(|v| (v.name, v.value)));
             }
+            Some(ReplicaCommand {
+                name: kind.replica_name(replica),
+                argv: container_argv(container),
+                env,
+            })
         })
         .collect()
 }
 
-/// TFJob: every replica of the training cluster (all but Evaluators) gets
-/// its own port; each process gets `TF_CONFIG` naming the whole cluster
-/// and its own task, as the operator writes it (cluster keys sorted,
-/// `"environment":"cloud"`; the `sparseCluster` form under
-/// `enableDynamicWorker`). Like the operator, `TF_CONFIG` is set only when
-/// the job has more than one replica and only on a container named
-/// `tensorflow`.
-fn tfjob(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    let Some(specs) = workload.pointer("/spec/tfReplicaSpecs") else {
-        return Vec::new();
-    };
-    // With a Chief or Master it is primary; else Worker 0 is.
-    let lead = ["Chief", "Master"]
-        .iter()
-        .any(|r| spec_of(specs, r).is_some());
-    let order: &[&'static str] = if lead {
-        &["Chief", "Master", "PS", "Worker", "Evaluator"]
-    } else {
-        &["Worker", "PS", "Evaluator"]
-    };
-    let Some(roles) = roles(specs, order, primary, "tensorflow") else {
-        return Vec::new();
-    };
-    let members: Vec<&Role<'_>> = roles.iter().filter(|r| !r.is("Evaluator")).collect();
-    let wanted = members.iter().map(|r| r.replicas).sum::<u64>();
-    let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
-    let mut free = ports(port, wanted).into_iter();
-    let mut cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for role in &members {
-        let addresses = (0..role.replicas)
-            .map(|_| format!("{LOCALHOST}:{}", free.next().unwrap_or(port)))
-            .collect();
-        cluster.insert(role.rtype.to_lowercase(), addresses);
-    }
-    let distributed = total(&roles) != 1;
-    let dynamic = workload.pointer("/spec/enableDynamicWorker") == Some(&Value::Bool(true));
-    let mut out = Vec::new();
-    for role in &roles {
-        let rtype = role.rtype.to_lowercase();
-        let sets_config =
-            distributed && role.container.get("name").and_then(Value::as_str) == Some("tensorflow");
-        for index in 0..role.replicas {
-            let mut env = Vec::new();
-            if sets_config {
-                let config = if dynamic {
-                    sparse_tf_config(&cluster, &rtype, index)
-                } else {
-                    json!({
-                        "cluster": cluster,
-                        "task": {"type": rtype, "index": index},
-                        "environment": "cloud",
-                    })
-                };
-                env.push(var("TF_CONFIG", config));
+/// The container of a pod template that runs the replica: the first of
+/// the kind's candidates (the one named `primary`, its default, its
+/// first) that has a command.
+fn main_container<'a>(kind: &TrialKind, template: &'a Value, primary: &str) -> Option<&'a Value> {
+    kind.container
+        .candidates(primary)
+        .into_iter()
+        .find_map(|name| {
+            match name {
+                Some(name) => primary_container(template, name),
+                None => template.pointer("/spec/containers/0"),
             }
-            out.push(role.command(index, env));
-        }
-    }
-    out
-}
-
-/// The operator's `SparseTFConfig`: a PS sees itself, a worker itself and
-/// every PS (`null` when there is none, as Go writes a nil slice).
-fn sparse_tf_config(cluster: &BTreeMap<String, Vec<String>>, rtype: &str, index: u64) -> Value {
-    let own = usize::try_from(index)
-        .ok()
-        .and_then(|i| cluster.get(rtype)?.get(i).cloned());
-    let (worker, ps) = match (rtype, own) {
-        ("ps", Some(me)) => (json!({}), json!([me])),
-        ("worker", Some(me)) => (
-            json!({ index.to_string(): me }),
-            cluster.get("ps").map_or(Value::Null, |ps| json!(ps)),
-        ),
-        _ => (json!({}), json!([])),
-    };
-    json!({
-        "sparseCluster": {"worker": worker, "ps": ps},
-        "task": {"type": rtype, "index": index},
-    })
-}
-
-/// XGBoostJob: the Master (rank 0, the Rabit tracker at `MASTER_PORT`) and
-/// the Workers (ranks after the Masters). With more than one replica,
-/// `WORKER_PORT` (one port, as every pod had its own address) and
-/// `WORKER_ADDRS` (one `127.0.0.1` per worker) are set for LightGBM. The
-/// operator requires a Master, so a job without one gets no plan.
-fn xgboost(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    let Some(specs) = workload.pointer("/spec/xgbReplicaSpecs") else {
-        return Vec::new();
-    };
-    if spec_of(specs, "Master").is_none() {
-        return Vec::new();
-    }
-    let Some(roles) = roles(specs, &["Master", "Worker"], primary, "xgboost") else {
-        return Vec::new();
-    };
-    let world = total(&roles);
-    let masters = roles
-        .iter()
-        .filter(|r| r.is("Master"))
-        .map(|r| r.replicas)
-        .sum::<u64>();
-    let worker_port = if world > 1 {
-        ports(port, 2).get(1).copied()
-    } else {
-        None
-    };
-    let worker_addrs =
-        vec![LOCALHOST; usize::try_from(world.saturating_sub(1)).unwrap_or(0)].join(",");
-    let mut out = Vec::new();
-    for role in &roles {
-        let offset = if role.is("Worker") { masters } else { 0 };
-        for index in 0..role.replicas {
-            let mut env = vec![
-                var("MASTER_PORT", port),
-                var("MASTER_ADDR", LOCALHOST),
-                var("WORLD_SIZE", world),
-                var("RANK", index + offset),
-                var("PYTHONUNBUFFERED", 0),
-            ];
-            if let Some(worker_port) = worker_port {
-                env.push(var("WORKER_PORT", worker_port));
-                env.push(var("WORKER_ADDRS", &worker_addrs));
-            }
-            out.push(role.command(index, env));
-        }
-    }
-    out
-}
-
-/// PaddleJob: with a Master, parameter-server mode (Master 0 is the
-/// rendezvous and gets `PADDLE_SERVER_NUM=1`, Workers `PADDLE_TRAINER_NUM=1`);
-/// without one, collective mode with Worker 0 as the rendezvous (and the
-/// primary: the operator labels no pod master then, ktune needs one).
-/// `PADDLE_MASTER` is `127.0.0.1:<port>`; the rendezvous replica also gets
-/// `POD_IP_DUMMY=127.0.0.1`, which its `PADDLE_MASTER` names on a cluster.
-fn paddle(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    let Some(specs) = workload.pointer("/spec/paddleReplicaSpecs") else {
-        return Vec::new();
-    };
-    let Some(roles) = roles(specs, &["Master", "Worker"], primary, "paddle") else {
-        return Vec::new();
-    };
-    let ps_mode = spec_of(specs, "Master").is_some();
-    let rendezvous = if ps_mode { "Master" } else { "Worker" };
-    let nodes = total(&roles);
-    let job = workload
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let master = format!("{LOCALHOST}:{port}");
-    let mut out = Vec::new();
-    for role in &roles {
-        for index in 0..role.replicas {
-            let mut env = vec![
-                var("PYTHONUNBUFFERED", 0),
-                var("PADDLE_JOB_ID", job),
-                var("PADDLE_NNODES", nodes),
-            ];
-            if index == 0 && role.is(rendezvous) {
-                env.push(var("POD_IP_DUMMY", LOCALHOST));
-            }
-            env.push(var("PADDLE_MASTER", &master));
-            if ps_mode {
-                let num = if role.is("Master") {
-                    "PADDLE_SERVER_NUM"
-                } else {
-                    "PADDLE_TRAINER_NUM"
-                };
-                env.push(var(num, 1));
-            }
-            out.push(role.command(index, env));
-        }
-    }
-    out
-}
-
-/// JAXJob: the Workers, Worker 0 the coordinator (`COORDINATOR_ADDRESS` is
-/// a host, `COORDINATOR_PORT` its port) and the primary.
-fn jax(workload: &Value, primary: &str, port: u16) -> Vec<ReplicaCommand> {
-    let Some(roles) = workload
-        .pointer("/spec/jaxReplicaSpecs")
-        .and_then(|s| roles(s, &["Worker"], primary, "jax"))
-    else {
-        return Vec::new();
-    };
-    let processes = total(&roles);
-    let mut out = Vec::new();
-    for role in &roles {
-        for index in 0..role.replicas {
-            let env = vec![
-                var("PYTHONUNBUFFERED", 1),
-                var("COORDINATOR_PORT", port),
-                var("COORDINATOR_ADDRESS", LOCALHOST),
-                var("NUM_PROCESSES", processes),
-                var("PROCESS_ID", index),
-            ];
-            out.push(role.command(index, env));
-        }
-    }
-    out
-}
-
-/// MPIJob (v2beta1 and v1): only the Launcher runs; its `mpirun` starts the
-/// ranks itself, here on this machine, so no Worker (an sshd on a cluster)
-/// is started. The container is the one named `primary`, else `mpi`, else
-/// the Launcher's first (the one mpi-operator sets up). It gets
-/// `K_MPI_JOB_ROLE=launcher` as on a cluster, but not the operator's
-/// `OMPI_MCA_orte_default_hostfile` (no hostfile is written: without one
-/// Open MPI, Intel MPI and MPICH run every rank on this machine) nor its
-/// ssh arguments; instead Open MPI may oversubscribe
-/// (`OMPI_MCA_rmaps_base_oversubscribe=1` for 4.x,
-/// `PRTE_MCA_rmaps_default_mapping_policy=:oversubscribe` for 5.x), so an
-/// `-np` sized for the cluster's workers × `slotsPerWorker` slots also
-/// starts on fewer cores.
-fn mpijob(workload: &Value, primary: &str) -> Vec<ReplicaCommand> {
-    let Some(template) = workload
-        .pointer("/spec/mpiReplicaSpecs")
-        .and_then(|s| spec_of(s, "Launcher"))
-        .and_then(|l| l.get("template"))
-    else {
-        return Vec::new();
-    };
-    let first = template
-        .pointer("/spec/containers/0")
-        .filter(|c| !container_argv(c).is_empty());
-    let Some(container) = runnable(template, primary)
-        .or_else(|| runnable(template, "mpi"))
-        .or(first)
-    else {
-        return Vec::new();
-    };
-    let mut env = container_env(container);
-    env.extend([
-        var("K_MPI_JOB_ROLE", "launcher"),
-        var("OMPI_MCA_rmaps_base_oversubscribe", 1),
-        var("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe"),
-    ]);
-    vec![ReplicaCommand {
-        name: "launcher".to_owned(),
-        argv: container_argv(container),
-        env,
-    }]
+            .filter(|c| !container_argv(c).is_empty())
+        })
 }
 
 /// The running processes of one trial; the first is the primary.
@@ -663,6 +318,28 @@ mod tests {
         let job = json!({"kind": "Job", "spec": {"template": {"spec": {"containers": [{"name": "main", "command": ["x"]}]}}}});
         assert_eq!(plan(&job, "main", 1).len(), 1);
         assert!(plan(&job, "other", 1).is_empty());
+    }
+
+    #[test]
+    fn a_jobset_runs_every_pod_with_its_completion_index() {
+        let job = |name: &str, jobs: u64, pods: u64, command: &str| {
+            json!({"name": name, "replicas": jobs, "template": {"spec": {"completions": pods,
+                "template": {"spec": {"containers": [{"name": "c", "command": [command]}]}}}}})
+        };
+        let js = json!({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "spec": {"replicatedJobs": [job("driver", 1, 1, "d"), job("workers", 1, 2, "w")]}});
+        let plan = plan(&js, "main", 4242);
+        assert_eq!(names(&plan), ["driver-0-0", "workers-0-0", "workers-0-1"]);
+        assert_eq!(
+            plan[0].argv,
+            ["d"],
+            "the first container when none is named main"
+        );
+        let indexes: Vec<_> = plan
+            .iter()
+            .map(|c| env_of(c, "JOB_COMPLETION_INDEX").unwrap())
+            .collect();
+        assert_eq!(indexes, ["0", "0", "1"]);
     }
 
     /// A replica spec: `replicas` copies of one container.

@@ -365,6 +365,7 @@ impl Leases for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store as _;
 
     fn holder(token: &str, pid: i64, node: &str) -> LeaseHolder {
         LeaseHolder {

@@ -16,7 +16,7 @@ pub use lease::{Lease, LeaseHolder, Leases};
 
 pub use rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
-    best_trial, state_from_str, state_to_str,
+    best_trial, state_from_str,
 };
 pub use sql::{ChangeMark, Deleted, SqlStore, TrialPage, TrialQuery, TrialSort, without_password};
 

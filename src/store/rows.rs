@@ -47,35 +47,12 @@ impl ExperimentState {
     }
 }
 
-/// A trial state as stored (Katib's condition types).
-#[must_use]
-pub fn state_to_str(state: TrialState) -> &'static str {
-    match state {
-        TrialState::Pending => "Pending",
-        TrialState::Running => "Running",
-        TrialState::Succeeded => "Succeeded",
-        TrialState::Failed => "Failed",
-        TrialState::Killed => "Killed",
-        TrialState::EarlyStopped => "EarlyStopped",
-        TrialState::MetricsUnavailable => "MetricsUnavailable",
-    }
-}
-
-/// Parses a stored trial state.
+/// Parses a stored trial state (its [`TrialState::as_str`] word).
 ///
 /// # Errors
 /// [`StoreError::UnknownState`] for any other word.
 pub fn state_from_str(word: &str) -> Result<TrialState, StoreError> {
-    Ok(match word {
-        "Pending" => TrialState::Pending,
-        "Running" => TrialState::Running,
-        "Succeeded" => TrialState::Succeeded,
-        "Failed" => TrialState::Failed,
-        "Killed" => TrialState::Killed,
-        "EarlyStopped" => TrialState::EarlyStopped,
-        "MetricsUnavailable" => TrialState::MetricsUnavailable,
-        other => return Err(StoreError::UnknownState(other.to_owned())),
-    })
+    TrialState::from_word(word).ok_or_else(|| StoreError::UnknownState(word.to_owned()))
 }
 
 /// A stored experiment.
@@ -124,20 +101,12 @@ impl ExperimentRecord {
     }
 }
 
-/// The succeeded trial with the best finite objective — the rule `ktune
-/// run`, `ktune best` and the dashboard share.
+/// The succeeded trial with the best finite objective — `ktune run`'s
+/// rule ([`Objective::best_by`]) over stored rows, for `ktune best` and
+/// the dashboard.
 #[must_use]
 pub fn best_trial<'a>(trials: &'a [TrialRow], objective: &Objective) -> Option<&'a TrialRow> {
-    trials
-        .iter()
-        .filter(|t| t.counts_for_best())
-        .reduce(|best, t| {
-            if objective.is_better(t.objective, best.objective) {
-                t
-            } else {
-                best
-            }
-        })
+    objective.best_by(trials, |t| (t.state, t.objective))
 }
 
 /// A trial to insert.
@@ -184,7 +153,7 @@ impl TrialRow {
     /// Whether it can be the best trial: succeeded, with a finite objective.
     #[must_use]
     pub fn counts_for_best(&self) -> bool {
-        self.state == TrialState::Succeeded && self.objective.is_some_and(f64::is_finite)
+        self.state.counts_for_best(self.objective)
     }
 
     /// A trial for unit tests: id and position `seq`, named `t{seq}`, in

@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 use super::StoreError;
 use super::rows::{
     ExperimentRecord, ExperimentState, NewTrial, ObservationRow, TrialOutcome, TrialRow,
-    state_from_str, state_to_str,
+    state_from_str,
 };
 
 /// Observation rows per INSERT statement (one JSON document each).
@@ -34,6 +34,24 @@ pub(super) enum Backend {
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) backend: Backend,
+}
+
+/// The columns [`experiment_from_row`] reads, for every query that builds
+/// an `ExperimentRecord` (a macro so that `concat!` keeps queries static).
+macro_rules! experiment_columns {
+    () => {
+        "id, name, spec, status, reason, created_at, completed_at, algorithm_state, \
+         algorithm_state_version"
+    };
+}
+
+/// The columns [`trial_from_row`] reads, for every query that builds a
+/// `TrialRow`.
+macro_rules! trial_columns {
+    () => {
+        "id, seq, name, assignment, labels, state, reason, message, objective, created_at, \
+         started_at, completed_at"
+    };
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(
@@ -158,44 +176,16 @@ impl SqlStore {
         self.backend == Backend::Sqlite
     }
 
-    /// Stores an experiment unless one with this name exists; returns the
-    /// stored record and whether it was created now.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn create_experiment(
-        &self,
-        name: &str,
-        spec: &serde_json::Value,
-        now: i64,
-    ) -> Result<(ExperimentRecord, bool), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO experiments (name, spec, status, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(to_json("experiments.spec", spec)?)
-        .bind(ExperimentState::Created.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let record = self
-            .experiment(name)
-            .await?
-            .ok_or_else(|| StoreError::NoSuchExperiment(name.to_owned()))?;
-        Ok((record, inserted == 1))
-    }
-
     /// The experiment with this name.
     ///
     /// # Errors
     /// [`StoreError`] on a database error or corrupt row.
     pub async fn experiment(&self, name: &str) -> Result<Option<ExperimentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, spec, status, reason, created_at, completed_at, algorithm_state, \
-             algorithm_state_version FROM experiments WHERE name = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            experiment_columns!(),
+            " FROM experiments WHERE name = $1"
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -207,10 +197,11 @@ impl SqlStore {
     /// # Errors
     /// [`StoreError`] on a database error or corrupt row.
     pub async fn experiments(&self) -> Result<Vec<ExperimentRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, spec, status, reason, created_at, completed_at, algorithm_state, \
-             algorithm_state_version FROM experiments ORDER BY id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            experiment_columns!(),
+            " FROM experiments ORDER BY id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(experiment_from_row).collect()
@@ -282,126 +273,6 @@ impl SqlStore {
         }))
     }
 
-    /// Records an experiment's state (and completion time when it completed).
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn set_experiment_state(
-        &self,
-        experiment_id: i64,
-        state: ExperimentState,
-        reason: &str,
-        completed_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE experiments SET status = $1, reason = $2, completed_at = $3 WHERE id = $4",
-        )
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(completed_at)
-        .bind(experiment_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Replaces the stored experiment (a resumed run with a raised budget
-    /// or an edited trial template).
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn set_experiment_spec(
-        &self,
-        experiment_id: i64,
-        spec: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE experiments SET spec = $1 WHERE id = $2")
-            .bind(to_json("experiments.spec", spec)?)
-            .bind(experiment_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Saves the algorithm's state if the stored version is still
-    /// `expected_version`; returns whether it was saved (false: another
-    /// writer got there first — reload and retry).
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn save_algorithm_state(
-        &self,
-        experiment_id: i64,
-        expected_version: i64,
-        state: &AlgorithmState,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE experiments SET algorithm_state = $1, algorithm_state_version = $2 \
-             WHERE id = $3 AND algorithm_state_version = $4",
-        )
-        .bind(to_json("experiments.algorithm_state", state)?)
-        .bind(expected_version.saturating_add(1))
-        .bind(experiment_id)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(done == 1)
-    }
-
-    /// Inserts trials (state Pending) in one transaction; a trial whose
-    /// name already exists in the experiment is left as it is. Returns how
-    /// many were new.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn insert_trials(
-        &self,
-        experiment_id: i64,
-        trials: &[NewTrial],
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let revision = bump_revision(&mut tx, "$1", experiment_id)
-            .await?
-            .ok_or(StoreError::NoSuchExperimentId(experiment_id))?;
-        let mut inserted = 0;
-        for trial in trials {
-            inserted += sqlx::query(
-                "INSERT INTO trials (experiment_id, seq, name, assignment, labels, state, created_at, revision) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM trials WHERE experiment_id = $1 \
-                 ON CONFLICT (experiment_id, name) DO NOTHING",
-            )
-            .bind(experiment_id)
-            .bind(&trial.name)
-            .bind(to_json("trials.assignment", &trial.assignment)?)
-            .bind(to_json("trials.labels", &trial.labels)?)
-            .bind(state_to_str(TrialState::Pending))
-            .bind(now)
-            .bind(revision)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(inserted)
-    }
-
-    /// Every trial of an experiment, in creation order.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error or corrupt row.
-    pub async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
-             created_at, started_at, completed_at FROM trials WHERE experiment_id = $1 ORDER BY seq",
-        )
-        .bind(experiment_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(trial_from_row).collect()
-    }
-
     /// The experiment's trials written after revision `since` (every
     /// trial for a negative `since`), in creation order, and the highest
     /// revision among them (`since` when none changed): what a reader that
@@ -414,11 +285,11 @@ impl SqlStore {
         experiment_id: i64,
         since: i64,
     ) -> Result<(Vec<TrialRow>, i64), StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
-             created_at, started_at, completed_at, revision FROM trials \
-             WHERE experiment_id = $1 AND revision > $2 ORDER BY seq",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            trial_columns!(),
+            ", revision FROM trials WHERE experiment_id = $1 AND revision > $2 ORDER BY seq"
+        ))
         .bind(experiment_id)
         .bind(since)
         .fetch_all(&self.pool)
@@ -438,155 +309,17 @@ impl SqlStore {
     /// # Errors
     /// [`StoreError`] on a database error or corrupt row.
     pub async fn find_trial(&self, name: &str) -> Result<Option<(String, TrialRow)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT e.name AS experiment, t.id, t.seq, t.name, t.assignment, t.labels, t.state, \
-             t.reason, t.message, t.objective, t.created_at, t.started_at, t.completed_at \
-             FROM trials t JOIN experiments e ON e.id = t.experiment_id WHERE t.name = $1 \
-             ORDER BY e.id LIMIT 1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            trial_columns!(),
+            ", (SELECT e.name FROM experiments e WHERE e.id = trials.experiment_id) \
+                 AS experiment FROM trials WHERE name = $1 ORDER BY experiment_id LIMIT 1"
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok((r.try_get("experiment")?, trial_from_row(&r)?)))
             .transpose()
-    }
-
-    /// Moves a trial to `outcome.state` if it is in one of `from`; returns
-    /// whether it moved (false: someone else moved it first). Sets the start
-    /// time on entering Running and the completion time on a terminal state.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn transition(
-        &self,
-        trial_id: i64,
-        from: &[TrialState],
-        outcome: &TrialOutcome,
-    ) -> Result<bool, StoreError> {
-        if from.is_empty() {
-            return Ok(false);
-        }
-        let mut tx = self.pool.begin().await?;
-        // The trial's experiment, found in the same statement.
-        let Some(revision) = bump_revision(
-            &mut tx,
-            "(SELECT experiment_id FROM trials WHERE id = $1)",
-            trial_id,
-        )
-        .await?
-        else {
-            return Ok(false);
-        };
-        // $1..$8 are the fields below; the states it may leave follow from $9.
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 9)).collect();
-        let sql = format!(
-            "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE(CAST($4 AS DOUBLE PRECISION), objective), \
-             started_at = CASE WHEN $1 = 'Running' AND started_at IS NULL THEN $5 ELSE started_at END, \
-             completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END, revision = $8 \
-             WHERE id = $7 AND state IN ({})",
-            placeholders.join(", ")
-        );
-        // Only generated placeholders are spliced in; every value is bound.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(state_to_str(outcome.state))
-            .bind(&outcome.reason)
-            .bind(&outcome.message)
-            .bind(float_text(outcome.objective))
-            .bind(outcome.at)
-            .bind(i64::from(outcome.state.is_terminal()))
-            .bind(trial_id)
-            .bind(revision);
-        for state in from {
-            query = query.bind(state_to_str(*state));
-        }
-        let moved = query.execute(&mut *tx).await?.rows_affected() == 1;
-        // Not moved: dropping the transaction rolls the bump back too.
-        if moved {
-            tx.commit().await?;
-        }
-        Ok(moved)
-    }
-
-    /// Appends observations in batched transactions; a (trial, metric,
-    /// step) already stored is kept. Returns how many rows were new.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn append_observations(
-        &self,
-        trial_id: i64,
-        rows: &[ObservationRow],
-    ) -> Result<u64, StoreError> {
-        // A whole batch travels as one JSON parameter and is unpacked by the
-        // database (`json_each` / `jsonb_to_recordset`): one statement and
-        // two bound values per batch, instead of six values per row, which
-        // is what makes batched inserts fast through sqlx.
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
-                 SELECT $1, json_extract(j.value, '$.metric'), json_extract(j.value, '$.step'), \
-                 json_extract(j.value, '$.value'), json_extract(j.value, '$.number'), \
-                 json_extract(j.value, '$.time') FROM json_each($2) AS j WHERE true \
-                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
-            }
-            Backend::Postgres => {
-                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
-                 SELECT $1, r.metric, r.step, r.value, r.number, r.time \
-                 FROM jsonb_to_recordset(CAST($2 AS jsonb)) AS r(metric text, step bigint, \
-                 value text, number double precision, time bigint) \
-                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
-            }
-        };
-        let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let batch: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|row| {
-                    serde_json::json!({
-                        "metric": row.metric,
-                        "step": row.step,
-                        "value": row.value,
-                        // Non-finite numbers are stored as NULL; the text keeps them.
-                        "number": row.number.filter(|n| n.is_finite()),
-                        "time": row.time,
-                    })
-                })
-                .collect();
-            inserted += sqlx::query(sql)
-                .bind(trial_id)
-                .bind(to_json("observations", &batch)?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(inserted)
-    }
-
-    /// A trial's observations, by metric then step.
-    ///
-    /// # Errors
-    /// [`StoreError`] on a database error.
-    pub async fn observations(&self, trial_id: i64) -> Result<Vec<ObservationRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT metric, step, value, number, time FROM observations WHERE trial_id = $1 \
-             ORDER BY metric, step",
-        )
-        .bind(trial_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ObservationRow {
-                    metric: r.try_get("metric")?,
-                    step: r.try_get("step")?,
-                    value: r.try_get("value")?,
-                    number: r.try_get("number")?,
-                    time: r.try_get("time")?,
-                })
-            })
-            .collect()
     }
 }
 
@@ -718,9 +451,8 @@ impl SqlStore {
         }
         let count_sql = format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}");
         let rows_sql = format!(
-            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
-             created_at, started_at, completed_at FROM trials WHERE {filter} ORDER BY {} \
-             LIMIT ${next} OFFSET ${}",
+            "SELECT {} FROM trials WHERE {filter} ORDER BY {} LIMIT ${next} OFFSET ${}",
+            trial_columns!(),
             query.sort.order_by(query.descending),
             next + 1
         );
@@ -728,8 +460,8 @@ impl SqlStore {
         let mut count = sqlx::query(sqlx::AssertSqlSafe(count_sql)).bind(experiment_id);
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(rows_sql)).bind(experiment_id);
         if let Some(state) = query.state {
-            count = count.bind(state_to_str(state));
-            rows = rows.bind(state_to_str(state));
+            count = count.bind(state.as_str());
+            rows = rows.bind(state.as_str());
         }
         if let Some(pattern) = &pattern {
             count = count.bind(pattern.clone());
@@ -756,10 +488,11 @@ impl SqlStore {
         experiment_id: i64,
         name: &str,
     ) -> Result<Option<TrialRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, seq, name, assignment, labels, state, reason, message, objective, \
-             created_at, started_at, completed_at FROM trials WHERE experiment_id = $1 AND name = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            trial_columns!(),
+            " FROM trials WHERE experiment_id = $1 AND name = $2"
+        ))
         .bind(experiment_id)
         .bind(name)
         .fetch_optional(&self.pool)
@@ -842,7 +575,7 @@ impl SqlStore {
             "SELECT t.experiment_id AS id, COUNT(*) AS n FROM trials t \
              JOIN observations o ON o.trial_id = t.id WHERE t.state = $1 GROUP BY t.experiment_id",
         )
-        .bind(state_to_str(TrialState::Running))
+        .bind(TrialState::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         let mut running = BTreeMap::new();
@@ -967,7 +700,22 @@ impl super::Store for SqlStore {
         spec: &serde_json::Value,
         now: i64,
     ) -> Result<(ExperimentRecord, bool), StoreError> {
-        Self::create_experiment(self, name, spec, now).await
+        let inserted = sqlx::query(
+            "INSERT INTO experiments (name, spec, status, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(to_json("experiments.spec", spec)?)
+        .bind(ExperimentState::Created.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let record = self
+            .experiment(name)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchExperiment(name.to_owned()))?;
+        Ok((record, inserted == 1))
     }
 
     async fn set_experiment_spec(
@@ -975,7 +723,12 @@ impl super::Store for SqlStore {
         experiment_id: i64,
         spec: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        Self::set_experiment_spec(self, experiment_id, spec).await
+        sqlx::query("UPDATE experiments SET spec = $1 WHERE id = $2")
+            .bind(to_json("experiments.spec", spec)?)
+            .bind(experiment_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn set_experiment_state(
@@ -985,7 +738,16 @@ impl super::Store for SqlStore {
         reason: &str,
         completed_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        Self::set_experiment_state(self, experiment_id, state, reason, completed_at).await
+        sqlx::query(
+            "UPDATE experiments SET status = $1, reason = $2, completed_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(completed_at)
+        .bind(experiment_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn save_algorithm_state(
@@ -994,7 +756,18 @@ impl super::Store for SqlStore {
         expected_version: i64,
         state: &AlgorithmState,
     ) -> Result<bool, StoreError> {
-        Self::save_algorithm_state(self, experiment_id, expected_version, state).await
+        let done = sqlx::query(
+            "UPDATE experiments SET algorithm_state = $1, algorithm_state_version = $2 \
+             WHERE id = $3 AND algorithm_state_version = $4",
+        )
+        .bind(to_json("experiments.algorithm_state", state)?)
+        .bind(expected_version.saturating_add(1))
+        .bind(experiment_id)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
     }
 
     async fn insert_trials(
@@ -1003,11 +776,42 @@ impl super::Store for SqlStore {
         trials: &[NewTrial],
         now: i64,
     ) -> Result<u64, StoreError> {
-        Self::insert_trials(self, experiment_id, trials, now).await
+        let mut tx = self.pool.begin().await?;
+        let revision = bump_revision(&mut tx, "$1", experiment_id)
+            .await?
+            .ok_or(StoreError::NoSuchExperimentId(experiment_id))?;
+        let mut inserted = 0;
+        for trial in trials {
+            inserted += sqlx::query(
+                "INSERT INTO trials (experiment_id, seq, name, assignment, labels, state, created_at, revision) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM trials WHERE experiment_id = $1 \
+                 ON CONFLICT (experiment_id, name) DO NOTHING",
+            )
+            .bind(experiment_id)
+            .bind(&trial.name)
+            .bind(to_json("trials.assignment", &trial.assignment)?)
+            .bind(to_json("trials.labels", &trial.labels)?)
+            .bind(TrialState::Pending.as_str())
+            .bind(now)
+            .bind(revision)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     async fn trials(&self, experiment_id: i64) -> Result<Vec<TrialRow>, StoreError> {
-        Self::trials(self, experiment_id).await
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            trial_columns!(),
+            " FROM trials WHERE experiment_id = $1 ORDER BY seq"
+        ))
+        .bind(experiment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trial_from_row).collect()
     }
 
     async fn transition(
@@ -1016,7 +820,48 @@ impl super::Store for SqlStore {
         from: &[TrialState],
         outcome: &TrialOutcome,
     ) -> Result<bool, StoreError> {
-        Self::transition(self, trial_id, from, outcome).await
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let mut tx = self.pool.begin().await?;
+        // The trial's experiment, found in the same statement.
+        let Some(revision) = bump_revision(
+            &mut tx,
+            "(SELECT experiment_id FROM trials WHERE id = $1)",
+            trial_id,
+        )
+        .await?
+        else {
+            return Ok(false);
+        };
+        // $1..$8 are the fields below; the states it may leave follow from $9.
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 9)).collect();
+        let sql = format!(
+            "UPDATE trials SET state = $1, reason = $2, message = $3, objective = COALESCE(CAST($4 AS DOUBLE PRECISION), objective), \
+             started_at = CASE WHEN $1 = 'Running' AND started_at IS NULL THEN $5 ELSE started_at END, \
+             completed_at = CASE WHEN $6 = 1 THEN $5 ELSE completed_at END, revision = $8 \
+             WHERE id = $7 AND state IN ({})",
+            placeholders.join(", ")
+        );
+        // Only generated placeholders are spliced in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(outcome.state.as_str())
+            .bind(&outcome.reason)
+            .bind(&outcome.message)
+            .bind(float_text(outcome.objective))
+            .bind(outcome.at)
+            .bind(i64::from(outcome.state.is_terminal()))
+            .bind(trial_id)
+            .bind(revision);
+        for state in from {
+            query = query.bind(state.as_str());
+        }
+        let moved = query.execute(&mut *tx).await?.rows_affected() == 1;
+        // Not moved: dropping the transaction rolls the bump back too.
+        if moved {
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     async fn append_observations(
@@ -1024,11 +869,72 @@ impl super::Store for SqlStore {
         trial_id: i64,
         rows: &[ObservationRow],
     ) -> Result<u64, StoreError> {
-        Self::append_observations(self, trial_id, rows).await
+        // A whole batch travels as one JSON parameter and is unpacked by the
+        // database (`json_each` / `jsonb_to_recordset`): one statement and
+        // two bound values per batch, instead of six values per row, which
+        // is what makes batched inserts fast through sqlx.
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
+                 SELECT $1, json_extract(j.value, '$.metric'), json_extract(j.value, '$.step'), \
+                 json_extract(j.value, '$.value'), json_extract(j.value, '$.number'), \
+                 json_extract(j.value, '$.time') FROM json_each($2) AS j WHERE true \
+                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
+            }
+            Backend::Postgres => {
+                "INSERT INTO observations (trial_id, metric, step, value, number, time) \
+                 SELECT $1, r.metric, r.step, r.value, r.number, r.time \
+                 FROM jsonb_to_recordset(CAST($2 AS jsonb)) AS r(metric text, step bigint, \
+                 value text, number double precision, time bigint) \
+                 ON CONFLICT (trial_id, metric, step) DO NOTHING"
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let batch: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "metric": row.metric,
+                        "step": row.step,
+                        "value": row.value,
+                        // Non-finite numbers are stored as NULL; the text keeps them.
+                        "number": row.number.filter(|n| n.is_finite()),
+                        "time": row.time,
+                    })
+                })
+                .collect();
+            inserted += sqlx::query(sql)
+                .bind(trial_id)
+                .bind(to_json("observations", &batch)?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     async fn observations(&self, trial_id: i64) -> Result<Vec<ObservationRow>, StoreError> {
-        Self::observations(self, trial_id).await
+        let rows = sqlx::query(
+            "SELECT metric, step, value, number, time FROM observations WHERE trial_id = $1 \
+             ORDER BY metric, step",
+        )
+        .bind(trial_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ObservationRow {
+                    metric: r.try_get("metric")?,
+                    step: r.try_get("step")?,
+                    value: r.try_get("value")?,
+                    number: r.try_get("number")?,
+                    time: r.try_get("time")?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -39,7 +39,7 @@ use tokio::sync::broadcast;
 pub use html::escape;
 
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, SqlStore, StoreError, TrialPage, TrialRow, state_to_str};
+use crate::store::{ExperimentRecord, SqlStore, Store as _, StoreError, TrialPage, TrialRow};
 use data::TableParams;
 use pages::ExperimentSummary;
 
@@ -521,7 +521,7 @@ async fn export_csv(
             "{},{},{},{},{},{},{},{}",
             t.seq,
             csv_cell(&t.name),
-            state_to_str(t.state),
+            t.state.as_str(),
             csv_cell(&t.reason),
             t.objective.map(|v| v.to_string()).unwrap_or_default(),
             t.created_at,
@@ -560,7 +560,7 @@ async fn export_json(
         .iter()
         .map(|t| {
             serde_json::json!({
-                "seq": t.seq, "name": t.name, "state": state_to_str(t.state), "reason": t.reason,
+                "seq": t.seq, "name": t.name, "state": t.state.as_str(), "reason": t.reason,
                 "message": t.message, "objective": t.objective,
                 "parameters": t.assignment.iter().cloned().collect::<BTreeMap<_, _>>(),
                 "labels": t.labels, "createdAt": t.created_at, "startedAt": t.started_at,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use ktune_algorithms::history::Objective;
+use ktune_algorithms::history::{Objective, TrialState};
 
 use super::data::{
     HistoryPoint, IMPORTANCE_METHOD, Importance, TableParams, age, page_count, time_text,
@@ -14,7 +14,7 @@ use super::html::escape;
 use super::ped_anova;
 use super::svg;
 use crate::engine::decide::Counts;
-use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow, state_to_str};
+use crate::store::{ExperimentRecord, ObservationRow, TrialPage, TrialRow};
 
 /// Wraps a page body in the document: title, stylesheet, script. `live`
 /// names what the script listens for (`*` every experiment).
@@ -159,13 +159,45 @@ pub struct ExperimentView<'a> {
     pub now: i64,
 }
 
-/// The experiment page.
+/// The experiment page: a header, then one section per chart, the trial
+/// table and the spec. A new chart is one section function below and one
+/// entry in this list.
 #[must_use]
 pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
+    let e = &v.summary.record;
+    let here = experiment_href(base, &e.name);
+    let table = table(
+        base,
+        &here,
+        &TableView {
+            experiment: &e.name,
+            metric: &v.summary.objective.metric,
+            parameters: v.parameters,
+            page: v.page,
+            params: v.params,
+        },
+    );
+    let body = [
+        experiment_header(base, v),
+        history_section(base, &here, v),
+        curves_section(v),
+        parameters_section(v),
+        table,
+        format!(
+            "<section id=\"spec\"><h2>Spec</h2><p><a href=\"{}/spec.yaml\">spec.yaml</a></p><pre>{}</pre></section>",
+            escape(&here),
+            escape(v.spec_yaml)
+        ),
+    ]
+    .concat();
+    layout(base, &e.name, &e.name, &body)
+}
+
+/// The name, state, counts and best trial.
+fn experiment_header(base: &str, v: &ExperimentView<'_>) -> String {
     let s = v.summary;
     let e = &s.record;
     let metric = &s.objective.metric;
-    let here = experiment_href(base, &e.name);
     let mut body = format!(
         "<h1>{}</h1><p class=\"meta\">{} · <span class=\"state\">{} {}</span> · started {} · finished {}</p><p id=\"counts\">{}</p>",
         escape(&e.name),
@@ -193,12 +225,20 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
         ),
     }
 
-    // Optimisation history.
+    body
+}
+
+/// Optimisation history: every trial's objective and the best so far.
+fn history_section(base: &str, here: &str, v: &ExperimentView<'_>) -> String {
+    let s = v.summary;
+    let e = &s.record;
+    let metric = &s.objective.metric;
+    let mut body = String::new();
     let log = v.params.log_scale();
     let _ = write!(
         body,
         "<section id=\"history\"><h2>Optimisation history</h2><p><a href=\"{}{}\">{}</a></p>",
-        escape(&here),
+        escape(here),
         escape(
             &v.params
                 .with(&[("log", if log { None } else { Some("1".into()) })])
@@ -222,8 +262,14 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     }
     body.push_str("</section>");
 
-    // Learning curves.
-    body.push_str("<section id=\"curves\"><h2>Learning curves</h2>");
+    body
+}
+
+/// Learning curves: the objective metric over each trial's steps.
+fn curves_section(v: &ExperimentView<'_>) -> String {
+    let e = &v.summary.record;
+    let metric = &v.summary.objective.metric;
+    let mut body = String::from("<section id=\"curves\"><h2>Learning curves</h2>");
     if v.curves.iter().all(|c| c.points.is_empty()) {
         let _ = write!(
             body,
@@ -246,8 +292,13 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     }
     body.push_str("</section>");
 
-    // Parallel coordinates and importance.
-    body.push_str("<section id=\"parallel\"><h2>Parameters</h2>");
+    body
+}
+
+/// Parallel coordinates over the parameters, and their importance.
+fn parameters_section(v: &ExperimentView<'_>) -> String {
+    let metric = &v.summary.objective.metric;
+    let mut body = String::from("<section id=\"parallel\"><h2>Parameters</h2>");
     if !v.lines.is_empty() && !v.parameters.is_empty() {
         body.push_str(&svg::parallel(
             v.lines,
@@ -317,25 +368,7 @@ pub fn experiment(base: &str, v: &ExperimentView<'_>) -> String {
     }
     body.push_str("</section>");
 
-    body.push_str(&table(
-        base,
-        &here,
-        &TableView {
-            experiment: &e.name,
-            metric,
-            parameters: v.parameters,
-            page: v.page,
-            params: v.params,
-        },
-    ));
-
-    let _ = write!(
-        body,
-        "<section id=\"spec\"><h2>Spec</h2><p><a href=\"{}/spec.yaml\">spec.yaml</a></p><pre>{}</pre></section>",
-        escape(&here),
-        escape(v.spec_yaml)
-    );
-    layout(base, &e.name, &e.name, &body)
+    body
 }
 
 /// A horizontal bar 200 px long at `share` 1, as SVG: its width is an
@@ -399,26 +432,27 @@ pub fn trials(base: &str, v: &TableView<'_>) -> String {
 /// The trial table: a filter form, sortable headers, pager and exports,
 /// all plain links and GET forms so it works without JavaScript.
 fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
-    let experiment = v.experiment;
+    let mut out = table_filters(here, v);
+    if v.page.rows.is_empty() {
+        out.push_str("<p class=\"empty\">No trials match.</p></section>");
+    } else {
+        out.push_str(&table_rows(base, here, v));
+        out.push_str(&pager(here, v));
+    }
+    out
+}
+
+/// The section's start: the filter form, the exports and the brushed
+/// selection.
+fn table_filters(here: &str, v: &TableView<'_>) -> String {
     let p = v.params;
-    let per = p.per();
-    let pages = page_count(v.page.total, per);
-    let page = p.page().min(pages);
     let mut out = format!(
         "<section id=\"trials\"><h2>Trials</h2><form method=\"get\" action=\"{}\">\
          <input name=\"q\" placeholder=\"name contains\" value=\"{}\"> <select name=\"state\"><option value=\"\">any state</option>",
         escape(here),
         escape(p.q.as_deref().unwrap_or_default())
     );
-    for s in [
-        "Pending",
-        "Running",
-        "Succeeded",
-        "Failed",
-        "Killed",
-        "EarlyStopped",
-        "MetricsUnavailable",
-    ] {
+    for s in TrialState::ALL.map(TrialState::as_str) {
         let selected = if p.state.as_deref() == Some(s) {
             " selected"
         } else {
@@ -458,10 +492,13 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
             escape(&p.with(&[("brush", None), ("page", None)]))
         );
     }
-    if v.page.rows.is_empty() {
-        out.push_str("<p class=\"empty\">No trials match.</p></section>");
-        return out;
-    }
+    out
+}
+
+/// The table itself: sortable headers, one row per trial.
+fn table_rows(base: &str, here: &str, v: &TableView<'_>) -> String {
+    let p = v.params;
+    let mut out = String::new();
     out.push_str("<table class=\"trials\"><thead><tr>");
     let current = p.sort.as_deref().unwrap_or("seq");
     let desc = p.dir.as_deref() == Some("desc");
@@ -498,10 +535,10 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
             "<tr data-trial=\"{}\"><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td>",
             escape(&t.name),
             t.seq,
-            escape(&trial_href(base, experiment, &t.name)),
+            escape(&trial_href(base, v.experiment, &t.name)),
             escape(&t.name),
             svg::state_class(t.state),
-            state_to_str(t.state),
+            t.state.as_str(),
             t.objective.map(|v| v.to_string()).unwrap_or_default(),
             time_text(t.completed_at)
         );
@@ -511,6 +548,15 @@ fn table(base: &str, here: &str, v: &TableView<'_>) -> String {
         }
         out.push_str("</tr>");
     }
+    out
+}
+
+/// Previous and next links, and the section's end.
+fn pager(here: &str, v: &TableView<'_>) -> String {
+    let p = v.params;
+    let pages = page_count(v.page.total, p.per());
+    let page = p.page().min(pages);
+    let mut out = String::new();
     let _ = write!(
         out,
         "</tbody></table><nav class=\"pager\">page {page} of {pages} "
@@ -567,7 +613,7 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
         escape(v.experiment),
         escape(&t.name),
         svg::state_class(t.state),
-        state_to_str(t.state),
+        t.state.as_str(),
         escape(&t.reason),
         escape(headline),
         t.seq,
@@ -590,7 +636,17 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
             escape(val)
         );
     }
-    body.push_str("</tbody></table><section id=\"metrics\"><h2>Metrics</h2>");
+    body.push_str("</tbody></table>");
+    body.push_str(&metrics_section(v));
+    body.push_str(&output_section(base, v));
+    layout(base, &t.name, v.experiment, &body)
+}
+
+/// One chart per metric the trial reported (or its last value when none
+/// was a number).
+fn metrics_section(v: &TrialView<'_>) -> String {
+    let t = v.trial;
+    let mut body = String::from("<section id=\"metrics\"><h2>Metrics</h2>");
     if v.observations.is_empty() {
         let since = t.started_at.unwrap_or(t.created_at);
         let what = if t.started_at.is_some() {
@@ -634,7 +690,14 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
             }
         }
     }
-    body.push_str("</section><section id=\"logs\"><h2>Output</h2>");
+    body.push_str("</section>");
+    body
+}
+
+/// The end of the trial's output, followed live while it runs.
+fn output_section(base: &str, v: &TrialView<'_>) -> String {
+    let t = v.trial;
+    let mut body = String::from("<section id=\"logs\"><h2>Output</h2>");
     match v.log {
         Some(log) => {
             // A trial that has not finished is followed by the script from
@@ -670,7 +733,7 @@ pub fn trial(base: &str, v: &TrialView<'_>) -> String {
         }
     }
     body.push_str("</section>");
-    layout(base, &t.name, v.experiment, &body)
+    body
 }
 
 /// A page saying what was not found, with a way back.
@@ -691,7 +754,6 @@ pub fn not_found(base: &str, what: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ktune_algorithms::history::TrialState;
 
     #[test]
     fn a_failed_trial_page_shows_the_end_of_its_stderr_line_by_line() {

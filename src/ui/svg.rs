@@ -9,7 +9,7 @@ use ktune_algorithms::history::TrialState;
 
 use super::data::HistoryPoint;
 use super::html::escape;
-use crate::store::{TrialRow, state_to_str};
+use crate::store::TrialRow;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 280.0;
@@ -213,7 +213,7 @@ pub fn history(
             escape(&p.name),
             p.seq,
             escape(&p.name),
-            state_to_str(p.state),
+            p.state.as_str(),
             value_text,
         );
     }
@@ -298,7 +298,7 @@ pub fn curves(series: &[Curve], metric: &str) -> String {
             state_class(c.state),
             escape(&c.name),
             escape(&c.name),
-            state_to_str(c.state),
+            c.state.as_str(),
         );
     }
     out.push_str("</svg>");
@@ -326,82 +326,28 @@ pub fn parallel(
     let mut placers: Vec<Placer> = Vec::new();
     let mut out = open("parallel", "parameters and objective, one line per trial");
     for (i, p) in parameters.iter().enumerate() {
+        let axis = Axis {
+            name: p,
+            x: LEFT + gap * i as f64,
+            top,
+            bottom,
+        };
         let values: Vec<&str> = rows.iter().filter_map(|t| t.parameter(p)).collect();
         let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
-        let ax = LEFT + gap * i as f64;
-        match numbers {
+        placers.push(match numbers {
             Some(ns) if !ns.is_empty() => {
-                let s = Scale::over(ns.into_iter(), log_parameters.contains(p), bottom, top);
-                let (lo, hi) = s.ends();
-                let _ = write!(
-                    out,
-                    "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
-                     <text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
-                    escape(p),
-                    s.data_attributes(),
-                    TOP + 2.0,
-                    escape(p),
-                    if s.log { " (log)" } else { "" },
-                    top - 2.0,
-                    num(hi),
-                    bottom + 12.0,
-                    num(lo),
-                );
-                let name = p.clone();
-                placers.push(Box::new(move |t| {
-                    t.parameter(&name)
-                        .and_then(|v| v.parse::<f64>().ok())
-                        .map(|v| s.px(v))
-                }));
+                numeric_axis(&mut out, &axis, ns, log_parameters.contains(p))
             }
-            _ => {
-                let mut cats: Vec<&str> = values.clone();
-                cats.sort_unstable();
-                cats.dedup();
-                let cats: Vec<String> = cats.into_iter().map(str::to_owned).collect();
-                let n = cats.len().max(2) - 1;
-                let _ = write!(
-                    out,
-                    "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" data-from=\"{bottom}\" data-to=\"{top}\" data-cats=\"{}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                    escape(p),
-                    escape(&serde_json::Value::from(cats.clone()).to_string()),
-                    TOP + 2.0,
-                    escape(p)
-                );
-                for (k, c) in cats.iter().enumerate() {
-                    let py = bottom - (bottom - top) * k as f64 / n as f64;
-                    let _ = write!(
-                        out,
-                        "<text x=\"{:.1}\" y=\"{py:.1}\">{}</text>",
-                        ax + 3.0,
-                        escape(c)
-                    );
-                }
-                out.push_str("</g>");
-                let name = p.clone();
-                placers.push(Box::new(move |t| {
-                    let v = t.parameter(&name)?;
-                    let k = cats.iter().position(|c| c == v)?;
-                    Some(bottom - (bottom - top) * k as f64 / n as f64)
-                }));
-            }
-        }
+            _ => categorical_axis(&mut out, &axis, values),
+        });
     }
-    let s = Scale::over(rows.iter().filter_map(|t| t.objective), false, bottom, top);
-    let ax = LEFT + gap * parameters.len() as f64;
-    let (lo, hi) = s.ends();
-    let _ = write!(
-        out,
-        "<g class=\"axis objective\" data-x=\"{ax:.1}\" data-objective=\"1\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-         <text x=\"{ax:.1}\" y=\"{top}\" text-anchor=\"end\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
-        s.data_attributes(),
-        TOP + 2.0,
-        escape(metric),
-        num(hi),
-        bottom + 12.0,
-        num(lo)
-    );
-    placers.push(Box::new(move |t| t.objective.map(|v| s.px(v))));
+    let axis = Axis {
+        name: metric,
+        x: LEFT + gap * parameters.len() as f64,
+        top,
+        bottom,
+    };
+    placers.push(objective_axis(&mut out, &axis, &rows));
     for t in rows {
         let mut d = String::new();
         for (i, place) in placers.iter().enumerate() {
@@ -424,6 +370,109 @@ pub fn parallel(
     }
     out.push_str("</svg>");
     out
+}
+
+/// One vertical axis of the parallel coordinates: what it shows, where it
+/// stands and the pixel range its values span.
+struct Axis<'a> {
+    name: &'a str,
+    x: f64,
+    top: f64,
+    bottom: f64,
+}
+
+/// Draws a numeric parameter's axis (linear or log) with its end values.
+fn numeric_axis(out: &mut String, axis: &Axis<'_>, numbers: Vec<f64>, log: bool) -> Placer {
+    let Axis {
+        name,
+        x: ax,
+        top,
+        bottom,
+    } = *axis;
+    let s = Scale::over(numbers.into_iter(), log, bottom, top);
+    let (lo, hi) = s.ends();
+    let _ = write!(
+        out,
+        "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>\
+         <text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text></g>",
+        escape(name),
+        s.data_attributes(),
+        TOP + 2.0,
+        escape(name),
+        if s.log { " (log)" } else { "" },
+        top - 2.0,
+        num(hi),
+        bottom + 12.0,
+        num(lo),
+    );
+    let name = name.to_owned();
+    Box::new(move |t| {
+        t.parameter(&name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| s.px(v))
+    })
+}
+
+/// Draws a categorical parameter's axis: its values, sorted, evenly spaced.
+fn categorical_axis(out: &mut String, axis: &Axis<'_>, mut values: Vec<&str>) -> Placer {
+    let Axis {
+        name,
+        x: ax,
+        top,
+        bottom,
+    } = *axis;
+    values.sort_unstable();
+    values.dedup();
+    let cats: Vec<String> = values.into_iter().map(str::to_owned).collect();
+    let n = cats.len().max(2) - 1;
+    let _ = write!(
+        out,
+        "<g class=\"axis\" data-x=\"{ax:.1}\" data-param=\"{}\" data-from=\"{bottom}\" data-to=\"{top}\" data-cats=\"{}\"><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+        escape(name),
+        escape(&serde_json::Value::from(cats.clone()).to_string()),
+        TOP + 2.0,
+        escape(name)
+    );
+    for (k, c) in cats.iter().enumerate() {
+        let py = bottom - (bottom - top) * k as f64 / n as f64;
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{py:.1}\">{}</text>",
+            ax + 3.0,
+            escape(c)
+        );
+    }
+    out.push_str("</g>");
+    let name = name.to_owned();
+    Box::new(move |t| {
+        let v = t.parameter(&name)?;
+        let k = cats.iter().position(|c| c == v)?;
+        Some(bottom - (bottom - top) * k as f64 / n as f64)
+    })
+}
+
+/// Draws the objective's axis, the last one, labelled on its left.
+fn objective_axis(out: &mut String, axis: &Axis<'_>, rows: &[&TrialRow]) -> Placer {
+    let Axis {
+        name,
+        x: ax,
+        top,
+        bottom,
+    } = *axis;
+    let s = Scale::over(rows.iter().filter_map(|t| t.objective), false, bottom, top);
+    let (lo, hi) = s.ends();
+    let _ = write!(
+        out,
+        "<g class=\"axis objective\" data-x=\"{ax:.1}\" data-objective=\"1\" {}><path d=\"M{ax:.1} {top}V{bottom}\"/><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{ax:.1}\" y=\"{top}\" text-anchor=\"end\">{}</text><text x=\"{ax:.1}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
+        s.data_attributes(),
+        TOP + 2.0,
+        escape(name),
+        num(hi),
+        bottom + 12.0,
+        num(lo)
+    );
+    Box::new(move |t| t.objective.map(|v| s.px(v)))
 }
 
 /// Where one trial's line crosses one axis (pixels), if it has a value there.

@@ -3,6 +3,7 @@
 //! it), and an experiment whose trials log every start, so a test can see
 //! whether any trial started twice.
 
+use ktune::store::Store as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

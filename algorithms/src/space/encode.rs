@@ -41,7 +41,6 @@ impl ParameterSpec {
                 if let Some(u) = self.log_code_of_index(k) {
                     return Some(u);
                 }
-                #[allow(clippy::cast_precision_loss)]
                 Some((k as f64 + 0.5) / n as f64)
             }
             // A continuous domain other than double does not exist.
@@ -85,7 +84,6 @@ impl ParameterSpec {
                 step: Some(step),
                 ..
             } => (*min, *step),
-            #[allow(clippy::cast_precision_loss)]
             Domain::Int { min, step, .. } => (*min as f64, *step as f64),
             _ => return 0,
         };

@@ -411,7 +411,6 @@ impl ParameterSpec {
         match &self.domain {
             Domain::Double { min, max, step, .. } => {
                 let step = (*step)?;
-                #[allow(clippy::cast_precision_loss)]
                 let x = tidy(min + k as f64 * step, step).clamp(*min, *max);
                 Some(ParamValue::Float(x))
             }
@@ -440,7 +439,6 @@ impl ParameterSpec {
                 if !(0.0..=MAX_POINTS as f64).contains(&k) {
                     return None;
                 }
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let k = k as u64;
                 let p = self.point(k)?.as_f64()?;
                 // Values read back from another tool may differ from ours by
@@ -452,11 +450,7 @@ impl ParameterSpec {
             Domain::Int { min, max, step, .. } => {
                 let i = match value {
                     ParamValue::Int(i) => *i,
-                    ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                        #[allow(clippy::cast_possible_truncation)]
-                        let i = *f as i64;
-                        i
-                    }
+                    ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => *f as i64,
                     _ => return None,
                 };
                 if i < *min
@@ -514,7 +508,6 @@ impl ParameterSpec {
             Domain::Int { .. } => match ParamValue::parse_number(text) {
                 Some(ParamValue::Int(i)) => Ok(ParamValue::Int(i)),
                 Some(ParamValue::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                    #[allow(clippy::cast_possible_truncation)]
                     let i = f as i64;
                     Ok(ParamValue::Int(i))
                 }
@@ -545,7 +538,6 @@ fn numbers_equal(a: &ParamValue, b: &ParamValue) -> bool {
 /// noise, as in `0 + 3*0.1`) still counts and is clipped to `max`.
 fn double_points(min: f64, max: f64, step: f64) -> Option<u64> {
     let q = (max - min) / step;
-    #[allow(clippy::cast_precision_loss)]
     if !q.is_finite() || q >= (MAX_POINTS - 1) as f64 {
         return None;
     }
@@ -558,6 +550,5 @@ fn double_points(min: f64, max: f64, step: f64) -> Option<u64> {
     while k > 0.0 && !fits(k) {
         k -= 1.0;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Some(k as u64 + 1)
 }

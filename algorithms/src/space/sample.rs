@@ -21,7 +21,6 @@ use super::{Assignment, Domain, ParamValue, ParameterSpec, SearchSpace};
 
 /// A uniform float in `[0, 1)` from the top 53 bits of one `u64`.
 pub fn unit_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
     let x = (rng.next_u64() >> 11) as f64;
     x * (1.0 / (1u64 << 53) as f64)
 }
@@ -59,7 +58,6 @@ impl ParameterSpec {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ParamValue {
         let (min, max) = match self.domain() {
             Domain::Double { min, max, .. } => (*min, *max),
-            #[allow(clippy::cast_precision_loss)]
             Domain::Int { min, max, .. } => (*min as f64, *max as f64),
             Domain::Discrete { .. } | Domain::Categorical { .. } => (0.0, 0.0),
         };

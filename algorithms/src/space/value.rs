@@ -24,7 +24,6 @@ impl ParamValue {
     /// The numeric value, if this is a number (`Int` widens, possibly losing
     /// precision beyond 2^53).
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Self::Int(v) => Some(*v as f64),

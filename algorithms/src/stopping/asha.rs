@@ -51,13 +51,10 @@ impl Default for Asha {
 /// Value at `quantile` in `[0, 1]` of sorted `values`, numpy's "linear" method.
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;
-    #[allow(clippy::cast_precision_loss)]
     let rank = q.clamp(0.0, 1.0) * last as f64;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let lo = rank.floor() as usize;
     let a = *sorted.get(lo)?;
     let b = sorted.get(lo + 1).copied().unwrap_or(a);
-    #[allow(clippy::cast_precision_loss)]
     let frac = rank - lo as f64;
     Some(a + frac * (b - a))
 }
@@ -84,7 +81,6 @@ impl Asha {
     /// The rung milestones, ascending (below `max_t`, at most 64).
     #[must_use]
     pub fn milestones(&self) -> Vec<f64> {
-        #[allow(clippy::cast_precision_loss)]
         let (grace, cap) = (
             self.grace_period as f64,
             self.max_t.map_or(f64::MAX, |m| m as f64),
@@ -98,7 +94,6 @@ impl Asha {
 
 /// The value of the first report at or after `milestone`.
 fn value_at(trial: &TrialRecord, milestone: f64) -> Option<f64> {
-    #[allow(clippy::cast_precision_loss)]
     trial
         .observations
         .iter()
@@ -130,7 +125,6 @@ impl EarlyStoppingRule for Asha {
                 reason: format!("asha: reached max_t = {max_t} (latest step {latest})"),
             };
         }
-        #[allow(clippy::cast_precision_loss)]
         let Some(milestone) = self.milestones().into_iter().rfind(|m| *m <= latest as f64) else {
             return StopDecision::Continue;
         };

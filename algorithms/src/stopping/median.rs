@@ -91,7 +91,6 @@ impl MedianStop {
                     .map(|o| o.value)
                     .filter(|v| v.is_finite())
                     .collect();
-                #[allow(clippy::cast_precision_loss)]
                 (!first.is_empty()).then(|| first.iter().sum::<f64>() / first.len() as f64)
             })
             .collect();
@@ -100,7 +99,6 @@ impl MedianStop {
         }
         let n = means.len();
         let value = match self.aggregate {
-            #[allow(clippy::cast_precision_loss)]
             Aggregate::Mean => means.iter().sum::<f64>() / n as f64,
             Aggregate::Median => {
                 means.sort_by(f64::total_cmp);

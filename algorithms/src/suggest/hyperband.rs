@@ -189,7 +189,6 @@ impl HyperbandConfig {
                 let rungs = (0..=s)
                     .map(|i| {
                         let configs = ceil_tolerant(n / pow(i)).max(1.0);
-                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                         let configs = configs.min(u64::MAX as f64) as u64;
                         Rung {
                             configs,
@@ -207,7 +206,6 @@ impl HyperbandConfig {
     pub fn resource_value(&self, r: f64) -> ParamValue {
         if self.integer_resource {
             let t = (r + r.abs() * TOLERANCE).trunc().max(1.0);
-            #[allow(clippy::cast_possible_truncation)]
             ParamValue::Int(t.min(9.0e18) as i64)
         } else {
             ParamValue::Float(r)

@@ -74,7 +74,6 @@ fn sobol_u32(index: u32, dim: u32, seed: u32) -> u32 {
 /// The unit-cube point `k` of the sequence for `seed`.
 pub(crate) fn sobol_point(seed: u64, k: u64, dims: usize) -> Vec<f64> {
     let block = k >> 16;
-    #[allow(clippy::cast_possible_truncation)]
     let (index, block_seed) = (
         (k & 0xFFFF) as u32,
         (mix64(seed ^ mix64(block)) >> 32) as u32,

@@ -118,9 +118,7 @@ fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clo
                 if f.fract() != 0.0 || !(0.0..=1e9).contains(&f) {
                     return Err(format!("`{text}` is not a whole number"));
                 }
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let v = f as usize;
-                v
+                f as usize
             }
         };
         if (min..=max).contains(&v) {

@@ -84,7 +84,6 @@ impl Mlp {
             .windows(2)
             .map(|pair| {
                 let (fan_in, fan_out) = (pair[0], pair[1]);
-                #[allow(clippy::cast_precision_loss)]
                 let limit = match activation {
                     Activation::Relu => (6.0 / fan_in as f64).sqrt(),
                     Activation::Tanh => (6.0 / (fan_in + fan_out) as f64).sqrt(),
@@ -198,7 +197,6 @@ impl Mlp {
 /// Mean cross-entropy of softmax(`logits`) against the classes `y`, and its
 /// gradient with respect to the logits.
 pub fn softmax_cross_entropy(logits: &Array2<f64>, y: &[usize]) -> (f64, Array2<f64>) {
-    #[allow(clippy::cast_precision_loss)]
     let n = logits.nrows().max(1) as f64;
     let mut grad = logits.clone();
     let mut loss = 0.0;
@@ -232,7 +230,6 @@ pub fn evaluate(model: &Mlp, x: ArrayView2<f64>, y: &[usize]) -> (f64, f64) {
             best.0 == **class
         })
         .count();
-    #[allow(clippy::cast_precision_loss)]
     let accuracy = correct as f64 / y.len().max(1) as f64;
     (loss, accuracy)
 }

@@ -24,7 +24,6 @@ impl Rng {
     /// A uniform number in `[0, 1)`.
     pub fn uniform(&mut self) -> f64 {
         // The top 53 bits, exactly representable in an f64.
-        #[allow(clippy::cast_precision_loss)]
         let x = (self.next_u64() >> 11) as f64;
         x * (1.0 / (1u64 << 53) as f64)
     }
@@ -38,9 +37,7 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         // Multiply-shift; the bias is far below anything that matters here.
         let n = n as u64;
-        #[allow(clippy::cast_possible_truncation)]
-        let i = ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as usize;
-        i
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as usize
     }
 
     /// Shuffles `items` in place (Fisher–Yates).

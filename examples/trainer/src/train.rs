@@ -88,12 +88,10 @@ pub fn train<E>(
             let x = data.train.x.select(Axis(0), idx);
             let y: Vec<usize> = idx.iter().map(|&i| data.train.y[i]).collect();
             let (loss, grads) = model.loss_and_grad(x.view(), &y, config.dropout, &mut rng);
-            #[allow(clippy::cast_precision_loss)]
             let weight = idx.len() as f64;
             total += loss * weight;
             optimizer.step(&mut model, &grads);
         }
-        #[allow(clippy::cast_precision_loss)]
         let loss = total / n.max(1) as f64;
         let (val_loss, val_accuracy) = evaluate(&model, data.valid.x.view(), &data.valid.y);
         if !(loss.is_finite() && val_loss.is_finite() && model.is_finite()) {
@@ -245,9 +243,7 @@ mod tests {
             for &c in &data.valid.y {
                 counts[c] += 1;
             }
-            #[allow(clippy::cast_precision_loss)]
-            let share = *counts.iter().max().unwrap() as f64 / data.valid.y.len() as f64;
-            share
+            *counts.iter().max().unwrap() as f64 / data.valid.y.len() as f64
         };
         let last = epochs.last().unwrap();
         assert!(last.val_accuracy > majority + 0.05, "{last} vs {majority}");

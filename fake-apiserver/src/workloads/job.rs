@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether the Job has finished.
-pub(super) fn finished(job: &Value) -> bool {
-    job.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                matches!(str_at(c, "/type"), "Complete" | "Failed")
-                    && str_at(c, "/status") == "True"
-            })
-        })
-}
-
 fn omit_zero(status: &mut Value) {
     if let Some(m) = status.as_object_mut() {
         m.retain(|k, v| {
@@ -36,11 +24,57 @@ fn condition(ty: &str, reason: &str, message: &str) -> Value {
     json!({"type": ty, "status": "True", "lastProbeTime": t, "lastTransitionTime": t, "reason": reason, "message": message})
 }
 
+/// One Job being run: its counts so far.
+struct JobRun {
+    ctx: Arc<Ctx>,
+    jobs: ResourceType,
+    ns: String,
+    name: String,
+    uid: String,
+    start_time: String,
+    succeeded: u64,
+    failed: u64,
+}
+
+impl JobRun {
+    /// Whether the Job still exists (the same object, not a new one of the same name).
+    fn alive(&self) -> bool {
+        self.ctx
+            .pods
+            .store
+            .get(&self.jobs, Some(&self.ns), &self.name)
+            .is_ok_and(|j| str_at(&j, "/metadata/uid") == self.uid)
+    }
+
+    /// Writes the Job's status: its counts, `active` pods and `extra` fields.
+    fn set_status(&self, active: u64, extra: Value) {
+        let mut status = json!({"startTime": self.start_time, "active": active, "succeeded": self.succeeded, "failed": self.failed, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}});
+        if let (Some(m), Some(e)) = (status.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        omit_zero(&mut status);
+        let _ = self
+            .ctx
+            .pods
+            .store
+            .set_status(&self.jobs, &self.ns, &self.name, status);
+    }
+
+    /// Ends the Job as Kubernetes 1.31+ does: first the target condition
+    /// (`SuccessCriteriaMet`, `FailureTarget`), then the final one beside it.
+    fn end(&self, target: &str, last: &str, reason: &str, message: &str) {
+        let target = condition(target, reason, message);
+        self.set_status(0, json!({"conditions": [target]}));
+        let mut extra = json!({"conditions": [target, condition(last, reason, message)]});
+        if last == "Complete" {
+            extra["completionTime"] = json!(now());
+        }
+        self.set_status(0, extra);
+    }
+}
+
 /// Runs one Job to its end.
 pub(super) async fn run(ctx: Arc<Ctx>, jobs: ResourceType, job: Value) {
-    let ns = str_at(&job, "/metadata/namespace").to_string();
-    let name = str_at(&job, "/metadata/name").to_string();
-    let uid = str_at(&job, "/metadata/uid").to_string();
     let completions = job
         .pointer("/spec/completions")
         .and_then(Value::as_u64)
@@ -53,83 +87,49 @@ pub(super) async fn run(ctx: Arc<Ctx>, jobs: ResourceType, job: Value) {
         .pointer("/spec/activeDeadlineSeconds")
         .and_then(Value::as_u64)
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let start_time = now();
-    let (mut succeeded, mut failed) = (0u64, 0u64);
-    let alive = |ctx: &Ctx| {
-        ctx.pods
-            .store
-            .get(&jobs, Some(&ns), &name)
-            .is_ok_and(|j| str_at(&j, "/metadata/uid") == uid)
+    let mut run = JobRun {
+        ns: str_at(&job, "/metadata/namespace").to_string(),
+        name: str_at(&job, "/metadata/name").to_string(),
+        uid: str_at(&job, "/metadata/uid").to_string(),
+        start_time: now(),
+        ctx,
+        jobs,
+        succeeded: 0,
+        failed: 0,
     };
-    let status = |active: u64, succeeded: u64, failed: u64, extra: Value| {
-        let mut s = json!({"startTime": start_time, "active": active, "succeeded": succeeded, "failed": failed, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}});
-        if let (Some(m), Some(e)) = (s.as_object_mut(), extra.as_object()) {
-            m.extend(e.clone());
-        }
-        omit_zero(&mut s);
-        s
-    };
-    loop {
-        if !alive(&ctx) {
-            return;
-        }
-        let _ =
-            ctx.pods
-                .store
-                .set_status(&jobs, &ns, &name, status(1, succeeded, failed, json!({})));
-        let end = match create_pod(&ctx, &job) {
-            Ok(pod) => ctx.pods.run(pod, deadline).await,
+    while run.alive() {
+        run.set_status(1, json!({}));
+        let end = match create_pod(&run.ctx, &job) {
+            Ok(pod) => run.ctx.pods.run(pod, deadline).await,
             Err(e) => {
-                tracing::warn!(job = %name, error = %e, "cannot create the job's pod");
+                tracing::warn!(job = %run.name, error = %e, "cannot create the job's pod");
                 PodEnd::Failed
             }
         };
-        if !alive(&ctx) {
+        if !run.alive() {
             return;
         }
         match end {
-            PodEnd::Succeeded => succeeded += 1,
-            PodEnd::Failed | PodEnd::Deleted => failed += 1,
+            PodEnd::Succeeded => run.succeeded += 1,
+            PodEnd::Failed | PodEnd::Deleted => run.failed += 1,
             PodEnd::DeadlineExceeded => {
-                failed += 1;
-                let msg = "Job was active longer than specified deadline";
-                let _ = ctx.pods.store.set_status(&jobs, &ns, &name, status(0, succeeded, failed, json!({"conditions": [condition("FailureTarget", "DeadlineExceeded", msg)]})));
-                let _ = ctx.pods.store.set_status(&jobs, &ns, &name, status(0, succeeded, failed, json!({"conditions": [condition("FailureTarget", "DeadlineExceeded", msg), condition("Failed", "DeadlineExceeded", msg)]})));
-                return;
+                run.failed += 1;
+                let message = "Job was active longer than specified deadline";
+                return run.end("FailureTarget", "Failed", "DeadlineExceeded", message);
             }
         }
-        if succeeded >= completions {
-            let msg = "Reached expected number of succeeded pods";
-            let target = condition("SuccessCriteriaMet", "CompletionsReached", msg);
-            let _ = ctx.pods.store.set_status(
-                &jobs,
-                &ns,
-                &name,
-                status(0, succeeded, failed, json!({"conditions": [target]})),
+        if run.succeeded >= completions {
+            let message = "Reached expected number of succeeded pods";
+            return run.end(
+                "SuccessCriteriaMet",
+                "Complete",
+                "CompletionsReached",
+                message,
             );
-            let extra = json!({"completionTime": now(), "conditions": [target, condition("Complete", "CompletionsReached", msg)]});
-            let _ =
-                ctx.pods
-                    .store
-                    .set_status(&jobs, &ns, &name, status(0, succeeded, failed, extra));
-            return;
         }
-        if failed > backoff {
-            let msg = "Job has reached the specified backoff limit";
-            let target = condition("FailureTarget", "BackoffLimitExceeded", msg);
-            let _ = ctx.pods.store.set_status(
-                &jobs,
-                &ns,
-                &name,
-                status(0, succeeded, failed, json!({"conditions": [target]})),
-            );
-            let extra =
-                json!({"conditions": [target, condition("Failed", "BackoffLimitExceeded", msg)]});
-            let _ =
-                ctx.pods
-                    .store
-                    .set_status(&jobs, &ns, &name, status(0, succeeded, failed, extra));
-            return;
+        if run.failed > backoff {
+            let message = "Job has reached the specified backoff limit";
+            return run.end("FailureTarget", "Failed", "BackoffLimitExceeded", message);
         }
     }
 }

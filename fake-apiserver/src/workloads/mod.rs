@@ -1,14 +1,15 @@
 //! The fake cluster's workload controllers: what the Job controller, the
-//! Kubeflow operators, Argo and Tekton would do, with every pod run on the
-//! fake node by [`Pods`](crate::pod::Pods).
+//! Kubeflow operators, Kubeflow Trainer, Argo and Tekton would do, with
+//! every pod run on the fake node by [`Pods`](crate::pod::Pods). Which
+//! controller runs a kind, and how its pods are named, labelled and wired
+//! together, comes from the trial-kind table (`ktune-kinds`).
 //!
-//! | kind | module | pods | finished when |
+//! | kind's replicas | module | pods | finished when |
 //! |---|---|---|---|
-//! | `batch/v1` Job | [`job`] | one at a time, retried | `Complete` / `Failed` |
-//! | Kubeflow `PyTorchJob`, `TFJob`, `XGBoostJob`, `PaddleJob`, `JAXJob`, `MPIJob` (v1, v2beta1) | [`training`] | one per replica | `Succeeded` / `Failed` |
-//! | Kubeflow Trainer `TrainJob` | [`trainjob`] | one per node | `Complete` / `Failed` |
-//! | Argo `Workflow` | [`argo`] | one per step | `status.phase` |
-//! | Tekton `PipelineRun` | [`tekton`] | one per task, steps in order | condition `Succeeded` |
+//! | a `batch/v1` Job's template | [`job`] | one at a time, retried | the kind's conditions |
+//! | listed: the Kubeflow jobs, `TrainJob`, JobSet-shaped kinds | [`replicated`] | one per replica | the kind's conditions |
+//! | Argo `Workflow` steps | [`argo`] | one per step | `status.phase` |
+//! | Tekton `PipelineRun` tasks | [`tekton`] | one per task, steps in order | condition `Succeeded` |
 //!
 //! Each controller sees a workload once (by uid) and runs it to its end in
 //! one task; a workload deleted meanwhile is left alone (its pods go with
@@ -18,12 +19,12 @@
 
 pub(crate) mod argo;
 pub(crate) mod job;
+pub(crate) mod replicated;
 pub(crate) mod tekton;
-pub(crate) mod training;
-pub(crate) mod trainjob;
 
 use crate::pod::{PodEnd, Pods, str_at};
 use crate::resource::ResourceType;
+use ktune_kinds::{Replicas, TrialKind, WorkflowEngine};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -34,42 +35,39 @@ pub(crate) struct Ctx {
     pub(crate) pods: Pods,
 }
 
-/// A workload kind the fake runs.
+/// A workload kind the fake runs: which controller, by where the
+/// trial-kind table says its replicas live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Job,
-    Training(&'static training::Flavor),
-    TrainJob,
-    Workflow,
-    PipelineRun,
+    Job(&'static TrialKind),
+    Replicated(&'static TrialKind),
+    Workflow(WorkflowEngine),
 }
 
 impl Kind {
     /// The kind of an object, if the fake runs it.
     pub(crate) fn of(object: &Value) -> Option<Self> {
-        let api_version = str_at(object, "/apiVersion");
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        match (group, str_at(object, "/kind")) {
-            ("batch", "Job") => Some(Self::Job),
-            ("trainer.kubeflow.org", "TrainJob") => Some(Self::TrainJob),
-            ("argoproj.io", "Workflow") => Some(Self::Workflow),
-            ("tekton.dev", "PipelineRun") => Some(Self::PipelineRun),
-            ("kubeflow.org", kind) => training::Flavor::of(kind, api_version).map(Self::Training),
-            _ => None,
-        }
+        let kind = ktune_kinds::in_group(str_at(object, "/apiVersion"), str_at(object, "/kind"))?;
+        Some(match kind.replicas {
+            Replicas::Job => Self::Job(kind),
+            Replicas::Workflow(engine) => Self::Workflow(engine),
+            Replicas::Typed(_) | Replicas::ReplicatedJobs | Replicas::Trainer => {
+                Self::Replicated(kind)
+            }
+        })
     }
 
     /// Whether the workload has ended (it is not started again).
     pub(crate) fn finished(self, object: &Value) -> bool {
         match self {
-            Self::Job => job::finished(object),
-            Self::Training(_) => condition_holds(object, &["Succeeded", "Failed"]),
-            Self::TrainJob => condition_holds(object, &["Complete", "Failed"]),
-            Self::Workflow => matches!(
+            Self::Job(kind) | Self::Replicated(kind) => kind
+                .conditions
+                .is_some_and(|c| condition_holds(object, &[c.success, c.failure])),
+            Self::Workflow(WorkflowEngine::Argo) => matches!(
                 str_at(object, "/status/phase"),
                 "Succeeded" | "Failed" | "Error"
             ),
-            Self::PipelineRun => object
+            Self::Workflow(WorkflowEngine::Tekton) => object
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .is_some_and(|cs| {
@@ -84,11 +82,10 @@ impl Kind {
     /// Runs the workload to its end.
     pub(crate) async fn run(self, ctx: Arc<Ctx>, rt: ResourceType, object: Value) {
         match self {
-            Self::Job => job::run(ctx, rt, object).await,
-            Self::Training(flavor) => training::run(ctx, rt, flavor, object).await,
-            Self::TrainJob => trainjob::run(ctx, rt, object).await,
-            Self::Workflow => argo::run(ctx, rt, object).await,
-            Self::PipelineRun => tekton::run(ctx, rt, object).await,
+            Self::Job(_) => job::run(ctx, rt, object).await,
+            Self::Replicated(kind) => replicated::run(ctx, rt, kind, object).await,
+            Self::Workflow(WorkflowEngine::Argo) => argo::run(ctx, rt, object).await,
+            Self::Workflow(WorkflowEngine::Tekton) => tekton::run(ctx, rt, object).await,
         }
     }
 }
@@ -218,7 +215,7 @@ impl Group {
 }
 
 /// A TCP port on 127.0.0.1 the kernel reports free.
-pub(crate) fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_or(29_500, |a| a.port())
@@ -237,11 +234,6 @@ pub(crate) fn free_ports(n: usize) -> Vec<u16> {
         ports.push(free_port());
     }
     ports
-}
-
-/// A `{name, value}` env entry.
-pub(crate) fn env(name: &str, value: impl ToString) -> Value {
-    json!({"name": name, "value": value.to_string()})
 }
 
 /// Appends `vars` to the env of every container of a pod (or only those

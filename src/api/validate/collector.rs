@@ -6,8 +6,9 @@ use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Report;
+use crate::api::defaults::prometheus_port;
 use crate::api::enums::{CollectorKind, FileFormat, FileSystemKind};
-use crate::api::experiment::{ExperimentSpec, FileSystemPath};
+use crate::api::experiment::{ExperimentSpec, FileSystemPath, MetricsCollectorSpec, SourceSpec};
 
 const PATH: &str = "spec.metricsCollectorSpec";
 
@@ -31,22 +32,7 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
                 CollectorKind::KNOWN.join(", ")
             ),
         ),
-        CollectorKind::File => {
-            require_path(fs, &fs_path, &[FileSystemKind::File], report);
-            if let Some(fs) = fs {
-                match &fs.format {
-                    Some(FileFormat::Other(f)) => report.error(
-                        format!("{fs_path}.format"),
-                        format!("unknown format {f:?}; expected TEXT or JSON"),
-                    ),
-                    Some(FileFormat::Json) if source.filter.is_some() => report.error(
-                        format!("{PATH}.source.filter"),
-                        "filters apply to TEXT metrics only; JSON metrics need none",
-                    ),
-                    _ => {}
-                }
-            }
-        }
+        CollectorKind::File => file_source(&source, report),
         CollectorKind::TensorFlowEvent => {
             require_path(fs, &fs_path, &[FileSystemKind::Directory], report);
             if fs.is_some_and(|f| f.format.is_some()) {
@@ -56,51 +42,8 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
                 );
             }
         }
-        CollectorKind::PrometheusMetric => match &source.http_get {
-            None => report.error(
-                format!("{PATH}.source.httpGet"),
-                "required for PrometheusMetric",
-            ),
-            Some(http) => {
-                if let IntOrString::Int(port) = http.port
-                    && !(1..=65535).contains(&port)
-                {
-                    report.error(
-                        format!("{PATH}.source.httpGet.port"),
-                        format!("must be a port number (1–65535), got {port}"),
-                    );
-                }
-                if !http.path.as_deref().unwrap_or("/").starts_with('/') {
-                    report.error(format!("{PATH}.source.httpGet.path"), "must start with '/'");
-                }
-            }
-        },
-        CollectorKind::Custom => {
-            let custom = mc
-                .collector
-                .as_ref()
-                .and_then(|c| c.custom_collector.as_ref());
-            let custom_path = format!("{PATH}.collector.customCollector");
-            match custom {
-                None => report.error(custom_path, "required for a Custom collector"),
-                Some(value) => {
-                    if let Err(e) = serde_path_to_error::deserialize::<_, Container>(value) {
-                        report.error(
-                            format!("{custom_path}.{}", e.path()),
-                            format!("not a valid container: {}", e.inner()),
-                        );
-                    }
-                }
-            }
-            if fs.is_some() {
-                require_path(
-                    fs,
-                    &fs_path,
-                    &[FileSystemKind::File, FileSystemKind::Directory],
-                    report,
-                );
-            }
-        }
+        CollectorKind::PrometheusMetric => prometheus_source(&source, report),
+        CollectorKind::Custom => custom_collector(mc, report),
         CollectorKind::StdOut | CollectorKind::Push => {}
     }
     if let Some(filter) = &source.filter {
@@ -110,6 +53,78 @@ pub(super) fn validate_collector(spec: &ExperimentSpec, report: &mut Report) {
                 report.error(path, e.to_string());
             }
         }
+    }
+}
+
+/// A File collector: a file to read, and a filter only for TEXT.
+fn file_source(source: &SourceSpec, report: &mut Report) {
+    let fs = source.file_system_path.as_ref();
+    let fs_path = format!("{PATH}.source.fileSystemPath");
+    require_path(fs, &fs_path, &[FileSystemKind::File], report);
+    match fs.and_then(|fs| fs.format.as_ref()) {
+        Some(FileFormat::Other(f)) => report.error(
+            format!("{fs_path}.format"),
+            format!("unknown format {f:?}; expected TEXT or JSON"),
+        ),
+        Some(FileFormat::Json) if source.filter.is_some() => report.error(
+            format!("{PATH}.source.filter"),
+            "filters apply to TEXT metrics only; JSON metrics need none",
+        ),
+        _ => {}
+    }
+}
+
+/// A PrometheusMetric collector: an endpoint whose port the collectors
+/// can scrape ([`prometheus_port`], the one rule) and an absolute path.
+fn prometheus_source(source: &SourceSpec, report: &mut Report) {
+    let Some(http) = &source.http_get else {
+        report.error(
+            format!("{PATH}.source.httpGet"),
+            "required for PrometheusMetric",
+        );
+        return;
+    };
+    if prometheus_port(&http.port).is_none() {
+        let port = match &http.port {
+            IntOrString::Int(p) => p.to_string(),
+            IntOrString::String(s) => format!("{s:?}"),
+        };
+        report.error(
+            format!("{PATH}.source.httpGet.port"),
+            format!("must be a port number (1–65535), got {port}; named ports are not resolved"),
+        );
+    }
+    if !http.path.as_deref().unwrap_or("/").starts_with('/') {
+        report.error(format!("{PATH}.source.httpGet.path"), "must start with '/'");
+    }
+}
+
+/// A Custom collector: a valid container, and a path if one is given.
+fn custom_collector(mc: &MetricsCollectorSpec, report: &mut Report) {
+    let custom = mc
+        .collector
+        .as_ref()
+        .and_then(|c| c.custom_collector.as_ref());
+    let custom_path = format!("{PATH}.collector.customCollector");
+    match custom {
+        None => report.error(custom_path, "required for a Custom collector"),
+        Some(value) => {
+            if let Err(e) = serde_path_to_error::deserialize::<_, Container>(value) {
+                report.error(
+                    format!("{custom_path}.{}", e.path()),
+                    format!("not a valid container: {}", e.inner()),
+                );
+            }
+        }
+    }
+    let fs = mc.source.as_ref().and_then(|s| s.file_system_path.as_ref());
+    if fs.is_some() {
+        require_path(
+            fs,
+            &format!("{PATH}.source.fileSystemPath"),
+            &[FileSystemKind::File, FileSystemKind::Directory],
+            report,
+        );
     }
 }
 

@@ -10,9 +10,10 @@ mod template;
 use std::collections::BTreeSet;
 use std::fmt;
 
+use ktune_algorithms::AlgorithmError;
 use ktune_algorithms::settings::{self, AlgorithmSpec as CatalogEntry, Support};
 
-use super::enums::{MetricStrategyType, ObjectiveType, ParameterType};
+use super::enums::{MetricStrategyType, ObjectiveType};
 use super::experiment::{AlgorithmSpec, Experiment, ExperimentSpec};
 use super::load::ConfigMaps;
 
@@ -134,8 +135,8 @@ fn check_with_algorithm_library(spec: &ExperimentSpec, report: &mut Report) {
         )
     {
         match ktune_algorithms::suggest::build_suggester(entry.name, &parsed, &space) {
-            Ok(_) | Err(ktune_algorithms::AlgorithmError::NotImplemented { .. }) => {}
-            Err(e) => report.error("spec.algorithm", e.to_string()),
+            Ok(_) | Err(AlgorithmError::NotImplemented { .. }) => {}
+            Err(e) => report.error(refused_field(spec, algorithm, &e), e.to_string()),
         }
     }
     if let Some(early) = &spec.early_stopping
@@ -149,6 +150,34 @@ fn check_with_algorithm_library(spec: &ExperimentSpec, report: &mut Report) {
         && let Err(e) = ktune_algorithms::stopping::build_early_stopping(entry.name, &parsed)
     {
         report.error("spec.earlyStopping", e.to_string());
+    }
+}
+
+/// The field an algorithm's refusal of the space concerns.
+fn refused_field(spec: &ExperimentSpec, algorithm: &AlgorithmSpec, e: &AlgorithmError) -> String {
+    match e {
+        AlgorithmError::GridNeedsStep { name } => spec
+            .parameters
+            .iter()
+            .flatten()
+            .position(|p| p.name == *name)
+            .map_or_else(
+                || "spec.parameters".to_owned(),
+                |i| format!("spec.parameters[{i}].feasibleSpace.step"),
+            ),
+        AlgorithmError::ResourceParameterMissing { .. }
+        | AlgorithmError::ResourceParameterNotNumeric { .. } => algorithm
+            .algorithm_settings
+            .iter()
+            .position(|s| s.name == "resource_name")
+            .map_or_else(
+                || "spec.algorithm.algorithmSettings".to_owned(),
+                |i| format!("spec.algorithm.algorithmSettings[{i}].value"),
+            ),
+        AlgorithmError::UnsupportedSpace { .. } | AlgorithmError::TooManyDimensions { .. } => {
+            "spec.algorithm.algorithmName".to_owned()
+        }
+        _ => "spec.algorithm".to_owned(),
     }
 }
 
@@ -396,86 +425,21 @@ fn check_settings(
     }
 }
 
+/// The algorithm's name and settings. What it needs of the space (grid:
+/// steps; hyperband: its resource parameter; cmaes: a number to search) is
+/// the library's rule, asked by [`check_with_algorithm_library`].
 fn validate_algorithm(spec: &ExperimentSpec, report: &mut Report) {
     let Some(algorithm) = &spec.algorithm else {
         report.error("spec.algorithm", "an algorithm is required");
         return;
     };
-    let Some((entry, parsed)) = check_settings(
+    check_settings(
         "spec.algorithm",
         algorithm,
         settings::algorithm,
         settings::ALGORITHMS,
         report,
-    ) else {
-        return;
-    };
-    let parameters = spec.parameters.as_deref().unwrap_or_default();
-    let setting_path = |name: &str| {
-        algorithm
-            .algorithm_settings
-            .iter()
-            .position(|s| s.name == name)
-            .map_or_else(
-                || "spec.algorithm.algorithmSettings".to_owned(),
-                |i| format!("spec.algorithm.algorithmSettings[{i}].value"),
-            )
-    };
-    match entry.name {
-        "hyperband" => {
-            let resource = parsed.text("resource_name").unwrap_or_default();
-            match parameters.iter().find(|p| p.name == resource) {
-                None => report.error(
-                    setting_path("resource_name"),
-                    format!("resource_name {resource:?} is not a parameter in spec.parameters"),
-                ),
-                Some(p)
-                    if !matches!(
-                        p.parameter_type,
-                        Some(ParameterType::Int | ParameterType::Double)
-                    ) =>
-                {
-                    report.error(
-                        setting_path("resource_name"),
-                        format!("the resource parameter {resource:?} must be int or double"),
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-        "grid" => {
-            for (i, p) in parameters.iter().enumerate() {
-                let step = p.feasible_space.as_ref().and_then(|f| f.step.as_deref());
-                if p.parameter_type == Some(ParameterType::Double) && step.is_none() {
-                    report.error(
-                        format!("spec.parameters[{i}].feasibleSpace.step"),
-                        format!(
-                            "grid search needs a step for the double parameter {:?}",
-                            p.name
-                        ),
-                    );
-                }
-            }
-        }
-        "cmaes" => {
-            let numeric = parameters
-                .iter()
-                .filter(|p| {
-                    matches!(
-                        p.parameter_type,
-                        Some(ParameterType::Int | ParameterType::Double)
-                    )
-                })
-                .count();
-            if numeric == 0 && !parameters.is_empty() {
-                report.error(
-                    "spec.algorithm.algorithmName",
-                    "cmaes needs at least one int or double parameter",
-                );
-            }
-        }
-        _ => {}
-    }
+    );
 }
 
 fn validate_early_stopping(spec: &ExperimentSpec, report: &mut Report) {

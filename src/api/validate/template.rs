@@ -8,8 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 
 use super::{Context, Report};
-use crate::api::defaults::TRAINING_OPERATOR_KINDS;
-use crate::api::experiment::{Experiment, TrialTemplate};
+use crate::api::experiment::{Experiment, TrialParameterSpec, TrialTemplate};
 use crate::api::parameters::{ParsedParameter, parse_parameter};
 use crate::api::template::{
     MetaReference, TemplateError, placeholder_names, render, resolve_template,
@@ -63,6 +62,32 @@ pub(super) fn validate_trial_template(
         );
         return;
     };
+    let names = validate_trial_parameters(experiment, trial_parameters, workload.as_ref(), report);
+    let Some(workload) = workload else {
+        return;
+    };
+    validate_workload(&workload, &names, report);
+    if let Some(container) = template
+        .primary_container_name
+        .as_deref()
+        .filter(|c| !c.is_empty())
+    {
+        check_primary_container(&workload, kind, container, report);
+    }
+    if kind == "Job" && workload.get("apiVersion").and_then(Value::as_str) == Some("batch/v1") {
+        check_job(experiment, template, &workload, report);
+    }
+}
+
+/// Each trialParameter: a unique name, a reference to a parameter or to
+/// the trial's metadata; and every parameter referenced by one. Returns
+/// the declared names (what the workload may use as placeholders).
+fn validate_trial_parameters<'a>(
+    experiment: &Experiment,
+    trial_parameters: &'a [TrialParameterSpec],
+    workload: Option<&Value>,
+    report: &mut Report,
+) -> BTreeSet<&'a str> {
     let parameters: BTreeMap<&str, &crate::api::experiment::ParameterSpec> = experiment
         .spec
         .parameters
@@ -100,7 +125,7 @@ pub(super) fn validate_trial_template(
         match MetaReference::parse(&tp.reference) {
             Err(e) => report.error(format!("{path}.reference"), e.to_string()),
             Ok(Some(meta)) => {
-                if let Some(w) = &workload
+                if let Some(w) = workload
                     && let Err(e @ TemplateError::MissingMetadata { .. }) = meta.resolve(w, "", "")
                 {
                     report.error(format!("{path}.reference"), e.to_string());
@@ -125,20 +150,7 @@ pub(super) fn validate_trial_template(
             );
         }
     }
-    let Some(workload) = workload else {
-        return;
-    };
-    validate_workload(&workload, &names, report);
-    if let Some(container) = template
-        .primary_container_name
-        .as_deref()
-        .filter(|c| !c.is_empty())
-    {
-        check_primary_container(&workload, kind, container, report);
-    }
-    if kind == "Job" && workload.get("apiVersion").and_then(Value::as_str) == Some("batch/v1") {
-        check_job(experiment, template, &workload, report);
-    }
+    names
 }
 
 fn resolve(template: &TrialTemplate, context: Context<'_>, report: &mut Report) -> Option<Value> {
@@ -254,7 +266,8 @@ fn container_names(value: &Value, out: &mut BTreeSet<String>) {
 fn check_primary_container(workload: &Value, kind: &str, container: &str, report: &mut Report) {
     // Only kinds whose pod templates are in the workload itself: Argo,
     // Tekton and TrainJob name their containers at run time.
-    if kind != "Job" && !TRAINING_OPERATOR_KINDS.contains(&kind) {
+    let inline = ktune_kinds::of_workload(workload).is_some_and(|k| k.replicas.templates_inline());
+    if !inline {
         return;
     }
     let mut names = BTreeSet::new();

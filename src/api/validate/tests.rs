@@ -185,7 +185,7 @@ fn bad_parameters_are_refused() {
     refused(
         |d| *at(d, "/spec/parameters/2/feasibleSpace/list") = json!([]),
         "spec.parameters[2].feasibleSpace.list",
-        "non-empty",
+        "list of values is empty",
     );
     refused(
         |d| *at(d, "/spec/parameters/2/name") = json!("lr"),
@@ -297,12 +297,12 @@ fn bad_algorithms_and_settings_are_refused() {
     refused(
         |d| *at(d, "/spec/algorithm/algorithmName") = json!("grid"),
         "spec.parameters[0].feasibleSpace.step",
-        "grid search needs a step",
+        "grid needs a step",
     );
     refused(
         |d| *at(d, "/spec/algorithm") = json!({"algorithmName": "hyperband", "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}]}),
         "spec.algorithm.algorithmSettings[0].value",
-        "not a parameter",
+        "does not name a parameter",
     );
     refused(
         |d| *at(d, "/spec/algorithm") = json!({"algorithmName": "hyperband", "algorithmSettings": [{"name": "resource_name", "value": "layers"}]}),

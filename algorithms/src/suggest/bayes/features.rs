@@ -106,9 +106,7 @@ impl FeatureMap {
                 Column::Ordered { at, .. } => f.get(at).copied().unwrap_or(0.5),
                 Column::OneHot { at, len } => {
                     let k = argmax(f.get(at..at + len).unwrap_or(&[]));
-                    #[allow(clippy::cast_precision_loss)]
-                    let u = (k as f64 + 0.5) / len as f64;
-                    u
+                    (k as f64 + 0.5) / len as f64
                 }
             })
             .collect()

@@ -82,7 +82,6 @@ impl Prior {
     /// The prior for `d` feature columns, the lengthscales' log-normal
     /// centred at `ls_loc` (see [`LS_LOC`]).
     fn new(d: usize, ls_loc: f64) -> Self {
-        #[allow(clippy::cast_precision_loss)]
         let df = d.max(1) as f64;
         let mut mean = vec![ls_loc; d];
         let mut sd = vec![3f64.sqrt(); d];
@@ -197,7 +196,6 @@ fn neg_log_posterior_with(
     let fit = dot(&alpha, &alpha);
     solve_lower_transposed(&l, n, &mut alpha);
     let log_det: f64 = (0..n).map(|i| l[i * n + i].ln()).sum();
-    #[allow(clippy::cast_precision_loss)]
     let lml = -0.5 * fit - log_det - 0.5 * n as f64 * LN_2PI;
 
     // W = ααᵀ − K⁻¹; ∂LML/∂θ = ½ Σ_ij W_ij ∂K_ij/∂θ, using symmetry.
@@ -247,7 +245,6 @@ pub(crate) struct Fit {
 /// wins. Falls back to `ℓ = √D` if every start fails.
 pub(crate) fn fit_hyper(x: &[f64], y: &[f64], d: usize, ls_loc: f64) -> Fit {
     let prior = Prior::new(d, ls_loc);
-    #[allow(clippy::cast_precision_loss)]
     let sqrt_d = (d.max(1) as f64).sqrt();
     // Hyperparameters matter to a few percent, not to the last digit: the
     // last tens of evaluations gain well under a nat of log posterior.

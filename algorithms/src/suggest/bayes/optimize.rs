@@ -45,95 +45,44 @@ pub(crate) fn minimize<F>(
 where
     F: FnMut(&[f64], &mut [f64]) -> f64,
 {
-    let n = x0.len();
     let mut x = x0.to_vec();
     project(&mut x, lo, hi);
-    let mut g = vec![0.0; n];
+    let mut g = vec![0.0; x.len()];
     let mut fx = f(&x, &mut g);
     let mut evals = 1;
     if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
         return (x, f64::INFINITY);
     }
-    let mut s_hist: Vec<Vec<f64>> = Vec::with_capacity(MEMORY);
-    let mut y_hist: Vec<Vec<f64>> = Vec::with_capacity(MEMORY);
-    let mut g_new = vec![0.0; n];
+    let mut memory = Memory::default();
+    let mut g_new = vec![0.0; x.len()];
     for _ in 0..budget.max_iter {
-        // Variables pinned at a bound by their gradient are held fixed.
-        let free: Vec<bool> = (0..n)
-            .map(|i| !((x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)))
-            .collect();
-        let pg: Vec<f64> = g
-            .iter()
-            .zip(&free)
-            .map(|(v, &fr)| if fr { *v } else { 0.0 })
-            .collect();
-        let pg_max = pg.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+        let (pg, free, pg_max) = projected_gradient(&x, &g, lo, hi);
         if pg_max < budget.gtol {
             break;
         }
-        let mut d = two_loop(&pg, &s_hist, &y_hist);
-        for (di, &fr) in d.iter_mut().zip(&free) {
-            if !fr {
-                *di = 0.0;
-            }
-            *di = -*di;
-        }
-        let slope: f64 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
-        if slope >= 0.0 || !slope.is_finite() {
-            d = pg.iter().map(|v| -v).collect();
-            s_hist.clear();
-            y_hist.clear();
-        }
+        let d = memory.direction(&pg, &free, &g);
         // Without curvature information, the first step moves at most a
         // unit distance along the largest gradient component.
-        let mut t = if s_hist.is_empty() {
+        let t = if memory.is_empty() {
             (1.0 / pg_max).min(1.0)
         } else {
             1.0
         };
-        let mut accepted = None;
-        for _ in 0..30 {
-            if evals >= budget.max_evals {
+        let mut search = LineSearch {
+            f: &mut f,
+            lo,
+            hi,
+            evals: &mut evals,
+            max_evals: budget.max_evals,
+        };
+        let Some((xn, fn_)) = search.run(&x, &d, &g, fx, t, &mut g_new) else {
+            if memory.is_empty() {
                 break;
             }
-            let mut xn: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a + t * b).collect();
-            project(&mut xn, lo, hi);
-            let decrease: f64 = xn
-                .iter()
-                .zip(&x)
-                .zip(&g)
-                .map(|((a, b), c)| (a - b) * c)
-                .sum();
-            let fn_ = f(&xn, &mut g_new);
-            evals += 1;
-            if fn_.is_finite()
-                && g_new.iter().all(|v| v.is_finite())
-                && fn_ <= fx + 1e-4 * decrease.min(0.0)
-            {
-                accepted = Some((xn, fn_));
-                break;
-            }
-            t *= 0.5;
-        }
-        let Some((xn, fn_)) = accepted else {
-            if s_hist.is_empty() {
-                break;
-            }
-            s_hist.clear();
-            y_hist.clear();
+            memory.clear();
             continue;
         };
-        let s: Vec<f64> = xn.iter().zip(&x).map(|(a, b)| a - b).collect();
-        let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
-        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
-        if sy > 1e-12 {
-            if s_hist.len() == MEMORY {
-                s_hist.remove(0);
-                y_hist.remove(0);
-            }
-            s_hist.push(s);
-            y_hist.push(y);
-        }
+        memory.remember(&xn, &x, &g_new, &g);
         let improvement = fx - fn_;
         x = xn;
         fx = fn_;
@@ -143,6 +92,117 @@ where
         }
     }
     (x, fx)
+}
+
+/// Which variables are free (not pinned at a bound by a gradient pushing
+/// them out), the gradient with the pinned ones' components zero, and its
+/// largest magnitude.
+fn projected_gradient(x: &[f64], g: &[f64], lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<bool>, f64) {
+    let free: Vec<bool> = (0..x.len())
+        .map(|i| !((x[i] <= lo[i] && g[i] > 0.0) || (x[i] >= hi[i] && g[i] < 0.0)))
+        .collect();
+    let pg: Vec<f64> = g
+        .iter()
+        .zip(&free)
+        .map(|(v, &fr)| if fr { *v } else { 0.0 })
+        .collect();
+    let max = pg.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    (pg, free, max)
+}
+
+/// The last [`MEMORY`] steps and gradient changes: L-BFGS's picture of
+/// the curvature.
+#[derive(Default)]
+struct Memory {
+    s: Vec<Vec<f64>>,
+    y: Vec<Vec<f64>>,
+}
+
+impl Memory {
+    fn is_empty(&self) -> bool {
+        self.s.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.s.clear();
+        self.y.clear();
+    }
+
+    /// The quasi-Newton descent direction for the projected gradient `pg`
+    /// (pinned variables stay put); steepest descent, forgetting the
+    /// memory, when that is not downhill along `g`.
+    fn direction(&mut self, pg: &[f64], free: &[bool], g: &[f64]) -> Vec<f64> {
+        let d: Vec<f64> = two_loop(pg, &self.s, &self.y)
+            .into_iter()
+            .zip(free)
+            .map(|(di, &fr)| if fr { -di } else { -0.0 })
+            .collect();
+        let slope: f64 = d.iter().zip(g).map(|(a, b)| a * b).sum();
+        if slope >= 0.0 || !slope.is_finite() {
+            self.clear();
+            return pg.iter().map(|v| -v).collect();
+        }
+        d
+    }
+
+    /// Keeps the step from `x` to `xn` and the gradient change, when it
+    /// shows positive curvature.
+    fn remember(&mut self, xn: &[f64], x: &[f64], g_new: &[f64], g: &[f64]) {
+        let s: Vec<f64> = xn.iter().zip(x).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = g_new.iter().zip(g).map(|(a, b)| a - b).collect();
+        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+        if sy > 1e-12 {
+            if self.s.len() == MEMORY {
+                self.s.remove(0);
+                self.y.remove(0);
+            }
+            self.s.push(s);
+            self.y.push(y);
+        }
+    }
+}
+
+/// A backtracking (Armijo) line search inside the box, counting
+/// evaluations against the budget.
+struct LineSearch<'a, F> {
+    f: &'a mut F,
+    lo: &'a [f64],
+    hi: &'a [f64],
+    evals: &'a mut usize,
+    max_evals: usize,
+}
+
+impl<F: FnMut(&[f64], &mut [f64]) -> f64> LineSearch<'_, F> {
+    /// The first point along `d` from `x`, halving the step from `t`, that
+    /// decreases `f` enough; its gradient is left in `g_new`.
+    fn run(
+        &mut self,
+        x: &[f64],
+        d: &[f64],
+        g: &[f64],
+        fx: f64,
+        mut t: f64,
+        g_new: &mut [f64],
+    ) -> Option<(Vec<f64>, f64)> {
+        for _ in 0..30 {
+            if *self.evals >= self.max_evals {
+                return None;
+            }
+            let mut xn: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + t * b).collect();
+            project(&mut xn, self.lo, self.hi);
+            let decrease: f64 = xn.iter().zip(x).zip(g).map(|((a, b), c)| (a - b) * c).sum();
+            let fn_ = (self.f)(&xn, g_new);
+            *self.evals += 1;
+            if fn_.is_finite()
+                && g_new.iter().all(|v| v.is_finite())
+                && fn_ <= fx + 1e-4 * decrease.min(0.0)
+            {
+                return Some((xn, fn_));
+            }
+            t *= 0.5;
+        }
+        None
+    }
 }
 
 /// The L-BFGS two-loop recursion: an approximation of `H⁻¹ q`.

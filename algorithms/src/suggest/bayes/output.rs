@@ -41,7 +41,6 @@ impl Targets {
 /// `(mean, standard deviation)`; a constant or non-finite spread gives 1,
 /// so the values are only centred.
 fn moments(v: &[f64]) -> (f64, f64) {
-    #[allow(clippy::cast_precision_loss)]
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;

@@ -71,12 +71,10 @@ impl<'a> Elite<'a> {
                 *c += 1;
             }
         }
-        #[allow(clippy::cast_precision_loss)]
         let (kf, total) = (k as f64, self.best_first.len() as f64);
         let u = unit_f64(rng);
         let mut acc = 0.0;
         for (value, count) in values.iter().zip(&counts) {
-            #[allow(clippy::cast_precision_loss)]
             let p =
                 (1.0 - UNIFORM_FLOOR) * (*count as f64 + 1.0) / (total + kf) + UNIFORM_FLOOR / kf;
             acc += p;

@@ -143,13 +143,11 @@ impl Optimizer {
         if self.evals_small < self.evals_large {
             let mut rng = derive_rng(cfg.seed, u64::from(self.restart), "cmaes-bipop");
             let (u, u2) = (unit_f64(&mut rng), unit_f64(&mut rng));
-            #[allow(clippy::cast_precision_loss)]
             let (def, large) = (
                 default_population(cfg.n) as f64,
                 self.large_lambda(cfg) as f64,
             );
             let lambda = (def * (large / (2.0 * def)).powf(u * u)).floor();
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let lambda = (lambda.max(2.0) as usize).min(MAX_POPULATION);
             self.regime = Regime::Small;
             self.restart_with(cfg, lambda, cfg.sigma0 * 10f64.powf(-2.0 * u2));

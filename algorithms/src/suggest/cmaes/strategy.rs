@@ -52,7 +52,6 @@ pub(crate) struct Parameters {
     pub fun_hist_len: usize,
 }
 
-#[allow(clippy::cast_precision_loss)]
 impl Parameters {
     /// Tutorial defaults for dimension `n >= 1` and population `λ >= 2`.
     pub(crate) fn new(n: usize, lambda: usize) -> Self {
@@ -100,7 +99,6 @@ impl Parameters {
         let d_sigma = 1.0 + 2.0 * (((mu_eff - 1.0) / (nf + 1.0)).sqrt() - 1.0).max(0.0) + c_sigma;
         let c_c = (4.0 + mu_eff / nf) / (nf + 4.0 + 2.0 * mu_eff / nf);
         let chi_n = nf.sqrt() * (1.0 - 1.0 / (4.0 * nf) + 1.0 / (21.0 * nf * nf));
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let fun_hist_len = 10 + (30.0 * nf / lambda as f64).ceil() as usize;
         Self {
             n: n.max(1),
@@ -364,7 +362,6 @@ impl Strategy {
         self.core.sigma *= ((p.c_sigma / p.d_sigma) * (norm_ps / p.chi_n - 1.0)).exp();
         self.core.sigma = self.core.sigma.min(SIGMA_MAX);
         // h_σ stalls the rank-one path while ‖p_σ‖ is large (eq. 45).
-        #[allow(clippy::cast_precision_loss)]
         let decay = 1.0 - (1.0 - p.c_sigma).powf(2.0 * self.core.generation as f64);
         let h_sigma = norm_ps / decay.max(EPS).sqrt() < (1.4 + 2.0 / (n as f64 + 1.0)) * p.chi_n;
         let h = if h_sigma { 1.0 } else { 0.0 };
@@ -373,7 +370,6 @@ impl Strategy {
             *pc = (1.0 - p.c_c) * *pc + k_c * yw;
         }
         // Covariance: rank-one + active rank-μ (eq. 46–47).
-        #[allow(clippy::cast_precision_loss)]
         let w_io: Vec<f64> = ys
             .iter()
             .zip(&p.weights)
@@ -410,7 +406,6 @@ impl Strategy {
             .map(|i| self.core.cov[i * n + i].max(0.0).sqrt())
             .collect();
         let hist_full = self.core.fun_hist.len() >= self.params.fun_hist_len;
-        #[allow(clippy::cast_possible_truncation)]
         if hist_full && self.core.generation > self.params.fun_hist_len as u64 {
             let hi = self
                 .core
@@ -449,7 +444,6 @@ impl Strategy {
         {
             return true;
         }
-        #[allow(clippy::cast_possible_truncation)]
         let axis = (self.core.generation % n as u64) as usize;
         let d_axis = self.scales.get(axis).copied().unwrap_or(0.0);
         if self.core.mean.iter().enumerate().all(|(i, m)| {

@@ -34,7 +34,6 @@ pub(crate) struct Ladder {
 
 impl Ladder {
     /// The position of point `k` in model space.
-    #[allow(clippy::cast_precision_loss)]
     pub(crate) fn z(&self, k: u64) -> f64 {
         match self.log {
             None => k as f64,
@@ -46,7 +45,6 @@ impl Ladder {
     /// outer bins reach as far beyond the end points as the inner ones do.
     pub(crate) fn bin(&self, k: u64) -> (f64, f64) {
         if self.log.is_none() {
-            #[allow(clippy::cast_precision_loss)]
             let x = k as f64;
             return (x - 0.5, x + 0.5);
         }
@@ -72,13 +70,11 @@ impl Ladder {
 
     /// The point whose bin holds `z` (the nearest end point outside).
     pub(crate) fn point_at(&self, z: f64) -> u64 {
-        #[allow(clippy::cast_precision_loss)]
         let last = (self.n - 1) as f64;
         let guess = match self.log {
             None => z.round(),
             Some((min, step)) => ((z.exp() - min) / step).round(),
         };
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let mut k = if guess.is_nan() {
             0
         } else {
@@ -153,7 +149,6 @@ impl Dim {
                     ladder: Ladder { n, log: None },
                     narrow_prior: false,
                 },
-                #[allow(clippy::cast_precision_loss)]
                 Domain::Int { min, step, .. } => Self::Ladder {
                     ladder: Ladder {
                         n,
@@ -218,12 +213,9 @@ impl Dim {
                 }
                 Some(if *log { x.ln() } else { x })
             }
-            Self::Ladder { ladder, .. } =>
-            {
-                #[allow(clippy::cast_precision_loss)]
+            Self::Ladder { ladder, .. } => {
                 Some(stepped_index(spec, ladder.n, value).or_else(|| spec.index_of(value))? as f64)
             }
-            #[allow(clippy::cast_precision_loss)]
             Self::Categorical { .. } => Some(spec.index_of(value)? as f64),
         }
     }
@@ -272,9 +264,7 @@ fn stepped_index(spec: &ParameterSpec, n: u64, value: &ParamValue) -> Option<u64
     };
     let x = value.as_f64()?;
     let k = ((x - min) / step).round();
-    #[allow(clippy::cast_precision_loss)]
     let inside = k >= 0.0 && k < n as f64 && (min + k * step - x).abs() <= step * 1e-6;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     inside.then_some(k as u64)
 }
 

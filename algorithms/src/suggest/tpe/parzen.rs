@@ -186,7 +186,6 @@ fn neighbour_sigmas(mus: &[f64], low: f64, high: f64) -> Vec<f64> {
 /// estimator, which holds nearly every trial, keeps Optuna's floor. The
 /// floor is never wider than Optuna's. On the peer benchmark
 /// (`benches/peers/`) this is what lets ktune refine faster than Optuna.
-#[allow(clippy::cast_precision_loss)]
 pub(crate) fn min_sigma(width: f64, m: usize, n_ranked: usize) -> f64 {
     let resolution = (m as f64 * m.max(n_ranked) as f64).sqrt();
     width / (resolution + 2.0).min(100.0)
@@ -211,7 +210,6 @@ pub(crate) fn min_sigma(width: f64, m: usize, n_ranked: usize) -> f64 {
 /// integer comes with the rest of its trial's coordinates, which are tuned
 /// for that integer, and widening it made `mixed` worse (median regret at
 /// 100 trials three times higher with this floor, eight with Optuna's).
-#[allow(clippy::cast_precision_loss)]
 pub(crate) fn ladder_min_sigma(width: f64, m: usize, n_ranked: usize) -> f64 {
     let optuna = width / (m as f64 + 2.0).min(100.0);
     (min_sigma(width, m, n_ranked) * optuna).sqrt()
@@ -282,7 +280,6 @@ impl Numeric {
                 }
             }
             Some(ladder) => {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let (low, high) = ladder.bin(c.max(0.0) as u64);
                 for (((mu, inv), norm), a) in kernels.zip(acc.iter_mut()) {
                     *a += norm + norm_mass((low - mu) * inv, (high - mu) * inv).ln();
@@ -302,14 +299,12 @@ impl Numeric {
         let z = gauss.truncated(rng, mu, sigma, self.low, self.high);
         match &self.ladder {
             None => z,
-            #[allow(clippy::cast_precision_loss)]
             Some(ladder) => ladder.point_at(z) as f64,
         }
     }
 }
 
 impl Categorical {
-    #[allow(clippy::cast_precision_loss)]
     fn new(n: usize, observed: Vec<usize>, prior_weight: f64) -> Self {
         let n_kernels = (observed.len() + 1) as f64;
         let base = prior_weight / n_kernels;
@@ -324,13 +319,11 @@ impl Categorical {
     }
 
     fn add_terms(&self, c: f64, acc: &mut [f64]) {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let c = c.max(0.0) as usize;
         let (obs, prior) = acc.split_at_mut(self.observed.len().min(acc.len()));
         for (&o, a) in self.observed.iter().zip(obs) {
             *a += if o == c { self.ln_hit } else { self.ln_miss };
         }
-        #[allow(clippy::cast_precision_loss)]
         let uniform = -(self.n as f64).ln();
         for a in prior {
             *a += uniform;
@@ -351,9 +344,7 @@ impl Categorical {
                 k.min(self.n.saturating_sub(1))
             }
         };
-        #[allow(clippy::cast_precision_loss)]
-        let k = k as f64;
-        k
+        k as f64
     }
 }
 
@@ -374,14 +365,12 @@ impl<'a> Parzen<'a> {
                 let values = fit.rows.iter().map(|&r| coordinate(fit, d, r, dim));
                 let column = match spec {
                     Dim::Fixed => return None,
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                     Dim::Categorical { n } => Column::Categorical(Categorical::new(
                         *n,
                         values.map(|c| c.max(0.0) as usize).collect(),
                         setup.prior_weight,
                     )),
                     Dim::Ladder { ladder, .. } => {
-                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                         let mus = values.map(|c| ladder.z(c.max(0.0) as u64)).collect();
                         Column::Numeric(Numeric::new(spec, mus, setup)?)
                     }

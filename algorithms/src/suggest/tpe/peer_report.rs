@@ -38,7 +38,6 @@ fn boxed(n: usize, lo: f64, hi: f64) -> SearchSpace {
 
 fn ackley(a: &Assignment) -> f64 {
     let x = xs(a);
-    #[allow(clippy::cast_precision_loss)]
     let n = x.len() as f64;
     let s1 = x.iter().map(|v| v * v).sum::<f64>() / n;
     let s2 = x
@@ -231,7 +230,6 @@ pub(crate) fn run_seeds(
 /// One report line: the median and the mean log10 regret (a steadier
 /// summary of a bimodal outcome) at 50 and 100 trials.
 pub(crate) fn report_line(label: &str, case: &str, r50: &[f64], r100: &[f64]) -> String {
-    #[allow(clippy::cast_precision_loss)]
     let log_mean =
         |v: &[f64]| v.iter().map(|x| x.max(1e-12).log10()).sum::<f64>() / v.len().max(1) as f64;
     format!(

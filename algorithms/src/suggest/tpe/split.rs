@@ -88,7 +88,6 @@ pub(crate) fn weights(n: usize) -> Vec<f64> {
         return vec![1.0; n];
     }
     let ramp = n - MAX_BELOW;
-    #[allow(clippy::cast_precision_loss)]
     let start = 1.0 / n as f64;
     (0..n)
         .map(|i| {
@@ -98,7 +97,6 @@ pub(crate) fn weights(n: usize) -> Vec<f64> {
                 start
             } else {
                 // numpy's linspace(1/n, 1, ramp): endpoints exact.
-                #[allow(clippy::cast_precision_loss)]
                 let t = i as f64 / (ramp - 1) as f64;
                 start + t * (1.0 - start)
             }

@@ -66,7 +66,6 @@ fn lower_tail(t: f64) -> f64 {
     // evaluated bottom-up. It converges faster the further out t is:
     // 110/t + 2 levels are exact to rounding from t = 5 on (23 needed at
     // t = 5, 12 at t = 10, 7 at t = 20).
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let levels = (110.0 / t).ceil() as u32 + 2;
     let mut cf = t;
     for k in (1..=levels).rev() {
