@@ -139,17 +139,22 @@ pub fn experiment_status(
     }
 }
 
+/// Parameter values (name, value) as Katib's assignments.
+#[must_use]
+pub fn parameter_assignments(parameters: &[(String, String)]) -> Vec<ParameterAssignment> {
+    parameters
+        .iter()
+        .map(|(name, value)| ParameterAssignment {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
 fn optimal_trial(best: &BestTrial, metrics: &[Metric]) -> OptimalTrial {
     OptimalTrial {
         best_trial_name: best.name.clone(),
-        parameter_assignments: best
-            .parameters
-            .iter()
-            .map(|(name, value)| ParameterAssignment {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+        parameter_assignments: parameter_assignments(&best.parameters),
         observation: Some(Observation {
             metrics: metrics.to_vec(),
         }),

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::health::{self, Backoff};
 use super::trial::WORKLOAD_ERROR;
 use super::watch::{Caches, TrialRead, TrialReads};
-use crate::api::experiment::{ParameterAssignment, TrialTemplate};
+use crate::api::experiment::TrialTemplate;
 use crate::api::{Experiment, Trial, TrialSpec};
 use crate::metrics::kinds::file::FileSidecar;
 use crate::metrics::kinds::push;
@@ -105,14 +105,7 @@ impl ClusterRunner {
             request.trial,
             TrialSpec {
                 objective: self.experiment.spec.objective.clone(),
-                parameter_assignments: request
-                    .parameters
-                    .iter()
-                    .map(|(name, value)| ParameterAssignment {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
+                parameter_assignments: super::status::parameter_assignments(request.parameters),
                 run_spec: Some(workload),
                 retain_run: self.template.retain,
                 metrics_collector: self.experiment.spec.metrics_collector_spec.clone(),
