@@ -17,7 +17,8 @@ pub struct Args {
     /// Watch only this namespace (all namespaces by default).
     #[arg(long, short)]
     namespace: Option<String>,
-    /// Milliseconds between two steps of one experiment.
+    /// Milliseconds between two readings of a running experiment's metrics
+    /// (log streams, pushes); changes of Trials and workloads wake it at once.
     #[arg(long, default_value_t = 500)]
     tick_ms: u64,
     /// Seed of the searches (an algorithm's `random_state` overrides it).
