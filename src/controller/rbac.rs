@@ -43,7 +43,7 @@ rules:
   - apiGroups: [ktune.dev]
     resources: [trials]
     verbs: [get, list, watch, create, patch]
-  # Status is written with merge patches.
+  # Status is written by server-side apply (a patch, field manager ktune).
   - apiGroups: [ktune.dev]
     resources: [experiments/status, trials/status]
     verbs: [patch]

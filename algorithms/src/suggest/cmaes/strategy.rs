@@ -369,7 +369,14 @@ impl Strategy {
         for (pc, yw) in self.core.p_c.iter_mut().zip(&y_w) {
             *pc = (1.0 - p.c_c) * *pc + k_c * yw;
         }
-        // Covariance: rank-one + active rank-μ (eq. 46–47).
+        self.update_covariance(&p, &ys, h);
+        self.decompose();
+    }
+
+    /// Covariance: rank-one + active rank-μ update (tutorial eq. 46–47)
+    /// from the generation's steps `ys`, best first; `h` is h_σ as 0 or 1.
+    fn update_covariance(&mut self, p: &Parameters, ys: &[Vec<f64>], h: f64) {
+        let n = p.n;
         let w_io: Vec<f64> = ys
             .iter()
             .zip(&p.weights)
@@ -392,7 +399,6 @@ impl Strategy {
                 *c = keep * *c + p.c1 * self.core.p_c[i] * self.core.p_c[j] + p.c_mu * rank_mu;
             }
         }
-        self.decompose();
     }
 
     /// Whether the run has converged or broken down (the `cmaes` library's
