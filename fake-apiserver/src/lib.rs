@@ -51,6 +51,7 @@ mod volumes;
 mod workloads;
 
 pub use executor::{Executor, ExecutorConfig};
+pub use pod::PLACEHOLDER_IMAGE;
 
 /// Minimal CRDs (names and versions, schemaless, status subresource) of the
 /// workload kinds the [`Executor`] runs that Kubernetes does not build in;

@@ -516,3 +516,111 @@ spec:
     assert_eq!(wf["status"]["phase"], "Succeeded", "{wf:#}");
     assert_eq!(wf["status"]["nodes"].as_object().unwrap().len(), 2);
 }
+
+/// The kind of state a container status is in (`waiting`, `running`,
+/// `terminated`), with its container's name.
+fn states(statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>) -> Vec<String> {
+    statuses
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let state = s.state.clone().unwrap_or_default();
+            let kind = if state.waiting.is_some() {
+                "waiting"
+            } else if state.running.is_some() {
+                "running"
+            } else {
+                "terminated"
+            };
+            format!("{}:{kind}", s.name)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn containers_without_images_get_a_placeholder_and_statuses_in_every_state() {
+    let f = fixture(&[]);
+    let yaml = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: shapes, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - name: init
+          command: [sh, -c, "sleep 0.4"]
+        - name: side
+          restartPolicy: Always
+          command: [sh, -c, "sleep 30"]
+      containers:
+        - name: main
+          command: [sh, -c, "sleep 0.4"]
+        - name: named
+          image: busybox:1.36
+          command: ["true"]
+"#;
+    f.server.create_manifest(yaml).unwrap();
+    // Every reading goes through k8s-openapi's typed Pod, which (like the
+    // Python client) requires name, image, imageID, ready and restartCount.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pods = f.pods("job-name=shapes").await;
+        if let Some(pod) = pods.first() {
+            let spec = pod.spec.clone().unwrap();
+            let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap();
+            assert_eq!(
+                spec.containers.iter().map(image).collect::<Vec<_>>(),
+                [ktune_fake_apiserver::PLACEHOLDER_IMAGE, "busybox:1.36"]
+            );
+            assert!(
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .all(|c| image(c) == ktune_fake_apiserver::PLACEHOLDER_IMAGE)
+            );
+            let status = pod.status.clone().unwrap_or_default();
+            for s in status
+                .container_statuses
+                .iter()
+                .chain(status.init_container_statuses.iter())
+                .flatten()
+            {
+                assert!(!s.image.is_empty() && !s.image_id.is_empty(), "{s:?}");
+                if s.name == "named" {
+                    assert_eq!(s.image, "busybox:1.36");
+                }
+            }
+            let now = (
+                states(status.init_container_statuses.as_ref()).join(","),
+                states(status.container_statuses.as_ref()).join(","),
+            );
+            seen.insert(now);
+            if status.phase.as_deref() == Some("Succeeded") {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let want = [
+        // Initialising: the first init container runs, the rest wait.
+        ("init:running,side:waiting", "main:waiting,named:waiting"),
+        // Initialised: the sidecar beside the running containers.
+        ("init:terminated,side:running", "main:running,named:running"),
+        // Ended: the sidecar stopped with the pod.
+        (
+            "init:terminated,side:terminated",
+            "main:terminated,named:terminated",
+        ),
+    ];
+    for (init, main) in want {
+        assert!(
+            seen.contains(&(init.to_owned(), main.to_owned())),
+            "never saw {init} / {main}: {seen:?}"
+        );
+    }
+}

@@ -5,7 +5,10 @@
 //! to the pod's name, namespace, uid, labels and annotations) in the
 //! configured working directory, captures stdout and stderr as the
 //! container's log, and moves the Pod through Running → Succeeded/Failed.
-//! Images are ignored: a container without `command` runs its `args`.
+//! Images are ignored: a container without `command` runs its `args`, and
+//! one without an image is given [`PLACEHOLDER_IMAGE`] so that clients
+//! (the Kubernetes Python client among them) parse its status; statuses
+//! follow the pod through init containers (`status`).
 //! Deleting the Pod sends SIGTERM to the process group and SIGKILL after
 //! the grace period.
 //!
@@ -17,6 +20,7 @@
 //! MPI worker's image runs sshd and waits for the launcher).
 
 mod container;
+mod status;
 
 use crate::ExecutorConfig;
 use crate::logs::Logs;
@@ -24,6 +28,8 @@ use crate::resource::ResourceType;
 use crate::store::{Store, now};
 use container::{Exit, Launch, env_of};
 use serde_json::{Value, json};
+pub use status::PLACEHOLDER_IMAGE;
+use status::{State, container_status, give_images};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -135,6 +141,9 @@ impl Pods {
             s.insert("nodeName".into(), json!("fake-node"));
             s.entry("restartPolicy").or_insert(json!("Never"));
         }
+        if let Some(spec) = pod.get_mut("spec") {
+            give_images(spec);
+        }
         self.store.create_internal(&self.rt, Some(ns), pod)
     }
 
@@ -199,6 +208,7 @@ impl Pods {
     pub(crate) async fn run(&self, pod: Value, deadline: Option<tokio::time::Instant>) -> PodEnd {
         let ns = str_at(&pod, "/metadata/namespace").to_string();
         let name = str_at(&pod, "/metadata/name").to_string();
+        let inits = list(&pod, "/spec/initContainers");
         let containers = list(&pod, "/spec/containers");
         let (kill_tx, kill_rx) = watch::channel(false);
         self.kills_lock()
@@ -212,7 +222,7 @@ impl Pods {
             &base,
             "Running",
             &started,
-            running(&containers, &started),
+            &starting(&inits, &containers, &started),
         );
         let root = self.root.join(format!("{ns}_{name}"));
         let mut pod = pod;
@@ -229,10 +239,19 @@ impl Pods {
             started: started.clone(),
         };
         let (sidecars_done, mains_done) = watch::channel(false);
-        let (sidecars, init_ok) = starter
-            .run_init(&list(&pod, "/spec/initContainers"), mains_done)
-            .await;
-        let exits = if init_ok {
+        let mut init = starter.run_init(&inits, mains_done).await;
+        let exits = if init.ok {
+            if !inits.is_empty() {
+                let mains_started = now();
+                self.set_phase(
+                    &ns,
+                    &name,
+                    &base,
+                    "Running",
+                    &mains_started,
+                    &initialized(&inits, &init.exits, &containers, &mains_started),
+                );
+            }
             starter
                 .run_main(&containers, annotated(&pod, SEQUENTIAL))
                 .await
@@ -240,14 +259,18 @@ impl Pods {
             containers.iter().map(|c| starter.skip(c)).collect()
         };
         sidecars_done.send_replace(true);
-        for s in sidecars {
-            let _ = s.await;
+        for (i, s) in init.sidecars {
+            let end = Exit::joined(s.await, &started);
+            if let Some(slot) = init.exits.get_mut(i) {
+                *slot = Some(end);
+            }
         }
         self.kills_lock().remove(&(ns.clone(), name.clone()));
         if *kill_rx.borrow() {
             return PodEnd::Deleted;
         }
-        self.finish(&ns, &name, base, &containers, &exits)
+        let statuses = ended(&inits, &init.exits, &containers, &exits);
+        self.finish(&ns, &name, base, &exits, &statuses)
     }
 
     fn kills_lock(
@@ -275,12 +298,15 @@ impl Pods {
         base: &Value,
         phase: &str,
         at: &str,
-        statuses: Vec<Value>,
+        statuses: &Statuses,
     ) {
         let mut st = base.clone();
         st["phase"] = json!(phase);
         st["conditions"] = pod_conditions(phase == "Running", at);
-        st["containerStatuses"] = json!(statuses);
+        if !statuses.init.is_empty() {
+            st["initContainerStatuses"] = json!(statuses.init);
+        }
+        st["containerStatuses"] = json!(statuses.main);
         let _ = self.store.set_status(&self.rt, ns, name, st);
     }
 
@@ -290,8 +316,8 @@ impl Pods {
         ns: &str,
         name: &str,
         base: Value,
-        containers: &[Value],
         exits: &[Exit],
+        statuses: &Statuses,
     ) -> PodEnd {
         let deadline_hit = exits.iter().any(|e| e.killed);
         let ok = !deadline_hit && exits.iter().all(|e| e.code == 0);
@@ -302,14 +328,7 @@ impl Pods {
                 json!("Pod was active on the node longer than the specified deadline");
         }
         let phase = if ok { "Succeeded" } else { "Failed" };
-        self.set_phase(
-            ns,
-            name,
-            &base,
-            phase,
-            &now(),
-            terminated(containers, exits),
-        );
+        self.set_phase(ns, name, &base, phase, &now(), statuses);
         match (ok, deadline_hit) {
             (true, _) => PodEnd::Succeeded,
             (false, true) => PodEnd::DeadlineExceeded,
@@ -334,27 +353,119 @@ fn annotated(pod: &Value, key: &str) -> bool {
         == Some("true")
 }
 
-/// The containers' statuses while they run.
-fn running(containers: &[Value], started: &str) -> Vec<Value> {
-    containers
-        .iter()
-        .map(|c| json!({"name": c.get("name"), "image": c.get("image"), "imageID": "", "containerID": "fake://", "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": started}}}))
-        .collect()
+/// The statuses of a pod's init containers and containers.
+#[derive(Debug, Default)]
+struct Statuses {
+    init: Vec<Value>,
+    main: Vec<Value>,
 }
 
-/// The containers' statuses once they ended.
-fn terminated(containers: &[Value], exits: &[Exit]) -> Vec<Value> {
-    containers
+/// Whether an init container is a native sidecar (runs beside the rest).
+fn is_sidecar(c: &Value) -> bool {
+    c.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+}
+
+/// The statuses as the pod starts: the first init container running and
+/// the rest waiting behind it, or, without init containers, every
+/// container running.
+fn starting(inits: &[Value], containers: &[Value], started: &str) -> Statuses {
+    let init = inits
         .iter()
-        .zip(exits)
-        .map(|(c, e)| {
-            let mut term = json!({"exitCode": e.code, "reason": e.reason, "startedAt": e.started, "finishedAt": e.finished, "containerID": "fake://"});
-            if let Some(m) = &e.message {
-                term["message"] = json!(m);
-            }
-            json!({"name": c.get("name"), "image": c.get("image"), "imageID": "", "containerID": "fake://", "ready": false, "started": false, "restartCount": 0, "state": {"terminated": term}})
+        .enumerate()
+        .map(|(i, c)| {
+            let state = if i == 0 {
+                State::Running {
+                    started,
+                    ready: false,
+                }
+            } else {
+                State::Waiting("PodInitializing")
+            };
+            container_status(c, state)
         })
-        .collect()
+        .collect();
+    let main_state = if inits.is_empty() {
+        State::Running {
+            started,
+            ready: true,
+        }
+    } else {
+        State::Waiting("PodInitializing")
+    };
+    Statuses {
+        init,
+        main: containers
+            .iter()
+            .map(|c| container_status(c, main_state))
+            .collect(),
+    }
+}
+
+/// The statuses once the init containers are done: those that ran to
+/// their end terminated, native sidecars running, the containers running.
+fn initialized(
+    inits: &[Value],
+    init_exits: &[Option<Exit>],
+    containers: &[Value],
+    started: &str,
+) -> Statuses {
+    let running = State::Running {
+        started,
+        ready: true,
+    };
+    Statuses {
+        init: inits
+            .iter()
+            .zip(init_exits)
+            .map(|(c, e)| {
+                let state = match e {
+                    Some(e) => State::Terminated(e),
+                    None if is_sidecar(c) => running,
+                    None => State::Waiting("PodInitializing"),
+                };
+                container_status(c, state)
+            })
+            .collect(),
+        main: containers
+            .iter()
+            .map(|c| container_status(c, running))
+            .collect(),
+    }
+}
+
+/// The statuses once the pod ended: every container that ran terminated,
+/// init containers that never started still waiting.
+fn ended(
+    inits: &[Value],
+    init_exits: &[Option<Exit>],
+    containers: &[Value],
+    exits: &[Exit],
+) -> Statuses {
+    Statuses {
+        init: inits
+            .iter()
+            .zip(init_exits)
+            .map(|(c, e)| {
+                let state = e
+                    .as_ref()
+                    .map_or(State::Waiting("PodInitializing"), State::Terminated);
+                container_status(c, state)
+            })
+            .collect(),
+        main: containers
+            .iter()
+            .zip(exits)
+            .map(|(c, e)| container_status(c, State::Terminated(e)))
+            .collect(),
+    }
+}
+
+/// What [`Starter::run_init`] leaves: the native sidecars still running
+/// (by their index), the ends of the others, and whether all succeeded.
+struct InitRun {
+    sidecars: Vec<(usize, JoinHandle<Exit>)>,
+    exits: Vec<Option<Exit>>,
+    ok: bool,
 }
 
 /// Starts the containers of one pod.
@@ -419,16 +530,16 @@ impl Starter<'_> {
 
     /// Runs the init containers in order; native sidecars
     /// (`restartPolicy: Always`) start in their turn and run until the
-    /// main containers end (`mains_done`) or the pod goes. Returns the
-    /// sidecars and whether every other init container succeeded.
-    async fn run_init(
-        &self,
-        init: &[Value],
-        mains_done: watch::Receiver<bool>,
-    ) -> (Vec<JoinHandle<Exit>>, bool) {
-        let mut sidecars = Vec::new();
-        for c in init {
-            if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+    /// main containers end (`mains_done`) or the pod goes. Stops at the
+    /// first init container that fails.
+    async fn run_init(&self, init: &[Value], mains_done: watch::Receiver<bool>) -> InitRun {
+        let mut run = InitRun {
+            sidecars: Vec::new(),
+            exits: init.iter().map(|_| None).collect(),
+            ok: true,
+        };
+        for (i, c) in init.iter().enumerate() {
+            if is_sidecar(c) {
                 let (tx, rx) = watch::channel(false);
                 let (mut pod_kill, mut mains_done) = (self.kill.clone(), mains_done.clone());
                 tokio::spawn(async move {
@@ -438,12 +549,20 @@ impl Starter<'_> {
                     }
                     tx.send_replace(true);
                 });
-                sidecars.push(self.start(c, rx));
-            } else if self.run_one(c).await.code != 0 {
-                return (sidecars, false);
+                run.sidecars.push((i, self.start(c, rx)));
+                continue;
+            }
+            let exit = self.run_one(c).await;
+            let failed = exit.code != 0;
+            if let Some(slot) = run.exits.get_mut(i) {
+                *slot = Some(exit);
+            }
+            if failed {
+                run.ok = false;
+                break;
             }
         }
-        (sidecars, true)
+        run
     }
 
     /// Runs the main containers: in order, stopping at the first failure
