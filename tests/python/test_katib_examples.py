@@ -114,16 +114,37 @@ def example_name(file: str) -> str:
     return "ex-" + Path(file).stem.replace("_", "-")
 
 
-@pytest.mark.parametrize("file", list(RUN))
-def test_create_experiment_of_a_katib_example_runs_to_succeeded(katib, file):
+@pytest.fixture(scope="module")
+def launched(katib):
+    """Creates every runnable example at once (they run side by side, so
+    the module takes about as long as the slowest), returning each one's
+    Experiment dict or the error its creation raised."""
     if not EXAMPLES.is_dir():
         pytest.skip(f"no Katib examples at {EXAMPLES}")
-    name = example_name(file)
-    experiment = local_experiment(file, name)
-    katib.create_experiment(experiment, namespace=NAMESPACE)
+    out = {}
+    for file in [*RUN, LONG_RUNNING]:
+        experiment = local_experiment(file, example_name(file))
+        try:
+            katib.create_experiment(experiment, namespace=NAMESPACE)
+            out[file] = experiment
+        except Exception as e:  # reported by the example's own test
+            out[file] = e
+    return out
 
+
+def created(launched, file) -> dict:
+    experiment = launched[file]
+    if isinstance(experiment, Exception):
+        raise experiment
+    return experiment
+
+
+@pytest.mark.parametrize("file", list(RUN))
+def test_create_experiment_of_a_katib_example_runs_to_succeeded(katib, launched, file):
+    experiment = created(launched, file)
+    name = experiment["metadata"]["name"]
     done = katib.wait_for_experiment_condition(
-        name, NAMESPACE, timeout=90, polling_interval=1
+        name, NAMESPACE, timeout=150, polling_interval=1
     )
     assert katib.is_experiment_succeeded(name, NAMESPACE)
     status = done.status
@@ -169,17 +190,14 @@ def _gone(katib, name: str) -> bool:
     return False
 
 
-def test_edit_experiment_budget_resumes_a_long_running_experiment(katib):
+def test_edit_experiment_budget_resumes_a_long_running_experiment(katib, launched):
     """Katib's resume example (resumePolicy LongRunning): finished with 2
     trials, its maxTrialCount raised to 3 through the SDK, it restarts and
     succeeds again with 3."""
-    if not EXAMPLES.is_dir():
-        pytest.skip(f"no Katib examples at {EXAMPLES}")
-    name = "ex-long-running-resume"
-    experiment = local_experiment(LONG_RUNNING, name)
+    experiment = created(launched, LONG_RUNNING)
+    name = experiment["metadata"]["name"]
     assert experiment["spec"]["resumePolicy"] == "LongRunning"
-    katib.create_experiment(experiment, namespace=NAMESPACE)
-    first = katib.wait_for_experiment_condition(name, NAMESPACE, timeout=90, polling_interval=1)
+    first = katib.wait_for_experiment_condition(name, NAMESPACE, timeout=150, polling_interval=1)
     assert first.status.trials == 2
 
     katib.edit_experiment_budget(name, NAMESPACE, max_trial_count=3)
@@ -199,7 +217,7 @@ def test_edit_experiment_budget_resumes_a_long_running_experiment(katib):
             and experiment
         )
 
-    again = wait_until("the resumed experiment to succeed with 3 trials", resumed, timeout=90, every=0.1)
+    again = wait_until("the resumed experiment to succeed with 3 trials", resumed, timeout=150, every=0.1)
     assert again.status.trials_succeeded == 3, again.status
     assert len(katib.list_trials(name, NAMESPACE)) == 3
     conditions = {c.type for c in again.status.conditions}

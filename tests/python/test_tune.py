@@ -57,14 +57,12 @@ def push_objective(parameters):
 
 
 def _wait(katib, name):
-    return katib.wait_for_experiment_condition(name, NAMESPACE, timeout=90, polling_interval=1)
+    return katib.wait_for_experiment_condition(name, NAMESPACE, timeout=150, polling_interval=1)
 
 
-@pytest.fixture(scope="module")
-def stdout_experiment(katib):
-    name = "tune-stdout"
+def _tune_stdout(katib, _):
     katib.tune(
-        name=name,
+        name="tune-stdout",
         namespace=NAMESPACE,
         objective=stdout_objective,
         parameters={
@@ -79,14 +77,11 @@ def stdout_experiment(katib):
         retain_trials=True,
         resources_per_trial={"cpu": "100m"},
     )
-    return name, _wait(katib, name)
 
 
-@pytest.fixture(scope="module")
-def push_experiment(katib, katib_mode):
-    name = "tune-push"
+def _tune_push(katib, controller):
     katib.tune(
-        name=name,
+        name="tune-push",
         namespace=NAMESPACE,
         objective=push_objective,
         parameters={"lr": search.double(min=0.01, max=0.1)},
@@ -97,9 +92,60 @@ def push_experiment(katib, katib_mode):
         parallel_trial_count=2,
         retain_trials=True,
         metrics_collector_config={"kind": "Push"},
-        env_per_trial={"KTUNE_TEST_DB_MANAGER": katib_mode.db_manager},
+        env_per_trial={"KTUNE_TEST_DB_MANAGER": controller.db_manager},
     )
+
+
+def _tune_pytorchjob(katib, _):
+    katib.tune(
+        name="tune-pytorchjob",
+        namespace=NAMESPACE,
+        objective=stdout_objective,
+        parameters={
+            "lr": search.double(min=0.01, max=0.1),
+            "epochs": search.int(min=2, max=2),
+            "optimizer": categorical(["sgd"]),
+        },
+        objective_metric_name="loss",
+        objective_type="minimize",
+        max_trial_count=2,
+        parallel_trial_count=2,
+        resources_per_trial=TrainerResources(
+            num_workers=1, num_procs_per_worker=1, resources_per_worker={"cpu": "100m"}
+        ),
+    )
+
+
+TUNES = {"tune-stdout": _tune_stdout, "tune-push": _tune_push, "tune-pytorchjob": _tune_pytorchjob}
+
+
+@pytest.fixture(scope="module")
+def launched(katib, katib_mode):
+    """Calls every tune() of this module at once (the experiments run side
+    by side); each one's error, if any, is raised by its own tests."""
+    errors = {}
+    for name, tune in TUNES.items():
+        try:
+            tune(katib, katib_mode)
+        except Exception as e:
+            errors[name] = e
+    return errors
+
+
+def _finished(katib, launched, name):
+    if name in launched:
+        raise launched[name]
     return name, _wait(katib, name)
+
+
+@pytest.fixture(scope="module")
+def stdout_experiment(katib, launched):
+    return _finished(katib, launched, "tune-stdout")
+
+
+@pytest.fixture(scope="module")
+def push_experiment(katib, launched):
+    return _finished(katib, launched, "tune-push")
 
 
 def test_tune_with_stdout_metrics_succeeds_with_the_best_trial(katib, stdout_experiment):
@@ -181,28 +227,10 @@ def test_report_metrics_for_an_unknown_trial_is_refused(katib_mode, monkeypatch)
         katib_sdk.report_metrics({"loss": 0.5}, db_manager_address=katib_mode.db_manager, timeout=5)
 
 
-def test_tune_with_a_pytorchjob_trial(katib):
+def test_tune_with_a_pytorchjob_trial(katib, launched):
     """TrainerResources with one worker: the trial is a PyTorchJob (Master
     only, `python -u`), metrics from its master's stdout."""
-    name = "tune-pytorchjob"
-    katib.tune(
-        name=name,
-        namespace=NAMESPACE,
-        objective=stdout_objective,
-        parameters={
-            "lr": search.double(min=0.01, max=0.1),
-            "epochs": search.int(min=2, max=2),
-            "optimizer": categorical(["sgd"]),
-        },
-        objective_metric_name="loss",
-        objective_type="minimize",
-        max_trial_count=2,
-        parallel_trial_count=2,
-        resources_per_trial=TrainerResources(
-            num_workers=1, num_procs_per_worker=1, resources_per_worker={"cpu": "100m"}
-        ),
-    )
-    experiment = _wait(katib, name)
+    name, experiment = _finished(katib, launched, "tune-pytorchjob")
     assert experiment.spec.trial_template.trial_spec["kind"] == "PyTorchJob"
     assert experiment.status.trials_succeeded == 2, experiment.status
     assert katib.get_optimal_hyperparameters(name, NAMESPACE) is not None

@@ -3,14 +3,13 @@
 (`ghcr.io/kubeflow/katib/pytorch-mnist-cpu`), which the fake cluster
 cannot run: it ignores images and runs containers as local processes, and
 this machine has no torch or MNIST. It takes the same arguments and logs
-its metrics in the same lines as Katib's script (`…\tloss=0.2345`,
+its metrics in the same lines, on stderr as logging does, as Katib's script (`…\tloss=0.2345`,
 `{metricName: accuracy, metricValue: 0.9}` …), from a smooth function of
 lr and momentum instead of training, in well under a second.
 """
 import argparse
 import logging
 import math
-import sys
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--epochs", type=int, default=1)
@@ -25,7 +24,6 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)-8s %(message)s",
     datefmt="%Y-%m-%dT%H:%M:%SZ",
     level=logging.DEBUG,
-    stream=sys.stdout,
 )
 distance = math.log(args.lr / 0.03) ** 2 + 4 * (args.momentum - 0.9) ** 2
 for epoch in range(1, args.epochs + 1):
