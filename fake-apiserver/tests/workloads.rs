@@ -624,3 +624,42 @@ spec:
         );
     }
 }
+
+#[tokio::test]
+async fn a_worker_still_running_when_its_job_succeeds_runs_on_to_its_own_end() {
+    let f = fixture(&[crds::TRAINING_OPERATOR]);
+    let yaml = r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: lagging, namespace: default}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      template: {spec: {containers: [{name: pytorch, command: ["true"]}]}}
+    Worker:
+      replicas: 1
+      template: {spec: {containers: [{name: pytorch, command: [sh, -c, "sleep 0.5"]}]}}
+"#;
+    let job = f.run(yaml, finished).await;
+    assert_eq!(condition(&job, "Succeeded").as_deref(), Some("True"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pods = f.pods("training.kubeflow.org/job-name=lagging").await;
+        let phases: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                p.status
+                    .clone()
+                    .unwrap_or_default()
+                    .phase
+                    .unwrap_or_default()
+            })
+            .collect();
+        if phases == ["Succeeded", "Succeeded"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "phases: {phases:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

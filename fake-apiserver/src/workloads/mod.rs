@@ -186,6 +186,17 @@ pub(crate) struct Group {
     set: JoinSet<(usize, PodEnd)>,
 }
 
+/// The pods still running when their workload's controller has decided
+/// (a PyTorchJob succeeds with its master while a worker still runs) run
+/// on to their own end, as on a cluster: aborting their tasks would kill
+/// the processes and leave the pods `Running` for ever. A pod that must
+/// stop is deleted (`cleanPodPolicy`), which stops its processes.
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.set.detach_all();
+    }
+}
+
 impl Group {
     /// Creates `pod` and runs it as member `index`; a pod that cannot be
     /// created ends as Failed.
