@@ -5,12 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::api::ApiGroup;
 use crate::controller::{self, ControllerOptions};
 use crate::store::{SqlStore, without_password};
 
 /// Arguments of `ktune controller`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The API group of the Experiments and Trials to reconcile:
+    /// `ktune.dev`, or `kubeflow.org` to replace Katib (its YAML, SDK and
+    /// kubectl habits work unchanged; never beside a Katib controller).
+    #[arg(long, env = "KTUNE_API_GROUP", default_value = "ktune.dev", value_parser = parse_group)]
+    api_group: ApiGroup,
     /// Where observations and algorithm state are kept: `sqlite:PATH` or `postgres://…`.
     #[arg(long, env = "KTUNE_DB", default_value = "sqlite:ktune-controller.db")]
     db: String,
@@ -68,6 +74,12 @@ pub struct Args {
     collector_command: String,
 }
 
+/// `--api-group`: `ktune.dev` or `kubeflow.org`.
+pub(super) fn parse_group(text: &str) -> Result<ApiGroup, String> {
+    text.parse()
+        .map_err(|e: crate::api::group::UnknownGroup| e.to_string())
+}
+
 fn parse_trial_resource(text: &str) -> Result<controller::kinds::TrialResource, String> {
     text.parse()
         .map_err(|e: controller::kinds::BadTrialResource| e.to_string())
@@ -99,6 +111,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .await
             .context("connecting to Kubernetes (KUBECONFIG, or the in-cluster config)")?;
         let options = ControllerOptions {
+            group: args.api_group,
             namespace: args.namespace.clone(),
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
