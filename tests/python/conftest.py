@@ -174,13 +174,15 @@ def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
     assert crds.returncode == 0, f"ktune crds --api-group kubeflow.org: {crds.stderr}"
     fake_cluster.apply(crds.stdout)
     folder = tmp_path_factory.mktemp("controller")
-    port = free_port()
+    port, push_port = free_port(), free_port()
     log = folder / "controller.log"
     _LOGS["ktune controller"] = log
     with open(log, "w") as err:
         process = subprocess.Popen(
             [str(ktune), "controller", "--api-group", "kubeflow.org",
              "--db-manager-listen", f"127.0.0.1:{port}", "--db-manager-callers", "trial-hosts",
+             # The DBManager stores through the Push collector's endpoint.
+             "--push-listen", f"127.0.0.1:{push_port}",
              "--tick-ms", "100", "--listen", "off", "--db", f"sqlite:{folder / 'controller.db'}"],
             stdout=err,
             stderr=subprocess.STDOUT,
