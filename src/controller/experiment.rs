@@ -20,6 +20,7 @@
 //! deterministic names), skips the log lines already stored, and creates
 //! nothing twice.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ use super::status::{self, apply_status, experiment_status, trial_status};
 use super::watch::RESYNC;
 use super::workload::ClusterRunner;
 use super::{Context, ControllerError, Worker};
+use crate::api::enums::ExperimentConditionType;
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
@@ -69,6 +71,9 @@ pub async fn reconcile(
     finalizer(&api, FINALIZER, experiment, |event| async {
         match event {
             Finalizer::Apply(experiment) => {
+                if ctx.group().is_katib() {
+                    store_defaults(&ctx, &experiment).await?;
+                }
                 ensure_worker(&ctx, experiment);
                 Ok(Action::requeue(Duration::from_secs(60)))
             }
@@ -82,6 +87,69 @@ pub async fn reconcile(
     .map_err(|e| ControllerError::Finalizer(Box::new(e)))
 }
 
+/// Writes Katib's defaults into the stored spec, as Katib's mutating
+/// webhook would have (Katib's SDK reads some back: a double parameter's
+/// `distribution`, the collector, `parallelTrialCount` …). Only what is
+/// missing is added, by a merge patch; the spec's generation moves, but
+/// the worker is keyed by the defaulted spec ([`spec_key`]), so it runs
+/// on undisturbed.
+///
+/// # Errors
+/// The API's.
+async fn store_defaults(ctx: &Context, experiment: &Experiment) -> Result<(), ControllerError> {
+    let stored = serde_json::to_value(&experiment.spec)?;
+    let mut spec = experiment.spec.clone();
+    crate::api::defaults::apply_defaults(&mut spec);
+    let Some(patch) = additions(&stored, &serde_json::to_value(&spec)?) else {
+        return Ok(());
+    };
+    let namespace = experiment
+        .namespace()
+        .unwrap_or_else(|| "default".to_owned());
+    let patch = kube::api::Patch::Merge(json!({"spec": patch}));
+    let params = kube::api::PatchParams::default();
+    ctx.experiments(&namespace)
+        .patch(&experiment.name_any(), &params, &patch)
+        .await?;
+    Ok(())
+}
+
+/// The JSON merge patch that adds to `from` what `to` has more or
+/// differently (nothing is removed); `None` when there is nothing.
+fn additions(from: &serde_json::Value, to: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            let patch: serde_json::Map<String, Value> = b
+                .iter()
+                .filter_map(|(key, value)| {
+                    let change = match a.get(key) {
+                        Some(old) => additions(old, value)?,
+                        None => value.clone(),
+                    };
+                    Some((key.clone(), change))
+                })
+                .collect();
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        _ => (from != to).then(|| to.clone()),
+    }
+}
+
+/// What keys an experiment's worker: its spec with Katib's defaults (so
+/// that writing the defaults does not restart it, while a user's change —
+/// a raised budget — does).
+fn spec_key(experiment: &Experiment) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut spec = experiment.spec.clone();
+    crate::api::defaults::apply_defaults(&mut spec);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&spec)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Whether the experiment's status says it finished.
 fn finished(experiment: &Experiment) -> bool {
     experiment
@@ -91,17 +159,17 @@ fn finished(experiment: &Experiment) -> bool {
         .is_some_and(|c| matches!(c.type_.to_string().as_str(), "Succeeded" | "Failed"))
 }
 
-/// Starts the experiment's worker unless it runs already for this
-/// generation (a changed spec — a raised budget — restarts it); one that
-/// runs is woken.
+/// Starts the experiment's worker unless it runs already for this spec
+/// (a changed spec — a raised budget — restarts it; Katib's defaults
+/// written into it do not); one that runs is woken.
 fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
     let uid = experiment.uid().unwrap_or_default();
-    let generation = experiment.meta().generation.unwrap_or(0);
+    let spec = spec_key(&experiment);
     let Some(mut workers) = ctx.workers.lock() else {
         return;
     };
     if let Some(worker) = workers.get(&uid)
-        && worker.generation == generation
+        && worker.spec == spec
         && (!worker.task.is_finished() || finished(&experiment))
     {
         worker.wake.notify_one();
@@ -120,14 +188,7 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
     let wake = Arc::new(Notify::new());
     let task =
         tokio::spawn(run_worker(Arc::clone(ctx), experiment, Arc::clone(&wake)).instrument(span));
-    workers.insert(
-        uid,
-        Worker {
-            generation,
-            task,
-            wake,
-        },
-    );
+    workers.insert(uid, Worker { spec, task, wake });
 }
 
 /// Runs [`work`] until the experiment ends; after an error that may pass
@@ -177,6 +238,7 @@ async fn work(
     .await?;
     setup.announce(ctx, experiment).await;
     let mut report = Report::new(ctx, experiment, &setup.metrics);
+    let was_finished = finished(experiment);
     let mut wanted: Option<ExperimentStatus> = None;
     loop {
         let mut changed = false;
@@ -192,6 +254,8 @@ async fn work(
         let (state, reason) = done.as_ref().map_or((ExperimentState::Running, ""), |s| {
             (s.state, s.reason.as_str())
         });
+        // Ended before, and running again: the budget was raised.
+        report.restarted |= was_finished && done.is_none();
         let status = match wanted.take() {
             Some(status) if !changed && done.is_none() => status,
             _ => {
@@ -202,11 +266,11 @@ async fn work(
             }
         };
         if let Some(summary) = done {
-            report.write_last(&status).await?;
+            report.write_last(engine.trials(), &status).await?;
             report.ended(&summary).await;
             return Ok(());
         }
-        let written = report.write(&status, false).await?;
+        let written = report.write(engine.trials(), &status, false).await?;
         wanted = Some(status);
         // A change of a trial or its workload wakes the worker at once;
         // while trials run, their metrics are read every tick.
@@ -459,6 +523,10 @@ struct Report<'a> {
     /// The best trial's name and its reduced metrics.
     best: Option<(String, Vec<Metric>)>,
     updates: TrialUpdates,
+    /// When the experiment started (its status's `startTime`).
+    started: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Whether it ended once and was resumed (a raised budget).
+    restarted: bool,
 }
 
 impl<'a> Report<'a> {
@@ -478,6 +546,16 @@ impl<'a> Report<'a> {
             written_at: None,
             best: None,
             updates: TrialUpdates::default(),
+            started: experiment
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.clone())
+                .unwrap_or_else(status::now),
+            restarted: experiment.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == ExperimentConditionType::Restarting)
+            }),
         }
     }
 
@@ -511,7 +589,12 @@ impl<'a> Report<'a> {
         self.ctx
             .ops
             .set_trials(&self.namespace, &self.name, &counts);
-        Ok(experiment_status(rows, best.zip(metrics), state, reason))
+        let status = experiment_status(rows, best.zip(metrics), state, reason);
+        Ok(if self.restarted {
+            status::restarted(status)
+        } else {
+            status
+        })
     }
 
     /// Writes the queued trial statuses, and the experiment's `status`
@@ -524,10 +607,14 @@ impl<'a> Report<'a> {
     /// The API's, other than transient ones.
     async fn write(
         &mut self,
+        rows: &[TrialRow],
         status: &ExperimentStatus,
         now: bool,
     ) -> Result<bool, ControllerError> {
-        let flushed = self.updates.flush(self.ctx, &self.trials).await;
+        let flushed = self
+            .updates
+            .flush(self.ctx, &self.trials, rows, self.metrics)
+            .await?;
         if self.written.as_ref().is_some_and(|(w, _)| w == status) {
             return Ok(flushed);
         }
@@ -536,7 +623,8 @@ impl<'a> Report<'a> {
             return Ok(false);
         }
         let previous = self.written.as_ref().map(|(_, stamped)| stamped);
-        let stamped = status::stamped_experiment(status.clone(), previous, &status::now());
+        let mut stamped = status::stamped_experiment(status.clone(), previous, &status::now());
+        stamped.start_time = Some(self.started.clone());
         match apply_status(&self.experiments, self.ctx.group(), &self.name, &stamped).await {
             Ok(_) => {
                 self.written = Some((status.clone(), stamped));
@@ -555,9 +643,13 @@ impl<'a> Report<'a> {
     ///
     /// # Errors
     /// The API's, other than transient ones.
-    async fn write_last(&mut self, status: &ExperimentStatus) -> Result<(), ControllerError> {
+    async fn write_last(
+        &mut self,
+        rows: &[TrialRow],
+        status: &ExperimentStatus,
+    ) -> Result<(), ControllerError> {
         let mut backoff = Backoff::new(self.ctx.options.tick, Duration::from_secs(5));
-        while !self.write(status, true).await? {
+        while !self.write(rows, status, true).await? {
             tokio::time::sleep(backoff.next_delay()).await;
         }
         Ok(())
@@ -584,23 +676,32 @@ impl<'a> Report<'a> {
     }
 }
 
+/// How often at most a running trial's status shows its newest metrics
+/// (Katib's SDK polls `status.observation` while trials run; writing at
+/// every report would cost one request per report).
+const OBSERVATION_EVERY: Duration = Duration::from_secs(2);
+
 /// The trial status writes (and their Events) still to do, oldest first:
 /// kept while the API server is away and written when it answers again,
 /// so that no trial is left showing an outdated state. A trial's newer
-/// status replaces its older one.
+/// status replaces its older one. Each status is completed, when written,
+/// with the trial's stored times and metrics ([`status::with_record`]).
 #[derive(Debug, Default)]
 struct TrialUpdates {
     pending: Vec<TrialUpdate>,
+    /// Running trials that reported since their status last showed it.
+    reported: BTreeSet<String>,
+    /// When each trial's status was last written.
+    written: HashMap<String, Instant>,
 }
 
 /// One trial's status (stamped when it changed), and the Event's reason
-/// and note.
+/// and note (no Event for a status that only shows new metrics).
 #[derive(Debug)]
 struct TrialUpdate {
     trial: String,
     status: TrialStatus,
-    reason: &'static str,
-    note: String,
+    event: Option<(&'static str, String)>,
 }
 
 impl TrialUpdates {
@@ -611,8 +712,7 @@ impl TrialUpdates {
             Event::Started { trial, .. } => TrialUpdate {
                 trial,
                 status: status::stamped_trial(trial_status(TrialState::Running, "", None), &now),
-                reason: "Running",
-                note: String::new(),
+                event: Some(("Running", String::new())),
             },
             Event::Finished {
                 trial,
@@ -622,35 +722,84 @@ impl TrialUpdates {
             } => TrialUpdate {
                 trial,
                 status: status::stamped_trial(trial_status(state, &reason, objective), &now),
-                reason: status::trial_condition(state).0,
-                note: reason,
+                event: Some((status::trial_condition(state).0, reason)),
             },
-            Event::Progress { .. }
-            | Event::Reported { .. }
-            | Event::Resumed { .. }
-            | Event::Interrupted { .. } => return,
+            Event::Reported { trial, .. } => {
+                self.reported.insert(trial);
+                return;
+            }
+            Event::Progress { .. } | Event::Resumed { .. } | Event::Interrupted { .. } => return,
         };
+        self.reported.remove(&update.trial);
         self.pending.retain(|u| u.trial != update.trial);
         self.pending.push(update);
     }
 
-    /// Writes the queued statuses, recording each change as an Event on
-    /// its trial (the patched object is the Event's reference: no extra
-    /// read); returns whether all are written. A trial deleted meanwhile
-    /// has nothing to update.
-    async fn flush(&mut self, ctx: &Context, trials: &Api<Trial>) -> bool {
+    /// Queues the status of each running trial that reported and whose
+    /// status was not written for [`OBSERVATION_EVERY`].
+    fn show_reports(&mut self, rows: &[TrialRow]) {
+        let now = status::now();
+        let due: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|t| {
+                self.written
+                    .get(*t)
+                    .is_none_or(|at| at.elapsed() >= OBSERVATION_EVERY)
+            })
+            .cloned()
+            .collect();
+        for trial in due {
+            self.reported.remove(&trial);
+            let running = rows
+                .iter()
+                .any(|r| r.name == trial && r.state == TrialState::Running);
+            if running && !self.pending.iter().any(|u| u.trial == trial) {
+                self.pending.push(TrialUpdate {
+                    trial,
+                    status: status::stamped_trial(
+                        trial_status(TrialState::Running, "", None),
+                        &now,
+                    ),
+                    event: None,
+                });
+            }
+        }
+    }
+
+    /// Writes the queued statuses, each with its trial's stored times and
+    /// metrics (`metrics`: the objective's first), recording each change
+    /// as an Event on its trial (the patched object is the Event's
+    /// reference: no extra read); returns whether all are written. A
+    /// trial deleted meanwhile has nothing to update.
+    ///
+    /// # Errors
+    /// The store's.
+    async fn flush(
+        &mut self,
+        ctx: &Context,
+        trials: &Api<Trial>,
+        rows: &[TrialRow],
+        metrics: &[String],
+    ) -> Result<bool, ControllerError> {
+        self.show_reports(rows);
         while let Some(update) = self.pending.first() {
-            match apply_status(trials, ctx.group(), &update.trial, &update.status).await {
+            let row = rows.iter().find(|r| r.name == update.trial);
+            let observed = reduced_metrics(ctx, rows, &update.trial, metrics).await?;
+            let status = status::with_record(update.status.clone(), row, observed);
+            match apply_status(trials, ctx.group(), &update.trial, &status).await {
                 Ok(t) => {
-                    ctx.publish(&t.object_ref(&ctx.group()), update.reason, &update.note)
-                        .await;
+                    if let Some((reason, note)) = &update.event {
+                        ctx.publish(&t.object_ref(&ctx.group()), reason, note).await;
+                    }
                 }
-                Err(e) if e.transient() => return false,
+                Err(e) if e.transient() => return Ok(false),
                 Err(e) => tracing::debug!(trial = update.trial, "updating the trial's status: {e}"),
             }
+            self.written.insert(update.trial.clone(), Instant::now());
             self.pending.remove(0);
         }
-        true
+        Ok(true)
     }
 }
 
@@ -680,4 +829,40 @@ async fn reduced_metrics(
         })
         .collect();
     Ok(metrics.iter().map(|m| reduce(m, &logs)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiGroup;
+
+    #[test]
+    fn additions_add_what_is_missing_and_remove_nothing() {
+        let from = json!({"a": 1, "b": {"c": 2, "keep": true}, "list": [1]});
+        let to = json!({"a": 1, "b": {"c": 2, "d": 3}, "list": [1, 2], "e": "x"});
+        assert_eq!(
+            additions(&from, &to),
+            Some(json!({"b": {"d": 3}, "list": [1, 2], "e": "x"}))
+        );
+        assert_eq!(additions(&to, &to), None);
+    }
+
+    /// Writing Katib's defaults does not move the worker's key; a raised
+    /// budget does.
+    #[test]
+    fn the_worker_key_ignores_defaults_but_not_user_changes() {
+        let katib: serde_json::Value = json!({"parameters": [{"name": "lr", "parameterType": "double",
+            "feasibleSpace": {"min": "0.01", "max": "0.1"}}], "maxTrialCount": 4});
+        let mut bare = Experiment::new(
+            ApiGroup::Kubeflow,
+            "e",
+            serde_json::from_value(katib).unwrap(),
+        );
+        let mut defaulted = bare.clone();
+        crate::api::defaults::apply_defaults(&mut defaulted.spec);
+        assert_ne!(bare.spec, defaulted.spec);
+        assert_eq!(spec_key(&bare), spec_key(&defaulted));
+        bare.spec.max_trial_count = Some(8);
+        assert_ne!(spec_key(&bare), spec_key(&defaulted));
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`experiment`]: the Experiment reconciler (finalizer, one worker per
 //!   experiment) and the worker writing status and Events;
 //! - [`trial`]: the Trial reconciler (the workload from `runSpec`);
+//! - [`trial_pods`]: what every pod of a trial carries (Katib's trial
+//!   label, `KATIB_TRIAL_NAME`);
 //! - [`workload`]: the cluster [`Runner`](crate::runner::Runner);
 //! - [`kinds`]: the allowed trial kinds (`--trial-resources`) and their pods;
 //! - [`collect`]: the experiment's collector, from the one factory of
@@ -35,6 +37,7 @@ pub mod rbac;
 pub mod served;
 pub mod status;
 pub mod trial;
+pub mod trial_pods;
 pub mod watch;
 pub mod workload;
 
@@ -188,7 +191,8 @@ impl Default for ControllerOptions {
 /// One experiment's worker.
 #[derive(Debug)]
 pub struct Worker {
-    generation: i64,
+    /// The spec it runs for (see `experiment::spec_key`).
+    spec: u64,
     task: tokio::task::JoinHandle<()>,
     /// Wakes the worker: one of its trials or workloads changed.
     wake: Arc<Notify>,
@@ -766,11 +770,11 @@ async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
     let (wake, wake_all) = (Arc::clone(&ctx.workers), Arc::clone(&ctx.workers));
     let (stores, keep_workloads) = watch::workload_watches(
         watched.workloads.clone(),
-        trials.store(),
+        (group, trials.store()),
         move |uid| wake.wake(uid),
         move || wake_all.wake_all(),
     );
-    let ctx = Arc::new(ctx.with_caches(Caches::new(trials.store(), stores)));
+    let ctx = Arc::new(ctx.with_caches(Caches::new(group, trials.store(), stores)));
     let watching = async {
         tokio::select! {
             () = keep_workloads => {}

@@ -82,6 +82,36 @@ pub fn trial_status(state: TrialState, reason: &str, objective: Option<f64>) -> 
     }
 }
 
+/// A trial's status completed with what the store knows of it, as Katib
+/// shows it: when it started and ended (the stored times, so that a
+/// restarted controller writes the same) and its metrics reduced to
+/// `{name, min, max, latest}` (empty: no observation yet).
+#[must_use]
+pub fn with_record(
+    mut status: TrialStatus,
+    row: Option<&TrialRow>,
+    metrics: Vec<Metric>,
+) -> TrialStatus {
+    if let Some(row) = row {
+        status.start_time = row.started_at.and_then(millisecond_time);
+        if status.completion_time.is_some() {
+            status.completion_time = row
+                .completed_at
+                .and_then(millisecond_time)
+                .or(status.completion_time);
+        }
+    }
+    if !metrics.is_empty() {
+        status.observation = Some(Observation { metrics });
+    }
+    status
+}
+
+/// A stored time (Unix milliseconds) as a status time.
+fn millisecond_time(ms: i64) -> Option<Time> {
+    jiff::Timestamp::from_millisecond(ms).ok().map(Time)
+}
+
 /// Counts as Katib's `int32` fields.
 fn count(n: u32) -> Option<i32> {
     Some(i32::try_from(n).unwrap_or(i32::MAX))
@@ -137,6 +167,26 @@ pub fn experiment_status(
         current_optimal_trial: best.map(|(best, metrics)| optimal_trial(best, metrics)),
         ..ExperimentStatus::default()
     }
+}
+
+/// The status of an experiment resumed after it had ended (a raised
+/// budget): Katib's `Restarting` condition (reason `ExperimentRestarting`)
+/// after `Created`, kept until the experiment ends again, as Katib keeps
+/// it.
+#[must_use]
+pub fn restarted(mut status: ExperimentStatus) -> ExperimentStatus {
+    use ExperimentConditionType as E;
+    let at = usize::from(!status.conditions.is_empty());
+    status.conditions.insert(
+        at,
+        condition(
+            E::Restarting,
+            true,
+            "ExperimentRestarting",
+            "the budget was raised",
+        ),
+    );
+    status
 }
 
 /// Parameter values (name, value) as Katib's assignments.
@@ -362,6 +412,60 @@ mod tests {
                 .get("objectiveValue")
                 .is_none()
         );
+    }
+
+    /// The stored start and end times are the status's; the observation
+    /// is Katib's strings.
+    #[test]
+    fn a_trials_record_gives_its_times_and_observation() {
+        let mut row = row("t", TrialState::Succeeded);
+        row.started_at = Some(10_000);
+        row.completed_at = Some(25_000);
+        let ended = stamped_trial(trial_status(TrialState::Succeeded, "", Some(0.5)), &at(30));
+        let metrics = vec![Metric {
+            name: "loss".into(),
+            min: "0.5".into(),
+            max: "0.9".into(),
+            latest: "0.5".into(),
+        }];
+        let s = value(&with_record(ended, Some(&row), metrics));
+        assert_eq!(s["startTime"], "1970-01-01T00:00:10Z");
+        assert_eq!(s["completionTime"], "1970-01-01T00:00:25Z");
+        assert_eq!(
+            s["observation"]["metrics"][0],
+            json!({"name": "loss", "min": "0.5", "max": "0.9", "latest": "0.5"})
+        );
+        // Running: no completion whatever the row says, no observation yet.
+        let running = stamped_trial(trial_status(TrialState::Running, "", None), &at(30));
+        let s = value(&with_record(running, Some(&row), Vec::new()));
+        assert_eq!(s["startTime"], "1970-01-01T00:00:10Z");
+        assert!(s.get("completionTime").is_none() && s.get("observation").is_none());
+    }
+
+    #[test]
+    fn a_restarted_experiment_says_so_until_it_ends_again() {
+        let running = value(&restarted(experiment_status(
+            &[],
+            None,
+            ExperimentState::Running,
+            "",
+        )));
+        let types: Vec<&str> = running["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["Created", "Restarting", "Running"]);
+        assert_eq!(running["conditions"][1]["reason"], "ExperimentRestarting");
+        let done = value(&restarted(experiment_status(
+            &[],
+            None,
+            ExperimentState::Succeeded,
+            "ExperimentMaxTrialsReached",
+        )));
+        assert_eq!(done["conditions"][3]["type"], "Succeeded");
+        assert_eq!(done["conditions"][2]["status"], "False");
     }
 
     fn at(second: i64) -> Time {

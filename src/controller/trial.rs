@@ -404,7 +404,8 @@ mod tests {
             (event["reason"].as_str(), event["type"].as_str()),
             (Some(WORKLOAD_ERROR_REASON), Some("Warning"))
         );
-        assert_eq!(event["note"].as_str(), Some(why.as_str()));
+        assert_eq!(event["message"].as_str(), Some(why.as_str()));
+        assert!(event["firstTimestamp"].is_string(), "{event}");
         send.send_response(respond(201, &event));
         why
     }

@@ -32,6 +32,8 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 /// the API.
 #[derive(Clone, Default)]
 pub struct Caches {
+    /// The group of the Trials (the key of each in their store).
+    group: ApiGroup,
     trials: Option<Store<Trial>>,
     workloads: Arc<Vec<(ApiResource, Store<DynamicObject>)>>,
 }
@@ -87,8 +89,13 @@ impl Caches {
     /// Caches over the trial controller's store and one store per watched
     /// workload kind.
     #[must_use]
-    pub fn new(trials: Store<Trial>, workloads: Vec<(ApiResource, Store<DynamicObject>)>) -> Self {
+    pub fn new(
+        group: ApiGroup,
+        trials: Store<Trial>,
+        workloads: Vec<(ApiResource, Store<DynamicObject>)>,
+    ) -> Self {
         Self {
+            group,
             trials: Some(trials),
             workloads: Arc::new(workloads),
         }
@@ -99,7 +106,7 @@ impl Caches {
     pub fn trial(&self, namespace: &str, name: &str) -> Cached<Trial> {
         lookup(
             self.trials.as_ref(),
-            &ObjectRef::new(name).within(namespace),
+            &ObjectRef::new_with(name, self.group).within(namespace),
         )
     }
 
@@ -157,7 +164,7 @@ pub fn experiment_of(trial: &Trial) -> Option<&str> {
 /// list wakes every worker (`wake_all`). Runs until dropped.
 pub fn workload_watches(
     kinds: Vec<(Api<DynamicObject>, ApiResource)>,
-    trials: Store<Trial>,
+    (group, trials): (ApiGroup, Store<Trial>),
     wake: impl Fn(&str) + Clone + Send + 'static,
     wake_all: impl Fn() + Clone + Send + 'static,
 ) -> (
@@ -174,7 +181,7 @@ pub fn workload_watches(
             watcher(api, watcher::Config::default()).default_backoff(),
         ));
     }
-    let owners = Caches::new(trials, stores.clone());
+    let owners = Caches::new(group, trials, stores.clone());
     let keep = futures::stream::select_all(streams).for_each(move |event| {
         match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
@@ -396,6 +403,7 @@ mod tests {
     /// Caches filled with `trials` and `jobs`.
     fn caches(trials: Vec<Trial>, jobs: Vec<DynamicObject>) -> Caches {
         Caches::new(
+            ApiGroup::Ktune,
             filled(Writer::default(), trials),
             vec![(job_kind(), filled(Writer::new(job_kind()), jobs))],
         )
@@ -426,7 +434,7 @@ mod tests {
     #[test]
     fn a_cache_not_filled_yet_is_unknown() {
         let writer: Writer<Trial> = Writer::default();
-        let caches = Caches::new(writer.as_reader(), Vec::new());
+        let caches = Caches::new(ApiGroup::Ktune, writer.as_reader(), Vec::new());
         assert_eq!(caches.trial("ns", "t1"), Cached::Unknown);
     }
 

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::health::{self, Backoff};
 use super::trial::WORKLOAD_ERROR;
+use super::trial_pods;
 use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::TrialTemplate;
 use crate::api::{ApiGroup, Experiment, Trial, TrialSpec};
@@ -101,8 +102,15 @@ impl ClusterRunner {
             .unwrap_or_else(|| "default".to_owned())
     }
 
+    /// A Trial's labels, as Katib gives them: the experiment's own and
+    /// the experiment's name.
+    fn trial_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.experiment.labels().clone();
+        labels.insert(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any());
+        labels
+    }
+
     fn trial_object(&self, request: &LaunchRequest<'_>, workload: serde_json::Value) -> Trial {
-        let experiment = self.experiment.name_any();
         let mut trial = Trial::new(
             self.group,
             request.trial,
@@ -125,7 +133,7 @@ impl ClusterRunner {
             },
         );
         trial.metadata.namespace = Some(self.namespace());
-        trial.metadata.labels = Some(BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), experiment)]));
+        trial.metadata.labels = Some(self.trial_labels());
         trial.metadata.owner_references = self
             .experiment
             .controller_owner_ref(&self.group)
@@ -186,6 +194,13 @@ impl Runner for ClusterRunner {
                     );
                 }
             }
+        }
+        // Its pods say whose they are, as Katib's give them.
+        let mut pod_labels = self.trial_labels();
+        pod_labels.insert(trial_pods::TRIAL_LABEL.to_owned(), request.trial.to_owned());
+        trial_pods::label_pods(&mut workload, &pod_labels);
+        if request.reporting.push.is_some() {
+            trial_pods::add_trial_name(&mut workload, request.trial);
         }
         // Retried while the API server is away (a trial failed for an
         // outage would be lost); a create whose answer was lost comes
