@@ -157,8 +157,15 @@ def fake_cluster(tmp_path_factory) -> FakeCluster:
 
 @dataclass
 class Controller:
-    db_manager: str
+    # Katib's DBManager gRPC endpoint (`HOST:PORT`); None when this ktune
+    # build has no `--db-manager-listen` (the tests that need it skip).
+    db_manager: str | None
     log: Path
+
+    def need_db_manager(self) -> str:
+        if self.db_manager is None:
+            pytest.skip("this ktune has no --db-manager-listen (Katib's DBManager gRPC API)")
+        return self.db_manager
 
 
 @pytest.fixture(scope="session")
@@ -175,12 +182,21 @@ def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
     fake_cluster.apply(crds.stdout)
     folder = tmp_path_factory.mktemp("controller")
     port, push_port = free_port(), free_port()
+    help_text = subprocess.run(
+        [str(ktune), "controller", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    grpc = "--db-manager-listen" in help_text
+    db_manager = (
+        # trial-hosts: the trial pods' hostIP, 127.0.0.1 on the fake node.
+        ["--db-manager-listen", f"127.0.0.1:{port}", "--db-manager-callers", "trial-hosts"]
+        if grpc
+        else []
+    )
     log = folder / "controller.log"
     _LOGS["ktune controller"] = log
     with open(log, "w") as err:
         process = subprocess.Popen(
-            [str(ktune), "controller", "--api-group", "kubeflow.org",
-             "--db-manager-listen", f"127.0.0.1:{port}", "--db-manager-callers", "trial-hosts",
+            [str(ktune), "controller", "--api-group", "kubeflow.org", *db_manager,
              # The DBManager stores through the Push collector's endpoint.
              "--push-listen", f"127.0.0.1:{push_port}",
              "--tick-ms", "100", "--listen", "off", "--db", f"sqlite:{folder / 'controller.db'}"],
@@ -194,13 +210,13 @@ def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
     def listening():
         assert process.poll() is None, f"ktune controller exited:\n{_tail(log)}"
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection(("127.0.0.1", port if grpc else push_port), timeout=0.5).close()
             return True
         except OSError:
             return False
 
-    wait_until("the DBManager endpoint", listening, timeout=60)
-    yield Controller(db_manager=f"127.0.0.1:{port}", log=log)
+    wait_until("the controller's endpoints", listening, timeout=60)
+    yield Controller(db_manager=f"127.0.0.1:{port}" if grpc else None, log=log)
     _stop(process)
 
 

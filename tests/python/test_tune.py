@@ -80,6 +80,7 @@ def _tune_stdout(katib, _):
 
 
 def _tune_push(katib, controller):
+    address = controller.need_db_manager()
     katib.tune(
         name="tune-push",
         namespace=NAMESPACE,
@@ -92,7 +93,7 @@ def _tune_push(katib, controller):
         parallel_trial_count=2,
         retain_trials=True,
         metrics_collector_config={"kind": "Push"},
-        env_per_trial={"KTUNE_TEST_DB_MANAGER": controller.db_manager},
+        env_per_trial={"KTUNE_TEST_DB_MANAGER": address},
     )
 
 
@@ -127,7 +128,7 @@ def launched(katib, katib_mode):
     for name, tune in TUNES.items():
         try:
             tune(katib, katib_mode)
-        except Exception as e:
+        except (Exception, pytest.skip.Exception) as e:
             errors[name] = e
     return errors
 
@@ -176,11 +177,38 @@ def test_tune_with_stdout_metrics_succeeds_with_the_best_trial(katib, stdout_exp
         assert float(loss.max) > float(loss.min)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "ktune collects a StdOut trial's metrics from the pod log and injects no sidecar, "
+        "while KatibClient.get_job_logs (kubeflow-katib 0.19.0) reads container "
+        "'metrics-logger-and-collector' (Katib's injected StdOut collector) whenever the "
+        "Trial's collector is StdOut: the API answers 400 (no such container)"
+    ),
+)
 def test_get_job_logs_of_a_stdout_trial(katib, stdout_experiment):
     name, _ = stdout_experiment
     trial = katib.list_trials(name, NAMESPACE)[0].metadata.name
     lines = list(katib.get_job_logs(name, trial, namespace=NAMESPACE))
     assert any("loss=" in line for line in lines), lines
+
+
+def test_trial_pods_carry_the_trial_label_and_the_objective_output(fake_cluster, katib, stdout_experiment):
+    """What get_job_logs relies on, read directly: each trial's pods are
+    labelled `katib.kubeflow.org/trial=<trial>` and their primary container
+    (`training-container`) logged the objective's lines."""
+    from kubernetes import client
+
+    name, _ = stdout_experiment
+    core = client.CoreV1Api(fake_cluster.api_client())
+    for trial in katib.list_trials(name, NAMESPACE):
+        selector = f"katib.kubeflow.org/trial={trial.metadata.name}"
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        assert pods, selector
+        log = core.read_namespaced_pod_log(
+            pods[0].metadata.name, NAMESPACE, container="training-container"
+        )
+        assert "loss=" in log, log
 
 
 def test_tune_with_push_metrics_through_report_metrics(katib, katib_mode, push_experiment):
@@ -192,7 +220,7 @@ def test_tune_with_push_metrics_through_report_metrics(katib, katib_mode, push_e
     assert len(trials) == 2
     for trial in trials:
         logs = katib.get_trial_metrics(
-            trial.metadata.name, NAMESPACE, db_manager_address=katib_mode.db_manager
+            trial.metadata.name, NAMESPACE, db_manager_address=katib_mode.need_db_manager()
         )
         names = [log.metric.name for log in logs]
         assert sorted(names) == ["accuracy"] * 3 + ["loss"] * 3, logs
@@ -224,7 +252,9 @@ def test_report_metrics_for_an_unknown_trial_is_refused(katib_mode, monkeypatch)
     monkeypatch.setattr(utils, "get_current_k8s_namespace", lambda: NAMESPACE)
     monkeypatch.setenv("KATIB_TRIAL_NAME", "no-such-trial")
     with pytest.raises(RuntimeError, match="Unable to push metrics"):
-        katib_sdk.report_metrics({"loss": 0.5}, db_manager_address=katib_mode.db_manager, timeout=5)
+        katib_sdk.report_metrics(
+            {"loss": 0.5}, db_manager_address=katib_mode.need_db_manager(), timeout=5
+        )
 
 
 def test_tune_with_a_pytorchjob_trial(katib, launched):
@@ -252,8 +282,8 @@ def test_events_about_experiments_deserialise_with_first_timestamp(
     assert all(e.involved_object.kind == "Experiment" for e in about)
 
 
-def test_delete_experiment_removes_it_and_its_trials(katib, stdout_experiment, push_experiment):
-    names = {stdout_experiment[0], push_experiment[0]}
+def test_delete_experiment_removes_it_and_its_trials(katib, launched, stdout_experiment):
+    names = {stdout_experiment[0]} | ({"tune-push"} - set(launched))
     for name in names:
         katib.delete_experiment(name, NAMESPACE)
 
