@@ -147,6 +147,10 @@ def test_create_experiment_of_a_katib_example_runs_to_succeeded(katib, launched,
         name, NAMESPACE, timeout=150, polling_interval=1
     )
     assert katib.is_experiment_succeeded(name, NAMESPACE)
+    assert katib.is_experiment_created(name, NAMESPACE)
+    assert not katib.is_experiment_running(name, NAMESPACE)
+    assert not katib.is_experiment_failed(name, NAMESPACE)
+    _assert_webhook_defaults(done.spec, RUN[file])
     status = done.status
     budget = experiment["spec"]["maxTrialCount"]
     assert status.trials == budget, status
@@ -180,6 +184,22 @@ def test_create_experiment_of_a_katib_example_runs_to_succeeded(katib, launched,
         lambda: not katib.list_trials(name, NAMESPACE) and _gone(katib, name),
         timeout=30,
     )
+
+
+def _assert_webhook_defaults(spec, kind: str):
+    """What Katib's mutating webhook writes into the stored spec, which
+    readers of the Experiment (the SDKs, the UI) find there."""
+    assert spec.parallel_trial_count and spec.max_failed_trial_count is not None
+    assert spec.resume_policy in ("Never", "LongRunning", "FromVolume"), spec.resume_policy
+    assert spec.metrics_collector_spec.collector.kind == "StdOut"
+    assert spec.objective.metric_strategies, spec.objective
+    for p in spec.parameters:
+        if p.parameter_type in ("double", "int"):
+            assert p.feasible_space.distribution, p
+    template = spec.trial_template
+    assert template.success_condition and template.failure_condition, template
+    if kind == "PyTorchJob":
+        assert template.primary_pod_labels == {"training.kubeflow.org/job-role": "master"}
 
 
 def _gone(katib, name: str) -> bool:
