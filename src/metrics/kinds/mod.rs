@@ -54,7 +54,7 @@ pub async fn start(
         CollectorKind::StdOut => KindCollector::StdOut(stdout::StdOut::new(&settings, backend)?),
         CollectorKind::File => KindCollector::File(file::File::new(&settings, backend)?),
         CollectorKind::PrometheusMetric => {
-            KindCollector::Prometheus(prometheus::Prometheus::new(&settings, backend)?)
+            KindCollector::Prometheus(Box::new(prometheus::Prometheus::new(&settings, backend)?))
         }
         CollectorKind::Push => KindCollector::Push(push::Push::start(&settings, backend).await?),
         other => return Err(CollectorError::Unsupported(other.to_string())),
@@ -116,7 +116,9 @@ pub enum KindCollector {
     /// File: a file the trial writes.
     File(file::File),
     /// PrometheusMetric: the trial's `/metrics` endpoint.
-    Prometheus(prometheus::Prometheus),
+    /// (Boxed: its HTTP client, with HTTP/2 compiled in for the DBManager
+    /// API, is several times the size of the other kinds.)
+    Prometheus(Box<prometheus::Prometheus>),
     /// Push: what the trial posts.
     Push(push::Push),
 }
