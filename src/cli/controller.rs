@@ -60,6 +60,17 @@ pub struct Args {
     /// `http://ktune-controller.ktune-system:8081`).
     #[arg(long)]
     push_url: Option<String>,
+    /// Serve Katib's gRPC metrics API (`api.v1.beta1.DBManager`, what
+    /// `katib.report_metrics` calls) here, `HOST:PORT` or `off`; reports
+    /// go to the push endpoint, so it needs --push-listen. Katib's port is
+    /// 6789 (docs/katib-metrics-grpc.md).
+    #[arg(long, default_value = "off", value_parser = parse_listen)]
+    db_manager_listen: Listen,
+    /// Who may report for a trial there: `trial-pods` (its pods' own
+    /// addresses), `trial-hosts` (also their nodes', for SNAT networks) or
+    /// `any` (Katib's behaviour: anyone).
+    #[arg(long, value_enum, default_value_t = controller::dbmanager::CallerRule::TrialPods)]
+    db_manager_callers: controller::dbmanager::CallerRule,
     /// The image of the File collector's sidecar (it runs `ktune collect-file`).
     #[arg(long, default_value = controller::DEFAULT_COLLECTOR_IMAGE)]
     collector_image: String,
@@ -90,6 +101,11 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.db_manager_listen.0.is_some() && args.push_listen.is_none() {
+        anyhow::bail!(
+            "--db-manager-listen needs --push-listen: Katib's gRPC reports go to the Push collector's endpoint"
+        );
+    }
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
@@ -106,6 +122,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             trial_resources: args.trial_resources.clone(),
             push_listen: args.push_listen,
             push_url: args.push_url.clone(),
+            db_manager_listen: args.db_manager_listen.0,
+            db_manager_callers: args.db_manager_callers,
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),
             store: without_password(&args.db),

@@ -167,6 +167,9 @@ struct Shared {
 struct Inbox {
     token: String,
     logs: Vec<MetricLog>,
+    /// The label selector of the trial's pods, in a cluster (what
+    /// Katib's gRPC caller rule checks a caller's address against).
+    pods: Option<String>,
 }
 
 impl Shared {
@@ -277,6 +280,7 @@ impl PushServer {
             .or_insert_with(|| Inbox {
                 token: token.clone(),
                 logs: Vec::new(),
+                pods: None,
             });
         PushCredentials {
             url: self.trial_url(trial),
@@ -303,6 +307,35 @@ impl PushServer {
             shared: self.shared.clone(),
             trial: trial.to_owned(),
         }
+    }
+
+    /// Notes the label selector of a registered trial's pods (in a
+    /// cluster), for the caller rule of Katib's gRPC API.
+    pub fn set_pod_selector(&self, trial: &str, selector: String) {
+        if let Some(inbox) = self.shared.inboxes().get_mut(trial) {
+            inbox.pods = Some(selector);
+        }
+    }
+
+    /// The label selector [`Self::set_pod_selector`] noted for `trial`.
+    #[must_use]
+    pub fn pod_selector(&self, trial: &str) -> Option<String> {
+        self.shared
+            .inboxes()
+            .get(trial)
+            .and_then(|inbox| inbox.pods.clone())
+    }
+
+    /// The registered trials whose key passes `keep` (at most `limit`).
+    #[must_use]
+    pub fn registered_where(&self, limit: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        self.shared
+            .inboxes()
+            .keys()
+            .filter(|key| keep(key))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Whether `trial` is registered: running, and accepting reports.

@@ -136,6 +136,23 @@ macro_rules! each_kind {
 }
 
 impl KindCollector {
+    /// Serves Katib's gRPC DBManager API for a local Push experiment's
+    /// trials ([`push::Push::serve_db_manager`]); other kinds have no use
+    /// for it.
+    ///
+    /// # Errors
+    /// [`CollectorError::DbManager`] when it cannot listen.
+    pub async fn serve_db_manager(
+        &mut self,
+        experiment: &str,
+        store: crate::store::SqlStore,
+    ) -> Result<(), CollectorError> {
+        match self {
+            Self::Push(push) => push.serve_db_manager(experiment, store).await,
+            Self::StdOut(_) | Self::File(_) | Self::Prometheus(_) => Ok(()),
+        }
+    }
+
     /// The push endpoint the cluster runner hands this experiment's
     /// trials (through a Secret), for Push and File in a cluster.
     #[must_use]
