@@ -13,10 +13,10 @@
 //! trusting every pod on those nodes. `any` is Katib's behaviour.
 //!
 //! Reads (`GetObservationLog`) are admitted by the same rule (the trial's
-//! pods while they exist) and from loopback: someone allowed to
+//! pods while they exist) and from 127.0.0.1 or ::1: someone allowed to
 //! port-forward or exec into the controller's pod (`kubectl port-forward`
 //! connects from the pod's loopback) is allowed to read. Deletes are
-//! admitted from loopback only (or under `any`), for trials that ended.
+//! admitted from there only (or under `any`), for trials that ended.
 //!
 //! A trial is named without its namespace: a name running (or stored) in
 //! two namespaces at once is refused as ambiguous.
@@ -37,7 +37,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
-use crate::metrics::katib_grpc::gate::loopback_only;
 use crate::metrics::katib_grpc::{
     Access, CallerGate, DbManagerError, DbManagerLimits, DbManagerServer, Refusal, StoredTrial,
 };
@@ -287,6 +286,14 @@ impl PodGate {
     }
 }
 
+/// Whether a caller is inside the controller's own pod: `kubectl
+/// port-forward` and `kubectl exec` connect from 127.0.0.1 or ::1 (not
+/// from the rest of 127.0.0.0/8, which no pod network hands out).
+fn from_own_pod(peer: IpAddr) -> bool {
+    matches!(peer.to_canonical(), IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST)
+        || peer == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+}
+
 /// The refusal of a trial name found in several namespaces.
 fn ambiguous(trial: &str, namespaces: &[&str]) -> Refusal {
     Refusal::FailedPrecondition(format!(
@@ -318,7 +325,7 @@ impl CallerGate for PodGate {
         access: Access,
     ) -> BoxFuture<'a, Result<StoredTrial, Refusal>> {
         Box::pin(async move {
-            let local = loopback_only(peer).is_ok();
+            let local = from_own_pod(peer.ip());
             if access == Access::Delete && !local && self.rule != CallerRule::Any {
                 return Err(Refusal::PermissionDenied(
                     "deleting observations is allowed from the controller's pod only (kubectl port-forward)"
@@ -456,6 +463,19 @@ mod tests {
         }
         assert!(!CallerRule::TrialHosts.admits(ip("10.0.0.1"), &TrialAddresses::default()));
         assert_eq!(CallerRule::TrialHosts.to_string(), "trial-hosts");
+    }
+
+    #[test]
+    fn only_the_pods_own_loopback_address_is_the_controllers_pod() {
+        for (peer, own) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("127.0.0.77", false),
+            ("10.0.0.1", false),
+        ] {
+            assert_eq!(from_own_pod(ip(peer)), own, "{peer}");
+        }
     }
 
     /// A table of pod addresses, counting the lookups.
