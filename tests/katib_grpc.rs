@@ -430,3 +430,98 @@ async fn other_methods_are_unimplemented_and_shutdown_stops_listening() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The controller's gate against real pod objects: a Job on the fake API
+/// server runs its pod as a local process with a pod IP of 127.x.y.z and
+/// host IP 127.0.0.1; the gate lists the pod by Katib's trial label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_gate_reads_the_trial_pods_addresses_from_the_api() {
+    use ktune::controller::dbmanager::KubePods;
+    use ktune_fake_apiserver::{ExecutorConfig, FakeApiServer};
+
+    let fake = FakeApiServer::new();
+    let _executor = fake.start_executor(ExecutorConfig {
+        workdir: std::env::temp_dir(),
+        grace: Duration::from_secs(1),
+    });
+    fake.create_manifest(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: t1, namespace: ns}
+spec:
+  template:
+    metadata: {labels: {katib.kubeflow.org/trial: t1}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: none, command: [sleep, "60"]}]
+"#,
+    )
+    .unwrap();
+    let client = kube::Client::new(fake.router(), "default");
+    let pods = KubePods(client);
+    let selectors = ["katib.kubeflow.org/trial=t1".to_owned()];
+    let started = std::time::Instant::now();
+    let addresses = loop {
+        let addresses = pods.addresses("ns", &selectors).await.unwrap();
+        if !addresses.pods.is_empty() {
+            break addresses;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no pod IP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let pod_ip = addresses.pods[0];
+    assert_ne!(pod_ip, ip(TRIAL_IP), "a pod IP of its own");
+    assert_eq!(addresses.hosts, [ip("127.0.0.1")]);
+
+    let push = Arc::new(
+        PushServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    push.register("ns.t1").unwrap();
+    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+    for (rule, from_host) in [
+        (CallerRule::TrialPods, false),
+        (CallerRule::TrialHosts, true),
+    ] {
+        let gate = PodGate::new(
+            Arc::new(pods.clone()),
+            Arc::clone(&push),
+            store.clone(),
+            rule,
+        );
+        let server = DbManagerServer::bind(
+            "0.0.0.0:0".parse().unwrap(),
+            Arc::new(gate),
+            Arc::clone(&push),
+            store.clone(),
+            DbManagerLimits::default(),
+        )
+        .await
+        .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], server.local_addr().port()));
+        let from = |source: IpAddr| DbManagerClient::connect(addr, Some(source));
+        let pod = from(pod_ip).await.unwrap();
+        pod.report(report("t1", &[("loss", "1")])).await.unwrap();
+        let host = from(ip("127.0.0.1")).await.unwrap();
+        let reply = host.report(report("t1", &[("loss", "2")])).await;
+        assert_eq!(reply.is_ok(), from_host, "{rule}: {reply:?}");
+        if let Err(status) = reply {
+            assert_eq!(status.code(), Code::PermissionDenied);
+        }
+        let stranger = from(ip(STRANGER_IP)).await.unwrap();
+        let denied = stranger
+            .report(report("t1", &[("loss", "3")]))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied, "{rule}");
+        server.shutdown().await;
+    }
+    let values: Vec<String> = push.take("ns.t1").into_iter().map(|l| l.value).collect();
+    assert_eq!(values, ["1", "1", "2"]);
+}
