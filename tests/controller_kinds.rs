@@ -430,7 +430,7 @@ async fn a_template_of_a_kind_not_in_trial_resources_fails_the_experiment() {
 }
 
 /// deploy/rbac.yaml grants create on exactly the workload kinds that
-/// deploy/deployment.yaml passes as `--trial-resources` (which are ktune's
+/// deploy/controller/deployment.yaml passes as `--trial-resources` (which are ktune's
 /// defaults).
 #[test]
 fn deploy_grants_exactly_the_trial_resources_it_passes() {
@@ -438,7 +438,7 @@ fn deploy_grants_exactly_the_trial_resources_it_passes() {
         let text = std::fs::read_to_string(repo_root().join("deploy").join(file)).unwrap();
         serde_saphyr::from_multiple(&text).unwrap()
     };
-    let deployment = read("deployment.yaml").remove(0);
+    let deployment = read("controller/deployment.yaml").remove(0);
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()
@@ -487,7 +487,7 @@ fn deploy_grants_exactly_the_trial_resources_it_passes() {
             })
         })
         // What the controller creates besides workloads.
-        .filter(|(g, r)| g != "ktune.dev" && g != "events.k8s.io" && r != "secrets")
+        .filter(|(g, r)| g != "ktune.dev" && r != "events" && r != "secrets")
         .collect();
     assert_eq!(granted, passed);
 }

@@ -549,7 +549,7 @@ async fn every_api_call_of_an_experiment_is_allowed_by_the_deploy_rbac() {
         ("ktune.dev", "trials", "create"),
         ("batch", "jobs", "create"),
         ("", "pods/log", "get"),
-        ("events.k8s.io", "events", "create"),
+        ("", "events", "create"),
         ("coordination.k8s.io", "leases", "update"),
     ] {
         let call = (

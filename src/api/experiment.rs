@@ -1,5 +1,6 @@
-//! The `Experiment` custom resource: Katib v1beta1's spec and status, field
-//! for field, served as group `ktune.dev`.
+//! The `Experiment` custom resource's spec and status: Katib v1beta1's, field
+//! for field, served as group `ktune.dev` or `kubeflow.org` (see
+//! [`super::group`]; `ExperimentCrd` is the shape its CRD is generated from).
 //!
 //! Field names and enum strings are Katib's exactly (see
 //! `katib-reference.md` §2–§10), so a Katib Experiment YAML deserialises
@@ -28,7 +29,7 @@ use super::lenient;
     group = "ktune.dev",
     version = "v1beta1",
     kind = "Experiment",
-    derive = "PartialEq",
+    root = "ExperimentCrd",
     plural = "experiments",
     singular = "experiment",
     namespaced,

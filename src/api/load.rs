@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::experiment::Experiment;
+use super::Experiment;
 
 /// Largest YAML file we read. Experiments are a few kilobytes; a trial
 /// template with an embedded script might reach a few hundred.
@@ -531,7 +531,7 @@ mod tests {
         // (YAML null) is an empty list there. Generated over the CRD
         // schema, so a field added later is covered too.
         let mut checked = 0;
-        for (_, crd) in crate::api::crd::all() {
+        for (_, crd) in crate::api::crd::all(crate::api::ApiGroup::Ktune) {
             let kind = crd.spec.names.kind.clone();
             let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
             let mut paths = Vec::new();

@@ -1,6 +1,6 @@
-//! The Experiment and Trial API: Katib v1beta1's types as `ktune.dev`
-//! custom resources, loading from YAML, Katib's defaulting, validation, trial
-//! templates and CRD generation.
+//! The Experiment and Trial API: Katib v1beta1's types as custom resources
+//! of `ktune.dev` or Katib's own `kubeflow.org` ([`group`]), loading from
+//! YAML, Katib's defaulting, validation, trial templates and CRD generation.
 //!
 //! The flow for one file: [`load::read_documents`] → [`load::experiment_from_value`]
 //! → [`defaults::apply_defaults`] → [`validate::validate`]; [`prepare`] does
@@ -11,6 +11,7 @@ pub mod crd;
 pub mod defaults;
 pub mod enums;
 pub mod experiment;
+pub mod group;
 pub mod lenient;
 pub mod load;
 pub mod parameters;
@@ -21,8 +22,9 @@ pub mod template;
 pub mod trial;
 pub mod validate;
 
-pub use experiment::{Experiment, ExperimentSpec, ExperimentStatus};
-pub use trial::{Trial, TrialSpec, TrialStatus};
+pub use experiment::{ExperimentSpec, ExperimentStatus};
+pub use group::{ApiGroup, Experiment, Trial};
+pub use trial::{TrialSpec, TrialStatus};
 
 use load::{ConfigMaps, DocumentError, LoadedExperiment};
 use validate::{Context, Issue, Report};

@@ -9,9 +9,10 @@ use ktune_algorithms::space::SearchSpace;
 use ktune_algorithms::stopping::{EarlyStoppingRule, build_early_stopping};
 use ktune_algorithms::suggest::{Suggester, build_suggester};
 
+use super::Experiment;
 use super::defaults::DEFAULT_PARALLEL_TRIAL_COUNT;
 use super::enums::ObjectiveType;
-use super::experiment::{AlgorithmSpec, Experiment};
+use super::experiment::AlgorithmSpec;
 use super::space::{SpaceError, search_space};
 use super::validate::{Issue, Report, ValidationError};
 

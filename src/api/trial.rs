@@ -1,5 +1,7 @@
-//! The `Trial` custom resource: one configuration of an Experiment, run as
-//! one workload. Katib v1beta1's fields, served as group `ktune.dev`.
+//! The `Trial` custom resource's spec and status: one configuration of an
+//! Experiment, run as one workload. Katib v1beta1's fields, served as group
+//! `ktune.dev` or `kubeflow.org` (see [`super::group`]; `TrialCrd` is the
+//! shape its CRD is generated from).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,7 @@ use super::experiment::{MetricsCollectorSpec, ObjectiveSpec, Observation, Parame
     group = "ktune.dev",
     version = "v1beta1",
     kind = "Trial",
-    derive = "PartialEq",
+    root = "TrialCrd",
     plural = "trials",
     singular = "trial",
     namespaced,

@@ -5,12 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::api::ApiGroup;
 use crate::controller::{self, ControllerOptions};
 use crate::store::{SqlStore, without_password};
 
 /// Arguments of `ktune controller`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The API group of the Experiments and Trials to reconcile:
+    /// `ktune.dev`, or `kubeflow.org` to replace Katib (its YAML, SDK and
+    /// kubectl habits work unchanged; never beside a Katib controller).
+    #[arg(long, env = "KTUNE_API_GROUP", default_value = "ktune.dev", value_parser = parse_group)]
+    api_group: ApiGroup,
     /// Where observations and algorithm state are kept: `sqlite:PATH` or `postgres://…`.
     #[arg(long, env = "KTUNE_DB", default_value = "sqlite:ktune-controller.db")]
     db: String,
@@ -62,10 +68,11 @@ pub struct Args {
     push_url: Option<String>,
     /// Serve Katib's gRPC metrics API (`api.v1.beta1.DBManager`, what
     /// `katib.report_metrics` calls) here, `HOST:PORT` or `off`; reports
-    /// go to the push endpoint, so it needs --push-listen. Katib's port is
-    /// 6789 (docs/katib-metrics-grpc.md).
-    #[arg(long, default_value = "off", value_parser = parse_listen)]
-    db_manager_listen: Listen,
+    /// go to the push endpoint, so it needs --push-listen. Default: Katib's
+    /// `0.0.0.0:6789` with `--api-group kubeflow.org` and --push-listen,
+    /// else off (docs/katib-metrics-grpc.md).
+    #[arg(long, value_parser = parse_listen)]
+    db_manager_listen: Option<Listen>,
     /// Who may report for a trial there: `trial-pods` (its pods' own
     /// addresses), `trial-hosts` (also their nodes', for SNAT networks) or
     /// `any` (Katib's behaviour: anyone).
@@ -77,6 +84,12 @@ pub struct Args {
     /// The `ktune` binary in that image.
     #[arg(long, default_value = controller::DEFAULT_COLLECTOR_COMMAND)]
     collector_command: String,
+}
+
+/// `--api-group`: `ktune.dev` or `kubeflow.org`.
+pub(super) fn parse_group(text: &str) -> Result<ApiGroup, String> {
+    text.parse()
+        .map_err(|e: crate::api::group::UnknownGroup| e.to_string())
 }
 
 fn parse_trial_resource(text: &str) -> Result<controller::kinds::TrialResource, String> {
@@ -100,12 +113,30 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
-pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.db_manager_listen.0.is_some() && args.push_listen.is_none() {
-        anyhow::bail!(
+/// Where Katib's DBManager API listens: `--db-manager-listen`, or by
+/// default Katib's `0.0.0.0:6789` in Katib mode when the push endpoint it
+/// feeds is served (off otherwise, with a note in Katib mode).
+fn db_manager_listen(args: &Args) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    match (args.db_manager_listen, args.push_listen) {
+        (Some(Listen(Some(_))), None) => anyhow::bail!(
             "--db-manager-listen needs --push-listen: Katib's gRPC reports go to the Push collector's endpoint"
-        );
+        ),
+        (Some(Listen(addr)), _) => Ok(addr),
+        (None, Some(_)) if args.api_group == ApiGroup::Kubeflow => Ok(Some(
+            std::net::SocketAddr::from(([0, 0, 0, 0], controller::dbmanager::DEFAULT_PORT)),
+        )),
+        (None, None) if args.api_group == ApiGroup::Kubeflow => {
+            tracing::info!(
+                "Katib's gRPC metrics API (katib.report_metrics) is off: it needs --push-listen"
+            );
+            Ok(None)
+        }
+        (None, _) => Ok(None),
     }
+}
+
+pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let db_manager_listen = db_manager_listen(args)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
@@ -115,6 +146,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .await
             .context("connecting to Kubernetes (KUBECONFIG, or the in-cluster config)")?;
         let options = ControllerOptions {
+            group: args.api_group,
             namespace: args.namespace.clone(),
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
@@ -122,7 +154,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             trial_resources: args.trial_resources.clone(),
             push_listen: args.push_listen,
             push_url: args.push_url.clone(),
-            db_manager_listen: args.db_manager_listen.0,
+            db_manager_listen,
             db_manager_callers: args.db_manager_callers,
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),

@@ -8,19 +8,24 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::api::crd;
+use crate::api::{ApiGroup, crd};
 
 /// Arguments of `ktune crds`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Write one file per CRD into this folder instead of printing them.
+    /// The API group: `ktune.dev`, or `kubeflow.org` for the Katib
+    /// drop-in (CRDs that accept everything Katib's accept).
+    #[arg(long, default_value = "ktune.dev", value_parser = super::controller::parse_group)]
+    api_group: ApiGroup,
+    /// Write one file per CRD into this folder instead of printing them
+    /// (`kubeflow.org/` below it for Katib's group).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut documents = Vec::new();
-    for (file, definition) in crd::all() {
+    for (file, definition) in crd::all(args.api_group) {
         let yaml = crd::to_yaml(&definition).context("serialising a CRD")?;
         documents.push((file, yaml));
     }
@@ -28,6 +33,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (file, yaml) in &documents {
             let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -42,10 +51,20 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ktune rbac`: the controller's RBAC manifest, as `deploy/rbac.yaml` holds it.
-pub(super) fn rbac() -> anyhow::Result<ExitCode> {
+/// Arguments of `ktune rbac`.
+#[derive(Debug, clap::Args)]
+pub struct RbacArgs {
+    /// The API group the controller serves (`kubeflow.org`: the RBAC of
+    /// deploy/katib/).
+    #[arg(long, default_value = "ktune.dev", value_parser = super::controller::parse_group)]
+    api_group: ApiGroup,
+}
+
+/// `ktune rbac`: the controller's RBAC manifest, as `deploy/rbac.yaml`
+/// (and `deploy/katib/rbac.yaml`) holds it.
+pub(super) fn rbac(args: &RbacArgs) -> anyhow::Result<ExitCode> {
     std::io::stdout()
         .lock()
-        .write_all(crate::controller::rbac::manifest().as_bytes())?;
+        .write_all(crate::controller::rbac::manifest(args.api_group).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

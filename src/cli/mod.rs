@@ -77,7 +77,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions ktune serves (or write them to a folder).
     Crds(crds::Args),
     /// Print the controller's RBAC rules (deploy/rbac.yaml), every trial kind granted.
-    Rbac,
+    Rbac(crds::RbacArgs),
     /// Drive one algorithm over JSON lines on stdin/stdout (init, ask, tell, close).
     AskTell(ask_tell::Args),
     /// Turn Katib Experiments into ktune ones (for `kubectl apply`).
@@ -186,7 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&args),
         Command::Suggest(args) => suggest::run(&args),
         Command::Crds(args) => crds::run(&args),
-        Command::Rbac => crds::rbac(),
+        Command::Rbac(args) => crds::rbac(&args),
         Command::AskTell(args) => ask_tell::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Controller(args) => controller::run(&args),

@@ -65,7 +65,7 @@ pub async fn reconcile(
     let namespace = experiment
         .namespace()
         .unwrap_or_else(|| "default".to_owned());
-    let api: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api = ctx.experiments(&namespace);
     finalizer(&api, FINALIZER, experiment, |event| async {
         match event {
             Finalizer::Apply(experiment) => {
@@ -143,8 +143,12 @@ async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>, wake: Arc<No
         ctx.ops.count_error("worker", e.kind());
         if !e.transient() {
             tracing::warn!("experiment worker stopped: {e}");
-            ctx.publish(&experiment.object_ref(&()), "Error", &e.to_string())
-                .await;
+            ctx.publish(
+                &experiment.object_ref(&ctx.group()),
+                "Error",
+                &e.to_string(),
+            )
+            .await;
             return;
         }
         tracing::debug!("experiment worker interrupted: {e}");
@@ -265,7 +269,8 @@ impl Setup {
                 .unwrap_or_default()
         };
         let metrics = crate::metrics::metric_names(spec);
-        let runner = ClusterRunner::new(ctx.client.clone(), Arc::new(prepared.experiment.clone()))
+        let defaulted = Arc::new(prepared.experiment.clone());
+        let runner = ClusterRunner::new(ctx.client.clone(), ctx.group(), defaulted)
             .with_caches(ctx.caches.clone());
         let kind = (text("apiVersion"), text("kind"));
         let setup = collect::for_experiment(ctx, spec, (&namespace, kind), &template, runner);
@@ -317,7 +322,7 @@ impl Setup {
             .is_none_or(|s| s.conditions.is_empty());
         if fresh {
             ctx.publish(
-                &experiment.object_ref(&()),
+                &experiment.object_ref(&ctx.group()),
                 "Created",
                 "the search runs in the controller",
             )
@@ -422,14 +427,15 @@ async fn refuse(
     let namespace = experiment
         .namespace()
         .unwrap_or_else(|| "default".to_owned());
-    let experiments: Api<Experiment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let experiments = ctx.experiments(&namespace);
     let status = status::stamped_experiment(
         status::refused_status(reason, message),
         None,
         &status::now(),
     );
-    let experiment = apply_status(&experiments, &experiment.name_any(), &status).await?;
-    ctx.publish(&experiment.object_ref(&()), "Invalid", message)
+    let experiment =
+        apply_status(&experiments, ctx.group(), &experiment.name_any(), &status).await?;
+    ctx.publish(&experiment.object_ref(&ctx.group()), "Invalid", message)
         .await;
     // The reconcile's span names the experiment.
     tracing::warn!(reason, "experiment refused: {message}");
@@ -462,10 +468,10 @@ impl<'a> Report<'a> {
             .unwrap_or_else(|| "default".to_owned());
         Self {
             ctx,
-            experiments: Api::namespaced(ctx.client.clone(), &namespace),
-            trials: Api::namespaced(ctx.client.clone(), &namespace),
+            experiments: ctx.experiments(&namespace),
+            trials: ctx.trials(&namespace),
             name: experiment.name_any(),
-            reference: experiment.object_ref(&()),
+            reference: experiment.object_ref(&ctx.group()),
             namespace,
             metrics,
             written: None,
@@ -531,7 +537,7 @@ impl<'a> Report<'a> {
         }
         let previous = self.written.as_ref().map(|(_, stamped)| stamped);
         let stamped = status::stamped_experiment(status.clone(), previous, &status::now());
-        match apply_status(&self.experiments, &self.name, &stamped).await {
+        match apply_status(&self.experiments, self.ctx.group(), &self.name, &stamped).await {
             Ok(_) => {
                 self.written = Some((status.clone(), stamped));
                 self.written_at = Some(Instant::now());
@@ -634,9 +640,9 @@ impl TrialUpdates {
     /// has nothing to update.
     async fn flush(&mut self, ctx: &Context, trials: &Api<Trial>) -> bool {
         while let Some(update) = self.pending.first() {
-            match apply_status(trials, &update.trial, &update.status).await {
+            match apply_status(trials, ctx.group(), &update.trial, &update.status).await {
                 Ok(t) => {
-                    ctx.publish(&t.object_ref(&()), update.reason, &update.note)
+                    ctx.publish(&t.object_ref(&ctx.group()), update.reason, &update.note)
                         .await;
                 }
                 Err(e) if e.transient() => return false,

@@ -1,5 +1,7 @@
 //! `ktune controller`: reconciles `Experiment`s and `Trial`s
-//! (`ktune.dev/v1beta1`) with kube-runtime, running each experiment through
+//! (`ktune.dev/v1beta1`, or Katib's `kubeflow.org/v1beta1` with
+//! `--api-group`: one code path, the group a value in the
+//! [`Context`]) with kube-runtime, running each experiment through
 //! the same [`Engine`](crate::engine::Engine) as `ktune run`, with
 //! observations and algorithm state in the store (PostgreSQL in a cluster,
 //! SQLite on a volume for small installs) rather than in etcd objects.
@@ -13,6 +15,7 @@
 //!   [`crate::metrics::kinds`] (StdOut, File, PrometheusMetric and Push
 //!   each have their cluster half there);
 //! - [`status`]: the status documents, as pure functions;
+//! - [`events`]: Events, as core/v1 Events (what Katib's SDK reads);
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`leader`]: leader election on a Lease, so that one replica works;
 //! - [`health`]: API server outages (transient errors, backoff, and
@@ -23,6 +26,7 @@
 
 pub mod collect;
 pub mod dbmanager;
+pub mod events;
 pub mod experiment;
 pub mod health;
 pub mod kinds;
@@ -44,7 +48,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use tokio::sync::Notify;
@@ -53,7 +56,7 @@ use tracing::Instrument as _;
 use health::{ApiHealth, Backoff};
 use watch::Caches;
 
-use crate::api::{Experiment, Trial};
+use crate::api::{ApiGroup, Experiment, Trial};
 use crate::engine::EngineError;
 use crate::metrics::kinds::push;
 use crate::metrics::push::PushServer;
@@ -140,6 +143,9 @@ pub const DEFAULT_COLLECTOR_COMMAND: &str = "/usr/local/bin/ktune";
 /// How the controller behaves.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
+    /// The API group of the Experiments and Trials reconciled: ktune's
+    /// own, or Katib's (`kubeflow.org`) to replace a Katib installation.
+    pub group: ApiGroup,
     /// Watch one namespace only; all when `None`.
     pub namespace: Option<String>,
     /// Time between two engine steps of one experiment.
@@ -172,6 +178,7 @@ pub struct ControllerOptions {
 impl Default for ControllerOptions {
     fn default() -> Self {
         Self {
+            group: ApiGroup::default(),
             namespace: None,
             tick: Duration::from_millis(500),
             seed: 0,
@@ -242,7 +249,7 @@ impl Workers {
 pub struct Context {
     client: Client,
     store: Arc<SqlStore>,
-    recorder: Recorder,
+    events: events::Events,
     options: ControllerOptions,
     workers: Arc<Workers>,
     caches: Caches,
@@ -274,7 +281,7 @@ impl Context {
         push: Option<Arc<PushServer>>,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), Reporter::from("ktune-controller")),
+            events: events::Events::new(client.clone()),
             client,
             store,
             options,
@@ -308,23 +315,26 @@ impl Context {
     /// Publishes an event about an object, a Warning for failures (best
     /// effort: a lost event must not fail a reconcile).
     async fn publish(&self, object: &ObjectReference, reason: &str, note: &str) {
-        let event = KubeEvent {
-            type_: if matches!(
-                reason,
-                "Failed" | "Error" | "Invalid" | trial::WORKLOAD_ERROR_REASON
-            ) {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: (!note.is_empty()).then(|| note.chars().take(1024).collect()),
-            action: reason.to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, object).await {
-            tracing::debug!("publishing an event: {e}");
-        }
+        let warning = matches!(
+            reason,
+            "Failed" | "Error" | "Invalid" | trial::WORKLOAD_ERROR_REASON
+        );
+        self.events.publish(object, reason, note, warning).await;
+    }
+
+    /// The group of the Experiments and Trials reconciled.
+    fn group(&self) -> ApiGroup {
+        self.options.group
+    }
+
+    /// Experiments in `namespace`, in the group reconciled.
+    fn experiments(&self, namespace: &str) -> Api<Experiment> {
+        Api::namespaced_with(self.client.clone(), namespace, &self.options.group)
+    }
+
+    /// Trials in `namespace`, in the group reconciled.
+    fn trials(&self, namespace: &str) -> Api<Trial> {
+        Api::namespaced_with(self.client.clone(), namespace, &self.options.group)
     }
 
     /// Wakes the worker of the experiment `uid`.
@@ -360,10 +370,10 @@ impl Context {
 }
 
 /// The error policy's key of an object: kind, namespace and name.
-fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+fn object_key<K: Resource<DynamicType = ApiGroup>>(object: &K) -> String {
     format!(
         "{}/{}/{}",
-        K::kind(&()),
+        K::kind(&ApiGroup::default()),
         object.meta().namespace.as_deref().unwrap_or_default(),
         object.meta().name.as_deref().unwrap_or_default()
     )
@@ -565,7 +575,7 @@ fn log_start(options: &ControllerOptions) {
         |addr: Option<SocketAddr>| addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        api = %Experiment::api_version(&()),
+        api = %Experiment::api_version(&options.group),
         namespace = options.namespace.as_deref().unwrap_or("(all)"),
         store = options.store,
         listen = address(options.listen),
@@ -617,12 +627,16 @@ impl Watched {
     /// # Errors
     /// [`ControllerError::CrdsMissing`] when Experiments cannot be listed.
     async fn start(client: &Client, options: &ControllerOptions) -> Result<Self, ControllerError> {
+        let group = &options.group;
         let (experiments, trials): (Api<Experiment>, Api<Trial>) = match &options.namespace {
             Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
+                Api::namespaced_with(client.clone(), ns, group),
+                Api::namespaced_with(client.clone(), ns, group),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
+            None => (
+                Api::all_with(client.clone(), group),
+                Api::all_with(client.clone(), group),
+            ),
         };
         let startup = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let one = ListParams::default().limit(1);
@@ -679,7 +693,7 @@ async fn term(
 /// A custom resource one of the controllers reconciles: what differs
 /// between the Experiment and the Trial controller.
 trait Reconciled:
-    Resource<DynamicType = ()>
+    Resource<DynamicType = ApiGroup>
     + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
@@ -774,8 +788,9 @@ async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
     // experiment's worker, the workload watches below wake the worker of
     // each workload's trial, and a workload deleted under a running trial
     // is created again at the trial's next requeue.
-    let experiments = Controller::new(watched.experiments.clone(), config());
-    let trials = Controller::new(watched.trials.clone(), config());
+    let group = ctx.group();
+    let experiments = Controller::new_with(watched.experiments.clone(), config(), group);
+    let trials = Controller::new_with(watched.trials.clone(), config(), group);
     let (wake, wake_all) = (Arc::clone(&ctx.workers), Arc::clone(&ctx.workers));
     let (stores, keep_workloads) = watch::workload_watches(
         watched.workloads.clone(),

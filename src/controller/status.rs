@@ -17,7 +17,7 @@ use super::ControllerError;
 use crate::api::condition::Condition;
 use crate::api::enums::{ConditionStatus, ExperimentConditionType, TrialConditionType};
 use crate::api::experiment::{Metric, Observation, OptimalTrial, ParameterAssignment};
-use crate::api::{ExperimentStatus, TrialStatus};
+use crate::api::{ApiGroup, ExperimentStatus, TrialStatus};
 use crate::engine::BestTrial;
 use crate::engine::decide::Counts;
 use crate::store::{ExperimentState, TrialRow};
@@ -245,30 +245,34 @@ pub fn now() -> Time {
 }
 
 /// The apply patch that sets an object's whole status.
-fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde_json::Value {
+fn status_patch<K: Resource<DynamicType = ApiGroup>>(
+    group: ApiGroup,
+    status: &impl Serialize,
+) -> serde_json::Value {
     serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
+        "apiVersion": K::api_version(&group),
+        "kind": K::kind(&group),
         "status": status,
     })
 }
 
 /// Writes an object's status by server-side apply under
 /// [`FIELD_MANAGER`] (forced: the controller owns the status, whoever
-/// wrote it before); returns the object.
+/// wrote it before); returns the object. `api` is of `group`.
 ///
 /// # Errors
 /// The API's.
 pub async fn apply_status<K>(
     api: &Api<K>,
+    group: ApiGroup,
     name: &str,
     status: &impl Serialize,
 ) -> Result<K, ControllerError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ApiGroup> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let patch = Patch::Apply(status_patch::<K>(status));
+    let patch = Patch::Apply(status_patch::<K>(group, status));
     Ok(api.patch_status(name, &params, &patch).await?)
 }
 
@@ -394,8 +398,10 @@ mod tests {
     #[test]
     fn the_apply_patch_names_the_kind_and_carries_the_status() {
         let status = refused_status("ExperimentInvalid", "no parameters");
-        let patch = status_patch::<Experiment>(&status);
+        let patch = status_patch::<Experiment>(ApiGroup::Ktune, &status);
         assert_eq!(patch["apiVersion"], "ktune.dev/v1beta1");
+        let katib = status_patch::<Experiment>(ApiGroup::Kubeflow, &status);
+        assert_eq!(katib["apiVersion"], "kubeflow.org/v1beta1");
         assert_eq!(patch["kind"], "Experiment");
         assert_eq!(patch["status"]["conditions"][1]["type"], "Failed");
         assert_eq!(patch["status"]["conditions"][1]["message"], "no parameters");

@@ -101,12 +101,17 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, C
         };
         object.metadata.name = Some(name.clone());
         object.metadata.namespace = Some(namespace.clone());
-        object.metadata.owner_references = trial.controller_owner_ref(&()).map(|r| vec![r]);
+        object.metadata.owner_references =
+            trial.controller_owner_ref(&ctx.group()).map(|r| vec![r]);
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => {
                 ctx.created.created(key);
-                ctx.publish(&trial.object_ref(&()), "Created", "Workload created")
-                    .await;
+                ctx.publish(
+                    &trial.object_ref(&ctx.group()),
+                    "Created",
+                    "Workload created",
+                )
+                .await;
             }
             Err(kube::Error::Api(e)) if e.code == 409 => ctx.created.created(key),
             Err(e) => return failed(&ctx, &trial, &kind, e).await,
@@ -214,7 +219,7 @@ async fn refused(
 /// The API's, when the annotation cannot be written.
 async fn reject(ctx: &Context, trial: &Trial, why: &str) -> Result<Action, ControllerError> {
     let namespace = trial.namespace().unwrap_or_else(|| "default".to_owned());
-    let trials: Api<Trial> = Api::namespaced(ctx.client.clone(), &namespace);
+    let trials = ctx.trials(&namespace);
     let patch = json!({"metadata": {"annotations": {WORKLOAD_ERROR: why}}});
     trials
         .patch(
@@ -224,7 +229,7 @@ async fn reject(ctx: &Context, trial: &Trial, why: &str) -> Result<Action, Contr
         )
         .await?;
     tracing::warn!("the trial's workload cannot be created: {why}");
-    ctx.publish(&trial.object_ref(&()), WORKLOAD_ERROR_REASON, why)
+    ctx.publish(&trial.object_ref(&ctx.group()), WORKLOAD_ERROR_REASON, why)
         .await;
     Ok(Action::await_change())
 }
@@ -232,6 +237,7 @@ async fn reject(ctx: &Context, trial: &Trial, why: &str) -> Result<Action, Contr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ApiGroup;
     use crate::api::TrialSpec;
     use crate::controller::ControllerOptions;
     use http::{Request, Response};
@@ -254,6 +260,7 @@ mod tests {
 
     fn trial() -> Trial {
         let mut trial = Trial::new(
+            ApiGroup::Ktune,
             "t1",
             TrialSpec {
                 run_spec: Some(json!({
@@ -481,7 +488,7 @@ mod tests {
         }));
         torch.metadata.uid = None;
         torch.metadata.namespace = Some("default".into());
-        let trials: Api<Trial> = Api::namespaced(client, "default");
+        let trials: Api<Trial> = Api::namespaced_with(client, "default", &ApiGroup::Ktune);
         let torch = trials.create(&PostParams::default(), &torch).await.unwrap();
         let action = reconcile(Arc::new(torch), Arc::clone(&ctx)).await.unwrap();
         assert_eq!(action, Action::await_change());

@@ -21,7 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt as _};
 
-use crate::api::Trial;
+use crate::api::{ApiGroup, Trial};
 
 /// How long a cache may lack an object it should hold before the API is
 /// asked (also the longest an idle worker sleeps without a wake-up).
@@ -131,7 +131,7 @@ impl Caches {
         let trial = workload
             .owner_references()
             .iter()
-            .find(|o| o.controller == Some(true) && o.kind == Trial::kind(&()))?;
+            .find(|o| o.controller == Some(true) && o.kind == Trial::kind(&ApiGroup::default()))?;
         let namespace = workload.namespace().unwrap_or_default();
         match self.trial(&namespace, &trial.name) {
             Cached::Found(t) => experiment_of(&t).map(str::to_owned),
@@ -352,7 +352,7 @@ mod tests {
     }
 
     fn trial(name: &str) -> Trial {
-        let mut t = Trial::new(name, TrialSpec::default());
+        let mut t = Trial::new(ApiGroup::Ktune, name, TrialSpec::default());
         t.metadata.namespace = Some("ns".into());
         owned(&mut t, "Experiment", "e", "uid-e");
         t
@@ -465,7 +465,7 @@ mod tests {
     async fn reads_come_from_the_cache_and_the_api_only_when_due() {
         use std::sync::atomic::Ordering;
         let (client, requests) = counting_client();
-        let trials: Api<Trial> = Api::namespaced(client.clone(), "ns");
+        let trials: Api<Trial> = Api::namespaced_with(client.clone(), "ns", &ApiGroup::Ktune);
         let jobs: Api<DynamicObject> = Api::namespaced_with(client, "ns", &job_kind());
         let mut reads = TrialReads::new(
             caches(vec![trial("t1")], vec![job("t1", "t1")]),

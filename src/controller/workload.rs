@@ -20,7 +20,7 @@ use super::health::{self, Backoff};
 use super::trial::WORKLOAD_ERROR;
 use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::TrialTemplate;
-use crate::api::{Experiment, Trial, TrialSpec};
+use crate::api::{ApiGroup, Experiment, Trial, TrialSpec};
 use crate::metrics::kinds::file::FileSidecar;
 use crate::metrics::kinds::push;
 use crate::metrics::push::PushServer;
@@ -40,6 +40,7 @@ pub const EXPERIMENT_LABEL: &str = "katib.kubeflow.org/experiment";
 #[derive(Clone)]
 pub struct ClusterRunner {
     client: Client,
+    group: ApiGroup,
     experiment: Arc<Experiment>,
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
@@ -58,10 +59,11 @@ impl std::fmt::Debug for ClusterRunner {
 impl ClusterRunner {
     /// A runner for one experiment.
     #[must_use]
-    pub fn new(client: Client, experiment: Arc<Experiment>) -> Self {
+    pub fn new(client: Client, group: ApiGroup, experiment: Arc<Experiment>) -> Self {
         let template = experiment.spec.trial_template.clone().unwrap_or_default();
         Self {
             client,
+            group,
             experiment,
             template,
             file_sidecar: None,
@@ -102,6 +104,7 @@ impl ClusterRunner {
     fn trial_object(&self, request: &LaunchRequest<'_>, workload: serde_json::Value) -> Trial {
         let experiment = self.experiment.name_any();
         let mut trial = Trial::new(
+            self.group,
             request.trial,
             TrialSpec {
                 objective: self.experiment.spec.objective.clone(),
@@ -123,8 +126,10 @@ impl ClusterRunner {
         );
         trial.metadata.namespace = Some(self.namespace());
         trial.metadata.labels = Some(BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), experiment)]));
-        trial.metadata.owner_references =
-            self.experiment.controller_owner_ref(&()).map(|r| vec![r]);
+        trial.metadata.owner_references = self
+            .experiment
+            .controller_owner_ref(&self.group)
+            .map(|r| vec![r]);
         trial
     }
 }
@@ -134,7 +139,7 @@ impl Runner for ClusterRunner {
 
     async fn launch(&self, request: &LaunchRequest<'_>) -> Result<ClusterTrial, RunnerError> {
         let namespace = self.namespace();
-        let trials: Api<Trial> = Api::namespaced(self.client.clone(), &namespace);
+        let trials: Api<Trial> = Api::namespaced_with(self.client.clone(), &namespace, &self.group);
         let mut workload = request.workload.clone();
         // Push: the token reaches the workload through a Secret written
         // before the Trial (so before any pod can look for it).
@@ -147,10 +152,13 @@ impl Runner for ClusterRunner {
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
             let labels =
                 BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any())]);
-            let owner = self.experiment.controller_owner_ref(&()).map(|mut o| {
-                o.controller = None;
-                o
-            });
+            let owner = self
+                .experiment
+                .controller_owner_ref(&self.group)
+                .map(|mut o| {
+                    o.controller = None;
+                    o
+                });
             health::retry(LAUNCH_BACKOFF, || {
                 push::deliver(
                     endpoint,
@@ -381,9 +389,9 @@ mod tests {
             .create_manifest(include_str!("../../crds/trials.ktune.dev.yaml"))
             .unwrap();
         let client = Client::new(server.router(), "default");
-        let trials: Api<Trial> = Api::namespaced(client.clone(), "default");
+        let trials: Api<Trial> = Api::namespaced_with(client.clone(), "default", &ApiGroup::Ktune);
         let run_spec = json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"});
-        let mut object = Trial::new("t1", TrialSpec::default());
+        let mut object = Trial::new(ApiGroup::Ktune, "t1", TrialSpec::default());
         object.metadata.namespace = Some("default".into());
         trials
             .create(&PostParams::default(), &object)
@@ -421,7 +429,7 @@ mod tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let run_spec = json!({"apiVersion": "batch/v1", "kind": "Job"});
-        let trials = Api::namespaced(client.clone(), "default");
+        let trials = Api::namespaced_with(client.clone(), "default", &ApiGroup::Ktune);
         let mut run = cluster_trial(&client, trials, &run_spec);
         let server = tokio::spawn(async move {
             for code in [503_u16, 200] {

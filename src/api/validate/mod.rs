@@ -13,8 +13,9 @@ use std::fmt;
 use ktune_algorithms::AlgorithmError;
 use ktune_algorithms::settings::{self, AlgorithmSpec as CatalogEntry, Support};
 
+use super::Experiment;
 use super::enums::{MetricStrategyType, ObjectiveType};
-use super::experiment::{AlgorithmSpec, Experiment, ExperimentSpec};
+use super::experiment::{AlgorithmSpec, ExperimentSpec};
 use super::load::ConfigMaps;
 
 /// Longest experiment name Katib accepts: `<exp>-<algo>-<ns>` and

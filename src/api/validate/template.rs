@@ -8,7 +8,8 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 
 use super::{Context, Report};
-use crate::api::experiment::{Experiment, TrialParameterSpec, TrialTemplate};
+use crate::api::Experiment;
+use crate::api::experiment::{TrialParameterSpec, TrialTemplate};
 use crate::api::parameters::{ParsedParameter, parse_parameter};
 use crate::api::template::{
     MetaReference, TemplateError, placeholder_names, render, resolve_template,
