@@ -17,6 +17,7 @@ use ktune::metrics::katib_grpc::client::DbManagerClient;
 use ktune::metrics::katib_grpc::messages::{
     GetObservationLogRequest, Metric, MetricLog, ObservationLog, ReportObservationLogRequest,
 };
+use ktune_algorithms::history::TrialState;
 use support::{describe, scratch};
 use tonic::Code;
 
@@ -132,6 +133,7 @@ fn a_local_trial_reports_through_grpc_into_the_store() {
     let stored = support::runs::stored(&db, "grpcrun");
     assert_eq!(stored.len(), 1);
     let (row, reports) = &stored[0];
+    assert_eq!(row.state, TrialState::Succeeded, "{row:?}");
     assert_eq!(row.objective, Some(1.5), "{row:?}");
     assert_eq!(reports.len(), 3, "{reports:?}");
     // The run is over: its endpoint is gone.
@@ -158,8 +160,22 @@ fn katibs_python_sdk_reports_to_a_local_run() {
     }
     let dir = scratch("katib-grpc-sdk");
     let db = format!("sqlite:{}", dir.join("k.db").display());
+    // The trial, then the SDK's own stub reading back what it stored
+    // (`GetObservationLog`, as `KatibClient.get_trial_metrics` calls it).
+    let read_back = r#"
+import os, time, grpc
+import kubeflow.katib.katib_api_pb2 as pb, kubeflow.katib.katib_api_pb2_grpc as rpc
+stub = rpc.DBManagerStub(grpc.insecure_channel(os.environ["KTUNE_DB_MANAGER_ADDRESS"]))
+request = pb.GetObservationLogRequest(trial_name=os.environ["KATIB_TRIAL_NAME"], metric_name="loss")
+for _ in range(100):
+    logs = stub.GetObservationLog(request, timeout=10).observation_log.metric_logs
+    if len(logs) == 3:
+        break
+    time.sleep(0.1)
+assert len(logs) == 3 and all(l.time_stamp.endswith("Z") for l in logs), logs
+"#;
     let script = format!(
-        "exec {python} {} \"$1\"",
+        "{python} {} \"$1\" && {python} -c '{read_back}'",
         support::repo_root()
             .join("examples/trials/katib_report_metrics.py")
             .display()
@@ -182,6 +198,8 @@ fn katibs_python_sdk_reports_to_a_local_run() {
     let mut objectives: Vec<f64> = support::runs::stored(&db, "grpcsdk")
         .into_iter()
         .map(|(row, reports)| {
+            // Succeeded: the read-back's assertions held too.
+            assert_eq!(row.state, TrialState::Succeeded, "{row:?}");
             assert_eq!(reports.len(), 3, "{reports:?}");
             row.objective.unwrap()
         })
