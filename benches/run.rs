@@ -75,6 +75,7 @@ fn options(dir: &Path) -> RunOptions {
         gpus: Vec::new(),
         lease_ttl: ktune::engine::driver::LEASE_TTL,
         outage_limit: ktune::engine::driver::OUTAGE_LIMIT,
+        db_manager_store: None,
     }
 }
 

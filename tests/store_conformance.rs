@@ -183,6 +183,49 @@ async fn conformance(store: &SqlStore) {
     assert!(store.experiment("no-such").await.unwrap().is_none());
 }
 
+/// What Katib's gRPC API needs beyond the engine: every trial of a name
+/// (it names trials without their namespace) and deleting one trial's
+/// observations.
+async fn katib_lookups(store: &SqlStore) {
+    let trial_name = unique("katib-t");
+    let mut ids = Vec::new();
+    for namespace in ["ns1", "ns2"] {
+        let name = unique(&format!("{namespace}/exp"));
+        let (exp, _) = store
+            .create_experiment(&name, &serde_json::json!({}), 1)
+            .await
+            .unwrap();
+        store
+            .insert_trials(exp.id, &[trial(&trial_name, "0.1")], 1)
+            .await
+            .unwrap();
+        let id = store.trials(exp.id).await.unwrap()[0].id;
+        let row = ObservationRow {
+            metric: "loss".into(),
+            step: 0,
+            value: "0.5".into(),
+            number: Some(0.5),
+            time: Some(5),
+        };
+        store.append_observations(id, &[row]).await.unwrap();
+        ids.push((name, id));
+    }
+    let found = store.trials_named(&trial_name, 8).await.unwrap();
+    let names: Vec<(&str, i64)> = found.iter().map(|(e, t)| (e.as_str(), t.id)).collect();
+    assert_eq!(
+        names,
+        ids.iter()
+            .map(|(e, id)| (e.as_str(), *id))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(store.trials_named(&trial_name, 1).await.unwrap().len(), 1);
+    assert!(store.trials_named("no-such", 8).await.unwrap().is_empty());
+    assert_eq!(store.delete_observations(ids[0].1).await.unwrap(), 1);
+    assert!(store.observations(ids[0].1).await.unwrap().is_empty());
+    assert_eq!(store.observations(ids[1].1).await.unwrap().len(), 1);
+    assert_eq!(store.delete_observations(ids[0].1).await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn sqlite_file_store_conforms_and_survives_reopening() {
     let dir = std::env::temp_dir().join(unique("ktune-store"));
@@ -197,7 +240,9 @@ async fn sqlite_file_store_conforms_and_survives_reopening() {
 
 #[tokio::test]
 async fn sqlite_memory_store_conforms() {
-    conformance(&SqlStore::connect("sqlite::memory:").await.unwrap()).await;
+    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+    conformance(&store).await;
+    katib_lookups(&store).await;
 }
 
 #[tokio::test]
@@ -205,7 +250,10 @@ async fn postgres_store_conforms() {
     let url = std::env::var("KTUNE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     match SqlStore::connect(&url).await {
-        Ok(store) => conformance(&store).await,
+        Ok(store) => {
+            conformance(&store).await;
+            katib_lookups(&store).await;
+        }
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
             eprintln!(
                 "SKIPPED: PostgreSQL at {url} is not reachable ({e}); set KTUNE_TEST_POSTGRES_URL"

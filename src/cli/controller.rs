@@ -66,6 +66,18 @@ pub struct Args {
     /// `http://ktune-controller.ktune-system:8081`).
     #[arg(long)]
     push_url: Option<String>,
+    /// Serve Katib's gRPC metrics API (`api.v1.beta1.DBManager`, what
+    /// `katib.report_metrics` calls) here, `HOST:PORT` or `off`; reports
+    /// go to the push endpoint, so it needs --push-listen. Default: Katib's
+    /// `0.0.0.0:6789` with `--api-group kubeflow.org` and --push-listen,
+    /// else off (docs/katib-metrics-grpc.md).
+    #[arg(long, value_parser = parse_listen)]
+    db_manager_listen: Option<Listen>,
+    /// Who may report for a trial there: `trial-pods` (its pods' own
+    /// addresses), `trial-hosts` (also their nodes', for SNAT networks) or
+    /// `any` (Katib's behaviour: anyone).
+    #[arg(long, value_enum, default_value_t = controller::dbmanager::CallerRule::TrialPods)]
+    db_manager_callers: controller::dbmanager::CallerRule,
     /// The image of the File collector's sidecar (it runs `ktune collect-file`).
     #[arg(long, default_value = controller::DEFAULT_COLLECTOR_IMAGE)]
     collector_image: String,
@@ -101,7 +113,30 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
+/// Where Katib's DBManager API listens: `--db-manager-listen`, or by
+/// default Katib's `0.0.0.0:6789` in Katib mode when the push endpoint it
+/// feeds is served (off otherwise, with a note in Katib mode).
+fn db_manager_listen(args: &Args) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    match (args.db_manager_listen, args.push_listen) {
+        (Some(Listen(Some(_))), None) => anyhow::bail!(
+            "--db-manager-listen needs --push-listen: Katib's gRPC reports go to the Push collector's endpoint"
+        ),
+        (Some(Listen(addr)), _) => Ok(addr),
+        (None, Some(_)) if args.api_group == ApiGroup::Kubeflow => Ok(Some(
+            std::net::SocketAddr::from(([0, 0, 0, 0], controller::dbmanager::DEFAULT_PORT)),
+        )),
+        (None, None) if args.api_group == ApiGroup::Kubeflow => {
+            tracing::info!(
+                "Katib's gRPC metrics API (katib.report_metrics) is off: it needs --push-listen"
+            );
+            Ok(None)
+        }
+        (None, _) => Ok(None),
+    }
+}
+
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let db_manager_listen = db_manager_listen(args)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
@@ -119,6 +154,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             trial_resources: args.trial_resources.clone(),
             push_listen: args.push_listen,
             push_url: args.push_url.clone(),
+            db_manager_listen,
+            db_manager_callers: args.db_manager_callers,
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),
             store: without_password(&args.db),

@@ -119,6 +119,11 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let mut view = View::new(mode, max_trials);
         let mut show = |event: Event| view.event(&event);
         let shutdown = until_stopped(stop_signals());
+        // Katib's gRPC metrics API of a Push experiment reads this store.
+        let options = RunOptions {
+            db_manager_store: Some(store.clone()),
+            ..options
+        };
         let summary = driver::run(
             &prepared,
             &configmaps,
@@ -166,6 +171,7 @@ fn run_options(args: &Args) -> anyhow::Result<RunOptions> {
         gpus: args.gpus.clone(),
         lease_ttl: Duration::from_secs(args.lease_seconds),
         outage_limit: Duration::from_secs(args.db_outage_limit),
+        db_manager_store: None,
     })
 }
 

@@ -27,6 +27,7 @@
 //!   whom a change wakes (the workers watch; they do not poll the API).
 
 pub mod collect;
+pub mod dbmanager;
 pub mod events;
 pub mod experiment;
 pub mod health;
@@ -88,6 +89,9 @@ pub enum ControllerError {
     /// The Push endpoint could not be served.
     #[error("push endpoint: {0}")]
     Push(#[from] crate::metrics::push::PushError),
+    /// Katib's gRPC DBManager API could not be served.
+    #[error(transparent)]
+    DbManager(#[from] crate::metrics::katib_grpc::DbManagerError),
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
@@ -128,7 +132,7 @@ impl ControllerError {
             Self::Invalid(_) => "invalid",
             Self::Json(_) => "serialization",
             Self::Ops(_) => "ops",
-            Self::Push(_) => "push",
+            Self::Push(_) | Self::DbManager(_) => "push",
             Self::CrdsMissing(_) => "crds_missing",
         }
     }
@@ -161,6 +165,11 @@ pub struct ControllerOptions {
     pub push_listen: Option<SocketAddr>,
     /// The endpoint's URL as trials reach it (default: the bound address).
     pub push_url: Option<String>,
+    /// Where Katib's gRPC DBManager API listens (reports go to the Push
+    /// endpoint's queues, so it needs `push_listen`); nowhere when `None`.
+    pub db_manager_listen: Option<SocketAddr>,
+    /// Who may report for a trial there.
+    pub db_manager_callers: dbmanager::CallerRule,
     /// The image of the File collector's sidecar (the controller's own).
     pub collector_image: String,
     /// The `ktune` binary in that image.
@@ -181,6 +190,8 @@ impl Default for ControllerOptions {
             trial_resources: kinds::default_trial_resources(),
             push_listen: None,
             push_url: None,
+            db_manager_listen: None,
+            db_manager_callers: dbmanager::CallerRule::default(),
             collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
             store: String::new(),
@@ -515,6 +526,9 @@ async fn terms(first: Context, watched: &Watched, shutdown: Stop) -> Result<(), 
         .clone()
         .map(|config| leader::Elector::new(first.client.clone(), config));
     let mut ctx = first;
+    // Katib's DBManager API, started with the push endpoint it feeds and
+    // kept, like it, from one term to the next.
+    let mut db_manager = None;
     loop {
         // Under leader election: ready as a standby, then wait for the lease.
         if let Some(elector) = elector.as_mut() {
@@ -531,6 +545,20 @@ async fn terms(first: Context, watched: &Watched, shutdown: Stop) -> Result<(), 
         {
             let url = ctx.options.push_url.clone();
             ctx.push = Some(Arc::new(push::listen(addr, url).await?));
+        }
+        if db_manager.is_none()
+            && let (Some(addr), Some(push)) = (ctx.options.db_manager_listen, &ctx.push)
+        {
+            db_manager = Some(
+                dbmanager::serve(
+                    addr,
+                    ctx.options.db_manager_callers,
+                    ctx.client.clone(),
+                    Arc::clone(push),
+                    SqlStore::clone(&ctx.store),
+                )
+                .await?,
+            );
         }
         let next = ctx.fresh();
         if !term(ctx, watched, shutdown.clone(), elector.as_mut()).await {

@@ -69,6 +69,10 @@ pub struct RunOptions {
     /// How long trials keep running while the store cannot be reached
     /// ([`OUTAGE_LIMIT`]) before they are stopped and the run gives up.
     pub outage_limit: Duration,
+    /// The run's store, for Katib's gRPC DBManager API of a Push
+    /// experiment (`GetObservationLog` reads it): served on 127.0.0.1 when
+    /// set, not at all when `None`.
+    pub db_manager_store: Option<crate::store::SqlStore>,
 }
 
 /// Why a local run could not go on.
@@ -172,7 +176,12 @@ async fn drive<S: Store + Leases>(
 ) -> Result<RunSummary, DriverError> {
     let experiment = &prepared.experiment;
     let runner = local_runner(prepared, options);
-    let collector = kinds::start(&experiment.spec, Backend::Local).await?;
+    let mut collector = kinds::start(&experiment.spec, Backend::Local).await?;
+    if let Some(store) = &options.db_manager_store {
+        collector
+            .serve_db_manager(prepared.name(), store.clone())
+            .await?;
+    }
     let mut images = ImagesIgnored::of(experiment);
     let on_event = &mut |event: Event| {
         images.warn_at(&event);

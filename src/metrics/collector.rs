@@ -81,6 +81,9 @@ pub enum CollectorError {
         "the Push and File metrics collectors need the controller's push endpoint: run ktune controller with --push-listen"
     )]
     NoPushEndpoint,
+    /// Katib's gRPC DBManager API could not start.
+    #[error(transparent)]
+    DbManager(#[from] super::katib_grpc::DbManagerError),
 }
 
 impl CollectorError {
@@ -90,7 +93,7 @@ impl CollectorError {
         match self {
             Self::Filter(_) | Self::Port(_) | Self::NoPath => "ExperimentInvalid",
             Self::Unsupported(_) => "CollectorUnsupported",
-            Self::Push(_) | Self::NoPushEndpoint => "PushUnavailable",
+            Self::Push(_) | Self::NoPushEndpoint | Self::DbManager(_) => "PushUnavailable",
         }
     }
 }

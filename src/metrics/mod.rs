@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod collector;
 pub mod filter;
 pub mod json;
+pub mod katib_grpc;
 pub mod kinds;
 pub mod lines;
 pub mod prometheus;

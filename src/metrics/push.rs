@@ -167,6 +167,9 @@ struct Shared {
 struct Inbox {
     token: String,
     logs: Vec<MetricLog>,
+    /// The label selector of the trial's pods, in a cluster (what
+    /// Katib's gRPC caller rule checks a caller's address against).
+    pods: Option<String>,
 }
 
 impl Shared {
@@ -277,6 +280,7 @@ impl PushServer {
             .or_insert_with(|| Inbox {
                 token: token.clone(),
                 logs: Vec::new(),
+                pods: None,
             });
         PushCredentials {
             url: self.trial_url(trial),
@@ -303,6 +307,59 @@ impl PushServer {
             shared: self.shared.clone(),
             trial: trial.to_owned(),
         }
+    }
+
+    /// Notes the label selector of a registered trial's pods (in a
+    /// cluster), for the caller rule of Katib's gRPC API.
+    pub fn set_pod_selector(&self, trial: &str, selector: String) {
+        if let Some(inbox) = self.shared.inboxes().get_mut(trial) {
+            inbox.pods = Some(selector);
+        }
+    }
+
+    /// The label selector [`Self::set_pod_selector`] noted for `trial`.
+    #[must_use]
+    pub fn pod_selector(&self, trial: &str) -> Option<String> {
+        self.shared
+            .inboxes()
+            .get(trial)
+            .and_then(|inbox| inbox.pods.clone())
+    }
+
+    /// The registered trials whose key passes `keep` (at most `limit`).
+    #[must_use]
+    pub fn registered_where(&self, limit: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        self.shared
+            .inboxes()
+            .keys()
+            .filter(|key| keep(key))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `trial` is registered: running, and accepting reports.
+    #[must_use]
+    pub fn is_registered(&self, trial: &str) -> bool {
+        self.shared.inboxes().contains_key(trial)
+    }
+
+    /// Queues reports that reached ktune another way (Katib's gRPC
+    /// `ReportObservationLog`, whose caller its transport checked) for a
+    /// registered `trial`, exactly as an HTTP push is queued: whole or not
+    /// at all, under [`PushLimits::max_queued`], stamped on arrival when
+    /// they carry no time.
+    ///
+    /// # Errors
+    /// [`QueueRefusal`] when the trial is not registered or its queue is full.
+    pub fn offer(&self, trial: &str, logs: Vec<MetricLog>) -> Result<(), QueueRefusal> {
+        enqueue(&mut self.shared.inboxes(), self.shared.limits, trial, logs)
+    }
+
+    /// The limits reports are held to.
+    #[must_use]
+    pub fn limits(&self) -> PushLimits {
+        self.shared.limits
     }
 
     /// Stops accepting pushes for `trial` (they get 404) and returns the
@@ -513,22 +570,52 @@ async fn read_reports(
 /// Queues a trial's reports, stamped with the time they arrived when they
 /// carry none; refused when the trial is gone, its token changed, or its
 /// queue is full.
-fn queue(shared: &Shared, trial: &str, token: Option<&str>, mut logs: Vec<MetricLog>) -> Response {
+fn queue(shared: &Shared, trial: &str, token: Option<&str>, logs: Vec<MetricLog>) -> Response {
     let mut inboxes = shared.inboxes();
     // The trial may have been unregistered or given a new token meanwhile.
     if let Err((status, message)) = authorize(&inboxes, trial, token) {
         return reply(status, &message);
     }
-    let Some(inbox) = inboxes.get_mut(trial) else {
-        return reply(StatusCode::NOT_FOUND, &format!("unknown trial {trial:?}"));
-    };
-    let max = shared.limits.max_queued;
+    match enqueue(&mut inboxes, shared.limits, trial, logs) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(QueueRefusal::UnknownTrial) => {
+            reply(StatusCode::NOT_FOUND, &format!("unknown trial {trial:?}"))
+        }
+        Err(full @ QueueRefusal::Full { .. }) => {
+            reply(StatusCode::TOO_MANY_REQUESTS, &full.to_string())
+        }
+    }
+}
+
+/// Why reports were not queued for a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueRefusal {
+    /// The trial is not registered (not running, or unknown).
+    #[error("unknown trial")]
+    UnknownTrial,
+    /// The trial's queue would exceed [`PushLimits::max_queued`].
+    #[error("more than {max} reports waiting for ktune to read them; retry later")]
+    Full {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Queues a registered trial's reports whole or not at all (under the
+/// inboxes' lock held by the caller), stamping those without a time with
+/// their arrival: the one queue every transport of the Push collector
+/// (HTTP here, Katib's gRPC in [`super::katib_grpc`]) writes to.
+fn enqueue(
+    inboxes: &mut HashMap<String, Inbox>,
+    limits: PushLimits,
+    trial: &str,
+    mut logs: Vec<MetricLog>,
+) -> Result<(), QueueRefusal> {
+    let inbox = inboxes.get_mut(trial).ok_or(QueueRefusal::UnknownTrial)?;
+    let max = limits.max_queued;
     if inbox.logs.len().saturating_add(logs.len()) > max {
         tracing::debug!(trial, queued = inbox.logs.len(), "push queue full");
-        return reply(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("more than {max} reports waiting for ktune to read them; retry later"),
-        );
+        return Err(QueueRefusal::Full { max });
     }
     tracing::trace!(trial, reports = logs.len(), "metrics pushed");
     // Stamped under the lock: the queue stays in stamp order.
@@ -537,7 +624,7 @@ fn queue(shared: &Shared, trial: &str, token: Option<&str>, mut logs: Vec<Metric
         log.time.get_or_insert(received);
     }
     inbox.logs.extend(logs);
-    StatusCode::NO_CONTENT.into_response()
+    Ok(())
 }
 
 /// A JSON body: one report object or an array of them (reports without a

@@ -78,6 +78,7 @@ impl Collector for FakeCollector {
                 token: format!("token-{trial}"),
             }),
             metrics_port: None,
+            db_manager: None,
         }
     }
 

@@ -94,6 +94,10 @@ pub struct Reporting {
     pub push: Option<PushCredentials>,
     /// The port to serve `/metrics` on (the PrometheusMetric collector).
     pub metrics_port: Option<u16>,
+    /// The `host:port` of Katib's gRPC DBManager API for
+    /// `katib.report_metrics(…, db_manager_address=…)` (a local Push
+    /// collector's; [`crate::metrics::katib_grpc`]).
+    pub db_manager: Option<String>,
 }
 
 impl Reporting {
@@ -108,7 +112,13 @@ impl Reporting {
         let port = self
             .metrics_port
             .map(|port| (METRICS_PORT_ENV.to_owned(), port.to_string()));
-        push.chain(port).collect()
+        let db_manager = self.db_manager.as_ref().map(|address| {
+            (
+                crate::metrics::katib_grpc::DB_MANAGER_ADDRESS_ENV.to_owned(),
+                address.clone(),
+            )
+        });
+        push.chain(port).chain(db_manager).collect()
     }
 }
 
@@ -170,6 +180,7 @@ mod tests {
                 token: "secret".into(),
             }),
             metrics_port: Some(9100),
+            db_manager: Some("127.0.0.1:9".into()),
         };
         let parameters = [
             ("momentum".to_owned(), "0.9".to_owned()),
@@ -199,6 +210,10 @@ mod tests {
         );
         assert_eq!(get(PUSH_TOKEN_ENV), Some("secret"));
         assert_eq!(get(METRICS_PORT_ENV), Some("9100"));
+        assert_eq!(
+            get(crate::metrics::katib_grpc::DB_MANAGER_ADDRESS_ENV),
+            Some("127.0.0.1:9")
+        );
         let plain = LaunchRequest {
             gpu: None,
             reporting: &Reporting::default(),

@@ -321,6 +321,47 @@ impl SqlStore {
         row.map(|r| Ok((r.try_get("experiment")?, trial_from_row(&r)?)))
             .transpose()
     }
+
+    /// Every stored trial named `name`, with its experiment's name, oldest
+    /// experiment first (at most `limit`): Katib's gRPC API names a trial
+    /// without its namespace, so the caller must see whether a name is
+    /// ambiguous.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error or corrupt row.
+    pub async fn trials_named(
+        &self,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, TrialRow)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            trial_columns!(),
+            ", (SELECT e.name FROM experiments e WHERE e.id = trials.experiment_id) \
+                 AS experiment FROM trials WHERE name = $1 ORDER BY experiment_id LIMIT $2"
+        ))
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("experiment")?, trial_from_row(r)?)))
+            .collect()
+    }
+
+    /// Deletes a trial's observations (Katib's `DeleteObservationLog`);
+    /// returns how many rows went. The trial itself, its state and
+    /// objective stay.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a database error.
+    pub async fn delete_observations(&self, trial_id: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM observations WHERE trial_id = $1")
+            .bind(trial_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }
 
 /// The column the trial table is ordered by. A closed set, so that only

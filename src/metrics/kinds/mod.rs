@@ -54,7 +54,7 @@ pub async fn start(
         CollectorKind::StdOut => KindCollector::StdOut(stdout::StdOut::new(&settings, backend)?),
         CollectorKind::File => KindCollector::File(file::File::new(&settings, backend)?),
         CollectorKind::PrometheusMetric => {
-            KindCollector::Prometheus(prometheus::Prometheus::new(&settings, backend)?)
+            KindCollector::Prometheus(Box::new(prometheus::Prometheus::new(&settings, backend)?))
         }
         CollectorKind::Push => KindCollector::Push(push::Push::start(&settings, backend).await?),
         other => return Err(CollectorError::Unsupported(other.to_string())),
@@ -116,7 +116,9 @@ pub enum KindCollector {
     /// File: a file the trial writes.
     File(file::File),
     /// PrometheusMetric: the trial's `/metrics` endpoint.
-    Prometheus(prometheus::Prometheus),
+    /// (Boxed: its HTTP client, with HTTP/2 compiled in for the DBManager
+    /// API, is several times the size of the other kinds.)
+    Prometheus(Box<prometheus::Prometheus>),
     /// Push: what the trial posts.
     Push(push::Push),
 }
@@ -134,6 +136,23 @@ macro_rules! each_kind {
 }
 
 impl KindCollector {
+    /// Serves Katib's gRPC DBManager API for a local Push experiment's
+    /// trials ([`push::Push::serve_db_manager`]); other kinds have no use
+    /// for it.
+    ///
+    /// # Errors
+    /// [`CollectorError::DbManager`] when it cannot listen.
+    pub async fn serve_db_manager(
+        &mut self,
+        experiment: &str,
+        store: crate::store::SqlStore,
+    ) -> Result<(), CollectorError> {
+        match self {
+            Self::Push(push) => push.serve_db_manager(experiment, store).await,
+            Self::StdOut(_) | Self::File(_) | Self::Prometheus(_) => Ok(()),
+        }
+    }
+
     /// The push endpoint the cluster runner hands this experiment's
     /// trials (through a Secret), for Push and File in a cluster.
     #[must_use]

@@ -123,6 +123,7 @@ impl Collector for Prometheus {
         Reporting {
             push: None,
             metrics_port: Some(port),
+            db_manager: None,
         }
     }
 

@@ -5,7 +5,10 @@
 //!
 //! - Locally: an endpoint on 127.0.0.1 for this run, keyed by trial name;
 //!   the trial gets its URL and token as `KTUNE_PUSH_URL` and
-//!   `KTUNE_PUSH_TOKEN`.
+//!   `KTUNE_PUSH_TOKEN`. With [`Push::serve_db_manager`] (what `ktune run`
+//!   does), Katib's gRPC DBManager API also listens on 127.0.0.1 for the
+//!   same trials ([`crate::metrics::katib_grpc`]) and the trial gets its
+//!   address as `KTUNE_DB_MANAGER_ADDRESS` (besides `KATIB_TRIAL_NAME`).
 //! - In a cluster: the controller's endpoint, shared by all experiments
 //!   and keyed `<namespace>.<trial>`. The runner writes URL and token to
 //!   the Secret `<trial>-push` (owned by the Experiment, so deleting it
@@ -32,8 +35,10 @@ use super::{Backend, Settings, TrialReader};
 use crate::metrics::MetricLog;
 use crate::metrics::cluster::ClusterBackend;
 use crate::metrics::collector::{Collector, CollectorError, TrialMetrics};
+use crate::metrics::katib_grpc::{DbManagerLimits, DbManagerServer, LocalGate};
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV, PushError, PushInbox, PushServer};
 use crate::runner::{Reporting, TrialRun};
+use crate::store::SqlStore;
 
 /// The Secret key holding the URL.
 pub const URL_KEY: &str = "url";
@@ -47,6 +52,10 @@ pub struct Push {
     /// The experiment's namespace, in a cluster (the endpoint is shared).
     namespace: Option<String>,
     metrics: Arc<[String]>,
+    /// Katib's gRPC API for this run's trials, locally.
+    db_manager: Option<Box<DbManagerServer>>,
+    /// The label naming a trial's pods (its workload kind's), in a cluster.
+    owner_label: Option<&'static str>,
 }
 
 impl Push {
@@ -62,6 +71,8 @@ impl Push {
                 server: Arc::new(PushServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),
                 namespace: None,
                 metrics: Arc::clone(&settings.metrics),
+                db_manager: None,
+                owner_label: None,
             }),
             Backend::Cluster(cluster) => Self::for_cluster(settings, cluster),
         }
@@ -81,7 +92,43 @@ impl Push {
             server,
             namespace: Some(cluster.pods.namespace.clone()),
             metrics: Arc::clone(&settings.metrics),
+            db_manager: None,
+            owner_label: cluster.pods.owner_label,
         })
+    }
+
+    /// Serves Katib's gRPC DBManager API on 127.0.0.1 (any free port) for
+    /// this local run of `experiment`: reports of its running trials land
+    /// in their push queues, reads and deletes go to `store`. Trials
+    /// prepared from now on get the address. Nothing in a cluster (the
+    /// controller serves one API for all experiments).
+    ///
+    /// # Errors
+    /// [`CollectorError::DbManager`] when no loopback port can be had.
+    pub async fn serve_db_manager(
+        &mut self,
+        experiment: &str,
+        store: SqlStore,
+    ) -> Result<(), CollectorError> {
+        if self.namespace.is_some() || self.db_manager.is_some() {
+            return Ok(());
+        }
+        let gate = LocalGate::new(Arc::clone(&self.server), store.clone(), experiment);
+        let limits = DbManagerLimits {
+            max_message_bytes: self.server.limits().max_body,
+            ..DbManagerLimits::default()
+        };
+        let server = DbManagerServer::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Arc::new(gate),
+            Arc::clone(&self.server),
+            store,
+            limits,
+        )
+        .await?;
+        tracing::debug!(addr = %server.local_addr(), "Katib DBManager API for local trials");
+        self.db_manager = Some(Box::new(server));
+        Ok(())
     }
 
     /// The endpoint the cluster runner hands the trials, in a cluster.
@@ -98,22 +145,42 @@ impl Push {
     }
 }
 
-fn inbox_key(namespace: Option<&str>, trial: &str) -> String {
+/// A trial's key on the push endpoint: its name, or in a cluster
+/// `<namespace>.<trial>`.
+#[must_use]
+pub fn inbox_key(namespace: Option<&str>, trial: &str) -> String {
     match namespace {
         Some(namespace) => format!("{namespace}.{trial}"),
         None => trial.to_owned(),
     }
 }
 
+/// A cluster key's namespace and trial name (namespaces have no dots).
+#[must_use]
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('.')
+}
+
 impl Collector for Push {
     type Trial = TrialReader;
 
     fn prepare(&self, trial: &str) -> Reporting {
-        match self.server.register(&self.key(trial)) {
-            Ok(credentials) => Reporting {
-                push: Some(credentials),
-                metrics_port: None,
-            },
+        let key = self.key(trial);
+        match self.server.register(&key) {
+            Ok(credentials) => {
+                if let Some(label) = self.owner_label {
+                    self.server
+                        .set_pod_selector(&key, format!("{label}={trial}"));
+                }
+                Reporting {
+                    push: Some(credentials),
+                    metrics_port: None,
+                    db_manager: self
+                        .db_manager
+                        .as_ref()
+                        .map(|server| server.local_addr().to_string()),
+                }
+            }
             Err(e) => {
                 tracing::warn!(trial, "cannot register the trial for push: {e}");
                 Reporting::default()
