@@ -74,6 +74,10 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 1
         process.wait()
 
 
+# The servers stay in pytest's process group: `timeout` in
+# scripts/test-python signals the whole group, so a run cut short leaves
+# nothing behind.
+
 # Logs shown under a failing test (see pytest_runtest_makereport).
 _LOGS: dict[str, Path] = {}
 
@@ -137,7 +141,6 @@ def fake_cluster(tmp_path_factory) -> FakeCluster:
             stderr=err,
             text=True,
             env=env,
-            start_new_session=True,
         )
     first = process.stdout.readline() if process.stdout else ""
     match = re.search(r"http://127\.0\.0\.1:\d+", first)
@@ -204,7 +207,6 @@ def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(fake_cluster.kubeconfig),
                  "KTUNE_LOG": os.environ.get("KTUNE_TEST_LOG", "info")},
-            start_new_session=True,
         )
 
     def listening():
