@@ -56,6 +56,11 @@ def push_objective(parameters):
         print(f"reported step {step}: loss {loss:.6f}")
 
 
+def failing_objective(parameters):
+    lr = float(parameters["lr"])
+    raise SystemExit(f"diverged at lr={lr}")
+
+
 def _wait(katib, name):
     return katib.wait_for_experiment_condition(name, NAMESPACE, timeout=150, polling_interval=1)
 
@@ -117,7 +122,26 @@ def _tune_pytorchjob(katib, _):
     )
 
 
-TUNES = {"tune-stdout": _tune_stdout, "tune-push": _tune_push, "tune-pytorchjob": _tune_pytorchjob}
+def _tune_failing(katib, _):
+    katib.tune(
+        name="tune-failing",
+        namespace=NAMESPACE,
+        objective=failing_objective,
+        parameters={"lr": search.double(min=0.01, max=0.1)},
+        objective_metric_name="loss",
+        objective_type="minimize",
+        max_trial_count=2,
+        parallel_trial_count=1,
+        max_failed_trial_count=1,
+    )
+
+
+TUNES = {
+    "tune-stdout": _tune_stdout,
+    "tune-push": _tune_push,
+    "tune-pytorchjob": _tune_pytorchjob,
+    "tune-failing": _tune_failing,
+}
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +288,23 @@ def test_tune_with_a_pytorchjob_trial(katib, launched):
     assert experiment.spec.trial_template.trial_spec["kind"] == "PyTorchJob"
     assert experiment.status.trials_succeeded == 2, experiment.status
     assert katib.get_optimal_hyperparameters(name, NAMESPACE) is not None
+    katib.delete_experiment(name, NAMESPACE)
+
+
+def test_an_experiment_whose_trials_fail_is_failed(katib, launched):
+    """Failing trials past maxFailedTrialCount fail the experiment: the
+    SDK's wait for Succeeded raises, its wait for Failed returns."""
+    name = "tune-failing"
+    if name in launched:
+        raise launched[name]
+    failed = katib.wait_for_experiment_condition(
+        name, NAMESPACE, expected_condition="Failed", timeout=150, polling_interval=1
+    )
+    assert katib.is_experiment_failed(name, NAMESPACE, failed)
+    assert not katib.is_experiment_succeeded(name, NAMESPACE, failed)
+    assert failed.status.trials_failed >= 1, failed.status
+    with pytest.raises(RuntimeError, match="is Failed"):
+        katib.wait_for_experiment_condition(name, NAMESPACE, timeout=5, polling_interval=1)
     katib.delete_experiment(name, NAMESPACE)
 
 
