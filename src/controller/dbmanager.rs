@@ -6,8 +6,9 @@
 //! controller admits a report only from an address of the trial's own pods
 //! (`--db-manager-callers trial-pods`, the default): the `status.podIPs` of
 //! the pods of the trial's workload (the workload kind's owner label, and
-//! Katib's pod label `katib.kubeflow.org/trial`). `trial-hosts` also
-//! admits those pods' `status.hostIP` — needed where the pod network
+//! Katib's pod label `katib.kubeflow.org/trial`, which the controller puts
+//! on every pod template of a trial: [`super::trial_pods`]). `trial-hosts`
+//! also admits those pods' `status.hostIP` — needed where the pod network
 //! rewrites source addresses to the node's (SNAT), and on the fake API
 //! server whose pods' processes connect from 127.0.0.1 — at the cost of
 //! trusting every pod on those nodes. `any` is Katib's behaviour.
@@ -37,15 +38,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
+use super::trial_pods::TRIAL_LABEL as TRIAL_POD_LABEL;
 use crate::metrics::katib_grpc::{
     Access, CallerGate, DbManagerError, DbManagerLimits, DbManagerServer, Refusal, StoredTrial,
 };
 use crate::metrics::kinds::push::{inbox_key, split_key};
 use crate::metrics::push::PushServer;
 use crate::store::SqlStore;
-
-/// Katib's pod label naming a trial (its webhook sets it on trial pods).
-pub const TRIAL_POD_LABEL: &str = "katib.kubeflow.org/trial";
 
 /// Katib's DB manager port, the default of `--db-manager-listen` in Katib mode.
 pub const DEFAULT_PORT: u16 = 6789;
