@@ -14,6 +14,7 @@ pub mod experiment;
 pub mod group;
 pub mod lenient;
 pub mod load;
+pub mod optimization_job;
 pub mod parameters;
 pub mod plan;
 mod schema;
@@ -49,6 +50,8 @@ impl PreparedExperiment {
 }
 
 /// Reads one Experiment document: typed parse, defaulting, validation.
+/// A Kubeflow Trainer `OptimizationJob` is read as the Experiment it
+/// means ([`optimization_job`]).
 ///
 /// # Errors
 /// [`DocumentError`] when the document is not an Experiment of an accepted
@@ -58,6 +61,9 @@ pub fn prepare(
     value: &serde_json::Value,
     context: Context<'_>,
 ) -> Result<PreparedExperiment, DocumentError> {
+    if optimization_job::is_optimization_job(value) {
+        return optimization_job::prepare(value, context);
+    }
     let LoadedExperiment {
         mut experiment,
         unknown_fields,

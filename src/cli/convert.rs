@@ -8,6 +8,9 @@
 //! `resourceVersion` …) is dropped — unless `--defaults` asks for the
 //! fully defaulted object. ConfigMaps (a `trialTemplate.configMap` source)
 //! are passed through, so one apply creates everything.
+//!
+//! A Kubeflow Trainer `OptimizationJob` becomes the ktune Experiment it
+//! means (see `crate::api::optimization_job`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,8 +19,8 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::api::load::{ConfigMaps, Document};
-use crate::api::prepare;
 use crate::api::validate::Context;
+use crate::api::{optimization_job, prepare};
 
 use super::{EXIT_INVALID, EXIT_USAGE};
 
@@ -76,7 +79,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut experiments = 0usize;
     for doc in &documents {
         match doc.kind() {
-            Some("Experiment") => {}
+            Some("Experiment" | optimization_job::KIND) => {}
             Some("ConfigMap") => {
                 converted.push(without_server_fields(doc.value.clone()));
                 continue;
@@ -135,6 +138,9 @@ fn convert(
     }
     let value = if defaults {
         serde_json::to_value(&prepared.experiment)?
+    } else if optimization_job::is_optimization_job(&doc.value) {
+        // The Experiment it means, before Katib's defaults.
+        serde_json::to_value(optimization_job::load(&doc.value)?.experiment)?
     } else {
         doc.value.clone()
     };

@@ -142,7 +142,8 @@ struct Loaded {
     prepared: crate::api::PreparedExperiment,
 }
 
-/// Reads the files, takes the first Experiment document, and prepares it
+/// Reads the files, takes the first Experiment (or OptimizationJob)
+/// document, and prepares it
 /// (ConfigMap templates must be resolvable: the experiment is about to run).
 fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
     use anyhow::Context as _;
@@ -151,10 +152,15 @@ fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
         documents.extend(crate::api::load::read_documents(file)?);
     }
     let configmaps = crate::api::load::ConfigMaps::from_documents(&documents);
-    let Some(doc) = documents.iter().find(|d| d.kind() == Some("Experiment")) else {
+    let Some(doc) = documents.iter().find(|d| {
+        matches!(
+            d.kind(),
+            Some("Experiment" | crate::api::optimization_job::KIND)
+        )
+    }) else {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return Err(InvalidInput(format!(
-            "no Experiment document in {} (a document with `kind: Experiment` is needed)",
+            "no Experiment document in {} (a document with `kind: Experiment` or `kind: OptimizationJob` is needed)",
             names.join(", ")
         ))
         .into());

@@ -2,6 +2,9 @@
 //! Katib's defaults to each Experiment, validates it, and prints a summary
 //! (or the whole defaulted object) with every error and warning.
 //!
+//! A Kubeflow Trainer `OptimizationJob` is validated against Trainer's
+//! rules, then as the Experiment it maps to (`-o yaml` prints that).
+//!
 //! ConfigMaps among the documents serve `trialTemplate.configMap`
 //! references, as the cluster would.
 
@@ -10,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::api::load::{ConfigMaps, Document, read_documents};
+use crate::api::optimization_job;
 use crate::api::validate::{Context, Report};
 use crate::api::{Experiment, PreparedExperiment, prepare};
 
@@ -58,7 +62,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut printed = 0usize;
     for doc in &documents {
         match doc.kind() {
-            Some("Experiment") => {}
+            Some("Experiment" | optimization_job::KIND) => {}
             Some("ConfigMap") => continue,
             other => {
                 writeln!(
@@ -83,7 +87,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         printed += 1;
     }
     if experiments == 0 && !unreadable {
-        writeln!(err, "error: no Experiment document in the given files")?;
+        writeln!(
+            err,
+            "error: no Experiment or OptimizationJob document in the given files"
+        )?;
         invalid = true;
     }
     Ok(if unreadable {
