@@ -54,7 +54,14 @@ async fn katib_cluster(name: &str) -> (Cluster, Child) {
     let katib_crds = support::repo_root().join("crds/kubeflow.org");
     let out = cluster.kubectl(&["apply", "-f", katib_crds.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", describe(&out));
-    let controller = cluster.controller(&["--listen", "off", "--api-group", "kubeflow.org"]);
+    let controller = cluster.controller(&[
+        "--listen",
+        "off",
+        "--api-group",
+        "kubeflow.org",
+        "--db-manager-listen",
+        "127.0.0.1:0",
+    ]);
     (cluster, controller)
 }
 

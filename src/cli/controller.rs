@@ -67,10 +67,9 @@ pub struct Args {
     #[arg(long)]
     push_url: Option<String>,
     /// Serve Katib's gRPC metrics API (`api.v1.beta1.DBManager`, what
-    /// `katib.report_metrics` calls) here, `HOST:PORT` or `off`; reports
-    /// go to the push endpoint, so it needs --push-listen. Default: Katib's
-    /// `0.0.0.0:6789` with `--api-group kubeflow.org` and --push-listen,
-    /// else off (docs/katib-metrics-grpc.md).
+    /// `katib.report_metrics` calls) here, `HOST:PORT` or `off`. Default:
+    /// Katib's `0.0.0.0:6789` with `--api-group kubeflow.org` (a warning if
+    /// that port is taken), else off (docs/katib-metrics-grpc.md).
     #[arg(long, value_parser = parse_listen)]
     db_manager_listen: Option<Listen>,
     /// Who may report for a trial there: `trial-pods` (its pods' own
@@ -113,30 +112,38 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .map_err(|e| format!("{e}: expected HOST:PORT or `off`"))
 }
 
-/// Where Katib's DBManager API listens: `--db-manager-listen`, or by
-/// default Katib's `0.0.0.0:6789` in Katib mode when the push endpoint it
-/// feeds is served (off otherwise, with a note in Katib mode).
-fn db_manager_listen(args: &Args) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    match (args.db_manager_listen, args.push_listen) {
-        (Some(Listen(Some(_))), None) => anyhow::bail!(
-            "--db-manager-listen needs --push-listen: Katib's gRPC reports go to the Push collector's endpoint"
+/// Where Katib's DBManager API listens, whether that address was only the
+/// default (then a port already taken is a warning, not an error: a
+/// laptop's 6789 may be in use), and where the push endpoint whose queues
+/// it feeds listens: `--push-listen`, or — when only the gRPC API needs
+/// it — loopback on a free port (trials report through gRPC then; the
+/// HTTP push URL is not reachable from pods).
+fn metrics_endpoints(
+    args: &Args,
+) -> (
+    Option<std::net::SocketAddr>,
+    bool,
+    Option<std::net::SocketAddr>,
+) {
+    let (db_manager, defaulted) = match args.db_manager_listen {
+        Some(Listen(addr)) => (addr, false),
+        None if args.api_group.is_katib() => (
+            Some(std::net::SocketAddr::from((
+                [0, 0, 0, 0],
+                controller::dbmanager::DEFAULT_PORT,
+            ))),
+            true,
         ),
-        (Some(Listen(addr)), _) => Ok(addr),
-        (None, Some(_)) if args.api_group == ApiGroup::Kubeflow => Ok(Some(
-            std::net::SocketAddr::from(([0, 0, 0, 0], controller::dbmanager::DEFAULT_PORT)),
-        )),
-        (None, None) if args.api_group == ApiGroup::Kubeflow => {
-            tracing::info!(
-                "Katib's gRPC metrics API (katib.report_metrics) is off: it needs --push-listen"
-            );
-            Ok(None)
-        }
-        (None, _) => Ok(None),
-    }
+        None => (None, false),
+    };
+    let push = args
+        .push_listen
+        .or_else(|| db_manager.map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0))));
+    (db_manager, defaulted, push)
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let db_manager_listen = db_manager_listen(args)?;
+    let (db_manager_listen, db_manager_defaulted, push_listen) = metrics_endpoints(args);
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = SqlStore::connect(&args.db)
@@ -152,9 +159,10 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             listen: args.listen.0,
             trial_resources: args.trial_resources.clone(),
-            push_listen: args.push_listen,
+            push_listen,
             push_url: args.push_url.clone(),
             db_manager_listen,
+            db_manager_defaulted,
             db_manager_callers: args.db_manager_callers,
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),
@@ -190,4 +198,59 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn endpoints(
+        line: &[&str],
+    ) -> (
+        Option<std::net::SocketAddr>,
+        bool,
+        Option<std::net::SocketAddr>,
+    ) {
+        let command =
+            Command::try_parse_from(std::iter::once("controller").chain(line.iter().copied()));
+        metrics_endpoints(&command.unwrap().args)
+    }
+
+    /// Katib mode serves Katib's metrics API on its port by default (a
+    /// default whose port is taken only warns), feeding a loopback push
+    /// endpoint when none is given; ktune's mode serves none unless asked.
+    #[test]
+    fn katib_mode_serves_the_metrics_api_by_default() {
+        let loopback = Some("127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            endpoints(&["--api-group", "kubeflow.org"]),
+            (Some("0.0.0.0:6789".parse().unwrap()), true, loopback)
+        );
+        let push = Some("0.0.0.0:8081".parse().unwrap());
+        assert_eq!(
+            endpoints(&[
+                "--api-group",
+                "kubeflow.org",
+                "--push-listen",
+                "0.0.0.0:8081"
+            ]),
+            (Some("0.0.0.0:6789".parse().unwrap()), true, push)
+        );
+        assert_eq!(
+            endpoints(&["--api-group", "kubeflow.org", "--db-manager-listen", "off"]),
+            (None, false, None)
+        );
+        assert_eq!(endpoints(&[]), (None, false, None));
+        assert_eq!(
+            endpoints(&["--db-manager-listen", "127.0.0.1:7000"]),
+            (Some("127.0.0.1:7000".parse().unwrap()), false, loopback)
+        );
+    }
 }

@@ -168,6 +168,9 @@ pub struct ControllerOptions {
     /// Where Katib's gRPC DBManager API listens (reports go to the Push
     /// endpoint's queues, so it needs `push_listen`); nowhere when `None`.
     pub db_manager_listen: Option<SocketAddr>,
+    /// Whether that address is only Katib mode's default: failing to bind
+    /// it is then a warning, not an error.
+    pub db_manager_defaulted: bool,
     /// Who may report for a trial there.
     pub db_manager_callers: dbmanager::CallerRule,
     /// The image of the File collector's sidecar (the controller's own).
@@ -191,6 +194,7 @@ impl Default for ControllerOptions {
             push_listen: None,
             push_url: None,
             db_manager_listen: None,
+            db_manager_defaulted: false,
             db_manager_callers: dbmanager::CallerRule::default(),
             collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
@@ -549,16 +553,25 @@ async fn terms(first: Context, watched: &Watched, shutdown: Stop) -> Result<(), 
         if db_manager.is_none()
             && let (Some(addr), Some(push)) = (ctx.options.db_manager_listen, &ctx.push)
         {
-            db_manager = Some(
-                dbmanager::serve(
-                    addr,
-                    ctx.options.db_manager_callers,
-                    ctx.client.clone(),
-                    Arc::clone(push),
-                    SqlStore::clone(&ctx.store),
-                )
-                .await?,
-            );
+            let served = dbmanager::serve(
+                addr,
+                ctx.options.db_manager_callers,
+                ctx.client.clone(),
+                Arc::clone(push),
+                SqlStore::clone(&ctx.store),
+            )
+            .await;
+            db_manager = match served {
+                Ok(server) => Some(server),
+                Err(e) if ctx.options.db_manager_defaulted => {
+                    tracing::warn!(
+                        "Katib's gRPC metrics API is off: {e} (give --db-manager-listen another address)"
+                    );
+                    ctx.options.db_manager_listen = None;
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         let next = ctx.fresh();
         if !term(ctx, watched, shutdown.clone(), elector.as_mut()).await {
