@@ -689,6 +689,18 @@ fn read_annotations(
 ) -> (Option<Choice>, Option<Choice>) {
     let empty = BTreeMap::new();
     let annotations = metadata.annotations.as_ref().unwrap_or(&empty);
+    // A misspelt extension would silently leave the API's algorithm in place.
+    for key in annotations.keys().filter(|k| {
+        k.starts_with("ktune.dev/") && !super::EXTENSION_ANNOTATIONS.contains(&k.as_str())
+    }) {
+        reader.report.warnings.push(Issue {
+            path: annotation_path(key),
+            message: format!(
+                "not a ktune annotation of an OptimizationJob, ignored (known: {})",
+                super::EXTENSION_ANNOTATIONS.join(", ")
+            ),
+        });
+    }
     let mut choice = |name_key: &str, settings_key: &str| {
         let settings = annotations
             .get(settings_key)

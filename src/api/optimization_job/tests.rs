@@ -551,6 +551,16 @@ fn unknown_fields_are_warnings_and_a_wrong_api_version_an_error() {
             "spec.parameters[0].searchSpace.logUniform.step"
         ]
     );
+    doc["metadata"]["annotations"] = json!({"ktune.dev/algorithms": "tpe"});
+    let warned: Vec<String> = report_of(&doc)
+        .warnings
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    assert!(
+        warned.contains(&"metadata.annotations[ktune.dev/algorithms]".to_owned()),
+        "{warned:?}"
+    );
     doc["apiVersion"] = json!("trainer.kubeflow.org/v1");
     let err = prepare(&doc, context()).unwrap_err().to_string();
     assert!(err.starts_with("apiVersion:"), "{err}");
