@@ -82,10 +82,10 @@ fn the_katib_overlay_installs_ktune_in_katibs_place() {
             .any(|p| p["name"] == target && p["containerPort"] == 6789),
         "the Service's target port is the controller's: {container}"
     );
-    assert_eq!(
-        service["spec"]["selector"],
-        deployment["spec"]["selector"]["matchLabels"]
-    );
+    // The controller's pods, the one holding the lease only.
+    let mut selector = deployment["spec"]["selector"]["matchLabels"].clone();
+    selector["ktune.dev/leader"] = "true".into();
+    assert_eq!(service["spec"]["selector"], selector);
 }
 
 /// The default install is unchanged by the shared controller folder.

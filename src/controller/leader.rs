@@ -17,11 +17,15 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 use super::health::transient;
+
+/// The label on the pod of the replica that holds the lease (and works).
+pub const LEADER_LABEL: &str = "ktune.dev/leader";
 
 /// Where the lease is and who we are.
 #[derive(Debug, Clone)]
@@ -81,6 +85,9 @@ fn conflict(error: &kube::Error) -> bool {
 #[derive(Debug)]
 pub struct Elector {
     api: Api<Lease>,
+    /// Pods of the lease's namespace: this replica's own is marked with
+    /// [`LEADER_LABEL`] while it holds the lease.
+    pods: Api<Pod>,
     config: LeaseConfig,
     /// The lease's resourceVersion when we last saw it change, and when.
     observed: Option<(String, Instant)>,
@@ -91,7 +98,8 @@ impl Elector {
     #[must_use]
     pub fn new(client: Client, config: LeaseConfig) -> Self {
         Self {
-            api: Api::namespaced(client, &config.namespace),
+            api: Api::namespaced(client.clone(), &config.namespace),
+            pods: Api::namespaced(client, &config.namespace),
             config,
             observed: None,
         }
@@ -172,6 +180,7 @@ impl Elector {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     tracing::info!(identity = self.config.identity, "holding the lease");
+                    self.mark_pod(true).await;
                     return;
                 }
                 Ok(false) => tracing::debug!("the lease is held elsewhere"),
@@ -212,6 +221,7 @@ impl Elector {
                 Ok(Ok(true)) => renewed = sent,
                 Ok(Ok(false)) => {
                     tracing::error!("the lease was taken by another controller");
+                    self.unmark_pod_later();
                     return true;
                 }
                 Ok(Err(e)) if transient(&e) => tracing::debug!("renewing the lease: {e}"),
@@ -220,6 +230,7 @@ impl Elector {
             }
             if renewed.elapsed() >= term {
                 tracing::error!("could not renew the lease in time");
+                self.unmark_pod_later();
                 return true;
             }
         }
@@ -228,6 +239,7 @@ impl Elector {
     /// Gives the lease up (best effort), so a standby takes over at once
     /// rather than after the lease expires.
     pub async fn release(&mut self) {
+        self.mark_pod(false).await;
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
             return;
         };
@@ -248,6 +260,46 @@ impl Elector {
             Ok(_) => tracing::info!("released the lease"),
             Err(e) => tracing::warn!("releasing the lease: {e}"),
         }
+    }
+
+    /// Marks this replica's pod (named by its identity, as deploy/ sets
+    /// it) as the one that works, or no longer: the Services of the
+    /// endpoints only the working replica serves (push, Katib's metrics
+    /// API) select that label, so a standby — ready, but serving neither —
+    /// gets no reports. Best effort: outside a pod there is nothing to
+    /// mark, and a lost mark only costs reports a retry.
+    async fn mark_pod(&self, leading: bool) {
+        let marking = mark(self.pods.clone(), self.config.identity.clone(), leading);
+        // Never longer than a renewal period: the API server may hang.
+        if tokio::time::timeout(self.config.renew, marking)
+            .await
+            .is_err()
+        {
+            tracing::debug!("marking this replica's pod: no answer in time");
+        }
+    }
+
+    /// Unmarks this replica's pod without waiting: a term that ended
+    /// because the API server hangs must end at once.
+    fn unmark_pod_later(&self) {
+        tokio::spawn(mark(self.pods.clone(), self.config.identity.clone(), false));
+    }
+}
+
+/// Sets or removes [`LEADER_LABEL`] on the pod `name` (best effort).
+async fn mark(pods: Api<Pod>, name: String, leading: bool) {
+    let value = if leading {
+        serde_json::Value::from("true")
+    } else {
+        serde_json::Value::Null
+    };
+    let patch = Patch::Merge(serde_json::json!({"metadata": {"labels": {LEADER_LABEL: value}}}));
+    match pods.patch(&name, &PatchParams::default(), &patch).await {
+        Ok(_) => tracing::debug!(leading, "marked this replica's pod"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::debug!("no pod named {name} to mark: not in a pod");
+        }
+        Err(e) => tracing::warn!("marking this replica's pod {name}: {e}"),
     }
 }
 
@@ -293,6 +345,35 @@ mod tests {
         );
         assert_eq!(holder(&api).await.as_deref(), Some("a"));
         assert_eq!(after.spec.unwrap().lease_transitions, Some(0));
+    }
+
+    /// The holder's pod carries the leader label (what the push and
+    /// Katib metrics Services select) while it holds the lease; a
+    /// candidate without a pod (outside a cluster) holds it all the same.
+    #[tokio::test]
+    async fn the_holders_pod_is_labelled_while_it_holds_the_lease() {
+        let (mut a, mut b, _) = candidates(Duration::from_secs(30));
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("a".into());
+        a.pods.create(&PostParams::default(), &pod).await.unwrap();
+        let label = |pod: Pod| {
+            pod.metadata
+                .labels
+                .unwrap_or_default()
+                .get(LEADER_LABEL)
+                .cloned()
+        };
+        a.acquire().await;
+        assert_eq!(
+            label(a.pods.get("a").await.unwrap()).as_deref(),
+            Some("true")
+        );
+        a.release().await;
+        assert_eq!(label(a.pods.get("a").await.unwrap()), None);
+        // `b` has no pod: it still takes the lease.
+        tokio::time::timeout(Duration::from_secs(5), b.acquire())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

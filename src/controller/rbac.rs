@@ -106,6 +106,11 @@ rules:
   - apiGroups: [coordination.k8s.io]
     resources: [leases]
     verbs: [get, create, update]
+  # The lease holder labels its own pod ktune.dev/leader=true: the push
+  # and Katib metrics Services route to it only, not to standbys.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [patch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
