@@ -110,6 +110,71 @@ impl ClusterRunner {
         labels
     }
 
+    /// Push: hands the trial its token through a Secret written before
+    /// the Trial (so before any pod can look for it), and points the
+    /// workload's containers (and the File collector's sidecar) at it.
+    async fn hand_push_credentials(
+        &self,
+        trial: &str,
+        credentials: &crate::metrics::push::PushCredentials,
+        namespace: &str,
+        workload: &mut serde_json::Value,
+    ) -> Result<(), RunnerError> {
+        let Some(endpoint) = &self.push else {
+            return Err(RunnerError::Api(
+                "push credentials without a push endpoint".to_owned(),
+            ));
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let labels = BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any())]);
+        let owner = self
+            .experiment
+            .controller_owner_ref(&self.group)
+            .map(|mut o| {
+                o.controller = None;
+                o
+            });
+        health::retry(LAUNCH_BACKOFF, || {
+            push::deliver(
+                endpoint,
+                &secrets,
+                (namespace, trial),
+                (&credentials.url, &credentials.token),
+                owner.clone(),
+                labels.clone(),
+            )
+        })
+        .await
+        .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
+        let secret = push::secret_name(trial);
+        push::inject_env(workload, &secret);
+        if let Some(sidecar) = &self.file_sidecar {
+            let primary = self
+                .template
+                .primary_container_name
+                .as_deref()
+                .unwrap_or_default();
+            if sidecar.inject(workload, primary, &secret) == 0 {
+                tracing::warn!(
+                    trial = trial,
+                    "no pod template holds the primary container {primary:?}: no File collector sidecar"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Its pods say whose they are, as Katib's give them: the Trial's
+    /// labels and Katib's trial label, and with Push the trial's name.
+    fn mark_pods(&self, request: &LaunchRequest<'_>, workload: &mut serde_json::Value) {
+        let mut pod_labels = self.trial_labels();
+        pod_labels.insert(trial_pods::TRIAL_LABEL.to_owned(), request.trial.to_owned());
+        trial_pods::label_pods(workload, &pod_labels);
+        if request.reporting.push.is_some() {
+            trial_pods::add_trial_name(workload, request.trial);
+        }
+    }
+
     fn trial_object(&self, request: &LaunchRequest<'_>, workload: serde_json::Value) -> Trial {
         let mut trial = Trial::new(
             self.group,
@@ -149,59 +214,11 @@ impl Runner for ClusterRunner {
         let namespace = self.namespace();
         let trials: Api<Trial> = Api::namespaced_with(self.client.clone(), &namespace, &self.group);
         let mut workload = request.workload.clone();
-        // Push: the token reaches the workload through a Secret written
-        // before the Trial (so before any pod can look for it).
         if let Some(credentials) = &request.reporting.push {
-            let Some(endpoint) = &self.push else {
-                return Err(RunnerError::Api(
-                    "push credentials without a push endpoint".to_owned(),
-                ));
-            };
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let labels =
-                BTreeMap::from([(EXPERIMENT_LABEL.to_owned(), self.experiment.name_any())]);
-            let owner = self
-                .experiment
-                .controller_owner_ref(&self.group)
-                .map(|mut o| {
-                    o.controller = None;
-                    o
-                });
-            health::retry(LAUNCH_BACKOFF, || {
-                push::deliver(
-                    endpoint,
-                    &secrets,
-                    (&namespace, request.trial),
-                    (&credentials.url, &credentials.token),
-                    owner.clone(),
-                    labels.clone(),
-                )
-            })
-            .await
-            .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
-            let secret = push::secret_name(request.trial);
-            push::inject_env(&mut workload, &secret);
-            if let Some(sidecar) = &self.file_sidecar {
-                let primary = self
-                    .template
-                    .primary_container_name
-                    .as_deref()
-                    .unwrap_or_default();
-                if sidecar.inject(&mut workload, primary, &secret) == 0 {
-                    tracing::warn!(
-                        trial = request.trial,
-                        "no pod template holds the primary container {primary:?}: no File collector sidecar"
-                    );
-                }
-            }
+            self.hand_push_credentials(request.trial, credentials, &namespace, &mut workload)
+                .await?;
         }
-        // Its pods say whose they are, as Katib's give them.
-        let mut pod_labels = self.trial_labels();
-        pod_labels.insert(trial_pods::TRIAL_LABEL.to_owned(), request.trial.to_owned());
-        trial_pods::label_pods(&mut workload, &pod_labels);
-        if request.reporting.push.is_some() {
-            trial_pods::add_trial_name(&mut workload, request.trial);
-        }
+        self.mark_pods(request, &mut workload);
         // Retried while the API server is away (a trial failed for an
         // outage would be lost); a create whose answer was lost comes
         // back 409 and the trial is adopted.

@@ -152,36 +152,7 @@ pub fn prepare(value: &Value, context: Context<'_>) -> Result<PreparedExperiment
 pub fn job_path(path: &str, job: &Job) -> String {
     let annotation = |key: &str| read::annotation_path(key);
     if let Some(rest) = path.strip_prefix("spec.parameters[") {
-        let (index, rest) = rest.split_once(']').unwrap_or((rest, ""));
-        let space = index
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| job.parameters.get(i))
-            .map(|p| match &p.space {
-                read::Space::Range { log: true, .. } => "logUniform",
-                read::Space::Range { log: false, .. } => "uniform",
-                read::Space::Categorical(_) => "categorical",
-            });
-        let base = format!("spec.parameters[{index}]");
-        let Some(space) = space else {
-            return base;
-        };
-        return match rest {
-            ".name" => format!("{base}.name"),
-            ".feasibleSpace.min" | ".feasibleSpace.max" => {
-                format!(
-                    "{base}.searchSpace.{space}{}",
-                    &rest[".feasibleSpace".len()..]
-                )
-            }
-            r if r.starts_with(".feasibleSpace.list") => {
-                format!(
-                    "{base}.searchSpace.{space}.choices{}",
-                    &r[".feasibleSpace.list".len()..]
-                )
-            }
-            _ => format!("{base}.searchSpace.{space}"),
-        };
+        return parameter_path(rest, job);
     }
     let mapped = [
         ("spec.maxTrialCount", "spec.numTrials".to_owned()),
@@ -236,4 +207,39 @@ pub fn job_path(path: &str, job: &Job) -> String {
         return "spec.trainJobTemplate".to_owned();
     }
     path.to_owned()
+}
+
+/// [`job_path`] of an Experiment path below `spec.parameters[` (`rest`
+/// follows the bracket): the parameter's `searchSpace` field of its kind.
+fn parameter_path(rest: &str, job: &Job) -> String {
+    let (index, rest) = rest.split_once(']').unwrap_or((rest, ""));
+    let space = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| job.parameters.get(i))
+        .map(|p| match &p.space {
+            read::Space::Range { log: true, .. } => "logUniform",
+            read::Space::Range { log: false, .. } => "uniform",
+            read::Space::Categorical(_) => "categorical",
+        });
+    let base = format!("spec.parameters[{index}]");
+    let Some(space) = space else {
+        return base;
+    };
+    match rest {
+        ".name" => format!("{base}.name"),
+        ".feasibleSpace.min" | ".feasibleSpace.max" => {
+            format!(
+                "{base}.searchSpace.{space}{}",
+                &rest[".feasibleSpace".len()..]
+            )
+        }
+        r if r.starts_with(".feasibleSpace.list") => {
+            format!(
+                "{base}.searchSpace.{space}.choices{}",
+                &r[".feasibleSpace.list".len()..]
+            )
+        }
+        _ => format!("{base}.searchSpace.{space}"),
+    }
 }
