@@ -57,6 +57,12 @@ pub struct Args {
         value_parser = parse_trial_resource,
     )]
     trial_resources: Vec<controller::kinds::TrialResource>,
+    /// Also reconcile Kubeflow Trainer's OptimizationJobs
+    /// (`trainer.kubeflow.org/v1alpha1`): trials as TrainJobs, metrics by
+    /// Trainer's progress protocol. Off by default, so that ktune never
+    /// fights Trainer's own controller for them.
+    #[arg(long, env = "KTUNE_OPTIMIZATION_JOBS")]
+    optimization_jobs: bool,
     /// Serve the Push metrics endpoint here (`HOST:PORT`); experiments with
     /// the Push or File collector need it (File sidecars stream to it).
     #[arg(long)]
@@ -142,6 +148,23 @@ fn metrics_endpoints(
     (db_manager, defaulted, push)
 }
 
+/// The trial kinds watched: `--trial-resources`, and TrainJob with
+/// `--optimization-jobs` (an OptimizationJob's trials are TrainJobs).
+fn trial_resources(args: &Args) -> Vec<controller::kinds::TrialResource> {
+    let mut kinds = args.trial_resources.clone();
+    let train_job = serde_json::json!({
+        "apiVersion": crate::api::optimization_job::TRAINJOB_API_VERSION,
+        "kind": "TrainJob",
+    });
+    if args.optimization_jobs
+        && let Some(kind) = controller::kinds::TrialResource::of_workload(&train_job)
+        && !kinds.contains(&kind)
+    {
+        kinds.push(kind);
+    }
+    kinds
+}
+
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (db_manager_listen, db_manager_defaulted, push_listen) = metrics_endpoints(args);
     let runtime = super::runtime()?;
@@ -158,7 +181,8 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             tick: std::time::Duration::from_millis(args.tick_ms.max(10)),
             seed: args.seed,
             listen: args.listen.0,
-            trial_resources: args.trial_resources.clone(),
+            trial_resources: trial_resources(args),
+            optimization_jobs: args.optimization_jobs,
             push_listen,
             push_url: args.push_url.clone(),
             db_manager_listen,

@@ -34,6 +34,7 @@ pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod ops;
+pub mod optimization;
 pub mod rbac;
 pub mod served;
 pub mod status;
@@ -59,6 +60,7 @@ use tracing::Instrument as _;
 use health::{ApiHealth, Backoff};
 use watch::Caches;
 
+use crate::api::optimization_job::OptimizationJob;
 use crate::api::{ApiGroup, Experiment, Trial};
 use crate::engine::EngineError;
 use crate::metrics::kinds::push;
@@ -95,6 +97,11 @@ pub enum ControllerError {
     /// The CRDs are not installed.
     #[error("cannot list Experiments ({0}); are the CRDs installed? kubectl apply -f crds/")]
     CrdsMissing(#[source] kube::Error),
+    /// `--optimization-jobs` without the OptimizationJob CRD.
+    #[error(
+        "cannot list OptimizationJobs ({0}); install Kubeflow Trainer's CRDs, or ktune's: kubectl apply -f crds/trainer.kubeflow.org/"
+    )]
+    OptimizationJobsMissing(#[source] kube::Error),
 }
 
 impl ControllerError {
@@ -104,7 +111,9 @@ impl ControllerError {
     pub fn transient(&self) -> bool {
         use kube::runtime::finalizer::Error as F;
         match self {
-            Self::Kube(e) | Self::CrdsMissing(e) => health::transient(e),
+            Self::Kube(e) | Self::CrdsMissing(e) | Self::OptimizationJobsMissing(e) => {
+                health::transient(e)
+            }
             Self::Finalizer(e) => match e.as_ref() {
                 F::ApplyFailed(e) | F::CleanupFailed(e) => e.transient(),
                 F::AddFinalizer(e) | F::RemoveFinalizer(e) => health::transient(e),
@@ -133,7 +142,7 @@ impl ControllerError {
             Self::Json(_) => "serialization",
             Self::Ops(_) => "ops",
             Self::Push(_) | Self::DbManager(_) => "push",
-            Self::CrdsMissing(_) => "crds_missing",
+            Self::CrdsMissing(_) | Self::OptimizationJobsMissing(_) => "crds_missing",
         }
     }
 }
@@ -179,6 +188,9 @@ pub struct ControllerOptions {
     pub collector_command: String,
     /// Where the store is, as the start-up log line shows it (no password).
     pub store: String,
+    /// Whether Kubeflow Trainer's OptimizationJobs are reconciled too
+    /// (off by default: Trainer's own controller may serve them).
+    pub optimization_jobs: bool,
 }
 
 impl Default for ControllerOptions {
@@ -199,6 +211,7 @@ impl Default for ControllerOptions {
             collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
             store: String::new(),
+            optimization_jobs: false,
         }
     }
 }
@@ -378,10 +391,13 @@ impl Context {
 }
 
 /// The error policy's key of an object: kind, namespace and name.
-fn object_key<K: Resource<DynamicType = ApiGroup>>(object: &K) -> String {
+fn object_key<K: Resource>(object: &K) -> String
+where
+    K::DynamicType: Default,
+{
     format!(
         "{}/{}/{}",
-        K::kind(&ApiGroup::default()),
+        K::kind(&K::DynamicType::default()),
         object.meta().namespace.as_deref().unwrap_or_default(),
         object.meta().name.as_deref().unwrap_or_default()
     )
@@ -597,6 +613,7 @@ fn log_start(options: &ControllerOptions) {
         store = options.store,
         listen = address(options.listen),
         push_listen = address(options.push_listen),
+        optimization_jobs = options.optimization_jobs,
         leader_election = options.leader.as_ref().map_or_else(
             || "off".to_owned(),
             |l| format!("lease {}/{} as {}", l.namespace, l.name, l.identity)
@@ -633,6 +650,8 @@ async fn serve_ops(
 struct Watched {
     experiments: Api<Experiment>,
     trials: Api<Trial>,
+    /// OptimizationJobs, with `--optimization-jobs`.
+    jobs: Option<Api<OptimizationJob>>,
     workloads: Vec<(Api<DynamicObject>, ApiResource)>,
 }
 
@@ -661,9 +680,23 @@ impl Watched {
             .await
             .map_err(ControllerError::CrdsMissing)?;
         log_start(options);
+        let jobs = if options.optimization_jobs {
+            let jobs: Api<OptimizationJob> = match &options.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let startup = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+            health::retry(startup, || jobs.list(&one))
+                .await
+                .map_err(ControllerError::OptimizationJobsMissing)?;
+            Some(jobs)
+        } else {
+            None
+        };
         Ok(Self {
             experiments,
             trials,
+            jobs,
             workloads: served_workloads(client, options).await,
         })
     }
@@ -708,9 +741,9 @@ async fn term(
 }
 
 /// A custom resource one of the controllers reconciles: what differs
-/// between the Experiment and the Trial controller.
+/// between the Experiment, Trial and OptimizationJob controllers.
 trait Reconciled:
-    Resource<DynamicType = ApiGroup>
+    Resource<DynamicType: Default + Clone + Eq + std::hash::Hash + std::fmt::Debug + Unpin + Send + Sync>
     + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
@@ -770,6 +803,25 @@ impl Reconciled for Trial {
     }
 }
 
+impl Reconciled for OptimizationJob {
+    const CONTROLLER: &'static str = "optimization-job";
+
+    fn span(&self) -> tracing::Span {
+        tracing::error_span!(
+            "reconcile",
+            namespace = %self.namespace().unwrap_or_default(),
+            optimization_job = %self.name_any()
+        )
+    }
+
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<Action, ControllerError>> + Send + 'static {
+        optimization::reconcile(object, ctx)
+    }
+}
+
 /// Runs one controller until `until`: each reconcile measured and named
 /// in its log lines, each failure retried by [`error_policy`].
 async fn drive<K: Reconciled>(controller: Controller<K>, ctx: Arc<Context>, until: Stop) {
@@ -822,9 +874,16 @@ async fn run_controllers(ctx: Context, watched: &Watched, until: Stop) {
             () = until.clone() => {}
         }
     };
+    let jobs = async {
+        if let Some(jobs) = &watched.jobs {
+            let controller = Controller::new(jobs.clone(), config());
+            drive(controller, Arc::clone(&ctx), until.clone()).await;
+        }
+    };
     tokio::join!(
         drive(experiments, Arc::clone(&ctx), until.clone()),
-        drive(trials, ctx, until.clone()),
+        drive(trials, Arc::clone(&ctx), until.clone()),
+        jobs,
         watching,
     );
 }

@@ -133,8 +133,16 @@ impl Caches {
     }
 
     /// The uid of the experiment that owns the workload's Trial, if the
-    /// cache holds that Trial.
+    /// cache holds that Trial; or of the OptimizationJob that owns the
+    /// workload itself (its trials are TrainJobs, without Trials).
     fn experiment_of_workload(&self, workload: &DynamicObject) -> Option<String> {
+        if let Some(job) = workload
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == "OptimizationJob")
+        {
+            return Some(job.uid.clone());
+        }
         let trial = workload
             .owner_references()
             .iter()

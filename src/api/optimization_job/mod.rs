@@ -9,11 +9,13 @@
 //! chosen by annotation that refuses a setting …) are reported at the
 //! job's field, not the Experiment's ([`job_path`]).
 //!
-//! Not done here (issue #17): trials named `<job>-trial-<suffix>` by a
-//! controller, Trainer's progress protocol for metrics (trials report on
-//! standard output for now), and the job's status.
+//! In a cluster, [`object`] is the job as a Kubernetes object (its status
+//! as Trainer defines it, and the CRD for clusters without Trainer's), and
+//! `ktune controller --optimization-jobs` runs it
+//! ([`crate::controller::optimization`]).
 
 mod map;
+mod object;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -22,6 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 pub use map::to_experiment;
+pub use object::{
+    OptimizationJob, OptimizationJobStatus, OptimizationResult, ParameterValue, crd,
+};
 pub use read::{Job, is_api_number};
 
 use super::load::DocumentError;

@@ -1,0 +1,344 @@
+//! Kubeflow Trainer's `OptimizationJob`s in the controller
+//! (`ktune controller --optimization-jobs`; off by default, so it never
+//! fights Trainer's own controller once that ships).
+//!
+//! A job is read with Trainer's rules and mapped to the Experiment the
+//! engine runs ([`crate::api::optimization_job`]): the same engine, store
+//! and algorithms as every other experiment, with
+//! - [`runner`]: trials as TrainJobs named `<job>-trial-<suffix>`, owned by
+//!   the job (no Trial objects);
+//! - [`metrics`]: metrics from `TrainJob.status.trainerStatus.metrics`
+//!   (Trainer's progress protocol), the latest value being the objective;
+//! - [`status`]: the job's status as Trainer defines it (`Created`,
+//!   `Complete`, `Failed`, `result`).
+//!
+//! The spec is immutable (Trainer's rule; the CRD's CEL rule enforces it
+//! where the API server evaluates CEL): a worker runs the spec it started
+//! with, and a changed spec is refused with a Warning event.
+
+pub mod metrics;
+pub mod runner;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource as _, ResourceExt as _};
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::Instrument as _;
+
+use super::experiment::FINALIZER;
+use super::health::Backoff;
+use super::watch::RESYNC;
+use super::{Context, ControllerError, Worker};
+use crate::api::PreparedExperiment;
+use crate::api::load::ConfigMaps;
+use crate::api::optimization_job::{self, OptimizationJob, OptimizationJobStatus};
+use crate::api::validate::Context as ValidationContext;
+use crate::engine::{Engine, EngineOptions, Event};
+use ktune_algorithms::history::TrialState;
+use metrics::TrainerStatus;
+use runner::{TrainJobRunner, train_job_name};
+use status::{Phase, job_status};
+
+/// The annotation holding the hash of the spec a job's worker runs.
+const SPEC_ANNOTATION: &str = "ktune.dev/spec-hash";
+
+/// Reconciles one OptimizationJob: its worker runs (and is woken).
+///
+/// # Errors
+/// [`ControllerError`] when the API or the finalizer fails.
+pub async fn reconcile(
+    job: Arc<OptimizationJob>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let namespace = job.namespace().unwrap_or_else(|| "default".to_owned());
+    let api: Api<OptimizationJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            Finalizer::Apply(job) => {
+                if spec_changed(&ctx, &job).await? {
+                    return Ok(Action::await_change());
+                }
+                ensure_worker(&ctx, job);
+                Ok(Action::requeue(Duration::from_secs(60)))
+            }
+            Finalizer::Cleanup(job) => {
+                ctx.workers.stop(&job.uid().unwrap_or_default());
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ControllerError::Finalizer(Box::new(e)))
+}
+
+/// A stable hash of a spec.
+fn spec_hash(job: &OptimizationJob) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    job.spec.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Records the spec's hash at the first reconcile; afterwards, whether the
+/// spec changed since (Trainer's rule: it is immutable). A changed spec
+/// gets a Warning event and is ignored: the worker runs on with the spec
+/// it started with.
+async fn spec_changed(ctx: &Context, job: &OptimizationJob) -> Result<bool, ControllerError> {
+    let hash = spec_hash(job);
+    match job.annotations().get(SPEC_ANNOTATION) {
+        Some(recorded) if *recorded == hash => Ok(false),
+        Some(_) => {
+            let reference = job.object_ref(&());
+            ctx.publish(
+                &reference,
+                "Invalid",
+                "spec is immutable: the change is ignored; delete and create the job to change it",
+            )
+            .await;
+            Ok(true)
+        }
+        None => {
+            let api: Api<OptimizationJob> = Api::namespaced(
+                ctx.client.clone(),
+                &job.namespace().unwrap_or_else(|| "default".to_owned()),
+            );
+            let patch = json!({"metadata": {"annotations": {SPEC_ANNOTATION: hash}}});
+            api.patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Starts the job's worker unless it runs (or ran to the job's end); one
+/// that runs is woken. A job that ended before this controller started
+/// gets a worker once: the engine reopens it from the store, finds it
+/// ended and writes the same status (which mends one lost in a crash).
+fn ensure_worker(ctx: &Arc<Context>, job: Arc<OptimizationJob>) {
+    let uid = job.uid().unwrap_or_default();
+    let Some(mut workers) = ctx.workers.lock() else {
+        return;
+    };
+    if let Some(worker) = workers.get(&uid)
+        && (!worker.task.is_finished() || job.finished())
+    {
+        worker.wake.notify_one();
+        return;
+    }
+    if let Some(old) = workers.remove(&uid) {
+        old.task.abort();
+    }
+    let span = tracing::error_span!(
+        "worker",
+        namespace = %job.namespace().unwrap_or_default(),
+        optimization_job = %job.name_any()
+    );
+    let wake = Arc::new(Notify::new());
+    let task = tokio::spawn(run_worker(Arc::clone(ctx), job, Arc::clone(&wake)).instrument(span));
+    workers.insert(uid, Worker { spec: 0, task, wake });
+}
+
+/// Runs [`work`] until the job ends, starting again after an error that
+/// may pass (the engine reopens the job from the store).
+async fn run_worker(ctx: Arc<Context>, job: Arc<OptimizationJob>, wake: Arc<Notify>) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let Err(e) = work(&ctx, &job, &wake).await else {
+            return;
+        };
+        ctx.ops.count_error("optimization-job-worker", e.kind());
+        if !e.transient() {
+            tracing::warn!("optimization job worker stopped: {e}");
+            ctx.publish(&job.object_ref(&()), "Error", &e.to_string())
+                .await;
+            return;
+        }
+        tracing::debug!("optimization job worker interrupted: {e}");
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// The job read with Trainer's rules and mapped, or why it cannot run.
+fn prepared(job: &OptimizationJob) -> Result<PreparedExperiment, String> {
+    let configmaps = ConfigMaps::default();
+    let context = ValidationContext {
+        configmaps: &configmaps,
+        require_configmaps: false,
+    };
+    match optimization_job::prepare(&job.document(), context) {
+        Ok(p) if p.report.is_valid() => Ok(p),
+        Ok(p) => Err(p
+            .report
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Drives one job to its end: steps the engine whenever woken or every
+/// tick while trials run, and writes the job's status when it changes.
+async fn work(
+    ctx: &Arc<Context>,
+    job: &Arc<OptimizationJob>,
+    wake: &Notify,
+) -> Result<(), ControllerError> {
+    let namespace = job.namespace().unwrap_or_else(|| "default".to_owned());
+    let name = job.name_any();
+    let mut writer = StatusWriter::new(ctx, job);
+    let prepared = match prepared(job) {
+        Ok(p) => p,
+        Err(message) => {
+            writer.write(&Phase::Failed("InvalidSpec", &message), None).await?;
+            ctx.publish(&job.object_ref(&()), "Invalid", &message).await;
+            tracing::warn!("optimization job refused: {message}");
+            return Ok(());
+        }
+    };
+    let runner = TrainJobRunner::new(ctx.client.clone(), Arc::clone(job), ctx.caches.clone());
+    let collector = TrainerStatus::new(ctx.client.clone(), (&namespace, &name), ctx.caches.clone());
+    let configmaps = ConfigMaps::default();
+    let options = EngineOptions {
+        seed: ctx.options.seed,
+        gpus: Vec::new(),
+        store_key: Some(format!(
+            "{namespace}/{name}/{}",
+            job.uid().unwrap_or_default()
+        )),
+    };
+    let mut engine = Engine::open(
+        &prepared,
+        &configmaps,
+        ctx.store.as_ref(),
+        &runner,
+        &collector,
+        options,
+    )
+    .await?;
+    if job.status.is_none() {
+        ctx.publish(
+            &job.object_ref(&()),
+            "Created",
+            "the search runs in ktune's controller",
+        )
+        .await;
+        tracing::info!("optimization job started");
+    }
+    loop {
+        let mut events = Vec::new();
+        let done = engine.step(&mut |e| events.push(e)).await?;
+        for event in &events {
+            announce(ctx, job, event).await;
+        }
+        let best = engine.best();
+        if let Some(summary) = done {
+            let phase = Phase::ended(summary.state, &summary.reason);
+            writer.write(&phase, best.as_ref()).await?;
+            tracing::info!(reason = summary.reason, "optimization job ended");
+            ctx.publish(
+                &job.object_ref(&()),
+                if matches!(phase, Phase::Failed(..)) {
+                    "Failed"
+                } else {
+                    "Complete"
+                },
+                &format!("the search ended: {}", summary.reason),
+            )
+            .await;
+            return Ok(());
+        }
+        writer.write(&Phase::Running, best.as_ref()).await?;
+        let wait = if engine.running() == 0 && !engine.needs_step() {
+            RESYNC
+        } else {
+            ctx.options.tick
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// An Event on the job for each trial that starts or ends, naming its
+/// TrainJob.
+async fn announce(ctx: &Context, job: &OptimizationJob, event: &Event) {
+    let name = job.name_any();
+    let (reason, note) = match event {
+        Event::Started { trial, .. } => (
+            "TrialCreated",
+            format!("TrainJob {} started", train_job_name(&name, trial)),
+        ),
+        Event::Finished {
+            trial,
+            state,
+            reason,
+            ..
+        } => {
+            let word = match state {
+                TrialState::Succeeded => "TrialSucceeded",
+                TrialState::EarlyStopped => "TrialEarlyStopped",
+                TrialState::MetricsUnavailable => "TrialMetricsUnavailable",
+                _ => "TrialFailed",
+            };
+            let first = reason.lines().next().unwrap_or_default();
+            (
+                word,
+                format!("TrainJob {}: {first}", train_job_name(&name, trial)),
+            )
+        }
+        _ => return,
+    };
+    ctx.publish(&job.object_ref(&()), reason, &note).await;
+}
+
+/// Writes a job's status when it changed (a merge patch of the status
+/// subresource).
+struct StatusWriter {
+    api: Api<OptimizationJob>,
+    name: String,
+    /// The status last written (or read with the job).
+    written: Option<OptimizationJobStatus>,
+}
+
+impl StatusWriter {
+    fn new(ctx: &Context, job: &OptimizationJob) -> Self {
+        let namespace = job.namespace().unwrap_or_else(|| "default".to_owned());
+        Self {
+            api: Api::namespaced(ctx.client.clone(), &namespace),
+            name: job.name_any(),
+            written: job.status.clone(),
+        }
+    }
+
+    async fn write(
+        &mut self,
+        phase: &Phase<'_>,
+        best: Option<&crate::engine::BestTrial>,
+    ) -> Result<(), ControllerError> {
+        let status = job_status(
+            self.written.as_ref(),
+            &self.name,
+            phase,
+            best,
+            &super::status::now(),
+        );
+        if self.written.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let patch = Patch::Merge(json!({"status": status}));
+        self.api
+            .patch_status(&self.name, &PatchParams::default(), &patch)
+            .await?;
+        self.written = Some(status);
+        Ok(())
+    }
+}
