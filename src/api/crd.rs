@@ -35,6 +35,17 @@ pub fn all(group: ApiGroup) -> Vec<(String, CustomResourceDefinition)> {
         .collect()
 }
 
+/// Kubeflow Trainer's OptimizationJob CRD, for clusters without Trainer's
+/// own (`ktune crds --optimization-job`), with its file name in `crds/`.
+///
+/// # Errors
+/// As [`super::optimization_job::crd`].
+pub fn optimization_job() -> Result<(String, CustomResourceDefinition), serde_json::Error> {
+    let crd = super::optimization_job::crd()?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    Ok((format!("trainer.kubeflow.org/{name}.yaml"), crd))
+}
+
 /// A CRD generated for `ktune.dev` (from the `…Crd` shape types, whose
 /// name the schema's title must not show), moved to `group`.
 fn in_group(mut crd: CustomResourceDefinition, group: ApiGroup) -> CustomResourceDefinition {

@@ -21,11 +21,21 @@ pub struct Args {
     /// (`kubeflow.org/` below it for Katib's group).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// Kubeflow Trainer's OptimizationJob CRD instead (for
+    /// `ktune controller --optimization-jobs` on a cluster without
+    /// Trainer's own; `trainer.kubeflow.org/` below `--out-dir`).
+    #[arg(long, conflicts_with = "api_group")]
+    optimization_job: bool,
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut documents = Vec::new();
-    for (file, definition) in crd::all(args.api_group) {
+    let definitions = if args.optimization_job {
+        vec![crd::optimization_job().context("the OptimizationJob CRD")?]
+    } else {
+        crd::all(args.api_group)
+    };
+    for (file, definition) in definitions {
         let yaml = crd::to_yaml(&definition).context("serialising a CRD")?;
         documents.push((file, yaml));
     }

@@ -743,8 +743,9 @@ async fn term(
 /// A custom resource one of the controllers reconciles: what differs
 /// between the Experiment, Trial and OptimizationJob controllers.
 trait Reconciled:
-    Resource<DynamicType: Default + Clone + Eq + std::hash::Hash + std::fmt::Debug + Unpin + Send + Sync>
-    + Clone
+    Resource<
+        DynamicType: Default + Clone + Eq + std::hash::Hash + std::fmt::Debug + Unpin + Send + Sync,
+    > + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
     + Send

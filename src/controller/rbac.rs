@@ -54,6 +54,18 @@ rules:
   - apiGroups: [{GROUP}]
     resources: [experiments/finalizers, trials/finalizers]
     verbs: [update]
+  # Kubeflow Trainer's OptimizationJobs (with --optimization-jobs only):
+  # watched, the finalizer and the spec-hash annotation are patches, the
+  # status a merge patch; their trials are TrainJobs (below).
+  - apiGroups: [trainer.kubeflow.org]
+    resources: [optimizationjobs]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [trainer.kubeflow.org]
+    resources: [optimizationjobs/status]
+    verbs: [patch]
+  - apiGroups: [trainer.kubeflow.org]
+    resources: [optimizationjobs/finalizers]
+    verbs: [update]
   # Trial workloads: every kind of the trial-kind table, which is ktune's
   # default --trial-resources and what deployment.yaml passes
   # (tests/controller_kinds.rs checks that the two agree). Pass fewer

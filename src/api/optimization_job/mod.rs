@@ -24,9 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 pub use map::to_experiment;
-pub use object::{
-    OptimizationJob, OptimizationJobStatus, OptimizationResult, ParameterValue, crd,
-};
+pub use object::{OptimizationJob, OptimizationJobStatus, OptimizationResult, ParameterValue, crd};
 pub use read::{Job, is_api_number};
 
 use super::load::DocumentError;

@@ -322,9 +322,18 @@ mod tests {
     #[test]
     fn the_crd_parses_and_keeps_trainers_rules() {
         let crd = crd().unwrap();
-        assert_eq!(crd.metadata.name.as_deref(), Some("optimizationjobs.trainer.kubeflow.org"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("optimizationjobs.trainer.kubeflow.org")
+        );
         let version = &crd.spec.versions[0];
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let schema = serde_json::to_value(&version.schema).unwrap();
         let rules = schema
             .pointer("/openAPIV3Schema/properties/spec/x-kubernetes-validations")
@@ -338,7 +347,12 @@ mod tests {
         let condition = |type_: &str, status: &str| Condition {
             type_: type_.into(),
             status: status.into(),
-            ..Condition::default()
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
         };
         let with = |conditions| OptimizationJob {
             status: Some(OptimizationJobStatus {
@@ -349,7 +363,13 @@ mod tests {
         };
         assert!(!OptimizationJob::default().finished());
         assert!(!with(vec![condition("Created", "True")]).finished());
-        assert!(with(vec![condition("Created", "True"), condition("Complete", "True")]).finished());
+        assert!(
+            with(vec![
+                condition("Created", "True"),
+                condition("Complete", "True")
+            ])
+            .finished()
+        );
         assert!(with(vec![condition("Failed", "True")]).finished());
         assert!(!with(vec![condition("Failed", "False")]).finished());
     }

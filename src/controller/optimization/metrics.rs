@@ -6,8 +6,8 @@
 //! the latest value, as the API says (the mapping's `Latest` strategy).
 
 use jiff::Timestamp;
-use kube::api::{Api, DynamicObject};
 use kube::Client;
+use kube::api::{Api, DynamicObject};
 use serde_json::Value;
 
 use super::runner::{train_job_name, train_job_resource};
@@ -150,7 +150,10 @@ mod tests {
         });
         let got = reports(&status);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].name.as_str(), got[0].value.as_str()), ("loss", "0.25"));
+        assert_eq!(
+            (got[0].name.as_str(), got[0].value.as_str()),
+            ("loss", "0.25")
+        );
         assert_eq!(got[1].number(), Some(0.9));
         assert_eq!(
             got[0].time,

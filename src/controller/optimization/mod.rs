@@ -109,8 +109,12 @@ async fn spec_changed(ctx: &Context, job: &OptimizationJob) -> Result<bool, Cont
                 &job.namespace().unwrap_or_else(|| "default".to_owned()),
             );
             let patch = json!({"metadata": {"annotations": {SPEC_ANNOTATION: hash}}});
-            api.patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                .await?;
+            api.patch(
+                &job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
             Ok(false)
         }
     }
@@ -141,7 +145,14 @@ fn ensure_worker(ctx: &Arc<Context>, job: Arc<OptimizationJob>) {
     );
     let wake = Arc::new(Notify::new());
     let task = tokio::spawn(run_worker(Arc::clone(ctx), job, Arc::clone(&wake)).instrument(span));
-    workers.insert(uid, Worker { spec: 0, task, wake });
+    workers.insert(
+        uid,
+        Worker {
+            spec: 0,
+            task,
+            wake,
+        },
+    );
 }
 
 /// Runs [`work`] until the job ends, starting again after an error that
@@ -197,7 +208,9 @@ async fn work(
     let prepared = match prepared(job) {
         Ok(p) => p,
         Err(message) => {
-            writer.write(&Phase::Failed("InvalidSpec", &message), None).await?;
+            writer
+                .write(&Phase::Failed("InvalidSpec", &message), None)
+                .await?;
             ctx.publish(&job.object_ref(&()), "Invalid", &message).await;
             tracing::warn!("optimization job refused: {message}");
             return Ok(());

@@ -119,7 +119,11 @@ mod tests {
             objective: 0.1,
         };
         let running = job_status(None, "tune", &Phase::Running, None, &at(10));
-        let types: Vec<_> = running.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let types: Vec<_> = running
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
         assert_eq!(types, ["Created"]);
         assert_eq!(running.result, None);
 
@@ -153,6 +157,9 @@ mod tests {
             &at(5),
         );
         assert_eq!(failed.conditions[1].type_, "Failed");
-        assert_eq!(failed.conditions[1].message, "spec.numTrials: must be at least 1");
+        assert_eq!(
+            failed.conditions[1].message,
+            "spec.numTrials: must be at least 1"
+        );
     }
 }
