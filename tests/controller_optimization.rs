@@ -285,3 +285,43 @@ async fn a_job_that_breaks_trainers_rules_fails_naming_the_field_and_a_changed_s
     }
     stop(controller);
 }
+
+/// A controller killed while trials run: the next one adopts the
+/// TrainJobs already created (same names), creates none twice, and the
+/// job still ends Complete with all its trials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_adopts_the_trainjobs_and_finishes_the_job() {
+    let crd = optimization_job_crd();
+    let cluster = Cluster::fake_with("opt-job-restart", &[crds::TRAINER, &crd]).await;
+    let first = cluster.controller(&["--listen", "off", "--optimization-jobs"]);
+    let yaml = job("again", 3).replace(r#""sleep 1""#, r#""sleep 3""#);
+    let applied =
+        tokio::task::block_in_place(|| cluster.kubectl(&["apply", "-f", "-"], Some(&yaml)));
+    assert!(applied.status.success(), "{}", describe(&applied));
+    let api = train_jobs(&cluster).await;
+    // The first two trials run: the controller dies.
+    let running = report_losses(&api, Instant::now() + Duration::from_secs(30), 2).await;
+    assert_eq!(running.len(), 2);
+    stop(first);
+
+    let second = cluster.controller(&["--listen", "off", "--optimization-jobs"]);
+    let seen = report_losses(&api, Instant::now() + Duration::from_secs(60), 3).await;
+    let complete =
+        tokio::task::block_in_place(|| cluster.wait_for("Complete", "optimizationjob/again", 60));
+    let logs = stop(second);
+    assert!(complete.status.success(), "{}\n{logs}", describe(&complete));
+    let mut names: Vec<&str> = seen
+        .iter()
+        .map(|t| t["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["again-trial-0001", "again-trial-0002", "again-trial-0003"]
+    );
+    let best = cluster.jsonpath(
+        &["optimizationjob", "again"],
+        "{.status.result.parameters[0].value}",
+    );
+    assert_eq!(best, "0.1");
+}
