@@ -297,3 +297,104 @@ fn suggest_refuses_experiments_ktune_cannot_run() {
         describe(&out)
     );
 }
+
+/// Katib's DARTS examples: every trial gets the same three parameters in
+/// Katib's formats (the settings over DARTS's defaults, the operations
+/// expanded by filter size, the layer count).
+#[test]
+fn darts_examples_suggest_katib_shaped_assignments() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    for (file, space, layers) in [
+        ("nas/darts-cpu.yaml", "['max_pooling_3x3']", "1"),
+        (
+            "nas/darts-gpu.yaml",
+            "['separable_convolution_3x3', 'dilated_convolution_3x3', 'dilated_convolution_5x5', \
+             'avg_pooling_3x3', 'max_pooling_3x3', 'skip_connection']",
+            "3",
+        ),
+    ] {
+        let path = dir.join(file);
+        let out = ktune(&["suggest", path.to_str().unwrap(), "-n", "2", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", describe(&out));
+        let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let trials = trials.as_array().unwrap();
+        assert_eq!(trials.len(), 2);
+        assert_eq!(trials[0]["parameters"], trials[1]["parameters"], "{file}");
+        let parameters = &trials[0]["parameters"];
+        assert_eq!(parameters["search-space"], space, "{file}");
+        assert_eq!(parameters["num-layers"], layers, "{file}");
+        let settings = parameters["algorithm-settings"].as_str().unwrap();
+        assert!(settings.starts_with("{'num_epochs': "), "{settings}");
+        assert!(
+            settings.contains("'w_lr': 0.025, 'w_lr_min': 0.001"),
+            "{settings}"
+        );
+    }
+}
+
+/// A DARTS trial reports its genotype, not a number: Katib accepts it, so
+/// the trial succeeds and is the best.
+#[test]
+fn a_darts_trial_reporting_a_genotype_succeeds_and_is_the_best() {
+    let dir = support::scratch("darts-run");
+    let yaml = r#"
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: darts-local}
+spec:
+  maxTrialCount: 1
+  parallelTrialCount: 1
+  objective: {type: maximize, objectiveMetricName: Best-Genotype}
+  metricsCollectorSpec:
+    source: {filter: {metricsFormat: ["([\\w-]+)=(Genotype.*)"]}}
+  algorithm:
+    algorithmName: darts
+    algorithmSettings: [{name: num_epochs, value: "1"}]
+  nasConfig:
+    graphConfig: {numLayers: 2}
+    operations:
+      - operationType: max_pooling
+        parameters:
+          - {name: filter_size, parameterType: categorical, feasibleSpace: {list: ["3"]}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters:
+      - {name: searchSpace, reference: search-space}
+      - {name: layers, reference: num-layers}
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: x
+                command: ["sh", "-c", "echo \"Best-Genotype=Genotype(normal=[$1 x $2])\"", "t", "${trialParameters.searchSpace}", "${trialParameters.layers}"]
+"#;
+    let file = dir.join("darts.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let db = format!("sqlite:{}", dir.join("k.db").display());
+    let trials_dir = dir.join("trials");
+    let out = ktune(&[
+        "run",
+        file.to_str().unwrap(),
+        "--db",
+        &db,
+        "--trials-dir",
+        trials_dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["counts"]["succeeded"], 1, "{}", describe(&out));
+    assert_eq!(summary["best"]["trial"], "darts-local-0001", "{summary}");
+    assert_eq!(
+        summary["best"]["metrics"]["Best-Genotype"], "Genotype(normal=[['max_pooling_3x3'] x 2])",
+        "{summary}"
+    );
+}

@@ -13,24 +13,14 @@ use ktune::api::validate::Context;
 /// Examples ktune refuses, with the error each must carry and why.
 const REFUSED: &[(&str, &str, &str)] = &[
     (
-        "nas/darts-cpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: NAS",
-    ),
-    (
-        "nas/darts-gpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: NAS",
-    ),
-    (
         "nas/enas-cpu.yaml",
         "spec.algorithm.algorithmName",
-        "not supported yet: NAS",
+        "not supported yet: ENAS",
     ),
     (
         "nas/enas-gpu.yaml",
         "spec.algorithm.algorithmName",
-        "not supported yet: NAS",
+        "not supported yet: ENAS",
     ),
     (
         "hp-tuning/simple-pbt.yaml",

@@ -158,8 +158,8 @@ const TPE_SETTINGS: &[SettingSpec] = &[
     RANDOM_STATE,
 ];
 
-const NOT_NAS: &str = "neural architecture search (ENAS, DARTS) is not supported yet; \
-     use `spec.parameters` with a hyperparameter algorithm";
+const NOT_NAS: &str = "ENAS is not supported yet; \
+     use darts, or `spec.parameters` with a hyperparameter algorithm";
 
 /// Every search algorithm Katib v1beta1 knows, with its settings.
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
@@ -298,7 +298,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     },
     AlgorithmSpec {
         name: "darts",
-        support: Support::NotYet(NOT_NAS),
+        support: Support::Supported,
         settings: &[
             float("num_epochs", excl(0.0), None, Some("50")),
             float("w_lr", incl(0.0), None, Some("0.025")),

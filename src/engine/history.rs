@@ -51,13 +51,29 @@ impl<S: Store, R: Runner, C: Collector> Engine<'_, S, R, C> {
     }
 
     /// The best trial of `history`, with its parameters as stored.
+    ///
+    /// Without a numeric best, the last trial that succeeded with an
+    /// objective that is not a number (Katib lets such a trial be the
+    /// best: DARTS reports `Best-Genotype=Genotype(…)`), its objective NaN.
     pub(super) fn best_of(&self, history: &[TrialRecord]) -> Option<BestTrial> {
-        self.setup.plan.objective.best_trial(history).and_then(|t| {
+        let numeric = self.setup.plan.objective.best_trial(history).and_then(|t| {
             let row = self.rows.iter().find(|r| r.name == t.name)?;
             Some(BestTrial {
                 name: t.name.clone(),
                 parameters: row.assignment.clone(),
                 objective: t.finite_objective()?,
+            })
+        });
+        numeric.or_else(|| {
+            let row = self
+                .rows
+                .iter()
+                .rev()
+                .find(|r| r.state == TrialState::Succeeded && r.objective.is_none())?;
+            Some(BestTrial {
+                name: row.name.clone(),
+                parameters: row.assignment.clone(),
+                objective: f64::NAN,
             })
         })
     }

@@ -10,7 +10,7 @@ use super::events::{Event, RunSummary};
 use super::live::Live;
 use super::tail;
 use crate::metrics::collector::Collector;
-use crate::metrics::reduce::{objective_value, reduce};
+use crate::metrics::reduce::{UNAVAILABLE, objective_value, reduce};
 use crate::runner::{Exit, Runner, TrialRun};
 use crate::store::{ExperimentState, Store, TrialOutcome};
 
@@ -31,13 +31,15 @@ struct Verdict {
 fn verdict(
     exit: &Exit,
     stop_reason: Option<String>,
-    objective: Option<f64>,
+    (objective, reported): (Option<f64>, bool),
     metric: &str,
     failure: impl FnOnce() -> String,
 ) -> Verdict {
     let (state, reason, message) = match (exit, stop_reason) {
         (_, Some(why)) => (TrialState::EarlyStopped, "TrialEarlyStopped", why),
-        (Exit::Succeeded, None) if objective.is_some() => {
+        // A value that is not a number counts as reported, as in Katib
+        // (DARTS reports its genotype).
+        (Exit::Succeeded, None) if objective.is_some() || reported => {
             (TrialState::Succeeded, "TrialSucceeded", String::new())
         }
         (Exit::Succeeded, None) => (
@@ -80,14 +82,13 @@ impl<S: Store, R: Runner, C: Collector> Engine<'_, S, R, C> {
         if l.pending.interrupted {
             return self.requeue(l, on_event).await;
         }
-        let objective = objective_value(
-            &reduce(&self.setup.plan.objective.metric, &l.logs),
-            &self.setup.strategy,
-        );
+        let reduced = reduce(&self.setup.plan.objective.metric, &l.logs);
+        let objective = objective_value(&reduced, &self.setup.strategy);
+        let reported = reduced.latest != UNAVAILABLE;
         let verdict = verdict(
             &exit,
             stop_reason,
-            objective,
+            (objective, reported),
             &self.setup.plan.objective.metric,
             || {
                 let stderr = l.run.stderr().map(tail::last_lines).unwrap_or_default();
@@ -218,21 +219,30 @@ mod tests {
         let stopped = verdict(
             &Exit::Stopped,
             Some("below median".into()),
-            Some(1.0),
+            (Some(1.0), true),
             "loss",
             failed,
         );
         assert_eq!(stopped.state, TrialState::EarlyStopped);
         assert_eq!(stopped.message, "below median");
-        let ok = verdict(&Exit::Succeeded, None, Some(0.5), "loss", failed);
+        let ok = verdict(&Exit::Succeeded, None, (Some(0.5), true), "loss", failed);
         assert_eq!(
             (ok.state, ok.reason),
             (TrialState::Succeeded, "TrialSucceeded")
         );
-        let silent = verdict(&Exit::Succeeded, None, None, "loss", failed);
+        let silent = verdict(&Exit::Succeeded, None, (None, false), "loss", failed);
         assert_eq!(silent.state, TrialState::MetricsUnavailable);
         assert!(silent.message.contains("\"loss\""), "{}", silent.message);
-        let crashed = verdict(&Exit::Failed { code: 1 }, None, Some(0.5), "loss", failed);
+        // Katib accepts an objective that is not a number (DARTS's genotype).
+        let genotype = verdict(&Exit::Succeeded, None, (None, true), "loss", failed);
+        assert_eq!(genotype.state, TrialState::Succeeded);
+        let crashed = verdict(
+            &Exit::Failed { code: 1 },
+            None,
+            (Some(0.5), true),
+            "loss",
+            failed,
+        );
         assert_eq!(
             crashed,
             Verdict {

@@ -23,6 +23,7 @@ use crate::space::{Assignment, SearchSpace};
 
 pub mod bayes;
 pub mod cmaes;
+pub mod darts;
 pub mod grid;
 pub mod hyperband;
 pub mod random;
@@ -143,6 +144,7 @@ pub fn build_suggester(
         name @ ("tpe" | "multivariate-tpe") => tpe::build(name, settings, space),
         name @ "cmaes" => cmaes::build(name, settings, space),
         name @ "bayesianoptimization" => bayes::build(name, settings, space),
+        "darts" => Ok(Box::new(darts::DartsSuggester)),
         name => Err(AlgorithmError::NotImplemented {
             name: name.to_owned(),
         }),
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn unimplemented_catalog_names_are_refused_as_not_implemented() {
-        for name in ["pbt", "enas", "darts"] {
+        for name in ["pbt", "enas"] {
             let err = build_suggester(name, &Settings::default(), &space()).unwrap_err();
             assert!(
                 matches!(err, AlgorithmError::NotImplemented { .. }),

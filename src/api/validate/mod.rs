@@ -4,6 +4,7 @@
 //! reported at once, each with the field's path and the reason.
 
 mod collector;
+mod nas;
 mod parameters;
 mod template;
 
@@ -352,10 +353,7 @@ fn validate_search_space_source(spec: &ExperimentSpec, report: &mut Report) {
             "spec.nasConfig",
             "give either spec.parameters or spec.nasConfig, not both",
         ),
-        (None, Some(_)) => report.error(
-            "spec.nasConfig",
-            "neural architecture search is not supported yet; use spec.parameters",
-        ),
+        (None, Some(nas)) => nas::validate_nas(spec, nas, report),
         (Some(p), None) if p.is_empty() => {
             report.error("spec.parameters", "at least one parameter is required");
         }

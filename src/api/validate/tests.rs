@@ -277,7 +277,7 @@ fn bad_algorithms_and_settings_are_refused() {
         "expected one of random, grid",
     );
     refused(
-        |d| *at(d, "/spec/algorithm/algorithmName") = json!("darts"),
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("enas"),
         "spec.algorithm.algorithmName",
         "not supported yet",
     );
