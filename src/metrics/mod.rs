@@ -27,6 +27,7 @@ pub mod stream;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod text;
+pub mod trainer_status;
 
 use jiff::Timestamp;
 

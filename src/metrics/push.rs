@@ -27,6 +27,20 @@
 //! Katib's SDK stamps them with the time of the call. Every metric name is
 //! kept; choosing the experiment's metrics is the caller's business.
 //!
+//! # Kubeflow Trainer's progress route
+//!
+//! `POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}/status`,
+//! Trainer's own path (KEP-2779), so `kubeflow.trainer.update_trainjob_status`
+//! reports to ktune unchanged: `{name}` is the trial, the bearer token is
+//! the trial's push token, the body is Trainer's `{"trainerStatus": …}`
+//! ([`super::trainer_status`]), and its numeric metrics land in the same
+//! per-trial queue as the route above. On ktune's shared cluster endpoint
+//! the trial is keyed `{namespace}.{name}`; on a local run's endpoint, whose
+//! trials are keyed by name alone, the namespace is only the path's shape.
+//! Success is 200 (what the SDK checks) with `{"metrics": <queued>,
+//! "skipped": [<names whose value is not a number>]}`; refusals are as
+//! below.
+//!
 //! Replies: 204 stored; 400 malformed body; 401 missing or wrong token;
 //! 404 unknown trial; 408 the body did not arrive in time; 413 body over
 //! [`PushLimits::max_body`]; 429 the trial's queue would exceed
@@ -67,6 +81,7 @@ use tokio::task::JoinHandle;
 use super::MetricLog;
 use super::filter::{DEFAULT_FILTER, FilterError, compile_filter};
 use super::json::timestamp;
+use super::trainer_status;
 
 /// Environment variable holding the full URL a trial POSTs its metrics to.
 pub const PUSH_URL_ENV: &str = "KTUNE_PUSH_URL";
@@ -122,6 +137,10 @@ pub struct PushCredentials {
     pub url: String,
     /// The bearer token (32 hex characters).
     pub token: String,
+    /// Kubeflow Trainer's status URL for the trial on the same endpoint,
+    /// where the trial is handed it (locally:
+    /// [`super::trainer_status::SERVER_URL_ENV`]); the same token holds.
+    pub trainer_url: Option<String>,
 }
 
 impl PushCredentials {
@@ -138,6 +157,7 @@ impl fmt::Debug for PushCredentials {
         f.debug_struct("PushCredentials")
             .field("url", &self.url)
             .field("token", &"<redacted>")
+            .field("trainer_url", &self.trainer_url)
             .finish()
     }
 }
@@ -210,6 +230,7 @@ impl PushServer {
         });
         let router = Router::new()
             .route("/v1/trials/{trial}/metrics", post(receive))
+            .route(trainer_status::ROUTE, post(receive_trainer_status))
             .fallback(|| async { reply(StatusCode::NOT_FOUND, "no such endpoint") })
             .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -258,6 +279,15 @@ impl PushServer {
         format!("{}/v1/trials/{}/metrics", self.url(), path_segment(trial))
     }
 
+    /// Kubeflow Trainer's status URL of the TrainJob `name` in `namespace`
+    /// on this endpoint: where `update_trainjob_status` reaches the trial
+    /// registered as `{namespace}.{name}` or, failing that, as `name`.
+    #[must_use]
+    pub fn trainer_url(&self, namespace: &str, name: &str) -> String {
+        let path = trainer_status::status_path(&path_segment(namespace), &path_segment(name));
+        format!("{}{path}", self.url())
+    }
+
     /// Lets `trial` push, with a fresh token. Registering a trial again
     /// replaces its token (the old one stops working) and keeps the reports
     /// not yet taken.
@@ -285,6 +315,7 @@ impl PushServer {
         PushCredentials {
             url: self.trial_url(trial),
             token,
+            trainer_url: None,
         }
     }
 
@@ -491,7 +522,11 @@ fn authorize(
         Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token".to_owned())),
         None => Err((
             StatusCode::UNAUTHORIZED,
-            format!("missing `Authorization: Bearer <token>` (the token is in ${PUSH_TOKEN_ENV})"),
+            format!(
+                "missing `Authorization: Bearer <token>` (the token is in ${PUSH_TOKEN_ENV}, \
+                 and in the file at ${})",
+                trainer_status::SERVER_TOKEN_ENV
+            ),
         )),
     }
 }
@@ -513,22 +548,87 @@ async fn receive(
         tracing::debug!(trial, %status, message, "push refused");
         return reply(status, &message);
     }
-    match read_reports(&shared, &headers, body).await {
-        Ok(logs) => queue(&shared, &trial, token, logs),
+    let logs = match read_body(&shared, &headers, body).await {
+        Ok(bytes) => parse_reports(&shared, &headers, &bytes),
+        Err(refusal) => Err(refusal),
+    };
+    let queued = logs.and_then(|logs| queue(&shared, &trial, token, logs));
+    match queued {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(refusal) => {
-            tracing::debug!(trial, status = %refusal.status(), "push body refused");
+            tracing::debug!(trial, status = %refusal.status(), "push refused");
             refusal
         }
     }
 }
 
-/// The reports in a request's body, JSON or (`text/plain`) Katib's TEXT
-/// lines; the refusal when the body is too large or not reports.
-async fn read_reports(
+/// `POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}/status`:
+/// Kubeflow Trainer's progress protocol into the same queue as [`receive`].
+async fn receive_trainer_status(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path((namespace, name))) = path else {
+        return reply(StatusCode::NOT_FOUND, "not a TrainJob's namespace and name");
+    };
+    let token = bearer(&headers);
+    let trial = {
+        let inboxes = shared.inboxes();
+        let namespaced = format!("{namespace}.{name}");
+        let trial = if inboxes.contains_key(&namespaced) {
+            namespaced
+        } else {
+            name
+        };
+        // Refuse strangers before reading what they send.
+        if let Err((status, message)) = authorize(&inboxes, &trial, token) {
+            tracing::debug!(trial, %status, message, "trainer status refused");
+            return reply(status, &message);
+        }
+        trial
+    };
+    let update = match read_body(&shared, &headers, body).await {
+        Ok(bytes) => trainer_status::parse(&bytes)
+            .map_err(|message| reply(StatusCode::BAD_REQUEST, &message)),
+        Err(refusal) => Err(refusal),
+    };
+    let update = match update {
+        Ok(update) => update,
+        Err(refusal) => {
+            tracing::debug!(trial, status = %refusal.status(), "trainer status refused");
+            return refusal;
+        }
+    };
+    for (metric, value) in &update.skipped {
+        tracing::warn!(
+            trial,
+            metric,
+            value,
+            "a Trainer status metric that is not a number was skipped"
+        );
+    }
+    let skipped: Vec<&str> = update.skipped.iter().map(|(n, _)| n.as_str()).collect();
+    match queue(&shared, &trial, token, update.logs) {
+        Ok(queued) => {
+            let body = serde_json::json!({ "metrics": queued, "skipped": skipped }).to_string();
+            (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(refusal) => {
+            tracing::debug!(trial, status = %refusal.status(), "trainer status refused");
+            refusal
+        }
+    }
+}
+
+/// A request's body, at most [`PushLimits::max_body`] bytes; the refusal
+/// when it is larger or cannot be read.
+async fn read_body(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Vec<MetricLog>, Response> {
+) -> Result<axum::body::Bytes, Response> {
     let limit = shared.limits.max_body;
     let too_large = || {
         reply(
@@ -551,6 +651,16 @@ async fn read_reports(
             return Err(reply(StatusCode::BAD_REQUEST, &message));
         }
     };
+    Ok(bytes)
+}
+
+/// The reports in a body of [`receive`]: JSON or (`text/plain`) Katib's
+/// TEXT lines; 400 when it is not reports.
+fn parse_reports(
+    shared: &Shared,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<Vec<MetricLog>, Response> {
     let is_text = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -560,29 +670,36 @@ async fn read_reports(
                 .starts_with("text/plain")
         });
     let parsed = if is_text {
-        parse_text_body(&bytes, &shared.text_filter)
+        parse_text_body(bytes, &shared.text_filter)
     } else {
-        parse_json_body(&bytes)
+        parse_json_body(bytes)
     };
     parsed.map_err(|message| reply(StatusCode::BAD_REQUEST, &message))
 }
 
 /// Queues a trial's reports, stamped with the time they arrived when they
-/// carry none; refused when the trial is gone, its token changed, or its
-/// queue is full.
-fn queue(shared: &Shared, trial: &str, token: Option<&str>, logs: Vec<MetricLog>) -> Response {
+/// carry none, and says how many; refused when the trial is gone, its
+/// token changed, or its queue is full.
+fn queue(
+    shared: &Shared,
+    trial: &str,
+    token: Option<&str>,
+    logs: Vec<MetricLog>,
+) -> Result<usize, Response> {
     let mut inboxes = shared.inboxes();
     // The trial may have been unregistered or given a new token meanwhile.
     if let Err((status, message)) = authorize(&inboxes, trial, token) {
-        return reply(status, &message);
+        return Err(reply(status, &message));
     }
+    let count = logs.len();
     match enqueue(&mut inboxes, shared.limits, trial, logs) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(QueueRefusal::UnknownTrial) => {
-            reply(StatusCode::NOT_FOUND, &format!("unknown trial {trial:?}"))
-        }
+        Ok(()) => Ok(count),
+        Err(QueueRefusal::UnknownTrial) => Err(reply(
+            StatusCode::NOT_FOUND,
+            &format!("unknown trial {trial:?}"),
+        )),
         Err(full @ QueueRefusal::Full { .. }) => {
-            reply(StatusCode::TOO_MANY_REQUESTS, &full.to_string())
+            Err(reply(StatusCode::TOO_MANY_REQUESTS, &full.to_string()))
         }
     }
 }
@@ -688,7 +805,8 @@ fn parse_report(report: &Map<String, Value>) -> Result<Vec<MetricLog>, String> {
     Ok(logs)
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, for error messages.
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -999,6 +1117,143 @@ mod tests {
         let addr = push.local_addr();
         push.shutdown().await;
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    const TRAINER: &str = "/apis/trainer.kubeflow.org/v1alpha1/namespaces";
+
+    /// The body `kubeflow.trainer.update_trainjob_status(metrics=…)` sends.
+    fn trainer_body(metrics: &[(&str, &str)]) -> String {
+        let metrics: Vec<Value> = metrics
+            .iter()
+            .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+            .collect();
+        serde_json::json!({"trainerStatus": {
+            "lastUpdatedTime": Timestamp::now().to_string(),
+            "progressPercentage": 50,
+            "metrics": metrics,
+        }})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn trainer_status_updates_join_the_trials_push_queue() {
+        let push = server(PushLimits::default()).await;
+        let a = push.register("trial-a").unwrap();
+        let url = push.trainer_url("default", "trial-a");
+        assert_eq!(
+            url,
+            format!("{}{TRAINER}/default/trainjobs/trial-a/status", push.url())
+        );
+        assert_eq!(
+            post(&a.url, Some(&a.token), JSON, r#"{"loss": 0.5}"#)
+                .await
+                .0,
+            204
+        );
+        let (status, reply) = post(
+            &url,
+            Some(&a.token),
+            JSON,
+            trainer_body(&[("loss", "0.25"), ("phase", "warmup"), ("accuracy", "0.8")]),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            reply,
+            serde_json::json!({"metrics": 2, "skipped": ["phase"]})
+        );
+        // A local endpoint keys trials by name: any namespace reaches them.
+        let elsewhere = push.trainer_url("team-x", "trial-a");
+        let progress_only = r#"{"trainerStatus": {"progressPercentage": 100}}"#;
+        let (status, reply) = post(&elsewhere, Some(&a.token), JSON, progress_only).await;
+        assert_eq!(
+            (status, reply.as_str()),
+            (200, r#"{"metrics":0,"skipped":[]}"#)
+        );
+        let logs = push.take("trial-a");
+        assert_eq!(
+            pairs(&logs),
+            [("loss", "0.5"), ("loss", "0.25"), ("accuracy", "0.8")]
+        );
+        assert!(logs.iter().all(|l| l.time.is_some()));
+    }
+
+    #[tokio::test]
+    async fn trainer_status_on_a_shared_endpoint_is_keyed_by_namespace() {
+        let push = server(PushLimits::default()).await;
+        let one = push.register("ns1.t1").unwrap();
+        let two = push.register("ns2.t1").unwrap();
+        let body = trainer_body(&[("loss", "1")]);
+        let url = push.trainer_url("ns2", "t1");
+        assert_eq!(
+            post(&url, Some(&two.token), JSON, body.clone()).await.0,
+            200
+        );
+        assert_eq!(
+            post(&url, Some(&one.token), JSON, body.clone()).await.0,
+            401
+        );
+        let unknown = push.trainer_url("ns3", "t1");
+        assert_eq!(post(&unknown, Some(&two.token), JSON, body).await.0, 404);
+        assert_eq!(push.take("ns2.t1").len(), 1);
+        assert!(push.take("ns1.t1").is_empty());
+    }
+
+    #[tokio::test]
+    async fn trainer_status_refuses_as_the_push_route_does() {
+        let push = server(PushLimits {
+            max_body: 1024,
+            max_queued: 3,
+        })
+        .await;
+        let a = push.register("a").unwrap();
+        let url = push.trainer_url("default", "a");
+        let body = trainer_body(&[("loss", "1")]);
+        let (status, reply) = post(
+            &url,
+            Some("0123456789abcdef0123456789abcdef"),
+            JSON,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, reply.as_str()),
+            (401, r#"{"error":"wrong token"}"#)
+        );
+        let (status, reply) = post(&url, None, JSON, body.clone()).await;
+        assert_eq!(status, 401);
+        assert!(reply.contains("KUBEFLOW_TRAINER_SERVER_TOKEN"), "{reply}");
+        let other = push.trainer_url("default", "b");
+        assert_eq!(
+            post(&other, Some(&a.token), JSON, body.clone()).await.0,
+            404
+        );
+        let wrong_verb = format!("{}{TRAINER}/default/trainjobs/a", push.url());
+        assert_eq!(
+            post(&wrong_verb, Some(&a.token), JSON, body.clone())
+                .await
+                .0,
+            404
+        );
+        for (bad, says) in [
+            ("{", "not JSON"),
+            (r#"{"loss": 1}"#, "trainerStatus: missing"),
+            (
+                r#"{"trainerStatus": {"metrics": [{"name": "loss", "value": 1}]}}"#,
+                "trainerStatus.metrics[0].value",
+            ),
+        ] {
+            let (status, reply) = post(&url, Some(&a.token), JSON, bad).await;
+            assert_eq!(status, 400, "{bad}: {reply}");
+            assert!(reply.contains(says), "{bad}: {reply}");
+        }
+        let big = trainer_body(&[("loss", &"1".repeat(2000))]);
+        assert_eq!(post(&url, Some(&a.token), JSON, big).await.0, 413);
+        let two = trainer_body(&[("loss", "1"), ("loss", "2")]);
+        assert_eq!(post(&url, Some(&a.token), JSON, two.clone()).await.0, 200);
+        assert_eq!(post(&url, Some(&a.token), JSON, two).await.0, 429);
+        assert_eq!(push.take("a").len(), 2);
     }
 
     #[test]

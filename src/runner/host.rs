@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::local::{LaunchSpec, kill_orphan};
 use super::replicas::{self, ReplicaSet, free_port};
 use super::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
+use crate::metrics::trainer_status;
 
 /// Runs trials as processes on this machine.
 #[derive(Debug, Clone)]
@@ -51,6 +52,20 @@ impl Runner for LocalRunner {
         }
         let trial_dir = self.trial_dir(request.trial);
         let mut env = request.process_env();
+        if let Some(push) = &request.reporting.push
+            && let Some(url) = &push.trainer_url
+        {
+            // Kubeflow Trainer's SDK reads the token from a file, as a
+            // pod reads its projected service-account token.
+            let token_file =
+                trainer_status::write_token_file(&trial_dir, &push.token).map_err(|source| {
+                    RunnerError::Prepare {
+                        path: trial_dir.join(trainer_status::TOKEN_FILE),
+                        source,
+                    }
+                })?;
+            env.extend(trainer_status::process_env(url, &token_file));
+        }
         env.push((
             "KTUNE_TRIAL_DIR".to_owned(),
             trial_dir.display().to_string(),
