@@ -123,21 +123,16 @@ fn an_invalid_job_is_refused_by_every_command_with_each_field_named() {
     }
 }
 
-/// The loss a trial's trainer printed last (`epoch N: loss=X`).
-fn printed_loss(log: &str) -> f64 {
-    log.lines()
-        .filter_map(|l| l.split_once("loss=").map(|(_, v)| v.trim()))
-        .next_back()
-        .unwrap_or_else(|| panic!("no loss in {log}"))
-        .parse()
-        .unwrap()
+/// A `ktune run` of `job` in its own scratch folder and store.
+struct Run {
+    out: std::process::Output,
+    /// The store, as `--db` takes it.
+    db: String,
+    trials_dir: std::path::PathBuf,
 }
 
-#[test]
-fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_environment() {
-    let mut job = example();
-    job["spec"]["numTrials"] = 3.into();
-    let dir = scratch("optjob-run");
+fn run(job: &Value, scratch_name: &str) -> Run {
+    let dir = scratch(scratch_name);
     let file = dir.join("job.json");
     std::fs::write(&file, job.to_string()).unwrap();
     let db = format!("sqlite:{}", dir.join("k.db").display());
@@ -152,6 +147,32 @@ fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_envir
         "--timeout",
         "60",
     ]);
+    Run {
+        out,
+        db,
+        trials_dir,
+    }
+}
+
+/// The loss a trial's trainer printed last (`epoch N: loss=X`).
+fn printed_loss(log: &str) -> f64 {
+    log.lines()
+        .filter_map(|l| l.split_once("loss=").map(|(_, v)| v.trim()))
+        .next_back()
+        .unwrap_or_else(|| panic!("no loss in {log}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_environment() {
+    let mut job = example();
+    job["spec"]["numTrials"] = 3.into();
+    let Run {
+        out,
+        db,
+        trials_dir,
+    } = run(&job, "optjob-run");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ExperimentMaxTrialsReached"), "{text}");
@@ -194,21 +215,7 @@ fn a_trainer_that_only_prints_its_loss_reports_nothing() {
     job["spec"]["parallelTrials"] = 1.into();
     job["spec"]["trainJobTemplate"]["spec"]["trainer"]["command"] =
         serde_json::json!(["sh", "-c", "echo loss=0.5"]);
-    let dir = scratch("optjob-stdout-only");
-    let file = dir.join("job.json");
-    std::fs::write(&file, job.to_string()).unwrap();
-    let db = format!("sqlite:{}", dir.join("k.db").display());
-    let trials_dir = dir.join("trials");
-    let out = ktune(&[
-        "run",
-        file.to_str().unwrap(),
-        "--db",
-        &db,
-        "--trials-dir",
-        trials_dir.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ]);
+    let out = run(&job, "optjob-stdout-only").out;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("1 metrics-unavailable"), "{}", describe(&out));
 }

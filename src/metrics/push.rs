@@ -513,7 +513,7 @@ fn authorize(
     inboxes: &HashMap<String, Inbox>,
     trial: &str,
     token: Option<&str>,
-) -> Result<(), (StatusCode, String)> {
+) -> Result<(), Refusal> {
     let Some(inbox) = inboxes.get(trial) else {
         return Err((StatusCode::NOT_FOUND, format!("unknown trial {trial:?}")));
     };
@@ -531,6 +531,15 @@ fn authorize(
     }
 }
 
+/// A refused request: its status and what is wrong, answered by [`reply`].
+type Refusal = (StatusCode, String);
+
+/// Answers a refusal, noting it for whoever debugs a trial's reporting.
+fn refused(trial: &str, (status, message): Refusal) -> Response {
+    tracing::debug!(trial, %status, message, "push refused");
+    reply(status, &message)
+}
+
 /// `POST /v1/trials/{trial}/metrics`.
 async fn receive(
     State(shared): State<Arc<Shared>>,
@@ -542,23 +551,17 @@ async fn receive(
         return reply(StatusCode::NOT_FOUND, "not a trial name");
     };
     let token = bearer(&headers);
-    // Refuse strangers before reading what they send.
-    let checked = authorize(&shared.inboxes(), &trial, token);
-    if let Err((status, message)) = checked {
-        tracing::debug!(trial, %status, message, "push refused");
-        return reply(status, &message);
+    let stored = async {
+        // Refuse strangers before reading what they send.
+        authorize(&shared.inboxes(), &trial, token)?;
+        let bytes = read_body(&shared, &headers, body).await?;
+        let logs = parse_reports(&shared, &headers, &bytes)?;
+        queue(&shared, &trial, token, logs)
     }
-    let logs = match read_body(&shared, &headers, body).await {
-        Ok(bytes) => parse_reports(&shared, &headers, &bytes),
-        Err(refusal) => Err(refusal),
-    };
-    let queued = logs.and_then(|logs| queue(&shared, &trial, token, logs));
-    match queued {
+    .await;
+    match stored {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(refusal) => {
-            tracing::debug!(trial, status = %refusal.status(), "push refused");
-            refusal
-        }
+        Err(refusal) => refused(&trial, refusal),
     }
 }
 
@@ -573,52 +576,38 @@ async fn receive_trainer_status(
     let Ok(Path((namespace, name))) = path else {
         return reply(StatusCode::NOT_FOUND, "not a TrainJob's namespace and name");
     };
+    // The shared cluster endpoint keys trials `<namespace>.<trial>`, a
+    // local run's endpoint by name alone.
+    let namespaced = format!("{namespace}.{name}");
+    let trial = if shared.inboxes().contains_key(&namespaced) {
+        namespaced
+    } else {
+        name
+    };
     let token = bearer(&headers);
-    let trial = {
-        let inboxes = shared.inboxes();
-        let namespaced = format!("{namespace}.{name}");
-        let trial = if inboxes.contains_key(&namespaced) {
-            namespaced
-        } else {
-            name
-        };
+    let stored = async {
         // Refuse strangers before reading what they send.
-        if let Err((status, message)) = authorize(&inboxes, &trial, token) {
-            tracing::debug!(trial, %status, message, "trainer status refused");
-            return reply(status, &message);
+        authorize(&shared.inboxes(), &trial, token)?;
+        let bytes = read_body(&shared, &headers, body).await?;
+        let update =
+            trainer_status::parse(&bytes).map_err(|message| (StatusCode::BAD_REQUEST, message))?;
+        for (metric, value) in &update.skipped {
+            tracing::warn!(
+                trial,
+                metric,
+                value,
+                "a Trainer status metric that is not a number was skipped"
+            );
         }
-        trial
-    };
-    let update = match read_body(&shared, &headers, body).await {
-        Ok(bytes) => trainer_status::parse(&bytes)
-            .map_err(|message| reply(StatusCode::BAD_REQUEST, &message)),
-        Err(refusal) => Err(refusal),
-    };
-    let update = match update {
-        Ok(update) => update,
-        Err(refusal) => {
-            tracing::debug!(trial, status = %refusal.status(), "trainer status refused");
-            return refusal;
-        }
-    };
-    for (metric, value) in &update.skipped {
-        tracing::warn!(
-            trial,
-            metric,
-            value,
-            "a Trainer status metric that is not a number was skipped"
-        );
+        let queued = queue(&shared, &trial, token, update.logs)?;
+        let skipped: Vec<&str> = update.skipped.iter().map(|(n, _)| n.as_str()).collect();
+        Ok(serde_json::json!({ "metrics": queued, "skipped": skipped }).to_string())
     }
-    let skipped: Vec<&str> = update.skipped.iter().map(|(n, _)| n.as_str()).collect();
-    match queue(&shared, &trial, token, update.logs) {
-        Ok(queued) => {
-            let body = serde_json::json!({ "metrics": queued, "skipped": skipped }).to_string();
-            (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
-        }
-        Err(refusal) => {
-            tracing::debug!(trial, status = %refusal.status(), "trainer status refused");
-            refusal
-        }
+    .await;
+    match stored {
+        // The SDK counts 200, and only 200, as success.
+        Ok(body) => (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(refusal) => refused(&trial, refusal),
     }
 }
 
@@ -628,12 +617,12 @@ async fn read_body(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
-) -> Result<axum::body::Bytes, Response> {
+) -> Result<axum::body::Bytes, Refusal> {
     let limit = shared.limits.max_body;
     let too_large = || {
-        reply(
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body over {limit} bytes; send fewer reports per request"),
+            format!("body over {limit} bytes; send fewer reports per request"),
         )
     };
     let declared = headers
@@ -643,15 +632,14 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            let message = format!("could not read the body: {e}");
-            return Err(reply(StatusCode::BAD_REQUEST, &message));
-        }
-    };
-    Ok(bytes)
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("could not read the body: {e}"),
+        )),
+    }
 }
 
 /// The reports in a body of [`receive`]: JSON or (`text/plain`) Katib's
@@ -660,7 +648,7 @@ fn parse_reports(
     shared: &Shared,
     headers: &HeaderMap,
     bytes: &[u8],
-) -> Result<Vec<MetricLog>, Response> {
+) -> Result<Vec<MetricLog>, Refusal> {
     let is_text = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -674,7 +662,7 @@ fn parse_reports(
     } else {
         parse_json_body(bytes)
     };
-    parsed.map_err(|message| reply(StatusCode::BAD_REQUEST, &message))
+    parsed.map_err(|message| (StatusCode::BAD_REQUEST, message))
 }
 
 /// Queues a trial's reports, stamped with the time they arrived when they
@@ -685,21 +673,18 @@ fn queue(
     trial: &str,
     token: Option<&str>,
     logs: Vec<MetricLog>,
-) -> Result<usize, Response> {
+) -> Result<usize, Refusal> {
     let mut inboxes = shared.inboxes();
     // The trial may have been unregistered or given a new token meanwhile.
-    if let Err((status, message)) = authorize(&inboxes, trial, token) {
-        return Err(reply(status, &message));
-    }
+    authorize(&inboxes, trial, token)?;
     let count = logs.len();
     match enqueue(&mut inboxes, shared.limits, trial, logs) {
         Ok(()) => Ok(count),
-        Err(QueueRefusal::UnknownTrial) => Err(reply(
-            StatusCode::NOT_FOUND,
-            &format!("unknown trial {trial:?}"),
-        )),
+        Err(QueueRefusal::UnknownTrial) => {
+            Err((StatusCode::NOT_FOUND, format!("unknown trial {trial:?}")))
+        }
         Err(full @ QueueRefusal::Full { .. }) => {
-            Err(reply(StatusCode::TOO_MANY_REQUESTS, &full.to_string()))
+            Err((StatusCode::TOO_MANY_REQUESTS, full.to_string()))
         }
     }
 }
