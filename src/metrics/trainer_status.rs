@@ -226,6 +226,15 @@ mod tests {
     }
 
     #[test]
+    fn the_route_and_the_urls_are_trainers_path() {
+        assert_eq!(status_path("{namespace}", "{name}"), ROUTE);
+        assert_eq!(
+            status_path("ns", "job"),
+            "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ns/trainjobs/job/status"
+        );
+    }
+
+    #[test]
     fn the_sdks_body_gives_its_numeric_metrics_at_its_time() {
         // As kubeflow 0.5.0's update_trainjob_status writes it.
         let body = br#"{"trainerStatus": {
