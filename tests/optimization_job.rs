@@ -1,8 +1,11 @@
 //! Kubeflow Trainer's `OptimizationJob` through the real `ktune` binary:
 //! `examples/optimizationjob.yaml` validates, suggests trials, converts to
 //! a ktune Experiment that validates again, and runs end to end — its
-//! trials are TrainJobs whose trainer reads `KUBEFLOW_TRAINER_OPT_*`; an
-//! invalid job is refused with every field named.
+//! trials are TrainJobs whose trainer reads `KUBEFLOW_TRAINER_OPT_*` and
+//! reports its loss through Kubeflow Trainer's progress protocol (a plain
+//! Python POST here, where the Kubeflow SDK is not installed; the SDK
+//! itself is tested in tests/python-kubeflow/); an invalid job is refused
+//! with every field named.
 
 mod support;
 
@@ -69,6 +72,9 @@ fn the_example_converts_to_an_experiment_that_validates_again() {
         "logUniform"
     );
     assert_eq!(spec["trialTemplate"]["trialSpec"]["kind"], "TrainJob");
+    // Trials report through Trainer's progress protocol, served by the
+    // push endpoint.
+    assert_eq!(spec["metricsCollectorSpec"]["collector"]["kind"], "Push");
 
     let dir = scratch("optjob-convert");
     let file = dir.join("experiment.json");
@@ -117,11 +123,16 @@ fn an_invalid_job_is_refused_by_every_command_with_each_field_named() {
     }
 }
 
-#[test]
-fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_environment() {
-    let mut job = example();
-    job["spec"]["numTrials"] = 3.into();
-    let dir = scratch("optjob-run");
+/// A `ktune run` of `job` in its own scratch folder and store.
+struct Run {
+    out: std::process::Output,
+    /// The store, as `--db` takes it.
+    db: String,
+    trials_dir: std::path::PathBuf,
+}
+
+fn run(job: &Value, scratch_name: &str) -> Run {
+    let dir = scratch(scratch_name);
     let file = dir.join("job.json");
     std::fs::write(&file, job.to_string()).unwrap();
     let db = format!("sqlite:{}", dir.join("k.db").display());
@@ -136,19 +147,75 @@ fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_envir
         "--timeout",
         "60",
     ]);
+    Run {
+        out,
+        db,
+        trials_dir,
+    }
+}
+
+/// The loss a trial's trainer printed last (`epoch N: loss=X`).
+fn printed_loss(log: &str) -> f64 {
+    log.lines()
+        .filter_map(|l| l.split_once("loss=").map(|(_, v)| v.trim()))
+        .next_back()
+        .unwrap_or_else(|| panic!("no loss in {log}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_example_runs_its_trainjob_trials_locally_with_the_parameters_in_the_environment() {
+    let mut job = example();
+    job["spec"]["numTrials"] = 3.into();
+    let Run {
+        out,
+        db,
+        trials_dir,
+    } = run(&job, "optjob-run");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ExperimentMaxTrialsReached"), "{text}");
     assert!(text.contains("3 succeeded"), "{text}");
     assert!(text.contains("best trial: optjob-quadratic-"), "{text}");
+    let out = ktune(&["trials", "optjob-quadratic", "--db", &db, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let trials: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trials.len(), 3);
     // Each trial's program got its values from KUBEFLOW_TRAINER_OPT_*
-    // (without them its required --lr and --momentum are empty and it fails).
-    for n in 1..=3 {
-        let log = trials_dir
-            .join("optjob-quadratic")
-            .join(format!("optjob-quadratic-{n:04}"))
-            .join("stdout.log");
-        let log = std::fs::read_to_string(&log).unwrap();
+    // (without them it fails), and its objective is the loss it sent
+    // through Trainer's progress protocol (the Push collector reads
+    // nothing from standard output).
+    for trial in &trials {
+        let name = trial["name"].as_str().unwrap();
+        let folder = trials_dir.join("optjob-quadratic").join(name);
+        let log = std::fs::read_to_string(folder.join("stdout.log")).unwrap();
         assert!(log.contains("epoch 5: loss="), "{log}");
+        let objective = trial["objective"].as_f64().unwrap();
+        assert!(
+            (objective - printed_loss(&log)).abs() < 1e-9,
+            "{name}: {objective} vs {log}"
+        );
+        // The token file the runner wrote for it, its owner's alone.
+        let token = folder.join("kubeflow-trainer-token");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&token).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{}", token.display());
     }
+}
+
+/// A trainer that only prints its loss, as it could under the StdOut
+/// collector an OptimizationJob used to map to, has no objective now: the
+/// objective arrives through Trainer's protocol or not at all.
+#[test]
+fn a_trainer_that_only_prints_its_loss_reports_nothing() {
+    let mut job = example();
+    job["spec"]["numTrials"] = 1.into();
+    job["spec"]["parallelTrials"] = 1.into();
+    job["spec"]["trainJobTemplate"]["spec"]["trainer"]["command"] =
+        serde_json::json!(["sh", "-c", "echo loss=0.5"]);
+    let out = run(&job, "optjob-stdout-only").out;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 metrics-unavailable"), "{}", describe(&out));
 }

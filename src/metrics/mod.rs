@@ -1,7 +1,8 @@
 //! Metric collection: pure parsers for what trials report (Katib's TEXT
 //! filters, JSON lines, Prometheus exposition text), the network pieces
 //! ([`prometheus`] scrapes a trial's `/metrics` endpoint, [`push`] is the
-//! endpoint trials POST their metrics to), the collectors ([`collector`]:
+//! endpoint trials POST their metrics to, on its own route and on Kubeflow
+//! Trainer's progress route, whose body [`trainer_status`] reads), the collectors ([`collector`]:
 //! the traits the engine sees; [`kinds`]: one module per collector kind
 //! and the one factory), and the reduction of a metric's reports to
 //! Katib's `{min, max, latest}` and to the trial's objective value.
@@ -27,6 +28,7 @@ pub mod stream;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod text;
+pub mod trainer_status;
 
 use jiff::Timestamp;
 

@@ -27,6 +27,20 @@
 //! Katib's SDK stamps them with the time of the call. Every metric name is
 //! kept; choosing the experiment's metrics is the caller's business.
 //!
+//! # Kubeflow Trainer's progress route
+//!
+//! `POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}/status`,
+//! Trainer's own path (KEP-2779), so `kubeflow.trainer.update_trainjob_status`
+//! reports to ktune unchanged: `{name}` is the trial, the bearer token is
+//! the trial's push token, the body is Trainer's `{"trainerStatus": …}`
+//! ([`super::trainer_status`]), and its numeric metrics land in the same
+//! per-trial queue as the route above. On ktune's shared cluster endpoint
+//! the trial is keyed `{namespace}.{name}`; on a local run's endpoint, whose
+//! trials are keyed by name alone, the namespace is only the path's shape.
+//! Success is 200 (what the SDK checks) with `{"metrics": <queued>,
+//! "skipped": [<names whose value is not a number>]}`; refusals are as
+//! below.
+//!
 //! Replies: 204 stored; 400 malformed body; 401 missing or wrong token;
 //! 404 unknown trial; 408 the body did not arrive in time; 413 body over
 //! [`PushLimits::max_body`]; 429 the trial's queue would exceed
@@ -67,6 +81,7 @@ use tokio::task::JoinHandle;
 use super::MetricLog;
 use super::filter::{DEFAULT_FILTER, FilterError, compile_filter};
 use super::json::timestamp;
+use super::trainer_status;
 
 /// Environment variable holding the full URL a trial POSTs its metrics to.
 pub const PUSH_URL_ENV: &str = "KTUNE_PUSH_URL";
@@ -122,6 +137,10 @@ pub struct PushCredentials {
     pub url: String,
     /// The bearer token (32 hex characters).
     pub token: String,
+    /// Kubeflow Trainer's status URL for the trial on the same endpoint,
+    /// where the trial is handed it (locally:
+    /// [`super::trainer_status::SERVER_URL_ENV`]); the same token holds.
+    pub trainer_url: Option<String>,
 }
 
 impl PushCredentials {
@@ -138,6 +157,7 @@ impl fmt::Debug for PushCredentials {
         f.debug_struct("PushCredentials")
             .field("url", &self.url)
             .field("token", &"<redacted>")
+            .field("trainer_url", &self.trainer_url)
             .finish()
     }
 }
@@ -210,6 +230,7 @@ impl PushServer {
         });
         let router = Router::new()
             .route("/v1/trials/{trial}/metrics", post(receive))
+            .route(trainer_status::ROUTE, post(receive_trainer_status))
             .fallback(|| async { reply(StatusCode::NOT_FOUND, "no such endpoint") })
             .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -258,6 +279,15 @@ impl PushServer {
         format!("{}/v1/trials/{}/metrics", self.url(), path_segment(trial))
     }
 
+    /// Kubeflow Trainer's status URL of the TrainJob `name` in `namespace`
+    /// on this endpoint: where `update_trainjob_status` reaches the trial
+    /// registered as `{namespace}.{name}` or, failing that, as `name`.
+    #[must_use]
+    pub fn trainer_url(&self, namespace: &str, name: &str) -> String {
+        let path = trainer_status::status_path(&path_segment(namespace), &path_segment(name));
+        format!("{}{path}", self.url())
+    }
+
     /// Lets `trial` push, with a fresh token. Registering a trial again
     /// replaces its token (the old one stops working) and keeps the reports
     /// not yet taken.
@@ -285,6 +315,7 @@ impl PushServer {
         PushCredentials {
             url: self.trial_url(trial),
             token,
+            trainer_url: None,
         }
     }
 
@@ -482,7 +513,7 @@ fn authorize(
     inboxes: &HashMap<String, Inbox>,
     trial: &str,
     token: Option<&str>,
-) -> Result<(), (StatusCode, String)> {
+) -> Result<(), Refusal> {
     let Some(inbox) = inboxes.get(trial) else {
         return Err((StatusCode::NOT_FOUND, format!("unknown trial {trial:?}")));
     };
@@ -491,9 +522,22 @@ fn authorize(
         Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token".to_owned())),
         None => Err((
             StatusCode::UNAUTHORIZED,
-            format!("missing `Authorization: Bearer <token>` (the token is in ${PUSH_TOKEN_ENV})"),
+            format!(
+                "missing `Authorization: Bearer <token>` (the token is in ${PUSH_TOKEN_ENV}, \
+                 and in the file at ${})",
+                trainer_status::SERVER_TOKEN_ENV
+            ),
         )),
     }
+}
+
+/// A refused request: its status and what is wrong, answered by [`reply`].
+type Refusal = (StatusCode, String);
+
+/// Answers a refusal, noting it for whoever debugs a trial's reporting.
+fn refused(trial: &str, (status, message): Refusal) -> Response {
+    tracing::debug!(trial, %status, message, "push refused");
+    reply(status, &message)
 }
 
 /// `POST /v1/trials/{trial}/metrics`.
@@ -507,33 +551,78 @@ async fn receive(
         return reply(StatusCode::NOT_FOUND, "not a trial name");
     };
     let token = bearer(&headers);
-    // Refuse strangers before reading what they send.
-    let checked = authorize(&shared.inboxes(), &trial, token);
-    if let Err((status, message)) = checked {
-        tracing::debug!(trial, %status, message, "push refused");
-        return reply(status, &message);
+    let stored = async {
+        // Refuse strangers before reading what they send.
+        authorize(&shared.inboxes(), &trial, token)?;
+        let bytes = read_body(&shared, &headers, body).await?;
+        let logs = parse_reports(&shared, &headers, &bytes)?;
+        queue(&shared, &trial, token, logs)
     }
-    match read_reports(&shared, &headers, body).await {
-        Ok(logs) => queue(&shared, &trial, token, logs),
-        Err(refusal) => {
-            tracing::debug!(trial, status = %refusal.status(), "push body refused");
-            refusal
-        }
+    .await;
+    match stored {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => refused(&trial, refusal),
     }
 }
 
-/// The reports in a request's body, JSON or (`text/plain`) Katib's TEXT
-/// lines; the refusal when the body is too large or not reports.
-async fn read_reports(
+/// `POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}/status`:
+/// Kubeflow Trainer's progress protocol into the same queue as [`receive`].
+async fn receive_trainer_status(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path((namespace, name))) = path else {
+        return reply(StatusCode::NOT_FOUND, "not a TrainJob's namespace and name");
+    };
+    // The shared cluster endpoint keys trials `<namespace>.<trial>`, a
+    // local run's endpoint by name alone.
+    let namespaced = format!("{namespace}.{name}");
+    let trial = if shared.inboxes().contains_key(&namespaced) {
+        namespaced
+    } else {
+        name
+    };
+    let token = bearer(&headers);
+    let stored = async {
+        // Refuse strangers before reading what they send.
+        authorize(&shared.inboxes(), &trial, token)?;
+        let bytes = read_body(&shared, &headers, body).await?;
+        let update =
+            trainer_status::parse(&bytes).map_err(|message| (StatusCode::BAD_REQUEST, message))?;
+        for (metric, value) in &update.skipped {
+            tracing::warn!(
+                trial,
+                metric,
+                value,
+                "a Trainer status metric that is not a number was skipped"
+            );
+        }
+        let queued = queue(&shared, &trial, token, update.logs)?;
+        let skipped: Vec<&str> = update.skipped.iter().map(|(n, _)| n.as_str()).collect();
+        Ok(serde_json::json!({ "metrics": queued, "skipped": skipped }).to_string())
+    }
+    .await;
+    match stored {
+        // The SDK counts 200, and only 200, as success.
+        Ok(body) => (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(refusal) => refused(&trial, refusal),
+    }
+}
+
+/// A request's body, at most [`PushLimits::max_body`] bytes; the refusal
+/// when it is larger or cannot be read.
+async fn read_body(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Vec<MetricLog>, Response> {
+) -> Result<axum::body::Bytes, Refusal> {
     let limit = shared.limits.max_body;
     let too_large = || {
-        reply(
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body over {limit} bytes; send fewer reports per request"),
+            format!("body over {limit} bytes; send fewer reports per request"),
         )
     };
     let declared = headers
@@ -543,14 +632,23 @@ async fn read_reports(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            let message = format!("could not read the body: {e}");
-            return Err(reply(StatusCode::BAD_REQUEST, &message));
-        }
-    };
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// The reports in a body of [`receive`]: JSON or (`text/plain`) Katib's
+/// TEXT lines; 400 when it is not reports.
+fn parse_reports(
+    shared: &Shared,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<Vec<MetricLog>, Refusal> {
     let is_text = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -560,29 +658,33 @@ async fn read_reports(
                 .starts_with("text/plain")
         });
     let parsed = if is_text {
-        parse_text_body(&bytes, &shared.text_filter)
+        parse_text_body(bytes, &shared.text_filter)
     } else {
-        parse_json_body(&bytes)
+        parse_json_body(bytes)
     };
-    parsed.map_err(|message| reply(StatusCode::BAD_REQUEST, &message))
+    parsed.map_err(|message| (StatusCode::BAD_REQUEST, message))
 }
 
 /// Queues a trial's reports, stamped with the time they arrived when they
-/// carry none; refused when the trial is gone, its token changed, or its
-/// queue is full.
-fn queue(shared: &Shared, trial: &str, token: Option<&str>, logs: Vec<MetricLog>) -> Response {
+/// carry none, and says how many; refused when the trial is gone, its
+/// token changed, or its queue is full.
+fn queue(
+    shared: &Shared,
+    trial: &str,
+    token: Option<&str>,
+    logs: Vec<MetricLog>,
+) -> Result<usize, Refusal> {
     let mut inboxes = shared.inboxes();
     // The trial may have been unregistered or given a new token meanwhile.
-    if let Err((status, message)) = authorize(&inboxes, trial, token) {
-        return reply(status, &message);
-    }
+    authorize(&inboxes, trial, token)?;
+    let count = logs.len();
     match enqueue(&mut inboxes, shared.limits, trial, logs) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => Ok(count),
         Err(QueueRefusal::UnknownTrial) => {
-            reply(StatusCode::NOT_FOUND, &format!("unknown trial {trial:?}"))
+            Err((StatusCode::NOT_FOUND, format!("unknown trial {trial:?}")))
         }
         Err(full @ QueueRefusal::Full { .. }) => {
-            reply(StatusCode::TOO_MANY_REQUESTS, &full.to_string())
+            Err((StatusCode::TOO_MANY_REQUESTS, full.to_string()))
         }
     }
 }
@@ -688,7 +790,8 @@ fn parse_report(report: &Map<String, Value>) -> Result<Vec<MetricLog>, String> {
     Ok(logs)
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, for error messages.
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -734,291 +837,4 @@ fn parse_text_body(body: &[u8], filter: &Regex) -> Result<Vec<MetricLog>, String
 }
 
 #[cfg(test)]
-mod tests {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-
-    use super::*;
-
-    async fn server(limits: PushLimits) -> PushServer {
-        PushServer::bind_with_limits("127.0.0.1:0".parse().unwrap(), limits)
-            .await
-            .unwrap()
-    }
-
-    /// POSTs `body`; returns the status and the reply body.
-    async fn post(
-        url: &str,
-        token: Option<&str>,
-        content_type: &str,
-        body: impl Into<Bytes>,
-    ) -> (u16, String) {
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let mut request = hyper::Request::post(url).header(CONTENT_TYPE, content_type);
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = client
-            .request(request.body(Full::new(body.into())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    fn pairs(logs: &[MetricLog]) -> Vec<(&str, &str)> {
-        logs.iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect()
-    }
-
-    const JSON: &str = "application/json";
-
-    #[tokio::test]
-    async fn pushes_are_queued_per_trial_in_arrival_order() {
-        let push = server(PushLimits::default()).await;
-        let a = push.register("trial-a").unwrap();
-        let b = push.register("trial-b").unwrap();
-        assert_eq!(a.token.len(), 32);
-        assert!(a.token.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a.token, b.token);
-        assert_eq!(a.url, format!("{}/v1/trials/trial-a/metrics", push.url()));
-        assert_eq!(a.env()[0], (PUSH_URL_ENV, a.url.as_str()));
-        assert!(!format!("{a:?}").contains(&a.token));
-
-        let (status, _) = post(
-            &a.url,
-            Some(&a.token),
-            JSON,
-            r#"{"loss": 0.5, "accuracy": "0.7"}"#,
-        )
-        .await;
-        assert_eq!(status, 204);
-        let batch = r#"[{"loss": 0.4, "timestamp": 1711111111.5},
-                        {"loss": 0.3, "timestamp": "2024-05-01T10:00:00Z"}]"#;
-        assert_eq!(post(&a.url, Some(&a.token), JSON, batch).await.0, 204);
-        let text = "2024-05-01T10:00:01Z loss=0.2 accuracy=0.9\nepoch 3 loss=.1\n";
-        assert_eq!(
-            post(&a.url, Some(&a.token), "text/plain; charset=utf-8", text)
-                .await
-                .0,
-            204
-        );
-        assert_eq!(
-            post(&b.url, Some(&b.token), JSON, r#"{"loss": 9}"#).await.0,
-            204
-        );
-
-        let logs = push.take("trial-a");
-        assert_eq!(
-            pairs(&logs),
-            [
-                ("loss", "0.5"),
-                ("accuracy", "0.7"),
-                ("loss", "0.4"),
-                ("loss", "0.3"),
-                ("loss", "0.2"),
-                ("accuracy", "0.9"),
-                ("loss", ".1"),
-            ]
-        );
-        assert!(logs.iter().all(|l| l.time.is_some()));
-        assert_eq!(
-            logs[2].time,
-            Some(Timestamp::from_millisecond(1_711_111_111_500).unwrap())
-        );
-        assert_eq!(logs[3].time, Some("2024-05-01T10:00:00Z".parse().unwrap()));
-        assert_eq!(logs[4].time, Some("2024-05-01T10:00:01Z".parse().unwrap()));
-        assert!(push.take("trial-a").is_empty(), "take drains");
-        let inbox = push.inbox("trial-b");
-        assert_eq!(inbox.trial(), "trial-b");
-        assert_eq!(pairs(&inbox.take()), [("loss", "9")]);
-        assert!(push.take("trial-b").is_empty());
-        push.shutdown().await;
-    }
-
-    /// Concurrent pushes without timestamps: the queue is in the order of
-    /// the arrival stamps (they used to be taken before the queue's lock,
-    /// so a later stamp could be queued first).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_pushes_are_queued_in_stamp_order() {
-        let push = server(PushLimits::default()).await;
-        let a = push.register("a").unwrap();
-        let mut pushes = tokio::task::JoinSet::new();
-        // Bodies big enough that parsing them takes a while: the window
-        // in which the old code could stamp one request and queue another.
-        const REQUESTS: usize = 300;
-        const REPORTS: usize = 40;
-        for i in 0..REQUESTS {
-            let (url, token) = (a.url.clone(), a.token.clone());
-            let one = format!(r#"{{"loss": {i}, "accuracy": {i}}}"#);
-            let body = format!("[{}]", vec![one; REPORTS].join(","));
-            pushes.spawn(async move { post(&url, Some(&token), JSON, body).await.0 });
-        }
-        while let Some(status) = pushes.join_next().await {
-            assert_eq!(status.unwrap(), 204);
-        }
-        let logs = push.take("a");
-        assert_eq!(logs.len(), REQUESTS * REPORTS * 2);
-        let times: Vec<Timestamp> = logs.iter().map(|l| l.time.unwrap()).collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "out of stamp order");
-        // One request's reports stay together, in their order.
-        assert!(
-            logs.chunks(REPORTS * 2)
-                .all(|request| request.iter().all(|l| l.value == request[0].value))
-        );
-    }
-
-    #[tokio::test]
-    async fn strangers_and_unknown_trials_are_refused() {
-        let push = server(PushLimits::default()).await;
-        let a = push.register("a").unwrap();
-        let body = r#"{"loss": 1}"#;
-        let (status, reply) =
-            post(&a.url, Some("0123456789abcdef0123456789abcdef"), JSON, body).await;
-        assert_eq!(
-            (status, reply.as_str()),
-            (401, r#"{"error":"wrong token"}"#)
-        );
-        assert_eq!(post(&a.url, None, JSON, body).await.0, 401);
-        assert_eq!(post(&a.url, Some(""), JSON, body).await.0, 401);
-        let other = push.trial_url("b");
-        assert_eq!(post(&other, Some(&a.token), JSON, body).await.0, 404);
-        let (status, _) = post(
-            &format!("{}/v1/other", push.url()),
-            Some(&a.token),
-            JSON,
-            body,
-        )
-        .await;
-        assert_eq!(status, 404);
-        assert!(push.take("a").is_empty());
-
-        // A new registration replaces the token.
-        let again = push.register("a").unwrap();
-        assert_eq!(post(&a.url, Some(&a.token), JSON, body).await.0, 401);
-        assert_eq!(post(&a.url, Some(&again.token), JSON, body).await.0, 204);
-        // Unregistering hands back what was not taken, then refuses.
-        assert_eq!(pairs(&push.unregister("a")), [("loss", "1")]);
-        assert_eq!(post(&a.url, Some(&again.token), JSON, body).await.0, 404);
-        assert!(push.unregister("a").is_empty());
-    }
-
-    #[tokio::test]
-    async fn malformed_bodies_are_400_and_store_nothing() {
-        let push = server(PushLimits::default()).await;
-        let a = push.register("a").unwrap();
-        for (content_type, body, says) in [
-            (JSON, "", "not JSON"),
-            (JSON, "loss=1", "not JSON"),
-            (JSON, "[1, 2]", "element 0"),
-            (JSON, "42", "must be a JSON object"),
-            (JSON, "{}", "no metrics"),
-            (JSON, r#"{"timestamp": 5}"#, "no metrics"),
-            (JSON, r#"{"loss": null}"#, "\\\"loss\\\""),
-            (JSON, r#"{"loss": {"a": 1}}"#, "an object"),
-            (
-                JSON,
-                r#"{"loss": 1, "timestamp": "yesterday"}"#,
-                "timestamp",
-            ),
-            (JSON, r#"[{"loss": 1}, {"loss": true}]"#, "element 1"),
-            (JSON, &"[".repeat(10_000), "not JSON"),
-            ("text/plain", "hello world", "no `name=value`"),
-            ("text/plain", "loss=abc", "no `name=value`"),
-        ] {
-            let (status, reply) = post(&a.url, Some(&a.token), content_type, body.to_owned()).await;
-            assert_eq!(status, 400, "{body}: {reply}");
-            assert!(reply.contains(says), "{body}: {reply}");
-            let _: Value = serde_json::from_str(&reply).unwrap();
-        }
-        let (status, _) = post(&a.url, Some(&a.token), "text/plain", vec![0xff, 0xfe, b'=']).await;
-        assert_eq!(status, 400);
-        assert!(push.take("a").is_empty());
-    }
-
-    #[tokio::test]
-    async fn oversized_bodies_and_full_queues_are_refused() {
-        let push = server(PushLimits {
-            max_body: 1024,
-            max_queued: 3,
-        })
-        .await;
-        let a = push.register("a").unwrap();
-        let big = format!(r#"{{"loss": "{}"}}"#, "1".repeat(2000));
-        let (status, reply) = post(&a.url, Some(&a.token), JSON, big).await;
-        assert_eq!(status, 413, "{reply}");
-        let two = r#"[{"loss": 1}, {"loss": 2}]"#;
-        assert_eq!(post(&a.url, Some(&a.token), JSON, two).await.0, 204);
-        // Two more would make four: refused whole.
-        assert_eq!(post(&a.url, Some(&a.token), JSON, two).await.0, 429);
-        assert_eq!(
-            post(&a.url, Some(&a.token), JSON, r#"{"loss": 3}"#).await.0,
-            204
-        );
-        assert_eq!(push.take("a").len(), 3);
-        assert_eq!(post(&a.url, Some(&a.token), JSON, two).await.0, 204);
-    }
-
-    #[tokio::test]
-    async fn the_default_body_limit_is_one_mebibyte() {
-        let push = server(PushLimits::default()).await;
-        let a = push.register("a").unwrap();
-        let report = r#"{"loss": 0.125},"#;
-        let n = 1024 * 1024 / report.len() + 1;
-        let big = format!("[{}{{\"loss\": 1}}]", report.repeat(n));
-        assert_eq!(post(&a.url, Some(&a.token), JSON, big).await.0, 413);
-        let fits = format!("[{}{{\"loss\": 1}}]", report.repeat(n / 2));
-        assert_eq!(post(&a.url, Some(&a.token), JSON, fits).await.0, 204);
-        assert_eq!(push.take("a").len(), n / 2 + 1);
-    }
-
-    #[tokio::test]
-    async fn odd_trial_names_route_back_and_shutdown_stops_listening() {
-        let push = server(PushLimits::default()).await;
-        let odd = push.register("trial with/slash%").unwrap();
-        assert!(
-            odd.url
-                .ends_with("/v1/trials/trial%20with%2Fslash%25/metrics"),
-            "{}",
-            odd.url
-        );
-        assert_eq!(
-            post(&odd.url, Some(&odd.token), JSON, r#"{"x": 1}"#)
-                .await
-                .0,
-            204
-        );
-        assert_eq!(push.take("trial with/slash%").len(), 1);
-
-        let addr = push.local_addr();
-        push.shutdown().await;
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-    }
-
-    #[test]
-    fn handles_can_live_in_the_engine() {
-        fn send_sync<T: Send + Sync>() {}
-        send_sync::<PushServer>();
-        send_sync::<PushInbox>();
-        send_sync::<PushCredentials>();
-    }
-
-    #[test]
-    fn helpers() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        headers.insert(AUTHORIZATION, "bearer  tok ".parse().unwrap());
-        assert_eq!(bearer(&headers), Some("tok"));
-        headers.insert(AUTHORIZATION, "Basic tok".parse().unwrap());
-        assert_eq!(bearer(&headers), None);
-    }
-}
+mod tests;

@@ -76,6 +76,7 @@ impl Collector for FakeCollector {
             push: Some(PushCredentials {
                 url: format!("http://push.test/{trial}"),
                 token: format!("token-{trial}"),
+                trainer_url: None,
             }),
             metrics_port: None,
             db_manager: None,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::local::{LaunchSpec, kill_orphan};
 use super::replicas::{self, ReplicaSet, free_port};
 use super::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
+use crate::metrics::trainer_status;
 
 /// Runs trials as processes on this machine.
 #[derive(Debug, Clone)]
@@ -51,6 +52,20 @@ impl Runner for LocalRunner {
         }
         let trial_dir = self.trial_dir(request.trial);
         let mut env = request.process_env();
+        if let Some(push) = &request.reporting.push
+            && let Some(url) = &push.trainer_url
+        {
+            // Kubeflow Trainer's SDK reads the token from a file, as a
+            // pod reads its projected service-account token.
+            let token_file =
+                trainer_status::write_token_file(&trial_dir, &push.token).map_err(|source| {
+                    RunnerError::Prepare {
+                        path: trial_dir.join(trainer_status::TOKEN_FILE),
+                        source,
+                    }
+                })?;
+            env.extend(trainer_status::process_env(url, &token_file));
+        }
         env.push((
             "KTUNE_TRIAL_DIR".to_owned(),
             trial_dir.display().to_string(),
@@ -90,5 +105,90 @@ impl TrialRun for LocalTrial {
 
     fn stderr(&self) -> Option<&Path> {
         Some(self.replicas.stderr_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::push::PushCredentials;
+    use crate::runner::Reporting;
+
+    async fn run_to_exit(runner: &LocalRunner, reporting: &Reporting) -> String {
+        let workload = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "spec": {"template": {"spec": {"containers": [{
+                "name": "main",
+                "command": ["sh", "-c",
+                    "echo \"url=$KUBEFLOW_TRAINER_SERVER_URL\"; \
+                     echo \"file=$KUBEFLOW_TRAINER_SERVER_TOKEN\"; \
+                     [ -n \"$KUBEFLOW_TRAINER_SERVER_TOKEN\" ] && echo \"token=$(cat \"$KUBEFLOW_TRAINER_SERVER_TOKEN\")\"; \
+                     echo \"ca=${KUBEFLOW_TRAINER_SERVER_CA_CERT-unset}\""]
+            }]}}}
+        });
+        let request = LaunchRequest {
+            experiment: "e",
+            trial: "t1",
+            workload: &workload,
+            parameters: &[],
+            gpu: None,
+            reporting,
+        };
+        let mut trial = runner.launch(&request).await.unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(exit) = trial.poll().await {
+                    break exit;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(exit, Exit::Succeeded);
+        std::fs::read_to_string(trial.stdout().unwrap()).unwrap()
+    }
+
+    /// A trial with a Trainer URL finds it, and its token in a file of its
+    /// folder only it can read; a trial without one gets neither variable.
+    #[tokio::test]
+    async fn a_push_trial_gets_trainers_variables_and_its_token_file() {
+        let dir = std::env::temp_dir().join(format!("ktune-host-trainer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runner = LocalRunner {
+            trials_dir: dir.clone(),
+            working_dir: std::env::temp_dir(),
+            primary: "main".to_owned(),
+            timeout: None,
+            log_limit: None,
+            stop_grace: Duration::from_secs(1),
+        };
+        let url = "http://127.0.0.1:9/apis/trainer.kubeflow.org/v1alpha1/namespaces/default/trainjobs/t1/status";
+        let reporting = Reporting {
+            push: Some(PushCredentials {
+                url: "http://127.0.0.1:9/v1/trials/t1/metrics".into(),
+                token: "0123abcd".into(),
+                trainer_url: Some(url.into()),
+            }),
+            ..Reporting::default()
+        };
+        let out = run_to_exit(&runner, &reporting).await;
+        let token_file = runner.trial_dir("t1").join(trainer_status::TOKEN_FILE);
+        assert_eq!(
+            out,
+            format!(
+                "url={url}\nfile={}\ntoken=0123abcd\nca=unset\n",
+                token_file.display()
+            )
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        std::fs::remove_dir_all(&dir).unwrap();
+        let out = run_to_exit(&runner, &Reporting::default()).await;
+        assert_eq!(out, "url=\nfile=\nca=unset\n");
+        assert!(!token_file.exists());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -178,6 +178,7 @@ mod tests {
             push: Some(PushCredentials {
                 url: "http://127.0.0.1:9/v1/trials/t/metrics".into(),
                 token: "secret".into(),
+                trainer_url: None,
             }),
             metrics_port: Some(9100),
             db_manager: Some("127.0.0.1:9".into()),

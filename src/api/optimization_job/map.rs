@@ -70,10 +70,12 @@ pub fn to_experiment(job: &Job) -> Experiment {
         parallel_trial_count: Some(job.parallel_trials),
         max_trial_count: Some(job.num_trials),
         max_failed_trial_count: None,
+        // Trials report through Trainer's progress protocol
+        // (`update_trainjob_status`), which ktune's push endpoint serves.
         metrics_collector_spec: Some(MetricsCollectorSpec {
             source: None,
             collector: Some(CollectorSpec {
-                kind: Some(CollectorKind::StdOut),
+                kind: Some(CollectorKind::Push),
                 custom_collector: None,
             }),
         }),

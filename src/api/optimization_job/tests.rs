@@ -105,7 +105,7 @@ fn the_base_job_is_valid_and_maps_onto_the_expected_experiment() {
                 },
                 "parallelTrialCount": 2,
                 "maxTrialCount": 10,
-                "metricsCollectorSpec": {"collector": {"kind": "StdOut"}}
+                "metricsCollectorSpec": {"collector": {"kind": "Push"}}
             }
         })
     );

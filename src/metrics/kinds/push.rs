@@ -5,7 +5,10 @@
 //!
 //! - Locally: an endpoint on 127.0.0.1 for this run, keyed by trial name;
 //!   the trial gets its URL and token as `KTUNE_PUSH_URL` and
-//!   `KTUNE_PUSH_TOKEN`. With [`Push::serve_db_manager`] (what `ktune run`
+//!   `KTUNE_PUSH_TOKEN`, and Kubeflow Trainer's progress protocol on the
+//!   same endpoint as `KUBEFLOW_TRAINER_SERVER_URL` and
+//!   `KUBEFLOW_TRAINER_SERVER_TOKEN` (a token file in its folder, written
+//!   by the local runner; [`crate::metrics::trainer_status`]). With [`Push::serve_db_manager`] (what `ktune run`
 //!   does), Katib's gRPC DBManager API also listens on 127.0.0.1 for the
 //!   same trials ([`crate::metrics::katib_grpc`]) and the trial gets its
 //!   address as `KTUNE_DB_MANAGER_ADDRESS` (besides `KATIB_TRIAL_NAME`).
@@ -37,6 +40,7 @@ use crate::metrics::cluster::ClusterBackend;
 use crate::metrics::collector::{Collector, CollectorError, TrialMetrics};
 use crate::metrics::katib_grpc::{DbManagerLimits, DbManagerServer, LocalGate};
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV, PushError, PushInbox, PushServer};
+use crate::metrics::trainer_status;
 use crate::runner::{Reporting, TrialRun};
 use crate::store::SqlStore;
 
@@ -167,7 +171,16 @@ impl Collector for Push {
     fn prepare(&self, trial: &str) -> Reporting {
         let key = self.key(trial);
         match self.server.register(&key) {
-            Ok(credentials) => {
+            Ok(mut credentials) => {
+                // Locally, Kubeflow Trainer's progress protocol too (the
+                // local runner writes the token file it needs); in a
+                // cluster Trainer itself serves a TrainJob's.
+                if self.namespace.is_none() {
+                    credentials.trainer_url = Some(
+                        self.server
+                            .trainer_url(trainer_status::LOCAL_NAMESPACE, trial),
+                    );
+                }
                 if let Some(label) = self.owner_label {
                     self.server
                         .set_pod_selector(&key, format!("{label}={trial}"));
@@ -423,20 +436,37 @@ mod tests {
             .await
             .unwrap();
         assert!(push.cluster_endpoint().is_none(), "its own endpoint");
-        let PushCredentials { url, token } = push.prepare("t1").push.unwrap();
+        let PushCredentials {
+            url,
+            token,
+            trainer_url,
+        } = push.prepare("t1").push.unwrap();
         assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1/trials/t1/metrics"));
+        let trainer_url = trainer_url.unwrap();
+        assert!(
+            trainer_url.starts_with("http://127.0.0.1:")
+                && trainer_url.ends_with(
+                    "/apis/trainer.kubeflow.org/v1alpha1/namespaces/default/trainjobs/t1/status"
+                ),
+            "{trainer_url}"
+        );
         assert_eq!(token.len(), 32);
         let mut reader = push.attach("t1", &FakeRun::default());
         assert!(!reader.replays(), "pushes are not sent again");
         let status =
             crate::metrics::testing::post(&url, &token, r#"{"loss": 0.5, "other": 1}"#).await;
         assert_eq!(status, 204);
+        // Trainer's protocol lands in the same queue.
+        let update = r#"{"trainerStatus": {"metrics": [{"name": "loss", "value": "0.25"}]}}"#;
+        let status = crate::metrics::testing::post(&trainer_url, &token, update).await;
+        assert_eq!(status, 200);
         let logs = reader.poll().await;
-        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert_eq!(logs.len(), 2, "{logs:?}");
         assert_eq!(
             (logs[0].name.as_str(), logs[0].value.as_str()),
             ("loss", "0.5")
         );
+        assert_eq!(logs[1].value, "0.25");
         push.detach("t1");
         let late = crate::metrics::testing::post(&url, &token, r#"{"loss": 1}"#).await;
         assert_eq!(late, 404);
@@ -459,8 +489,12 @@ mod tests {
             .await
             .unwrap();
         assert!(push.cluster_endpoint().is_some());
-        let url = push.prepare("t1").push.unwrap().url;
-        assert_eq!(url, "http://ktune.svc:8081/v1/trials/ns.t1/metrics");
+        let credentials = push.prepare("t1").push.unwrap();
+        assert_eq!(
+            credentials.url,
+            "http://ktune.svc:8081/v1/trials/ns.t1/metrics"
+        );
+        assert_eq!(credentials.trainer_url, None, "Trainer serves its own");
         let none = cluster_backend(None);
         let refused = Push::start(&Settings::of(&spec), Backend::Cluster(&none)).await;
         assert!(matches!(refused, Err(CollectorError::NoPushEndpoint)));
