@@ -12,7 +12,10 @@
 //! jobs, Trainer `TrainJob`s, `JobSet`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
-//! kinds that are not built in. Served on a socket, it can go away and come
+//! kinds that are not built in. As Kubeflow Trainer with its
+//! `TrainJobStatus` gate does, it hands TrainJob pods a status endpoint and
+//! token and writes what they report to `status.trainerStatus`
+//! ([`progress`]; [`Config::trainer_status`] switches it). Served on a socket, it can go away and come
 //! back on the same port with its store kept ([`ServerHandle::stop`],
 //! [`ServerHandle::restart`]), to test clients through an outage.
 //!
