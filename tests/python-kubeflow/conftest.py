@@ -5,11 +5,12 @@ The cluster is the Katib suite's: the fake API server (standing in for
 Kubernetes, JobSet and Kubeflow Trainer, its TrainJobStatus gate on) and
 `ktune controller --api-group kubeflow.org`, from the fixtures in
 tests/python/ktune_sdk_fixtures.py, imported here rather than copied. What
-this suite changes: its namespace, and where pods run (a folder of its own:
-the SDK's trainer command writes the training function's source file into
-its working directory, so every pod gets a folder of its own below it).
-`runtime` installs runtime.yaml (the
-ClusterTrainingRuntime that trials name, and Trainer's public ConfigMap).
+this suite changes: its namespace; where pods run (a temporary folder, each
+pod in a folder of its own below it, as each has its own filesystem on a
+cluster: the SDK's trainer writes the training function's source file into
+its working directory, and parallel trials would overwrite each other's);
+and `runtime` installs runtime.yaml (the ClusterTrainingRuntime that trials
+name, and Trainer's public ConfigMap).
 
 Fixtures are session-scoped and nothing here is autouse: a test file that
 requests none of them (test_trainer_progress_local.py) starts nothing.
