@@ -168,6 +168,7 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
     let executor = fake.start_executor(ExecutorConfig {
         workdir: dir.to_path_buf(),
         grace: Duration::from_secs(1),
+        ..ExecutorConfig::default()
     });
     let crds = std::fs::read_to_string("crds/experiments.ktune.dev.yaml").expect("crds")
         + "\n---\n"

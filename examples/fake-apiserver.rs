@@ -12,6 +12,9 @@
 //! installs the CRDs of every other kind of the trial-kind table (the
 //! Kubeflow jobs with MPIJob v1, Trainer's TrainJob, JobSet, Argo's
 //! Workflow, Tekton's PipelineRun …), which the executor runs too.
+//! Kubeflow Trainer's TrainJob status server is emulated unless
+//! `--no-trainer-status`: TrainJob pods report their progress to this
+//! server and it lands in `status.trainerStatus`.
 //! State lives in memory and is gone when the server stops.
 
 use clap::Parser;
@@ -38,6 +41,17 @@ struct Args {
     /// v1 MPIJob, TrainJob, JobSet, Argo Workflow, Tekton PipelineRun …).
     #[arg(long)]
     workload_crds: bool,
+    /// Turn off the emulation of Kubeflow Trainer's `TrainJobStatus` gate
+    /// (on by default): TrainJob pods then get no
+    /// `KUBEFLOW_TRAINER_SERVER_*` variables and the server accepts no
+    /// `POST …/trainjobs/NAME/status` progress reports.
+    #[arg(long)]
+    no_trainer_status: bool,
+    /// Run each pod in a folder of its own, `WORKDIR/NAMESPACE/POD`, as
+    /// each pod has its own filesystem on a cluster (default: all pods run
+    /// in the working directory itself).
+    #[arg(long)]
+    workdir_per_pod: bool,
 }
 
 #[tokio::main]
@@ -49,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let server = FakeApiServer::new();
+    let server = FakeApiServer::with_config(ktune_fake_apiserver::Config {
+        trainer_status: !args.no_trainer_status,
+        ..Default::default()
+    });
     if args.workload_crds {
         server.install_workload_crds()?;
     }
@@ -61,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(dir) = &args.workdir {
             config.workdir = dir.clone();
         }
+        config.workdir_per_pod = args.workdir_per_pod;
         server.start_executor(config)
     });
     let url = format!("http://{addr}");

@@ -443,6 +443,7 @@ async fn the_controller_gate_reads_the_trial_pods_addresses_from_the_api() {
     let _executor = fake.start_executor(ExecutorConfig {
         workdir: std::env::temp_dir(),
         grace: Duration::from_secs(1),
+        ..ExecutorConfig::default()
     });
     fake.create_manifest(
         r#"

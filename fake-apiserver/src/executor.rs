@@ -28,6 +28,14 @@ pub struct ExecutorConfig {
     /// SIGTERM→SIGKILL grace when the pod does not set
     /// `terminationGracePeriodSeconds` (capped by it when it does).
     pub grace: Duration,
+    /// Give each pod a working directory of its own,
+    /// `<workdir>/<namespace>/<pod>` (created), as each pod has its own
+    /// filesystem on a cluster: pods that write the same relative path
+    /// (the Kubeflow SDK's trainer writes its function's source file
+    /// beside it) then do not overwrite each other's. Off (the default),
+    /// every pod runs in `workdir` itself, where paths relative to a
+    /// checkout resolve.
+    pub workdir_per_pod: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -35,6 +43,7 @@ impl Default for ExecutorConfig {
         Self {
             workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             grace: Duration::from_secs(5),
+            workdir_per_pod: false,
         }
     }
 }
@@ -52,7 +61,12 @@ impl Drop for Executor {
 }
 
 impl Executor {
-    pub(crate) fn start(store: Arc<Store>, logs: Arc<Logs>, config: ExecutorConfig) -> Self {
+    pub(crate) fn start(
+        store: Arc<Store>,
+        logs: Arc<Logs>,
+        progress: Arc<crate::progress::ProgressServer>,
+        config: ExecutorConfig,
+    ) -> Self {
         let pods = store.find_type("", "v1", "pods");
         let events = store.subscribe();
         let task = tokio::spawn(async move {
@@ -62,6 +76,7 @@ impl Executor {
             };
             let ctx = Arc::new(Ctx {
                 pods: Pods::new(store, logs, config, pods),
+                progress,
             });
             run(ctx, events).await;
         });

@@ -12,7 +12,10 @@
 //! jobs, Trainer `TrainJob`s, `JobSet`s, Argo `Workflow`s and Tekton
 //! `PipelineRun`s — as pods whose containers are local processes (images
 //! are ignored), and serves their logs; [`crds`] holds minimal CRDs for the
-//! kinds that are not built in. Served on a socket, it can go away and come
+//! kinds that are not built in. As Kubeflow Trainer with its
+//! `TrainJobStatus` gate does, it hands TrainJob pods a status endpoint and
+//! token and writes what they report to `status.trainerStatus`
+//! ([`progress`]; [`Config::trainer_status`] switches it). Served on a socket, it can go away and come
 //! back on the same port with its store kept ([`ServerHandle::stop`],
 //! [`ServerHandle::restart`]), to test clients through an outage.
 //!
@@ -42,6 +45,7 @@ mod http;
 mod logs;
 mod patch;
 mod pod;
+pub mod progress;
 mod resource;
 mod select;
 mod status;
@@ -65,6 +69,10 @@ pub mod crds {
     pub const MPIJOB_V2BETA1: &str = include_str!("../crds/mpijob-v2beta1.yaml");
     /// Kubeflow Trainer's `TrainJob` (`trainer.kubeflow.org/v1alpha1`).
     pub const TRAINER: &str = include_str!("../crds/trainer.yaml");
+    /// Kubeflow Trainer's runtimes, `ClusterTrainingRuntime` (cluster-scoped)
+    /// and `TrainingRuntime` (`trainer.kubeflow.org/v1alpha1`): not workloads,
+    /// but what a TrainJob's `runtimeRef` names and the Kubeflow SDK reads.
+    pub const TRAINER_RUNTIMES: &str = include_str!("../crds/trainer-runtimes.yaml");
     /// Argo's `Workflow` (`argoproj.io/v1alpha1`).
     pub const ARGO: &str = include_str!("../crds/argo.yaml");
     /// Tekton's `PipelineRun` (`tekton.dev/v1`, `v1beta1`).
@@ -144,6 +152,11 @@ pub struct Config {
     pub history_limit: usize,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// Kubeflow Trainer's `TrainJobStatus` feature gate (on by default, as
+    /// on a cluster with it on): TrainJob pods get the status server's
+    /// variables and token, and `POST …/trainjobs/{name}/status` writes
+    /// `status.trainerStatus` (see [`progress`]).
+    pub trainer_status: bool,
 }
 
 impl Default for Config {
@@ -151,6 +164,7 @@ impl Default for Config {
         Self {
             history_limit: 1000,
             bookmark_interval: Duration::from_secs(10),
+            trainer_status: true,
         }
     }
 }
@@ -281,6 +295,7 @@ impl FakeApiServer {
                 logs: Arc::new(logs::Logs::default()),
                 bookmark_interval: config.bookmark_interval,
                 requests: Arc::default(),
+                progress: Arc::new(progress::ProgressServer::new(config.trainer_status)),
             },
         }
     }
@@ -298,6 +313,8 @@ impl FakeApiServer {
         let router = self.router();
         let task = tokio::spawn(accept(listener, router.clone()));
         tracing::info!(%bound, "fake API server listening");
+        // Trainer's status server is the fake itself: pods reach it here.
+        self.app.progress.set_base_url(format!("http://{bound}"));
         Ok((
             bound,
             ServerHandle {
@@ -310,7 +327,12 @@ impl FakeApiServer {
 
     /// Starts the Job executor (needs a Tokio runtime).
     pub fn start_executor(&self, config: ExecutorConfig) -> Executor {
-        Executor::start(self.app.store.clone(), self.app.logs.clone(), config)
+        Executor::start(
+            self.app.store.clone(),
+            self.app.logs.clone(),
+            self.app.progress.clone(),
+            config,
+        )
     }
 
     /// Simulates an etcd compaction: history is dropped, so open watches
@@ -331,7 +353,8 @@ impl FakeApiServer {
     }
 
     /// Serves every kind of the trial-kind table that Kubernetes does not
-    /// build in: the [`crds`] manifests (MPIJob at `v1`), then a minimal
+    /// build in, and Trainer's runtimes: the [`crds`] manifests (MPIJob at
+    /// `v1`), then a minimal
     /// CRD ([`crds::for_kind`]) for each kind whose resource is still not
     /// served.
     pub fn install_workload_crds(&self) -> Result<(), Error> {
@@ -339,6 +362,7 @@ impl FakeApiServer {
             crds::TRAINING_OPERATOR,
             crds::MPIJOB_V1,
             crds::TRAINER,
+            crds::TRAINER_RUNTIMES,
             crds::ARGO,
             crds::TEKTON,
         ] {

@@ -42,6 +42,11 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 403 Forbidden.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
     /// 404 NotFound for `<resource>.<group> "name"`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self::new(

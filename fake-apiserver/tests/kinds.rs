@@ -99,6 +99,7 @@ async fn every_kind_with_replicas_runs_to_its_success_condition() {
         let _executor = server.start_executor(ExecutorConfig {
             workdir: dir.path().to_path_buf(),
             grace: Duration::from_secs(1),
+            ..ExecutorConfig::default()
         });
         server.create_manifest(&workload.to_string()).unwrap();
         let client = Client::new(server.router(), "default");

@@ -43,6 +43,7 @@ async fn setup() -> (FakeApiServer, Client) {
     let server = FakeApiServer::with_config(Config {
         history_limit: 1000,
         bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
     });
     let client = Client::new(server.router(), "default");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -681,6 +682,7 @@ async fn executor_runs_jobs_and_serves_logs() {
     let _executor = server.start_executor(ExecutorConfig {
         workdir: dir.path().to_path_buf(),
         grace: Duration::from_secs(1),
+        ..ExecutorConfig::default()
     });
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client.clone());

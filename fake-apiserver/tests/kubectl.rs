@@ -71,6 +71,7 @@ async fn start(
     let executor = server.start_executor(ExecutorConfig {
         workdir: dir.to_path_buf(),
         grace: Duration::from_secs(1),
+        ..ExecutorConfig::default()
     });
     let kc = dir.join("kubeconfig");
     kubeconfig(&kc, &format!("http://{addr}")).unwrap();

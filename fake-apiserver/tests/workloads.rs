@@ -27,6 +27,7 @@ fn fixture(crd_manifests: &[&str]) -> Fixture {
     let executor = server.start_executor(ExecutorConfig {
         workdir: dir.path().to_path_buf(),
         grace: Duration::from_secs(1),
+        ..ExecutorConfig::default()
     });
     Fixture {
         client: Client::new(server.router(), "default"),

@@ -39,6 +39,7 @@ impl Cluster {
         let executor = fake.start_executor(ExecutorConfig {
             workdir: repo_root(),
             grace: Duration::from_secs(2),
+            ..ExecutorConfig::default()
         });
         let config = dir.join("kubeconfig");
         kubeconfig(&config, &format!("http://{addr}")).unwrap();

@@ -34,6 +34,8 @@ pub(crate) struct App {
     pub bookmark_interval: Duration,
     /// Requests answered so far (see [`crate::FakeApiServer::requests`]).
     pub requests: Arc<AtomicU64>,
+    /// Kubeflow Trainer's TrainJob status server.
+    pub progress: Arc<crate::progress::ProgressServer>,
 }
 
 /// The router: every path goes through one dispatcher.
@@ -125,6 +127,18 @@ async fn route(
         ["api", v] => get_only(discovery::resource_list(&types(), "", v)),
         ["apis", g] => get_only(discovery::group(&types(), g)),
         ["apis", g, v] => get_only(discovery::resource_list(&types(), g, v)),
+        [
+            "apis",
+            "trainer.kubeflow.org",
+            "v1alpha1",
+            "namespaces",
+            ns,
+            "trainjobs",
+            name,
+            "status",
+        ] if method == Method::POST && app.progress.enabled() => {
+            app.progress.post(&app.store, ns, name, headers, &body)
+        }
         ["api", v, rest @ ..] => resource::resource(call(body), "", v, rest).await,
         ["apis", g, v, rest @ ..] => resource::resource(call(body), g, v, rest).await,
         _ => Err(ApiError::no_route(path)),

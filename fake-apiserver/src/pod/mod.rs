@@ -125,6 +125,11 @@ impl Pods {
         format!("127.{}.{}.{}", a + 1, rest / 254, rest % 254 + 1)
     }
 
+    /// The fake node's own folder (pods' emptyDirs, workloads' files).
+    pub(crate) fn node_folder(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// Whether a store event is about pods.
     pub(crate) fn is_pods(&self, key: &crate::resource::ResKey) -> bool {
         *key == self.rt.key()
@@ -491,6 +496,24 @@ impl Starter<'_> {
         str_at(self.pod, "/metadata/name")
     }
 
+    /// Where the pod's containers run (unless their `workingDir` exists):
+    /// the configured folder, or the pod's own below it (created; the
+    /// configured folder when it cannot be).
+    fn workdir(&self) -> PathBuf {
+        let config = &self.pods.config;
+        if !config.workdir_per_pod {
+            return config.workdir.clone();
+        }
+        let own = config.workdir.join(self.ns()).join(self.name());
+        match std::fs::create_dir_all(&own) {
+            Ok(()) => own,
+            Err(e) => {
+                tracing::warn!(pod = self.name(), error = %e, "cannot create the pod's working directory");
+                config.workdir.clone()
+            }
+        }
+    }
+
     /// Starts a container, stopped when `kill` turns true.
     fn start(&self, c: &Value, kill: watch::Receiver<bool>) -> JoinHandle<Exit> {
         let (ns, name) = (self.ns(), self.name());
@@ -501,7 +524,7 @@ impl Starter<'_> {
         });
         tokio::spawn(
             Launch {
-                workdir: self.pods.config.workdir.clone(),
+                workdir: self.workdir(),
                 env,
                 container,
                 buf,

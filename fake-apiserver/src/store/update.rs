@@ -105,13 +105,36 @@ impl Store {
         name: &str,
         status: Value,
     ) -> Result<Value, ApiError> {
+        self.modify_status(rt, ns, name, move |s| *s = status_map(status))
+    }
+
+    /// Changes an object's status in place under the store's lock (for the
+    /// fake's controllers, each of which owns a part of it, as field
+    /// managers do): the object must exist; no resourceVersion check.
+    pub fn modify_status(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        change: impl FnOnce(&mut serde_json::Map<String, Value>),
+    ) -> Result<Value, ApiError> {
         let mut st = self.lock();
         let old = st.existing(rt, Some(ns), name)?;
         let mut new = old.clone();
         if let Some(m) = new.as_object_mut() {
-            m.insert("status".into(), status);
+            let mut status = status_map(m.remove("status").unwrap_or(Value::Null));
+            change(&mut status);
+            m.insert("status".into(), Value::Object(status));
         }
         st.write_update(self, rt, old, new, Sub::Status, false)
+    }
+}
+
+/// A status as a map (anything but an object is an empty one).
+fn status_map(status: Value) -> serde_json::Map<String, Value> {
+    match status {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
     }
 }
 

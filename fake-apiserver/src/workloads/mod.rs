@@ -29,10 +29,15 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
+/// The part of a TrainJob's status that Trainer's status server owns.
+const TRAINER_STATUS: &str = "trainerStatus";
+
 /// What the workload controllers share.
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) pods: Pods,
+    /// Trainer's status server: the variables a TrainJob's pods get.
+    pub(crate) progress: Arc<crate::progress::ProgressServer>,
 }
 
 /// A workload kind the fake runs: which controller, by where the
@@ -133,12 +138,23 @@ impl Owner {
             .is_ok_and(|o| str_at(&o, "/metadata/uid") == self.uid)
     }
 
-    /// Writes the workload's whole status.
+    /// Writes the workload's status as its controller owns it: all of it
+    /// but `trainerStatus`, which Trainer's status server writes (as a
+    /// field manager of its own) and which a controller's write keeps.
     pub(crate) fn set_status(&self, ctx: &Ctx, status: Value) {
         let _ = ctx
             .pods
             .store
-            .set_status(&self.rt, &self.ns, &self.name, status);
+            .modify_status(&self.rt, &self.ns, &self.name, |s| {
+                let kept = s.remove(TRAINER_STATUS);
+                *s = match status {
+                    Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                };
+                if let Some(kept) = kept {
+                    s.insert(TRAINER_STATUS.into(), kept);
+                }
+            });
     }
 
     /// The controller owner reference its pods carry.

@@ -24,7 +24,7 @@ mod status;
 use super::{Ctx, Group, Owner, free_ports, inject_env};
 use crate::pod::{IDLE, PodEnd, str_at};
 use crate::resource::ResourceType;
-use ktune_kinds::{EnvVar, Replica, TrialKind};
+use ktune_kinds::{EnvVar, Replica, Replicas, TrialKind};
 use serde_json::{Value, json};
 use status::Report;
 use std::sync::Arc;
@@ -48,8 +48,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, rt: ResourceType, kind: &'static TrialKin
     report.running(&ctx, &replicas, &ends);
     let mut group = Group::default();
     let mut names = Vec::new();
+    let progress = progress_env(&ctx, kind, &owner);
     for (i, (replica, vars)) in replicas.iter().zip(&variables).enumerate() {
-        let p = pod(kind, &owner, replica, vars);
+        let mut p = pod(kind, &owner, replica, vars);
+        inject_env(&mut p, &progress, None);
         names.push(str_at(&p, "/metadata/name").to_owned());
         group.start(&ctx, i, p);
     }
@@ -109,6 +111,20 @@ fn pod(kind: &TrialKind, owner: &Owner, replica: &Replica, vars: &[EnvVar]) -> V
     let env: Vec<Value> = vars.iter().map(env_entry).collect();
     inject_env(&mut pod, &env, kind.environment.container());
     pod
+}
+
+/// What Trainer's `TrainJobStatus` gate injects into every container of
+/// a TrainJob's pods (see [`crate::progress`]); nothing for other kinds.
+fn progress_env(ctx: &Ctx, kind: &TrialKind, owner: &Owner) -> Vec<Value> {
+    if kind.replicas != Replicas::Trainer {
+        return Vec::new();
+    }
+    let folder = ctx
+        .pods
+        .node_folder()
+        .join(format!("trainjob-{}", owner.uid));
+    ctx.progress
+        .pod_env(&owner.ns, &owner.name, &owner.uid, &folder)
 }
 
 fn pairs(list: &[(String, String)]) -> Vec<(&str, String)> {
