@@ -9,8 +9,9 @@ this suite changes: its namespace; where pods run (a temporary folder, each
 pod in a folder of its own below it, as each has its own filesystem on a
 cluster: the SDK's trainer writes the training function's source file into
 its working directory, and parallel trials would overwrite each other's);
-and `runtime` installs runtime.yaml (the ClusterTrainingRuntime that trials
-name, and Trainer's public ConfigMap).
+`runtime` installs runtime.yaml (the ClusterTrainingRuntime that trials
+name, and Trainer's public ConfigMap); and the controller runs with
+`--optimization-jobs` (Trainer's OptimizationJob CRD installed first).
 
 Fixtures are session-scoped and nothing here is autouse: a test file that
 requests none of them (test_trainer_progress_local.py) starts nothing.
@@ -18,6 +19,7 @@ requests none of them (test_trainer_progress_local.py) starts nothing.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ sys.path.append(str(HERE.parent / "python"))
 
 from ktune_sdk_fixtures import (  # noqa: E402,F401  (fixtures and hooks pytest finds here)
     Controller,
+    _binary,
     FakeCluster,
     fake_cluster,
     katib_mode,
@@ -53,6 +56,19 @@ def fake_apiserver_args() -> list[str]:
     # Each pod in a folder of its own (as on a cluster): parallel trials'
     # trainers each write `<test file>.py` to run it.
     return ["--workdir-per-pod"]
+
+
+@pytest.fixture(scope="session")
+def controller_args(fake_cluster: FakeCluster) -> list[str]:
+    """The controller also reconciles Trainer's OptimizationJobs, whose CRD
+    (`ktune crds --optimization-job`) is installed first."""
+    ktune = _binary("KTUNE_BIN", "ktune")
+    crd = subprocess.run(
+        [str(ktune), "crds", "--optimization-job"], capture_output=True, text=True, check=False
+    )
+    assert crd.returncode == 0, f"ktune crds --optimization-job: {crd.stderr}"
+    fake_cluster.apply(crd.stdout)
+    return ["--optimization-jobs"]
 
 
 @pytest.fixture(scope="session")

@@ -138,6 +138,13 @@ def fake_apiserver_args() -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def controller_args() -> list[str]:
+    """More arguments for `ktune controller` (a suite may install what they
+    need first, e.g. a CRD)."""
+    return []
+
+
+@pytest.fixture(scope="session")
 def fake_cluster(
     tmp_path_factory, namespace: str, pod_workdir: Path, fake_apiserver_args: list[str]
 ) -> FakeCluster:
@@ -200,7 +207,7 @@ class Controller:
 
 
 @pytest.fixture(scope="session")
-def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
+def katib_mode(fake_cluster: FakeCluster, controller_args: list[str], tmp_path_factory) -> Controller:
     """ktune's CRDs for kubeflow.org and `ktune controller` in Katib mode
     with the DBManager gRPC endpoint (trial pods' host address admitted)."""
     ktune = _binary("KTUNE_BIN", "ktune")
@@ -230,7 +237,8 @@ def katib_mode(fake_cluster: FakeCluster, tmp_path_factory) -> Controller:
             [str(ktune), "controller", "--api-group", "kubeflow.org", *db_manager,
              # The DBManager stores through the Push collector's endpoint.
              "--push-listen", f"127.0.0.1:{push_port}",
-             "--tick-ms", "100", "--listen", "off", "--db", f"sqlite:{folder / 'controller.db'}"],
+             "--tick-ms", "100", "--listen", "off", "--db", f"sqlite:{folder / 'controller.db'}",
+             *controller_args],
             stdout=err,
             stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(fake_cluster.kubeconfig),
