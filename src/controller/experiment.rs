@@ -32,7 +32,6 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
-use tracing::Instrument as _;
 
 use super::collect;
 use super::health::{Backoff, transient};
@@ -40,7 +39,7 @@ use super::kinds::not_allowed;
 use super::status::{self, apply_status, experiment_status, trial_status};
 use super::watch::RESYNC;
 use super::workload::ClusterRunner;
-use super::{Context, ControllerError, Worker};
+use super::{Context, ControllerError};
 use crate::api::enums::ExperimentConditionType;
 use crate::api::experiment::Metric;
 use crate::api::load::{ConfigMaps, Document};
@@ -163,21 +162,11 @@ fn finished(experiment: &Experiment) -> bool {
 /// (a changed spec — a raised budget — restarts it; Katib's defaults
 /// written into it do not); one that runs is woken.
 fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
-    let uid = experiment.uid().unwrap_or_default();
-    let spec = spec_key(&experiment);
-    let Some(mut workers) = ctx.workers.lock() else {
-        return;
-    };
-    if let Some(worker) = workers.get(&uid)
-        && worker.spec == spec
-        && (!worker.task.is_finished() || finished(&experiment))
-    {
-        worker.wake.notify_one();
-        return;
-    }
-    if let Some(old) = workers.remove(&uid) {
-        old.task.abort();
-    }
+    let key = (
+        experiment.uid().unwrap_or_default(),
+        spec_key(&experiment),
+        finished(&experiment),
+    );
     // Every log line of the worker (suggestions, trials, status) names its
     // experiment; ERROR level so the span is on whatever `KTUNE_LOG` says.
     let span = tracing::error_span!(
@@ -185,36 +174,12 @@ fn ensure_worker(ctx: &Arc<Context>, experiment: Arc<Experiment>) {
         namespace = %experiment.namespace().unwrap_or_default(),
         experiment = %experiment.name_any()
     );
-    let wake = Arc::new(Notify::new());
-    let task =
-        tokio::spawn(run_worker(Arc::clone(ctx), experiment, Arc::clone(&wake)).instrument(span));
-    workers.insert(uid, Worker { spec, task, wake });
-}
-
-/// Runs [`work`] until the experiment ends; after an error that may pass
-/// (the API server away) it starts again, later each time — the engine
-/// reopens the experiment from the store and adopts its running trials.
-/// Each error is counted by its kind (`controller="worker"`).
-async fn run_worker(ctx: Arc<Context>, experiment: Arc<Experiment>, wake: Arc<Notify>) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    loop {
-        let Err(e) = work(&ctx, &experiment, &wake).await else {
-            return;
-        };
-        ctx.ops.count_error("worker", e.kind());
-        if !e.transient() {
-            tracing::warn!("experiment worker stopped: {e}");
-            ctx.publish(
-                &experiment.object_ref(&ctx.group()),
-                "Error",
-                &e.to_string(),
-            )
-            .await;
-            return;
-        }
-        tracing::debug!("experiment worker interrupted: {e}");
-        tokio::time::sleep(backoff.next_delay()).await;
-    }
+    let worker_ctx = Arc::clone(ctx);
+    ctx.workers.ensure(key, span, |wake| async move {
+        let ctx = worker_ctx;
+        let object = experiment.object_ref(&ctx.group());
+        super::retry_worker(&ctx, ("worker", &object), || work(&ctx, &experiment, &wake)).await;
+    });
 }
 
 /// Drives one experiment to completion: steps the engine whenever woken,

@@ -250,6 +250,37 @@ impl Workers {
         }
     }
 
+    /// Starts a worker for the object `uid` running `spec`, unless one
+    /// runs for that spec — or ran to the end of an object whose status
+    /// says it `finished` — which is woken instead; a worker for another
+    /// spec is replaced. `run` makes the worker from its wake-up; `span`
+    /// names the object in every line it logs.
+    fn ensure<F>(
+        &self,
+        (uid, spec, finished): (String, u64, bool),
+        span: tracing::Span,
+        run: impl FnOnce(Arc<Notify>) -> F,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Some(mut workers) = self.lock() else {
+            return;
+        };
+        if let Some(worker) = workers.get(&uid)
+            && worker.spec == spec
+            && (!worker.task.is_finished() || finished)
+        {
+            worker.wake.notify_one();
+            return;
+        }
+        if let Some(old) = workers.remove(&uid) {
+            old.task.abort();
+        }
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(run(Arc::clone(&wake)).instrument(span));
+        workers.insert(uid, Worker { spec, task, wake });
+    }
+
     fn stop(&self, uid: &str) {
         if let Some(worker) = self.lock().and_then(|mut w| w.remove(uid)) {
             worker.task.abort();
@@ -387,6 +418,34 @@ impl Context {
             failures.remove(&key);
         }
         result
+    }
+}
+
+/// Runs a worker's `work` until it ends; after an error that may pass
+/// (the API server away) it starts again, later each time — the engine
+/// reopens its experiment from the store and adopts its running trials.
+/// Each error is counted by its kind (the `controller` label); one that
+/// will not pass stops the worker, logged and published on `object`.
+async fn retry_worker<Fut>(
+    ctx: &Context,
+    (controller, object): (&str, &ObjectReference),
+    mut work: impl FnMut() -> Fut,
+) where
+    Fut: Future<Output = Result<(), ControllerError>>,
+{
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let Err(e) = work().await else {
+            return;
+        };
+        ctx.ops.count_error(controller, e.kind());
+        if !e.transient() {
+            tracing::warn!("{controller} stopped: {e}");
+            ctx.publish(object, "Error", &e.to_string()).await;
+            return;
+        }
+        tracing::debug!("{controller} interrupted: {e}");
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -29,12 +29,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 use tokio::sync::Notify;
-use tracing::Instrument as _;
 
 use super::experiment::FINALIZER;
-use super::health::Backoff;
 use super::watch::RESYNC;
-use super::{Context, ControllerError, Worker};
+use super::{Context, ControllerError};
 use crate::api::PreparedExperiment;
 use crate::api::load::ConfigMaps;
 use crate::api::optimization_job::{self, OptimizationJob, OptimizationJobStatus};
@@ -125,54 +123,22 @@ async fn spec_changed(ctx: &Context, job: &OptimizationJob) -> Result<bool, Cont
 /// gets a worker once: the engine reopens it from the store, finds it
 /// ended and writes the same status (which mends one lost in a crash).
 fn ensure_worker(ctx: &Arc<Context>, job: Arc<OptimizationJob>) {
-    let uid = job.uid().unwrap_or_default();
-    let Some(mut workers) = ctx.workers.lock() else {
-        return;
-    };
-    if let Some(worker) = workers.get(&uid)
-        && (!worker.task.is_finished() || job.finished())
-    {
-        worker.wake.notify_one();
-        return;
-    }
-    if let Some(old) = workers.remove(&uid) {
-        old.task.abort();
-    }
+    // The spec never changes for a worker (it is immutable), hence 0.
+    let key = (job.uid().unwrap_or_default(), 0, job.finished());
     let span = tracing::error_span!(
         "worker",
         namespace = %job.namespace().unwrap_or_default(),
         optimization_job = %job.name_any()
     );
-    let wake = Arc::new(Notify::new());
-    let task = tokio::spawn(run_worker(Arc::clone(ctx), job, Arc::clone(&wake)).instrument(span));
-    workers.insert(
-        uid,
-        Worker {
-            spec: 0,
-            task,
-            wake,
-        },
-    );
-}
-
-/// Runs [`work`] until the job ends, starting again after an error that
-/// may pass (the engine reopens the job from the store).
-async fn run_worker(ctx: Arc<Context>, job: Arc<OptimizationJob>, wake: Arc<Notify>) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    loop {
-        let Err(e) = work(&ctx, &job, &wake).await else {
-            return;
-        };
-        ctx.ops.count_error("optimization-job-worker", e.kind());
-        if !e.transient() {
-            tracing::warn!("optimization job worker stopped: {e}");
-            ctx.publish(&job.object_ref(&()), "Error", &e.to_string())
-                .await;
-            return;
-        }
-        tracing::debug!("optimization job worker interrupted: {e}");
-        tokio::time::sleep(backoff.next_delay()).await;
-    }
+    let worker_ctx = Arc::clone(ctx);
+    ctx.workers.ensure(key, span, |wake| async move {
+        let ctx = worker_ctx;
+        let object = job.object_ref(&());
+        super::retry_worker(&ctx, ("optimization-job-worker", &object), || {
+            work(&ctx, &job, &wake)
+        })
+        .await;
+    });
 }
 
 /// The job read with Trainer's rules and mapped, or why it cannot run.
