@@ -8,6 +8,7 @@ from ktune_sdk_fixtures import (  # noqa: F401  (fixtures and hooks pytest finds
     REPO,
     Controller,
     FakeCluster,
+    controller_args,
     fake_apiserver_args,
     fake_cluster,
     katib,
