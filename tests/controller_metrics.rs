@@ -267,6 +267,34 @@ async fn file_trials_stream_json_lines() {
     assert_eq!((best.as_str(), max.as_str()), ("0.1", "0.7"));
 }
 
+/// TensorFlowEvent: the trial writes TensorBoard event files below the
+/// collector's folder (here with a standard-library writer: the pods have
+/// no tensorboardX), the File collector's sidecar follows the folder with
+/// `--format TFEVENT` and pushes the scalars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tensorflow_event_trials_stream_event_files_through_the_sidecar() {
+    let cluster = Cluster::fake("tfevent").await;
+    let writer = support::repo_root().join("tests/support/write_tfevents.py");
+    let script = format!(
+        "mkdir -p /var/log/katib/tfevent/train && python3 {} /var/log/katib/tfevent/train/events.out.tfevents.1.pod loss=0.7 loss=0.$1",
+        writer.display()
+    );
+    let spec = format!(
+        r#"      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers: [{{name: main, image: x, command: ["sh", "-c", {script:?}, "t", "${{trialParameters.mode}}"]}}]"#
+    );
+    let collector = "  metricsCollectorSpec:\n    collector: {kind: TensorFlowEvent}\n    \
+                     source: {fileSystemPath: {path: /var/log/katib/tfevent/, kind: Directory}}";
+    let yaml = two_mode_experiment("tfevent", collector, "main", "", &spec);
+    let (best, max) = run_file_experiment(cluster, "tfevent", yaml).await;
+    assert_eq!((best.as_str(), max.as_str()), ("0.1", "0.7"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_trial_adopted_by_a_restarted_controller_keeps_its_token() {
     let cluster = Cluster::fake("push-restart").await;
@@ -343,28 +371,28 @@ async fn a_push_trial_adopted_by_a_restarted_controller_keeps_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_kind_the_cluster_cannot_run_fails_the_experiment_saying_so() {
-    let cluster = Cluster::fake("tfevent").await;
-    let yaml = push_experiment("tfevent", "true").replace(
+    let cluster = Cluster::fake("custom").await;
+    let yaml = push_experiment("custom", "true").replace(
         "collector: {kind: Push}",
-        "collector: {kind: TensorFlowEvent}",
+        "collector: {kind: Custom, customCollector: {name: mine, image: x}}",
     );
-    assert!(yaml.contains("TensorFlowEvent"));
+    assert!(yaml.contains("kind: Custom"));
     let controller = cluster.controller(&["--listen", "off", "--push-listen", "127.0.0.1:0"]);
     let (cluster, waited) = tokio::task::spawn_blocking(move || {
         let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
         assert!(out.status.success(), "{}", describe(&out));
-        let waited = cluster.wait_for("Failed", "experiment/tfevent", 30);
+        let waited = cluster.wait_for("Failed", "experiment/custom", 30);
         (cluster, waited)
     })
     .await
     .unwrap();
     let logs = stop(controller);
     assert!(waited.status.success(), "{}\n{logs}", describe(&waited));
-    let get = |path: &str| cluster.jsonpath(&["experiment", "tfevent"], path);
+    let get = |path: &str| cluster.jsonpath(&["experiment", "custom"], path);
     assert_eq!(
         get("{.status.conditions[-1:].reason}"),
         "CollectorUnsupported",
         "{logs}"
     );
-    assert!(get("{.status.conditions[-1:].message}").contains("TensorFlowEvent"));
+    assert!(get("{.status.conditions[-1:].message}").contains("Custom"));
 }

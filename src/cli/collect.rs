@@ -1,22 +1,26 @@
-//! `ktune collect-file`: the File collector's sidecar in a trial's pod
-//! (the controller adds it; see [`crate::metrics::stream`]).
+//! `ktune collect-file`: the File and TensorFlowEvent collectors' sidecar
+//! in a trial's pod (the controller adds it; see [`crate::metrics::stream`]).
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use crate::api::enums::FileFormat;
+use crate::metrics::kinds::file::TFEVENT_FORMAT;
 use crate::metrics::lines::LineFormat;
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV};
-use crate::metrics::stream::{self, StreamOptions};
+use crate::metrics::stream::{self, Source, StreamOptions};
+use crate::metrics::tfevent::EventFiles;
 
 /// Arguments of `ktune collect-file`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The metrics file the trial writes.
+    /// The metrics file the trial writes (with `--format TFEVENT`: the
+    /// folder of its TensorBoard event files).
     #[arg(long)]
     path: std::path::PathBuf,
-    /// `TEXT` (Katib's name=value lines) or `JSON` (one object per line).
+    /// `TEXT` (Katib's name=value lines), `JSON` (one object per line) or
+    /// `TFEVENT` (TensorBoard event files below `--path`).
     #[arg(long, default_value = "TEXT")]
     format: String,
     /// A metric to keep (repeat: the objective and the additional metrics).
@@ -34,11 +38,16 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let format = FileFormat::from_word(&args.format.to_ascii_uppercase());
-    let format = LineFormat::new(&format, &args.metrics, &args.filters).context("--filter")?;
+    let word = args.format.to_ascii_uppercase();
+    let source = if word == TFEVENT_FORMAT {
+        Source::Events(EventFiles::new(args.path.clone(), args.metrics.clone()))
+    } else {
+        let format = FileFormat::from_word(&word);
+        let format = LineFormat::new(&format, &args.metrics, &args.filters).context("--filter")?;
+        Source::Lines(args.path.clone(), format)
+    };
     let options = StreamOptions {
-        path: args.path.clone(),
-        format,
+        source,
         url: args.url.clone(),
         token: args.token.clone(),
     };

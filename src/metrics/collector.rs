@@ -69,8 +69,10 @@ pub enum CollectorError {
         "metricsCollectorSpec.source.httpGet.port {0} is not a port number (named ports cannot be resolved)"
     )]
     Port(String),
-    /// A File collector without a path.
-    #[error("metricsCollectorSpec.source.fileSystemPath.path is required for the File collector")]
+    /// A File or TensorFlowEvent collector without a path.
+    #[error(
+        "metricsCollectorSpec.source.fileSystemPath.path is required for the File and TensorFlowEvent collectors"
+    )]
     NoPath,
     /// The Push endpoint could not start.
     #[error("push endpoint: {0}")]

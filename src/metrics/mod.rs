@@ -28,6 +28,7 @@ pub mod stream;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod text;
+pub mod tfevent;
 pub mod trainer_status;
 
 use jiff::Timestamp;

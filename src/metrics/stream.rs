@@ -1,8 +1,10 @@
-//! The File collector's sidecar (`ktune collect-file`): follows the metrics
-//! file a trial writes into the emptyDir it shares with the sidecar, parses
-//! each complete line as the experiment says (Katib TEXT with its filters,
-//! or JSON lines) and streams the reports to the controller's push
-//! endpoint with the trial's token ([`super::push`]'s JSON wire format).
+//! The File and TensorFlowEvent collectors' sidecar (`ktune
+//! collect-file`): follows what a trial writes into the emptyDir it shares
+//! with the sidecar — a metrics file, each complete line parsed as the
+//! experiment says (Katib TEXT with its filters, or JSON lines), or a
+//! folder of TensorBoard event files ([`super::tfevent`]) — and streams the
+//! reports to the controller's push endpoint with the trial's token
+//! ([`super::push`]'s JSON wire format).
 //!
 //! It runs as a native sidecar (an init container with `restartPolicy:
 //! Always`): the kubelet starts it before the training container and
@@ -26,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use super::MetricLog;
 use super::lines::{LineFormat, Tail};
+use super::tfevent::EventFiles;
 
 /// How often the file is read.
 const EVERY: Duration = Duration::from_millis(250);
@@ -34,13 +37,49 @@ const EVERY: Duration = Duration::from_millis(250);
 /// dropped first.
 const MAX_PENDING: usize = 100_000;
 
+/// What the trial writes.
+#[derive(Debug)]
+pub enum Source {
+    /// A metrics file, read line by line in this format.
+    Lines(PathBuf, LineFormat),
+    /// A folder of TensorBoard event files.
+    Events(EventFiles),
+}
+
+/// The reports a source holds since the last read (`last`: the trial
+/// ended, a line without its newline counts).
+struct Reader {
+    source: Source,
+    tail: Option<Tail>,
+}
+
+impl Reader {
+    fn new(source: Source) -> Self {
+        let tail = match &source {
+            Source::Lines(path, _) => Some(Tail::new(path.clone())),
+            Source::Events(_) => None,
+        };
+        Self { source, tail }
+    }
+
+    fn read(&mut self, last: bool) -> Vec<MetricLog> {
+        match (&mut self.source, &mut self.tail) {
+            (Source::Lines(_, format), Some(tail)) => tail
+                .new_lines(last)
+                .iter()
+                .flat_map(|line| format.parse(line))
+                .collect(),
+            (Source::Events(files), _) => files.poll(),
+            (Source::Lines(..), None) => Vec::new(),
+        }
+    }
+}
+
 /// Where to read and where to send.
 #[derive(Debug)]
 pub struct StreamOptions {
-    /// The metrics file.
-    pub path: PathBuf,
-    /// How to read it.
-    pub format: LineFormat,
+    /// What the trial writes.
+    pub source: Source,
     /// The trial's push URL.
     pub url: String,
     /// The trial's bearer token.
@@ -80,7 +119,7 @@ fn body(logs: &[MetricLog]) -> Value {
     )
 }
 
-/// Follows the file and sends its reports until `stop` resolves, then
+/// Follows the source and sends its reports until `stop` resolves, then
 /// sends the rest and returns.
 ///
 /// # Errors
@@ -95,7 +134,9 @@ pub async fn run(
     }
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut tail = Tail::new(options.path.clone());
+    let StreamOptions { source, url, token } = options;
+    let target = Target { url, token };
+    let mut reader = Reader::new(source);
     let mut pending: Vec<MetricLog> = Vec::new();
     tokio::pin!(stop);
     let mut stopping = false;
@@ -104,15 +145,13 @@ pub async fn run(
             () = &mut stop, if !stopping => stopping = true,
             () = tokio::time::sleep(EVERY) => {}
         }
-        for line in tail.new_lines(stopping) {
-            pending.extend(options.format.parse(&line));
-        }
+        pending.extend(reader.read(stopping));
         if pending.len() > MAX_PENDING {
             let excess = pending.len() - MAX_PENDING;
             pending.drain(..excess);
         }
         if !pending.is_empty() {
-            match send(&client, &options, &pending).await {
+            match send(&client, &target, &pending).await {
                 Ok(()) => pending.clear(),
                 Err(Some(e)) => return Err(e),
                 Err(None) => {} // unreachable now: retried with the next batch
@@ -127,10 +166,16 @@ pub async fn run(
     }
 }
 
+/// Where reports go.
+struct Target {
+    url: String,
+    token: String,
+}
+
 /// Sends reports; `Err(None)` when worth retrying.
 async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
-    options: &StreamOptions,
+    options: &Target,
     logs: &[MetricLog],
 ) -> Result<(), Option<StreamError>> {
     let request = hyper::Request::post(options.url.as_str())

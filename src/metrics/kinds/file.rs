@@ -38,6 +38,17 @@ use crate::runner::{Reporting, TrialRun};
 pub const VOLUME: &str = "ktune-metrics";
 /// The sidecar's container name.
 pub const CONTAINER: &str = "ktune-metrics-collector";
+/// The sidecar's `--format` for TensorBoard event files.
+pub const TFEVENT_FORMAT: &str = "TFEVENT";
+
+/// What the sidecar reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SidecarRead {
+    /// A metrics file's lines, in this format (File).
+    Lines(FileFormat),
+    /// A folder of TensorBoard event files (TensorFlowEvent).
+    EventFiles,
+}
 
 /// The File collector.
 #[derive(Debug)]
@@ -88,7 +99,7 @@ impl File {
                 sidecar: FileSidecar {
                     image: cluster.sidecar.clone(),
                     path: file.path.clone(),
-                    format,
+                    read: SidecarRead::Lines(format),
                     metrics: settings.metrics.to_vec(),
                     filters: settings.filters.clone(),
                 },
@@ -140,15 +151,15 @@ impl Collector for File {
     }
 }
 
-/// What the File collector's sidecar runs and reads.
+/// What the File (and TensorFlowEvent) collector's sidecar runs and reads.
 #[derive(Debug, Clone)]
 pub struct FileSidecar {
     /// Its image and binary.
     pub image: SidecarImage,
-    /// The metrics file (absolute).
+    /// The metrics file, or the event files' folder (absolute).
     pub path: String,
-    /// TEXT or JSON.
-    pub format: FileFormat,
+    /// TEXT or JSON lines, or event files.
+    pub read: SidecarRead,
     /// The experiment's metrics.
     pub metrics: Vec<String>,
     /// The TEXT filters.
@@ -156,8 +167,16 @@ pub struct FileSidecar {
 }
 
 impl FileSidecar {
-    /// The folder mounted: the file's.
+    /// The folder mounted: the file's, or the event files' own.
     fn folder(&self) -> String {
+        if self.read == SidecarRead::EventFiles {
+            let folder = self.path.trim_end_matches('/');
+            return if folder.is_empty() {
+                "/".to_owned()
+            } else {
+                folder.to_owned()
+            };
+        }
         match self.path.rsplit_once('/') {
             Some(("", _)) | None => "/".to_owned(),
             Some((dir, _)) => dir.to_owned(),
@@ -170,7 +189,10 @@ impl FileSidecar {
             "--path".to_owned(),
             self.path.clone(),
             "--format".to_owned(),
-            self.format.to_string(),
+            match &self.read {
+                SidecarRead::Lines(format) => format.to_string(),
+                SidecarRead::EventFiles => TFEVENT_FORMAT.to_owned(),
+            },
         ];
         for m in &self.metrics {
             args.extend(["--metric".to_owned(), m.clone()]);
@@ -278,7 +300,7 @@ mod tests {
                 command: "/usr/local/bin/ktune".into(),
             },
             path: "/var/log/katib/metrics.log".into(),
-            format: FileFormat::Text,
+            read: SidecarRead::Lines(FileFormat::Text),
             metrics: vec!["loss".into()],
             filters: vec![],
         };
@@ -347,7 +369,7 @@ mod tests {
         let file = File::new(&Settings::of(&spec), Backend::Cluster(&cluster)).unwrap();
         let sidecar = file.sidecar().unwrap();
         assert_eq!(sidecar.path, "/var/log/m.json");
-        assert_eq!(sidecar.format, FileFormat::Json);
+        assert_eq!(sidecar.read, SidecarRead::Lines(FileFormat::Json));
         assert_eq!(sidecar.metrics, ["loss"]);
         assert!(
             file.cluster_push()

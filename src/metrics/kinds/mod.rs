@@ -5,7 +5,7 @@
 //! this machine) and its cluster half (`ktune controller`: pods) side by
 //! side.
 //!
-//! Adding a kind (TensorFlowEvent and Custom would come here): a module
+//! Adding a kind (Custom would come here): a module
 //! implementing [`Collector`] with [`TrialReader`] as its trial reader, a
 //! variant of [`KindCollector`] and its arm in [`start`] and [`SUPPORTED`],
 //! plus its tests. Katib's `None` kind needs nothing: defaulting renames it
@@ -15,6 +15,7 @@ pub mod file;
 pub mod prometheus;
 pub mod push;
 pub mod stdout;
+pub mod tfevent;
 
 use std::sync::Arc;
 
@@ -27,7 +28,13 @@ use crate::api::experiment::{ExperimentSpec, SourceSpec};
 use crate::runner::{Reporting, TrialRun};
 
 /// The kinds [`start`] builds, as Katib spells them.
-pub const SUPPORTED: &[&str] = &["StdOut", "File", "PrometheusMetric", "Push"];
+pub const SUPPORTED: &[&str] = &[
+    "StdOut",
+    "File",
+    "TensorFlowEvent",
+    "PrometheusMetric",
+    "Push",
+];
 
 /// Where an experiment's trials run.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +60,9 @@ pub async fn start(
     Ok(match &settings.kind {
         CollectorKind::StdOut => KindCollector::StdOut(stdout::StdOut::new(&settings, backend)?),
         CollectorKind::File => KindCollector::File(file::File::new(&settings, backend)?),
+        CollectorKind::TensorFlowEvent => {
+            KindCollector::TfEvent(tfevent::TfEvent::new(&settings, backend)?)
+        }
         CollectorKind::PrometheusMetric => {
             KindCollector::Prometheus(Box::new(prometheus::Prometheus::new(&settings, backend)?))
         }
@@ -115,6 +125,8 @@ pub enum KindCollector {
     StdOut(stdout::StdOut),
     /// File: a file the trial writes.
     File(file::File),
+    /// TensorFlowEvent: the TensorBoard event files the trial writes.
+    TfEvent(tfevent::TfEvent),
     /// PrometheusMetric: the trial's `/metrics` endpoint.
     /// (Boxed: its HTTP client, with HTTP/2 compiled in for the DBManager
     /// API, is several times the size of the other kinds.)
@@ -129,6 +141,7 @@ macro_rules! each_kind {
         match $collector {
             KindCollector::StdOut($kind) => $call,
             KindCollector::File($kind) => $call,
+            KindCollector::TfEvent($kind) => $call,
             KindCollector::Prometheus($kind) => $call,
             KindCollector::Push($kind) => $call,
         }
@@ -149,7 +162,7 @@ impl KindCollector {
     ) -> Result<(), CollectorError> {
         match self {
             Self::Push(push) => push.serve_db_manager(experiment, store).await,
-            Self::StdOut(_) | Self::File(_) | Self::Prometheus(_) => Ok(()),
+            Self::StdOut(_) | Self::File(_) | Self::TfEvent(_) | Self::Prometheus(_) => Ok(()),
         }
     }
 
@@ -160,16 +173,18 @@ impl KindCollector {
         match self {
             Self::Push(push) => push.cluster_endpoint(),
             Self::File(file) => file.cluster_push().and_then(push::Push::cluster_endpoint),
+            Self::TfEvent(events) => events.cluster_push().and_then(push::Push::cluster_endpoint),
             Self::StdOut(_) | Self::Prometheus(_) => None,
         }
     }
 
     /// The sidecar the cluster runner adds to the trials' primary pods,
-    /// for File in a cluster.
+    /// for File and TensorFlowEvent in a cluster.
     #[must_use]
     pub fn file_sidecar(&self) -> Option<&file::FileSidecar> {
         match self {
             Self::File(file) => file.sidecar(),
+            Self::TfEvent(events) => events.sidecar(),
             _ => None,
         }
     }
@@ -201,8 +216,10 @@ pub enum TrialReader {
     Follower(Follower),
     /// The trial's endpoint on this machine (local PrometheusMetric).
     Scrape(prometheus::LocalScrape),
-    /// What the trial pushed (Push; File in a cluster).
+    /// What the trial pushed (Push; File and TensorFlowEvent in a cluster).
     Pushed(push::Pushed),
+    /// Event files on this machine (local TensorFlowEvent).
+    Events(tfevent::EventReader),
 }
 
 /// Calls the same method on whichever reader `$reader` is.
@@ -213,6 +230,7 @@ macro_rules! each_reader {
             TrialReader::Follower($r) => $call,
             TrialReader::Scrape($r) => $call,
             TrialReader::Pushed($r) => $call,
+            TrialReader::Events($r) => $call,
         }
     };
 }
@@ -274,6 +292,10 @@ mod tests {
                 serde_json::json!({"httpGet": {"port": 9090}}),
             ),
             ("Push", serde_json::json!({})),
+            (
+                "TensorFlowEvent",
+                serde_json::json!({"fileSystemPath": {"path": "/tmp/tfevent", "kind": "Directory"}}),
+            ),
         ];
         for (kind, source) in kinds.clone() {
             assert!(SUPPORTED.contains(&kind));
@@ -282,7 +304,7 @@ mod tests {
             assert!(collector.is_ok(), "{kind}: {collector:?}");
         }
         assert_eq!(SUPPORTED.len(), kinds.len());
-        for kind in ["TensorFlowEvent", "Custom", "Bogus"] {
+        for kind in ["Custom", "Bogus"] {
             let spec = spec(serde_json::json!({"collector": {"kind": kind}}));
             let error = start(&spec, Backend::Local).await.unwrap_err();
             assert_eq!(error.reason(), "CollectorUnsupported");
