@@ -398,3 +398,25 @@ spec:
         "{summary}"
     );
 }
+
+/// An empty file (or one of other kinds only) is named when there is
+/// nothing to validate, convert or run in it.
+#[test]
+fn a_file_without_an_experiment_is_named() {
+    let dir = support::scratch("empty-file");
+    let empty = dir.join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let path = empty.to_str().unwrap();
+    for command in ["validate", "convert", "run"] {
+        let out = ktune(
+            &[command, path, "--db", "sqlite::memory:"][..if command == "run" { 4 } else { 2 }],
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(&format!("no Experiment document in {path}")),
+            "{command}: {}",
+            describe(&out)
+        );
+    }
+}

@@ -101,10 +101,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     if experiments == 0 {
-        writeln!(
-            err,
-            "error: no Experiment or OptimizationJob document in the given files"
-        )?;
+        writeln!(err, "error: {}", super::no_experiment(&args.files))?;
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     if invalid {

@@ -142,6 +142,15 @@ struct Loaded {
     prepared: crate::api::PreparedExperiment,
 }
 
+/// Why `files` give nothing to run, naming them (an empty file included).
+fn no_experiment(files: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!(
+        "no Experiment document in {} (a document with `kind: Experiment` or `kind: OptimizationJob` is needed)",
+        names.join(", ")
+    )
+}
+
 /// Reads the files, takes the first Experiment (or OptimizationJob)
 /// document, and prepares it
 /// (ConfigMap templates must be resolvable: the experiment is about to run).
@@ -158,12 +167,7 @@ fn load_experiment(files: &[std::path::PathBuf]) -> anyhow::Result<Loaded> {
             Some("Experiment" | crate::api::optimization_job::KIND)
         )
     }) else {
-        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        return Err(InvalidInput(format!(
-            "no Experiment document in {} (a document with `kind: Experiment` or `kind: OptimizationJob` is needed)",
-            names.join(", ")
-        ))
-        .into());
+        return Err(InvalidInput(no_experiment(files)).into());
     };
     let context = crate::api::validate::Context {
         configmaps: &configmaps,

@@ -87,10 +87,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         printed += 1;
     }
     if experiments == 0 && !unreadable {
-        writeln!(
-            err,
-            "error: no Experiment or OptimizationJob document in the given files"
-        )?;
+        writeln!(err, "error: {}", super::no_experiment(&args.files))?;
         invalid = true;
     }
     Ok(if unreadable {
