@@ -376,18 +376,9 @@ spec:
 "#;
     let file = dir.join("darts.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let db = format!("sqlite:{}", dir.join("k.db").display());
-    let trials_dir = dir.join("trials");
-    let out = ktune(&[
-        "run",
-        file.to_str().unwrap(),
-        "--db",
-        &db,
-        "--trials-dir",
-        trials_dir.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let out = support::runs::run_in(&dir, &file, &["-o", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();

@@ -182,6 +182,20 @@ fn file_experiment(name: &str, source: &str, container: &str, trial_spec: &str) 
     two_mode_experiment(name, &collector, container, "", trial_spec)
 }
 
+/// A Job trial (YAML indented by 6) whose container `main` runs the shell
+/// `script` with the trial's mode as `$1`.
+fn shell_job(script: &str) -> String {
+    format!(
+        r#"      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers: [{{name: main, image: x, command: ["sh", "-c", {script:?}, "t", "${{trialParameters.mode}}"]}}]"#
+    )
+}
+
 /// Runs a File experiment under a controller whose sidecar is this test's
 /// `ktune`; returns the best objective value and its max.
 async fn run_file_experiment(cluster: Cluster, name: &str, yaml: String) -> (String, String) {
@@ -248,15 +262,7 @@ async fn file_trials_stream_text_lines_through_a_native_sidecar_in_the_primary_p
 async fn file_trials_stream_json_lines() {
     let cluster = Cluster::fake("file-json").await;
     let script = r#"echo '{"loss": "0.7"}' > /out/m.json; sleep 0.3; echo "{\"loss\": \"0.$1\"}" >> /out/m.json"#;
-    let spec = format!(
-        r#"      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers: [{{name: main, image: x, command: ["sh", "-c", {script:?}, "t", "${{trialParameters.mode}}"]}}]"#
-    );
+    let spec = shell_job(script);
     let yaml = file_experiment(
         "filejson",
         "{fileSystemPath: {path: /out/m.json, kind: File, format: JSON}}",
@@ -279,15 +285,7 @@ async fn tensorflow_event_trials_stream_event_files_through_the_sidecar() {
         "mkdir -p /var/log/katib/tfevent/train && python3 {} /var/log/katib/tfevent/train/events.out.tfevents.1.pod loss=0.7 loss=0.$1",
         writer.display()
     );
-    let spec = format!(
-        r#"      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers: [{{name: main, image: x, command: ["sh", "-c", {script:?}, "t", "${{trialParameters.mode}}"]}}]"#
-    );
+    let spec = shell_job(&script);
     let collector = "  metricsCollectorSpec:\n    collector: {kind: TensorFlowEvent}\n    \
                      source: {fileSystemPath: {path: /var/log/katib/tfevent/, kind: Directory}}";
     let yaml = two_mode_experiment("tfevent", collector, "main", "", &spec);

@@ -135,22 +135,13 @@ fn run(job: &Value, scratch_name: &str) -> Run {
     let dir = scratch(scratch_name);
     let file = dir.join("job.json");
     std::fs::write(&file, job.to_string()).unwrap();
-    let db = format!("sqlite:{}", dir.join("k.db").display());
-    let trials_dir = dir.join("trials");
-    let out = ktune(&[
-        "run",
-        file.to_str().unwrap(),
-        "--db",
-        &db,
-        "--trials-dir",
-        trials_dir.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ]);
+    let out = support::runs::run_in(&dir, &file, &["--timeout", "60"])
+        .output()
+        .unwrap();
     Run {
         out,
-        db,
-        trials_dir,
+        db: format!("sqlite:{}", dir.join("k.db").display()),
+        trials_dir: dir.join("trials"),
     }
 }
 

@@ -219,20 +219,30 @@ impl Refused {
     }
 }
 
+/// The field path of `trainerStatus`.
+const AT: &str = "trainerStatus";
+
+/// A body that does not decode into Trainer's type, at `field`.
+fn decode(field: &str, why: &'static str) -> Refused {
+    Refused::Decode {
+        field: format!("{AT}.{field}"),
+        why,
+    }
+}
+
+/// A value that Trainer's validation refuses, at `field`.
+fn invalid(field: &str, value: &dyn std::fmt::Display, why: String) -> Refused {
+    Refused::Invalid {
+        field: format!("status.{AT}.{field}"),
+        value: value.to_string(),
+        why,
+    }
+}
+
 /// The `trainerStatus` Trainer would store from a request: its known
 /// fields only (Go's decoder drops the others), `lastUpdatedTime` as
 /// `metav1.Time` writes it (UTC, whole seconds).
 pub(crate) fn parse(value: &Value) -> Result<Map<String, Value>, Refused> {
-    const AT: &str = "trainerStatus";
-    let decode = |field: &str, why| Refused::Decode {
-        field: format!("{AT}.{field}"),
-        why,
-    };
-    let invalid = |field: &str, value: &dyn std::fmt::Display, why: String| Refused::Invalid {
-        field: format!("status.{AT}.{field}"),
-        value: value.to_string(),
-        why,
-    };
     let Some(input) = value.as_object() else {
         return Err(Refused::Decode {
             field: AT.into(),
@@ -244,60 +254,14 @@ pub(crate) fn parse(value: &Value) -> Result<Map<String, Value>, Refused> {
         ("progressPercentage", 0, Some(100)),
         ("estimatedRemainingSeconds", 0, None),
     ] {
-        match input.get(field) {
-            None | Some(Value::Null) => {}
-            Some(v) => {
-                let n = v
-                    .as_i64()
-                    .filter(|n| i32::try_from(*n).is_ok())
-                    .ok_or_else(|| decode(field, "must be a 32-bit integer"))?;
-                if n < min {
-                    return Err(invalid(
-                        field,
-                        &n,
-                        format!(
-                            "status.{AT}.{field} in body should be greater than or equal to {min}"
-                        ),
-                    ));
-                }
-                if let Some(max) = max.filter(|m| n > *m) {
-                    return Err(invalid(
-                        field,
-                        &n,
-                        format!(
-                            "status.{AT}.{field} in body should be less than or equal to {max}"
-                        ),
-                    ));
-                }
-                out.insert(field.into(), json!(n));
-            }
+        if let Some(n) = bounded(input, field, min, max)? {
+            out.insert(field.into(), json!(n));
         }
     }
     match input.get("metrics") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
-            let mut metrics = Vec::with_capacity(items.len());
-            for (i, m) in items.iter().enumerate() {
-                let mut metric = Map::new();
-                for key in ["name", "value"] {
-                    let field = format!("metrics[{i}].{key}");
-                    let text = match m.get(key) {
-                        None | Some(Value::Null) => "",
-                        Some(Value::String(s)) => s.as_str(),
-                        Some(_) => return Err(decode(&field, "must be a string")),
-                    };
-                    if text.is_empty() {
-                        return Err(invalid(
-                            &field,
-                            &"\"\"",
-                            format!("status.{AT}.{field} in body should be at least 1 chars long"),
-                        ));
-                    }
-                    metric.insert(key.into(), json!(text));
-                }
-                metrics.push(Value::Object(metric));
-            }
-            out.insert("metrics".into(), Value::Array(metrics));
+            out.insert("metrics".into(), metrics(items)?);
         }
         Some(_) => return Err(decode("metrics", "must be a list")),
     }
@@ -315,6 +279,54 @@ pub(crate) fn parse(value: &Value) -> Result<Map<String, Value>, Refused> {
         Some(_) => return Err(decode("lastUpdatedTime", "must be an RFC 3339 time")),
     }
     Ok(out)
+}
+
+/// The 32-bit integer `field`, if given, within `min` and `max`.
+fn bounded(
+    input: &Map<String, Value>,
+    field: &str,
+    min: i64,
+    max: Option<i64>,
+) -> Result<Option<i64>, Refused> {
+    let Some(v) = input.get(field).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let n = v
+        .as_i64()
+        .filter(|n| i32::try_from(*n).is_ok())
+        .ok_or_else(|| decode(field, "must be a 32-bit integer"))?;
+    if n < min {
+        let why = format!("status.{AT}.{field} in body should be greater than or equal to {min}");
+        return Err(invalid(field, &n, why));
+    }
+    if let Some(max) = max.filter(|m| n > *m) {
+        let why = format!("status.{AT}.{field} in body should be less than or equal to {max}");
+        return Err(invalid(field, &n, why));
+    }
+    Ok(Some(n))
+}
+
+/// `metrics[]`: each a non-empty `name` and `value` string.
+fn metrics(items: &[Value]) -> Result<Value, Refused> {
+    let mut metrics = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let mut metric = Map::new();
+        for key in ["name", "value"] {
+            let field = format!("metrics[{i}].{key}");
+            let text = match m.get(key) {
+                None | Some(Value::Null) => "",
+                Some(Value::String(s)) => s.as_str(),
+                Some(_) => return Err(decode(&field, "must be a string")),
+            };
+            if text.is_empty() {
+                let why = format!("status.{AT}.{field} in body should be at least 1 chars long");
+                return Err(invalid(&field, &"\"\"", why));
+            }
+            metric.insert(key.into(), json!(text));
+        }
+        metrics.push(Value::Object(metric));
+    }
+    Ok(Value::Array(metrics))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::api::enums::FileFormat;
 use crate::metrics::kinds::file::TFEVENT_FORMAT;
-use crate::metrics::lines::LineFormat;
+use crate::metrics::lines::{LineFormat, Tail};
 use crate::metrics::push::{PUSH_TOKEN_ENV, PUSH_URL_ENV};
 use crate::metrics::stream::{self, Source, StreamOptions};
 use crate::metrics::tfevent::EventFiles;
@@ -44,7 +44,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         let format = FileFormat::from_word(&word);
         let format = LineFormat::new(&format, &args.metrics, &args.filters).context("--filter")?;
-        Source::Lines(args.path.clone(), format)
+        Source::Lines(Tail::new(args.path.clone()), format)
     };
     let options = StreamOptions {
         source,

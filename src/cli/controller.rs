@@ -152,15 +152,9 @@ fn metrics_endpoints(
 /// `--optimization-jobs` (an OptimizationJob's trials are TrainJobs).
 fn trial_resources(args: &Args) -> Vec<controller::kinds::TrialResource> {
     let mut kinds = args.trial_resources.clone();
-    let train_job = serde_json::json!({
-        "apiVersion": crate::api::optimization_job::TRAINJOB_API_VERSION,
-        "kind": "TrainJob",
-    });
-    if args.optimization_jobs
-        && let Some(kind) = controller::kinds::TrialResource::of_workload(&train_job)
-        && !kinds.contains(&kind)
-    {
-        kinds.push(kind);
+    let train_job = controller::kinds::TrialResource::train_job();
+    if args.optimization_jobs && !kinds.contains(&train_job) {
+        kinds.push(train_job);
     }
     kinds
 }

@@ -28,7 +28,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use ktune_algorithms::history::TrialState;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -46,7 +45,7 @@ use crate::api::load::{ConfigMaps, Document};
 use crate::api::template::resolve_template;
 use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, ExperimentStatus, PreparedExperiment, Trial, TrialStatus, prepare};
-use crate::engine::{BestTrial, Engine, EngineError, EngineOptions, Event, RunSummary};
+use crate::engine::{BestTrial, Engine, EngineError, Event, RunSummary};
 use crate::metrics::MetricLog;
 use crate::metrics::kinds::KindCollector;
 use crate::metrics::reduce::reduce;
@@ -67,23 +66,15 @@ pub async fn reconcile(
         .namespace()
         .unwrap_or_else(|| "default".to_owned());
     let api = ctx.experiments(&namespace);
-    finalizer(&api, FINALIZER, experiment, |event| async {
-        match event {
-            Finalizer::Apply(experiment) => {
-                if ctx.group().is_katib() {
-                    store_defaults(&ctx, &experiment).await?;
-                }
-                ensure_worker(&ctx, experiment);
-                Ok(Action::requeue(Duration::from_secs(60)))
-            }
-            Finalizer::Cleanup(experiment) => {
-                ctx.workers.stop(&experiment.uid().unwrap_or_default());
-                Ok(Action::await_change())
-            }
+    let ctx = &ctx;
+    super::reconcile_worker(&api, experiment, &ctx.workers, |experiment| async move {
+        if ctx.group().is_katib() {
+            store_defaults(ctx, &experiment).await?;
         }
+        ensure_worker(ctx, experiment);
+        Ok(())
     })
     .await
-    .map_err(|e| ControllerError::Finalizer(Box::new(e)))
 }
 
 /// Writes Katib's defaults into the stored spec, as Katib's mutating
@@ -198,7 +189,7 @@ async fn work(
         ctx.store.as_ref(),
         &setup.runner,
         &setup.collector,
-        setup.engine_options(ctx, experiment),
+        super::engine_options(ctx, experiment.as_ref()),
     )
     .await?;
     setup.announce(ctx, experiment).await;
@@ -323,24 +314,6 @@ impl Setup {
             runner,
             collector,
         }))
-    }
-
-    /// The engine's options: the controller's seed, and the experiment's
-    /// key in the store (namespace, name and uid: a deleted and recreated
-    /// experiment starts afresh).
-    fn engine_options(&self, ctx: &Context, experiment: &Experiment) -> EngineOptions {
-        EngineOptions {
-            seed: ctx.options.seed,
-            gpus: Vec::new(),
-            store_key: Some(format!(
-                "{}/{}/{}",
-                experiment
-                    .namespace()
-                    .unwrap_or_else(|| "default".to_owned()),
-                experiment.name_any(),
-                experiment.uid().unwrap_or_default()
-            )),
-        }
     }
 
     /// Says that the experiment started (an Event too) or resumed.

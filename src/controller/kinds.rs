@@ -85,6 +85,18 @@ impl TrialResource {
     }
 }
 
+impl TrialResource {
+    /// Kubeflow Trainer's `TrainJob`: the trials of an OptimizationJob.
+    #[must_use]
+    pub fn train_job() -> Self {
+        Self {
+            kind: "TrainJob".to_owned(),
+            version: "v1alpha1".to_owned(),
+            group: "trainer.kubeflow.org".to_owned(),
+        }
+    }
+}
+
 impl From<&ktune_kinds::TrialKind> for TrialResource {
     fn from(kind: &ktune_kinds::TrialKind) -> Self {
         Self {
@@ -138,6 +150,13 @@ pub fn owner_label(api_version: &str, kind: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_trainjob_of_optimization_jobs_is_a_kind_of_the_table() {
+        let train_job = TrialResource::train_job();
+        assert!(default_trial_resources().contains(&train_job));
+        assert_eq!(train_job.api_resource().plural, "trainjobs");
+    }
 
     #[test]
     fn trial_resources_parse_and_print_as_katib_writes_them() {

@@ -421,6 +421,58 @@ impl Context {
     }
 }
 
+/// Reconciles an object that has a worker (an Experiment or an
+/// OptimizationJob) behind the finalizer: `apply` makes sure its worker
+/// runs, every minute at least; once the object is deleted, its worker
+/// stops.
+///
+/// # Errors
+/// [`ControllerError`] when `apply`, the API or the finalizer fails.
+async fn reconcile_worker<K, Fut>(
+    api: &Api<K>,
+    object: Arc<K>,
+    workers: &Workers,
+    apply: impl FnOnce(Arc<K>) -> Fut,
+) -> Result<Action, ControllerError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    K::DynamicType: Default,
+    Fut: Future<Output = Result<(), ControllerError>>,
+{
+    use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+    finalizer(api, experiment::FINALIZER, object, |event| async {
+        match event {
+            Finalizer::Apply(object) => {
+                apply(object).await?;
+                Ok(Action::requeue(Duration::from_secs(60)))
+            }
+            Finalizer::Cleanup(object) => {
+                workers.stop(&object.uid().unwrap_or_default());
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|e| ControllerError::Finalizer(Box::new(e)))
+}
+
+/// The engine's options for the worker of `object` (an Experiment or an
+/// OptimizationJob): the controller's seed, and the object's key in the
+/// store (namespace, name and uid: a deleted and recreated object starts
+/// afresh).
+fn engine_options<K: Resource>(ctx: &Context, object: &K) -> crate::engine::EngineOptions {
+    crate::engine::EngineOptions {
+        seed: ctx.options.seed,
+        gpus: Vec::new(),
+        store_key: Some(format!(
+            "{}/{}/{}",
+            object.namespace().unwrap_or_else(|| "default".to_owned()),
+            object.name_any(),
+            object.uid().unwrap_or_default()
+        )),
+    }
+}
+
 /// Runs a worker's `work` until it ends; after an error that may pass
 /// (the API server away) it starts again, later each time — the engine
 /// reopens its experiment from the store and adopts its running trials.

@@ -55,7 +55,7 @@ rules:
     resources: [experiments/finalizers, trials/finalizers]
     verbs: [update]
   # Kubeflow Trainer's OptimizationJobs (with --optimization-jobs only):
-  # watched, the finalizer and the spec-hash annotation are patches, the
+  # watched, the finalizer and the refused-generation annotation are patches, the
   # status a merge patch; their trials are TrainJobs (below).
   - apiGroups: [trainer.kubeflow.org]
     resources: [optimizationjobs]

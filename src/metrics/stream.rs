@@ -15,7 +15,6 @@
 //! exits. Reports are sent while training runs, so early stopping sees
 //! them; a failed send is retried with the next batch.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -37,40 +36,26 @@ const EVERY: Duration = Duration::from_millis(250);
 /// dropped first.
 const MAX_PENDING: usize = 100_000;
 
-/// What the trial writes.
+/// What the trial writes, and how far it was read.
 #[derive(Debug)]
 pub enum Source {
-    /// A metrics file, read line by line in this format.
-    Lines(PathBuf, LineFormat),
+    /// A metrics file, followed line by line and read in this format.
+    Lines(Tail, LineFormat),
     /// A folder of TensorBoard event files.
     Events(EventFiles),
 }
 
-/// The reports a source holds since the last read (`last`: the trial
-/// ended, a line without its newline counts).
-struct Reader {
-    source: Source,
-    tail: Option<Tail>,
-}
-
-impl Reader {
-    fn new(source: Source) -> Self {
-        let tail = match &source {
-            Source::Lines(path, _) => Some(Tail::new(path.clone())),
-            Source::Events(_) => None,
-        };
-        Self { source, tail }
-    }
-
+impl Source {
+    /// The reports written since the last read (`last`: the trial ended,
+    /// so a line without its newline counts).
     fn read(&mut self, last: bool) -> Vec<MetricLog> {
-        match (&mut self.source, &mut self.tail) {
-            (Source::Lines(_, format), Some(tail)) => tail
+        match self {
+            Self::Lines(tail, format) => tail
                 .new_lines(last)
                 .iter()
                 .flat_map(|line| format.parse(line))
                 .collect(),
-            (Source::Events(files), _) => files.poll(),
-            (Source::Lines(..), None) => Vec::new(),
+            Self::Events(files) => files.poll(),
         }
     }
 }
@@ -126,7 +111,7 @@ fn body(logs: &[MetricLog]) -> Value {
 /// [`StreamError`] when the URL is unusable or the endpoint refuses the
 /// token or the trial (retrying would not help).
 pub async fn run(
-    options: StreamOptions,
+    mut options: StreamOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), StreamError> {
     if !options.url.starts_with("http://") {
@@ -134,9 +119,6 @@ pub async fn run(
     }
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let StreamOptions { source, url, token } = options;
-    let target = Target { url, token };
-    let mut reader = Reader::new(source);
     let mut pending: Vec<MetricLog> = Vec::new();
     tokio::pin!(stop);
     let mut stopping = false;
@@ -145,13 +127,13 @@ pub async fn run(
             () = &mut stop, if !stopping => stopping = true,
             () = tokio::time::sleep(EVERY) => {}
         }
-        pending.extend(reader.read(stopping));
+        pending.extend(options.source.read(stopping));
         if pending.len() > MAX_PENDING {
             let excess = pending.len() - MAX_PENDING;
             pending.drain(..excess);
         }
         if !pending.is_empty() {
-            match send(&client, &target, &pending).await {
+            match send(&client, &options, &pending).await {
                 Ok(()) => pending.clear(),
                 Err(Some(e)) => return Err(e),
                 Err(None) => {} // unreachable now: retried with the next batch
@@ -166,16 +148,10 @@ pub async fn run(
     }
 }
 
-/// Where reports go.
-struct Target {
-    url: String,
-    token: String,
-}
-
 /// Sends reports; `Err(None)` when worth retrying.
 async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
-    options: &Target,
+    options: &StreamOptions,
     logs: &[MetricLog],
 ) -> Result<(), Option<StreamError>> {
     let request = hyper::Request::post(options.url.as_str())

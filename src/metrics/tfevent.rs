@@ -155,28 +155,32 @@ pub enum RecordError {
 pub fn records(bytes: &[u8], mut offset: usize) -> Result<(Vec<&[u8]>, usize), RecordError> {
     let mut out = Vec::new();
     loop {
-        let Some(header) = bytes.get(offset..offset + 12) else {
+        let corrupt = || RecordError::Corrupt(offset as u64);
+        let Some(header) = bytes.get(offset..offset.saturating_add(12)) else {
             return Ok((out, offset));
         };
         let (length, length_crc) = header.split_at(8);
-        let corrupt = || RecordError::Corrupt(offset as u64);
         if masked_crc(length) != u32::from_le_bytes(length_crc.try_into().map_err(|_| corrupt())?) {
             return Err(corrupt());
         }
         let length = u64::from_le_bytes(length.try_into().map_err(|_| corrupt())?);
         let length = usize::try_from(length).map_err(|_| corrupt())?;
+        // The length is the file's word: a huge one must not overflow.
         let start = offset + 12;
-        let Some(end) = start.checked_add(length) else {
+        let (Some(end), Some(next)) = (
+            start.checked_add(length),
+            start.checked_add(length).and_then(|e| e.checked_add(4)),
+        ) else {
             return Err(corrupt());
         };
-        let (Some(data), Some(data_crc)) = (bytes.get(start..end), bytes.get(end..end + 4)) else {
+        let (Some(data), Some(data_crc)) = (bytes.get(start..end), bytes.get(end..next)) else {
             return Ok((out, offset));
         };
         if masked_crc(data) != u32::from_le_bytes(data_crc.try_into().map_err(|_| corrupt())?) {
             return Err(corrupt());
         }
         out.push(data);
-        offset = end + 4;
+        offset = next;
     }
 }
 
@@ -260,22 +264,12 @@ impl EventFiles {
         let mut out = Vec::new();
         for file in event_files(&self.dir) {
             let progress = self.read.entry(file.clone()).or_default();
-            let Ok(bytes) = std::fs::read(&file) else {
+            let Some(tail) = read_new(&file, progress) else {
                 continue;
             };
-            if !bytes.starts_with(&progress.start) || bytes.len() < progress.offset {
-                // Written anew since: read it from its start.
-                *progress = Progress::default();
-            }
-            if progress.corrupt {
-                continue;
-            }
-            progress.start = bytes[..bytes.len().min(SIGNATURE)].to_vec();
-            let offset = progress.offset;
             let folder = file.parent().unwrap_or(&self.dir).to_path_buf();
-            match records(&bytes, offset) {
-                Ok((found, next)) => {
-                    progress.offset = next;
+            match records(&tail, 0) {
+                Ok((found, read)) => {
                     for data in found {
                         match <Event as prost::Message>::decode(data) {
                             Ok(event) => {
@@ -284,10 +278,11 @@ impl EventFiles {
                             Err(e) => tracing::warn!(
                                 file = %file.display(),
                                 "{}",
-                                RecordError::NotAnEvent(offset as u64, e.to_string())
+                                RecordError::NotAnEvent(progress.offset as u64, e.to_string())
                             ),
                         }
                     }
+                    progress.offset += read;
                 }
                 Err(e) => {
                     tracing::warn!(file = %file.display(), "event file not read on: {e}");
@@ -297,6 +292,29 @@ impl EventFiles {
         }
         out
     }
+}
+
+/// What `file` holds past `progress` (from its start when it was written
+/// anew since, see [`Progress::start`]): only its first bytes and what it
+/// gained are read, not the whole file each time. `None` when there is
+/// nothing new, or it cannot be read, or it proved corrupt.
+fn read_new(file: &Path, progress: &mut Progress) -> Option<Vec<u8>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut handle = std::fs::File::open(file).ok()?;
+    let length = usize::try_from(handle.metadata().ok()?.len()).ok()?;
+    let mut head = vec![0; length.min(SIGNATURE)];
+    handle.read_exact(&mut head).ok()?;
+    if !head.starts_with(&progress.start) || length < progress.offset {
+        *progress = Progress::default();
+    }
+    progress.start = head;
+    if progress.corrupt || length == progress.offset {
+        return None;
+    }
+    handle.seek(SeekFrom::Start(progress.offset as u64)).ok()?;
+    let mut tail = Vec::with_capacity(length - progress.offset);
+    handle.read_to_end(&mut tail).ok()?;
+    Some(tail)
 }
 
 /// The event files below `dir` (names containing `tfevents`), sorted.
@@ -435,6 +453,13 @@ mod tests {
         let mut corrupt = record(b"bad");
         corrupt[13] ^= 1;
         assert_eq!(records(&corrupt, 0), Err(RecordError::Corrupt(0)));
+        // A length near the end of the address space, with a valid CRC:
+        // refused, not an overflow.
+        let huge = (u64::MAX - 8).to_le_bytes();
+        let mut framed = huge.to_vec();
+        framed.extend(masked_crc(&huge).to_le_bytes());
+        framed.extend(b"data");
+        assert_eq!(records(&framed, 0), Err(RecordError::Corrupt(0)));
     }
 
     #[test]

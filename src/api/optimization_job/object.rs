@@ -149,134 +149,8 @@ pub fn crd() -> Result<
 
 /// [`crd`] as JSON.
 fn crd_document() -> Value {
-    use serde_json::json;
-    let number = json!({
-        "type": "string",
-        "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
-    });
-    let range = json!({
-        "type": "object",
-        "required": ["min", "max"],
-        "properties": {
-            "min": number,
-            "max": number,
-            "type": {"type": "string", "enum": ["Int", "Float"], "default": "Float"}
-        }
-    });
-    let spec = json!({
-        "type": "object",
-        "required": ["objectives", "searchAlgorithm", "parameters", "numTrials", "trainJobTemplate"],
-        "x-kubernetes-validations": [
-            {"rule": "self == oldSelf", "message": "spec is immutable"},
-            {"rule": "!has(self.parallelTrials) || self.parallelTrials <= self.numTrials",
-             "message": "parallelTrials must not exceed numTrials"},
-            {"rule": "!has(self.searchAlgorithm.grid) || self.parameters.all(p, has(p.searchSpace.categorical))",
-             "message": "grid search supports only categorical parameters"}
-        ],
-        "properties": {
-            "objectives": {
-                "type": "array", "minItems": 1, "maxItems": 1,
-                "items": {
-                    "type": "object", "required": ["metric"],
-                    "properties": {
-                        "metric": {"type": "string", "minLength": 1},
-                        "direction": {"type": "string", "enum": ["Maximize", "Minimize"], "default": "Minimize"}
-                    }
-                }
-            },
-            "searchAlgorithm": {
-                "type": "object",
-                "x-kubernetes-validations": [
-                    {"rule": "has(self.random) != has(self.grid)", "message": "exactly one of random or grid must be set"}
-                ],
-                "properties": {
-                    "random": {"type": "object", "properties": {"seed": {"type": "integer", "format": "int64"}}},
-                    "grid": {"type": "object"}
-                }
-            },
-            "parameters": {
-                "type": "array", "minItems": 1, "maxItems": 100,
-                "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-                "items": {
-                    "type": "object", "required": ["name", "searchSpace"],
-                    "properties": {
-                        "name": {"type": "string", "minLength": 1, "maxLength": 64},
-                        "searchSpace": {
-                            "type": "object",
-                            "x-kubernetes-validations": [
-                                {"rule": "[has(self.uniform), has(self.logUniform), has(self.categorical)].filter(x, x).size() == 1",
-                                 "message": "exactly one of uniform, logUniform or categorical must be set"}
-                            ],
-                            "properties": {
-                                "uniform": range,
-                                "logUniform": range,
-                                "categorical": {
-                                    "type": "object", "required": ["choices"],
-                                    "properties": {
-                                        "choices": {
-                                            "type": "array", "minItems": 1, "maxItems": 100,
-                                            "x-kubernetes-list-type": "set",
-                                            "items": {"type": "string", "maxLength": 64}
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-            "numTrials": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100},
-            "parallelTrials": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100, "default": 1},
-            "trainJobTemplate": {
-                "type": "object", "required": ["spec"],
-                "properties": {
-                    "metadata": {
-                        "type": "object",
-                        "properties": {
-                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
-                        }
-                    },
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                }
-            }
-        }
-    });
-    let condition = json!({
-        "type": "object",
-        "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-        "properties": {
-            "type": {"type": "string"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "observedGeneration": {"type": "integer", "format": "int64"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "reason": {"type": "string"},
-            "message": {"type": "string"}
-        }
-    });
-    let status = json!({
-        "type": "object",
-        "properties": {
-            "conditions": {
-                "type": "array", "items": condition,
-                "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]
-            },
-            "result": {
-                "type": "object",
-                "properties": {
-                    "trainJobName": {"type": "string"},
-                    "parameters": {
-                        "type": "array",
-                        "items": {
-                            "type": "object", "required": ["name", "value"],
-                            "properties": {"name": {"type": "string"}, "value": {"type": "string"}}
-                        }
-                    }
-                }
-            }
-        }
-    });
-    json!({
+    let (spec, status) = (spec_schema(), status_schema());
+    serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": format!("{PLURAL}.{GROUP}")},
@@ -313,6 +187,151 @@ fn crd_document() -> Value {
             }]
         }
     })
+}
+
+/// The spec's schema: Trainer's fields ktune reads and checks, with its
+/// CEL rules; the TrainJob template's spec is kept as sent.
+fn spec_schema() -> Value {
+    use serde_json::json;
+    json!({
+        "type": "object",
+        "required": ["objectives", "searchAlgorithm", "parameters", "numTrials", "trainJobTemplate"],
+        "x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "spec is immutable"},
+            {"rule": "!has(self.parallelTrials) || self.parallelTrials <= self.numTrials",
+             "message": "parallelTrials must not exceed numTrials"},
+            {"rule": "!has(self.searchAlgorithm.grid) || self.parameters.all(p, has(p.searchSpace.categorical))",
+             "message": "grid search supports only categorical parameters"}
+        ],
+        "properties": {
+            "objectives": {
+                "type": "array", "minItems": 1, "maxItems": 1,
+                "items": {
+                    "type": "object", "required": ["metric"],
+                    "properties": {
+                        "metric": {"type": "string", "minLength": 1},
+                        "direction": {"type": "string", "enum": ["Maximize", "Minimize"], "default": "Minimize"}
+                    }
+                }
+            },
+            "searchAlgorithm": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "has(self.random) != has(self.grid)", "message": "exactly one of random or grid must be set"}
+                ],
+                "properties": {
+                    "random": {"type": "object", "properties": {"seed": {"type": "integer", "format": "int64"}}},
+                    "grid": {"type": "object"}
+                }
+            },
+            "parameters": parameters_schema(),
+            "numTrials": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100},
+            "parallelTrials": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100, "default": 1},
+            "trainJobTemplate": {
+                "type": "object", "required": ["spec"],
+                "properties": {
+                    "metadata": {
+                        "type": "object",
+                        "properties": {
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
+                        }
+                    },
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }
+            }
+        }
+    })
+}
+
+/// The parameters' schema: names, and exactly one search space each
+/// (numbers as Trainer's strings).
+fn parameters_schema() -> Value {
+    use serde_json::json;
+    let number = json!({
+        "type": "string",
+        "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+    });
+    let range = json!({
+        "type": "object",
+        "required": ["min", "max"],
+        "properties": {
+            "min": number,
+            "max": number,
+            "type": {"type": "string", "enum": ["Int", "Float"], "default": "Float"}
+        }
+    });
+    json!({
+        "type": "array", "minItems": 1, "maxItems": 100,
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        "items": {
+            "type": "object", "required": ["name", "searchSpace"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                "searchSpace": {
+                    "type": "object",
+                    "x-kubernetes-validations": [
+                        {"rule": "[has(self.uniform), has(self.logUniform), has(self.categorical)].filter(x, x).size() == 1",
+                         "message": "exactly one of uniform, logUniform or categorical must be set"}
+                    ],
+                    "properties": {
+                        "uniform": range,
+                        "logUniform": range,
+                        "categorical": {
+                            "type": "object", "required": ["choices"],
+                            "properties": {
+                                "choices": {
+                                    "type": "array", "minItems": 1, "maxItems": 100,
+                                    "x-kubernetes-list-type": "set",
+                                    "items": {"type": "string", "maxLength": 64}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The status's schema: Trainer's conditions and result.
+fn status_schema() -> Value {
+    use serde_json::json;
+    let condition = json!({
+        "type": "object",
+        "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "reason": {"type": "string"},
+            "message": {"type": "string"}
+        }
+    });
+    let status = json!({
+        "type": "object",
+        "properties": {
+            "conditions": {
+                "type": "array", "items": condition,
+                "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]
+            },
+            "result": {
+                "type": "object",
+                "properties": {
+                    "trainJobName": {"type": "string"},
+                    "parameters": {
+                        "type": "array",
+                        "items": {
+                            "type": "object", "required": ["name", "value"],
+                            "properties": {"name": {"type": "string"}, "value": {"type": "string"}}
+                        }
+                    }
+                }
+            }
+        }
+    });
+    status
 }
 
 #[cfg(test)]

@@ -14,37 +14,35 @@
 //!
 //! The spec is immutable (Trainer's rule; the CRD's CEL rule enforces it
 //! where the API server evaluates CEL): a worker runs the spec it started
-//! with, and a changed spec is refused with a Warning event.
+//! with, and a changed spec (a generation above 1) is refused with a
+//! Warning event.
 
 pub mod metrics;
 pub mod runner;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::experiment::FINALIZER;
 use super::watch::RESYNC;
 use super::{Context, ControllerError};
 use crate::api::PreparedExperiment;
 use crate::api::load::ConfigMaps;
 use crate::api::optimization_job::{self, OptimizationJob, OptimizationJobStatus};
 use crate::api::validate::Context as ValidationContext;
-use crate::engine::{Engine, EngineOptions, Event};
+use crate::engine::{Engine, Event};
 use ktune_algorithms::history::TrialState;
 use metrics::TrainerStatus;
 use runner::{TrainJobRunner, train_job_name};
 use status::{Phase, job_status};
 
-/// The annotation holding the hash of the spec a job's worker runs.
-const SPEC_ANNOTATION: &str = "ktune.dev/spec-hash";
+/// The annotation recording the last spec generation refused.
+const REFUSED_ANNOTATION: &str = "ktune.dev/refused-generation";
 
 /// Reconciles one OptimizationJob: its worker runs (and is woken).
 ///
@@ -56,66 +54,47 @@ pub async fn reconcile(
 ) -> Result<Action, ControllerError> {
     let namespace = job.namespace().unwrap_or_else(|| "default".to_owned());
     let api: Api<OptimizationJob> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, job, |event| async {
-        match event {
-            Finalizer::Apply(job) => {
-                if spec_changed(&ctx, &job).await? {
-                    return Ok(Action::await_change());
-                }
-                ensure_worker(&ctx, job);
-                Ok(Action::requeue(Duration::from_secs(60)))
-            }
-            Finalizer::Cleanup(job) => {
-                ctx.workers.stop(&job.uid().unwrap_or_default());
-                Ok(Action::await_change())
-            }
-        }
+    let ctx = &ctx;
+    super::reconcile_worker(&api, job, &ctx.workers, |job| async move {
+        refuse_spec_change(ctx, &job).await?;
+        ensure_worker(ctx, job);
+        Ok(())
     })
     .await
-    .map_err(|e| ControllerError::Finalizer(Box::new(e)))
 }
 
-/// A stable hash of a spec.
-fn spec_hash(job: &OptimizationJob) -> String {
-    use std::hash::{Hash as _, Hasher as _};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    job.spec.to_string().hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
-}
-
-/// Records the spec's hash at the first reconcile; afterwards, whether the
-/// spec changed since (Trainer's rule: it is immutable). A changed spec
-/// gets a Warning event and is ignored: the worker runs on with the spec
-/// it started with.
-async fn spec_changed(ctx: &Context, job: &OptimizationJob) -> Result<bool, ControllerError> {
-    let hash = spec_hash(job);
-    match job.annotations().get(SPEC_ANNOTATION) {
-        Some(recorded) if *recorded == hash => Ok(false),
-        Some(_) => {
-            let reference = job.object_ref(&());
-            ctx.publish(
-                &reference,
-                "Invalid",
-                "spec is immutable: the change is ignored; delete and create the job to change it",
-            )
-            .await;
-            Ok(true)
-        }
-        None => {
-            let api: Api<OptimizationJob> = Api::namespaced(
-                ctx.client.clone(),
-                &job.namespace().unwrap_or_else(|| "default".to_owned()),
-            );
-            let patch = json!({"metadata": {"annotations": {SPEC_ANNOTATION: hash}}});
-            api.patch(
-                &job.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
-            Ok(false)
-        }
+/// Trainer's rule: the spec is immutable. Where the API server does not
+/// enforce it (no CEL), a spec changed after creation — its generation
+/// above 1 — is refused with a Warning event, once per change (the
+/// generation refused is kept in [`REFUSED_ANNOTATION`]); a running worker
+/// runs on with the spec it started with.
+async fn refuse_spec_change(ctx: &Context, job: &OptimizationJob) -> Result<(), ControllerError> {
+    let generation = job.metadata.generation.unwrap_or(1);
+    let refused = job
+        .annotations()
+        .get(REFUSED_ANNOTATION)
+        .is_some_and(|g| *g == generation.to_string());
+    if generation <= 1 || refused {
+        return Ok(());
     }
+    ctx.publish(
+        &job.object_ref(&()),
+        "Invalid",
+        "spec is immutable: the change is ignored; delete and create the job to change it",
+    )
+    .await;
+    let api: Api<OptimizationJob> = Api::namespaced(
+        ctx.client.clone(),
+        &job.namespace().unwrap_or_else(|| "default".to_owned()),
+    );
+    let patch = json!({"metadata": {"annotations": {REFUSED_ANNOTATION: generation.to_string()}}});
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Starts the job's worker unless it runs (or ran to the job's end); one
@@ -185,21 +164,13 @@ async fn work(
     let runner = TrainJobRunner::new(ctx.client.clone(), Arc::clone(job), ctx.caches.clone());
     let collector = TrainerStatus::new(ctx.client.clone(), (&namespace, &name), ctx.caches.clone());
     let configmaps = ConfigMaps::default();
-    let options = EngineOptions {
-        seed: ctx.options.seed,
-        gpus: Vec::new(),
-        store_key: Some(format!(
-            "{namespace}/{name}/{}",
-            job.uid().unwrap_or_default()
-        )),
-    };
     let mut engine = Engine::open(
         &prepared,
         &configmaps,
         ctx.store.as_ref(),
         &runner,
         &collector,
-        options,
+        super::engine_options(ctx, job.as_ref()),
     )
     .await?;
     if job.status.is_none() {
@@ -221,17 +192,7 @@ async fn work(
         if let Some(summary) = done {
             let phase = Phase::ended(summary.state, &summary.reason);
             writer.write(&phase, best.as_ref()).await?;
-            tracing::info!(reason = summary.reason, "optimization job ended");
-            ctx.publish(
-                &job.object_ref(&()),
-                if matches!(phase, Phase::Failed(..)) {
-                    "Failed"
-                } else {
-                    "Complete"
-                },
-                &format!("the search ended: {}", summary.reason),
-            )
-            .await;
+            announce_end(ctx, job, &phase, &summary.reason).await;
             return Ok(());
         }
         writer.write(&Phase::Running, best.as_ref()).await?;
@@ -245,6 +206,19 @@ async fn work(
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Says that the job ended (a log line and an Event named after its
+/// condition).
+async fn announce_end(ctx: &Context, job: &OptimizationJob, phase: &Phase<'_>, reason: &str) {
+    tracing::info!(reason, "optimization job ended");
+    let condition = if matches!(phase, Phase::Failed(..)) {
+        "Failed"
+    } else {
+        "Complete"
+    };
+    let note = format!("the search ended: {reason}");
+    ctx.publish(&job.object_ref(&()), condition, &note).await;
 }
 
 /// An Event on the job for each trial that starts or ends, naming its

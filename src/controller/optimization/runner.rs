@@ -12,6 +12,7 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::{Value, json};
 
 use super::super::health::{self, Backoff};
+use super::super::kinds::TrialResource;
 use super::super::watch::{Caches, TrialReads};
 use super::super::workload::workload_exit;
 use crate::api::optimization_job::OptimizationJob;
@@ -41,13 +42,7 @@ pub fn train_job_name(job: &str, trial: &str) -> String {
 /// The TrainJob kind, as the dynamic API addresses it.
 #[must_use]
 pub fn train_job_resource() -> ApiResource {
-    ApiResource {
-        group: "trainer.kubeflow.org".to_owned(),
-        version: "v1alpha1".to_owned(),
-        api_version: "trainer.kubeflow.org/v1alpha1".to_owned(),
-        kind: "TrainJob".to_owned(),
-        plural: "trainjobs".to_owned(),
-    }
+    TrialResource::train_job().api_resource()
 }
 
 /// Creates one job's trials as TrainJobs.

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use super::push::{Push, secret_env};
 use super::{Backend, Settings, TrialReader};
 use crate::api::enums::FileFormat;
-use crate::metrics::cluster::SidecarImage;
+use crate::metrics::cluster::{ClusterBackend, SidecarImage};
 use crate::metrics::collector::{Collector, CollectorError};
 use crate::metrics::lines::{LineFormat, LineReader};
 use crate::runner::{Reporting, TrialRun};
@@ -94,15 +94,37 @@ impl File {
                 format: Arc::new(line_format),
                 path: PathBuf::from(&file.path),
             },
-            Backend::Cluster(cluster) => Self::Cluster {
-                push: Push::for_cluster(settings, cluster)?,
-                sidecar: FileSidecar {
-                    image: cluster.sidecar.clone(),
-                    path: file.path.clone(),
-                    read: SidecarRead::Lines(format),
-                    metrics: settings.metrics.to_vec(),
-                    filters: settings.filters.clone(),
-                },
+            Backend::Cluster(cluster) => {
+                Self::pushed_by_sidecar(settings, cluster, &file.path, SidecarRead::Lines(format))?
+            }
+        })
+    }
+
+    /// The cluster half, shared with TensorFlowEvent: a sidecar in each
+    /// trial's primary pod reads `path` as `read` says and pushes the
+    /// reports; the collector is the Push one.
+    ///
+    /// # Errors
+    /// [`CollectorError::NoPushEndpoint`] without the controller's push
+    /// endpoint.
+    pub(super) fn pushed_by_sidecar(
+        settings: &Settings,
+        cluster: &ClusterBackend,
+        path: &str,
+        read: SidecarRead,
+    ) -> Result<Self, CollectorError> {
+        let filters = match read {
+            SidecarRead::Lines(_) => settings.filters.clone(),
+            SidecarRead::EventFiles => Vec::new(),
+        };
+        Ok(Self::Cluster {
+            push: Push::for_cluster(settings, cluster)?,
+            sidecar: FileSidecar {
+                image: cluster.sidecar.clone(),
+                path: path.to_owned(),
+                read,
+                metrics: settings.metrics.to_vec(),
+                filters,
             },
         })
     }

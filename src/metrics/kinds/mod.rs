@@ -60,9 +60,7 @@ pub async fn start(
     Ok(match &settings.kind {
         CollectorKind::StdOut => KindCollector::StdOut(stdout::StdOut::new(&settings, backend)?),
         CollectorKind::File => KindCollector::File(file::File::new(&settings, backend)?),
-        CollectorKind::TensorFlowEvent => {
-            KindCollector::TfEvent(tfevent::TfEvent::new(&settings, backend)?)
-        }
+        CollectorKind::TensorFlowEvent => tfevent::start(&settings, backend)?,
         CollectorKind::PrometheusMetric => {
             KindCollector::Prometheus(Box::new(prometheus::Prometheus::new(&settings, backend)?))
         }
@@ -125,7 +123,9 @@ pub enum KindCollector {
     StdOut(stdout::StdOut),
     /// File: a file the trial writes.
     File(file::File),
-    /// TensorFlowEvent: the TensorBoard event files the trial writes.
+    /// TensorFlowEvent on this machine: the TensorBoard event files the
+    /// trial writes (in a cluster it is a File collector whose sidecar
+    /// reads event files).
     TfEvent(tfevent::TfEvent),
     /// PrometheusMetric: the trial's `/metrics` endpoint.
     /// (Boxed: its HTTP client, with HTTP/2 compiled in for the DBManager
@@ -173,18 +173,16 @@ impl KindCollector {
         match self {
             Self::Push(push) => push.cluster_endpoint(),
             Self::File(file) => file.cluster_push().and_then(push::Push::cluster_endpoint),
-            Self::TfEvent(events) => events.cluster_push().and_then(push::Push::cluster_endpoint),
-            Self::StdOut(_) | Self::Prometheus(_) => None,
+            Self::StdOut(_) | Self::TfEvent(_) | Self::Prometheus(_) => None,
         }
     }
 
     /// The sidecar the cluster runner adds to the trials' primary pods,
-    /// for File and TensorFlowEvent in a cluster.
+    /// for File (and so TensorFlowEvent) in a cluster.
     #[must_use]
     pub fn file_sidecar(&self) -> Option<&file::FileSidecar> {
         match self {
             Self::File(file) => file.sidecar(),
-            Self::TfEvent(events) => events.sidecar(),
             _ => None,
         }
     }

@@ -19,136 +19,79 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::file::{FileSidecar, SidecarRead};
-use super::push::Push;
-use super::{Backend, Settings, TrialReader};
+use super::file::{File, SidecarRead};
+use super::{Backend, KindCollector, Settings, TrialReader};
 use crate::metrics::MetricLog;
 use crate::metrics::collector::{Collector, CollectorError, TrialMetrics};
 use crate::metrics::tfevent::EventFiles;
 use crate::runner::{Reporting, TrialRun};
 
-/// The TensorFlowEvent collector.
-#[derive(Debug)]
-pub enum TfEvent {
-    /// The folder on this machine.
-    Local {
-        /// The folder.
-        dir: PathBuf,
-        /// The experiment's metrics.
-        metrics: Vec<String>,
-        /// Each trial about to start: the folder as it was before (read to
-        /// its end, so the trial reads only what it adds).
-        before: Mutex<HashMap<String, EventFiles>>,
-    },
-    /// What the trials' sidecars push.
-    Cluster {
-        /// The pushes.
-        push: Push,
-        /// The sidecar following the folder.
-        sidecar: FileSidecar,
-    },
+/// The TensorFlowEvent collector for the spec's `fileSystemPath` on
+/// `backend`: [`TfEvent`] locally; in a cluster, the File collector's
+/// cluster half with a sidecar that reads event files.
+///
+/// # Errors
+/// [`CollectorError`] for a missing path or (in a cluster) no push
+/// endpoint.
+pub fn start(settings: &Settings, backend: Backend<'_>) -> Result<KindCollector, CollectorError> {
+    let path = settings
+        .source
+        .file_system_path
+        .as_ref()
+        .map(|f| f.path.clone())
+        .filter(|p| !p.is_empty())
+        .ok_or(CollectorError::NoPath)?;
+    Ok(match backend {
+        Backend::Local => KindCollector::TfEvent(TfEvent {
+            dir: PathBuf::from(path),
+            metrics: settings.metrics.to_vec(),
+            before: Mutex::new(HashMap::new()),
+        }),
+        Backend::Cluster(cluster) => KindCollector::File(File::pushed_by_sidecar(
+            settings,
+            cluster,
+            &path,
+            SidecarRead::EventFiles,
+        )?),
+    })
 }
 
-impl TfEvent {
-    /// The collector for the spec's `fileSystemPath` on `backend`.
-    ///
-    /// # Errors
-    /// [`CollectorError`] for a missing path or (in a cluster) no push
-    /// endpoint.
-    pub fn new(settings: &Settings, backend: Backend<'_>) -> Result<Self, CollectorError> {
-        let path = settings
-            .source
-            .file_system_path
-            .as_ref()
-            .map(|f| f.path.clone())
-            .filter(|p| !p.is_empty())
-            .ok_or(CollectorError::NoPath)?;
-        let metrics = settings.metrics.to_vec();
-        Ok(match backend {
-            Backend::Local => Self::Local {
-                dir: PathBuf::from(path),
-                metrics,
-                before: Mutex::new(HashMap::new()),
-            },
-            Backend::Cluster(cluster) => Self::Cluster {
-                push: Push::for_cluster(settings, cluster)?,
-                sidecar: FileSidecar {
-                    image: cluster.sidecar.clone(),
-                    path,
-                    read: SidecarRead::EventFiles,
-                    metrics,
-                    filters: Vec::new(),
-                },
-            },
-        })
-    }
-
-    /// The pushes its sidecars send, in a cluster.
-    #[must_use]
-    pub fn cluster_push(&self) -> Option<&Push> {
-        match self {
-            Self::Cluster { push, .. } => Some(push),
-            Self::Local { .. } => None,
-        }
-    }
-
-    /// The sidecar the trials' pods get, in a cluster.
-    #[must_use]
-    pub fn sidecar(&self) -> Option<&FileSidecar> {
-        match self {
-            Self::Cluster { sidecar, .. } => Some(sidecar),
-            Self::Local { .. } => None,
-        }
-    }
+/// The TensorFlowEvent collector on this machine.
+#[derive(Debug)]
+pub struct TfEvent {
+    /// The folder.
+    dir: PathBuf,
+    /// The experiment's metrics.
+    metrics: Vec<String>,
+    /// Each trial about to start: the folder as it was before (read to
+    /// its end, so the trial reads only what it adds).
+    before: Mutex<HashMap<String, EventFiles>>,
 }
 
 impl Collector for TfEvent {
     type Trial = TrialReader;
 
-    /// Locally, notes where the folder's files end before the trial
-    /// starts (a fast trial may have written everything by the time it is
-    /// attached).
+    /// Notes where the folder's files end before the trial starts (a fast
+    /// trial may have written everything by the time it is attached).
     fn prepare(&self, trial: &str) -> Reporting {
-        match self {
-            Self::Local {
-                dir,
-                metrics,
-                before,
-            } => {
-                let mut files = EventFiles::new(dir.clone(), metrics.clone());
-                files.poll();
-                if let Ok(mut before) = before.lock() {
-                    before.insert(trial.to_owned(), files);
-                }
-                Reporting::default()
-            }
-            Self::Cluster { push, .. } => push.prepare(trial),
+        let mut files = EventFiles::new(self.dir.clone(), self.metrics.clone());
+        files.poll();
+        if let Ok(mut before) = self.before.lock() {
+            before.insert(trial.to_owned(), files);
         }
+        Reporting::default()
     }
 
-    fn attach(&self, trial: &str, run: &impl TrialRun) -> TrialReader {
-        match self {
-            Self::Local {
-                dir,
-                metrics,
-                before,
-            } => {
-                let noted = before.lock().ok().and_then(|mut b| b.remove(trial));
-                let files = noted.unwrap_or_else(|| EventFiles::new(dir.clone(), metrics.clone()));
-                TrialReader::Events(EventReader { files })
-            }
-            Self::Cluster { push, .. } => push.attach(trial, run),
-        }
+    fn attach(&self, trial: &str, _run: &impl TrialRun) -> TrialReader {
+        let noted = self.before.lock().ok().and_then(|mut b| b.remove(trial));
+        let files =
+            noted.unwrap_or_else(|| EventFiles::new(self.dir.clone(), self.metrics.clone()));
+        TrialReader::Events(EventReader { files })
     }
 
     fn detach(&self, trial: &str) {
-        match self {
-            Self::Local { before, .. } => {
-                if let Ok(mut before) = before.lock() {
-                    before.remove(trial);
-                }
-            }
-            Self::Cluster { push, .. } => push.detach(trial),
+        if let Ok(mut before) = self.before.lock() {
+            before.remove(trial);
         }
     }
 }
@@ -187,8 +130,8 @@ mod tests {
             "collector": {"kind": "TensorFlowEvent"},
             "source": {"fileSystemPath": {"path": "/var/log/katib/tfevent/", "kind": "Directory"}}
         }));
-        let kind = TfEvent::new(&Settings::of(&spec), Backend::Cluster(&cluster)).unwrap();
-        let sidecar = kind.sidecar().unwrap();
+        let kind = start(&Settings::of(&spec), Backend::Cluster(&cluster)).unwrap();
+        let sidecar = kind.file_sidecar().unwrap();
         assert_eq!(sidecar.read, SidecarRead::EventFiles);
         let mut workload =
             json!({"spec": {"template": {"spec": {"containers": [{"name": "main"}]}}}});
@@ -216,7 +159,7 @@ mod tests {
             "collector": {"kind": "TensorFlowEvent"},
             "source": {"fileSystemPath": {"path": dir, "kind": "Directory"}}
         }));
-        let kind = TfEvent::new(&Settings::of(&spec), Backend::Local).unwrap();
+        let kind = start(&Settings::of(&spec), Backend::Local).unwrap();
         assert_eq!(kind.prepare("t"), Reporting::default());
         // The trial writes before it is attached (a fast one).
         let own = crate::metrics::tfevent::tests_support::scalar_file(&[("loss", 0.5)]);
