@@ -253,10 +253,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
     },
     AlgorithmSpec {
         name: "pbt",
-        support: Support::NotYet(
-            "population based training is not supported yet; \
-             use hyperband or an early-stopping rule (asha) instead",
-        ),
+        support: Support::Supported,
         settings: &[
             required(int("n_population", 5, None)),
             required(float("truncation_threshold", incl(0.0), incl(1.0), None)),
@@ -268,6 +265,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
                 default: None,
             },
             float("resample_probability", incl(0.0), incl(1.0), None),
+            RANDOM_STATE,
         ],
     },
     AlgorithmSpec {

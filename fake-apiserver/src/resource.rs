@@ -87,6 +87,8 @@ static BUILTINS: &[Builtin] = &[
         columns: &[("Status", "string", ".status.phase"), ("Node", "string", ".spec.nodeName"), AGE] },
     Builtin { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, short_names: &["cm"], categories: &[], status: false,
         columns: &[AGE] },
+    Builtin { group: "", version: "v1", plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", namespaced: true, short_names: &["pvc"], categories: &[], status: true,
+        columns: &[("Status", "string", ".status.phase"), ("Capacity", "string", ".spec.resources.requests.storage"), AGE] },
     Builtin { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, short_names: &[], categories: &[], status: false,
         columns: &[("Type", "string", ".type"), AGE] },
     Builtin { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, short_names: &["ev"], categories: &[], status: false,

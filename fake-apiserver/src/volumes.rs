@@ -1,17 +1,30 @@
-//! `emptyDir` volumes on the fake node: each is a folder of its own per
-//! pod (under the system's temporary folder, removed with the pod), and a
-//! container sees it where it mounts it by having that mount path
-//! rewritten to the folder in its `command`, `args`, `env` values and
-//! `workingDir` — local processes cannot mount, but a trial that is told
-//! its file's path (`--log /var/log/katib/metrics.log`) and a sidecar told
-//! the same path then meet in one folder. Other volume kinds are ignored.
+//! Volumes on the fake node: an `emptyDir` is a folder of its own per pod
+//! (under the node's folder, removed with the pod); a
+//! `persistentVolumeClaim` is the claim's folder on the node, shared by
+//! every pod that mounts it and kept after them (`<node>/pvc/<namespace>/
+//! <claim>`), a mount's `subPath` a folder below it (created, as the
+//! kubelet creates it). A container sees a volume where it mounts it by
+//! having that mount path rewritten to the folder in its `command`,
+//! `args`, `env` values and `workingDir` ([`ktune_kinds::paths`]) — local
+//! processes cannot mount, but a trial that is told its file's path
+//! (`--log /var/log/katib/metrics.log`) and a sidecar told the same path
+//! then meet in one folder. Other volume kinds are ignored.
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// The pod's emptyDir folders by volume name (created).
-pub(crate) fn empty_dirs(pod: &Value, root: &std::path::Path) -> HashMap<String, PathBuf> {
+/// The pod's emptyDir and claim folders by volume name (created): the
+/// pod's own below `root`, the claims' below `node`.
+pub(crate) fn volume_dirs(
+    pod: &Value,
+    root: &std::path::Path,
+    node: &std::path::Path,
+) -> HashMap<String, PathBuf> {
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
     let mut out = HashMap::new();
     for v in pod
         .pointer("/spec/volumes")
@@ -22,10 +35,14 @@ pub(crate) fn empty_dirs(pod: &Value, root: &std::path::Path) -> HashMap<String,
         let Some(name) = v.get("name").and_then(Value::as_str) else {
             continue;
         };
-        if v.get("emptyDir").is_none() {
-            continue;
-        }
-        let dir = root.join(name);
+        let claim = v
+            .pointer("/persistentVolumeClaim/claimName")
+            .and_then(Value::as_str);
+        let dir = match (claim, v.get("emptyDir")) {
+            (Some(claim), _) => node.join("pvc").join(namespace).join(claim),
+            (None, Some(_)) => root.join(name),
+            (None, None) => continue,
+        };
         match std::fs::create_dir_all(&dir) {
             Ok(()) => {
                 out.insert(name.to_owned(), dir);
@@ -36,31 +53,9 @@ pub(crate) fn empty_dirs(pod: &Value, root: &std::path::Path) -> HashMap<String,
     out
 }
 
-/// Replaces `from` in `text` where it is a whole path prefix (followed by
-/// `/`, the end, or a character that cannot continue a path segment).
-fn replace_path(text: &str, from: &str, to: &str) -> String {
-    let from = from.trim_end_matches('/');
-    if from.is_empty() {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(from) {
-        let after = &rest[i + from.len()..];
-        let boundary = after
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')));
-        out.push_str(&rest[..i]);
-        out.push_str(if boundary { to } else { from });
-        rest = after;
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The container as its processes see it: every emptyDir mount path in its
-/// command, args, env values and working directory replaced by the folder.
+/// The container as its processes see it: every volume's mount path in
+/// its command, args, env values and working directory replaced by the
+/// volume's folder (its `subPath` below it, created).
 pub(crate) fn localize(container: &Value, dirs: &HashMap<String, PathBuf>) -> Value {
     let mut c = container.clone();
     let mounts: Vec<(String, String)> = container
@@ -69,40 +64,24 @@ pub(crate) fn localize(container: &Value, dirs: &HashMap<String, PathBuf>) -> Va
         .into_iter()
         .flatten()
         .filter_map(|m| {
-            let dir = dirs.get(m.get("name")?.as_str()?)?;
+            let mut dir = dirs.get(m.get("name")?.as_str()?)?.clone();
+            if let Some(sub) = m.get("subPath").and_then(Value::as_str) {
+                // A subPath stays inside its volume, as the kubelet requires.
+                if sub.split('/').any(|part| part == "..") || sub.starts_with('/') {
+                    return None;
+                }
+                dir = dir.join(sub);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot create a subPath");
+                }
+            }
             Some((
                 m.get("mountPath")?.as_str()?.to_owned(),
                 dir.to_string_lossy().into_owned(),
             ))
         })
         .collect();
-    if mounts.is_empty() {
-        return c;
-    }
-    let fix = |s: &mut Value| {
-        if let Some(text) = s.as_str() {
-            let mut t = text.to_owned();
-            for (from, to) in &mounts {
-                t = replace_path(&t, from, to);
-            }
-            *s = Value::String(t);
-        }
-    };
-    for key in ["command", "args"] {
-        if let Some(items) = c.get_mut(key).and_then(Value::as_array_mut) {
-            items.iter_mut().for_each(fix);
-        }
-    }
-    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
-        for e in env {
-            if let Some(v) = e.get_mut("value") {
-                fix(v);
-            }
-        }
-    }
-    if let Some(w) = c.get_mut("workingDir") {
-        fix(w);
-    }
+    ktune_kinds::paths::relocate(&mut c, &mounts);
     c
 }
 

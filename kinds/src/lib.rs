@@ -31,6 +31,7 @@
 
 mod env;
 mod example;
+pub mod paths;
 mod pods;
 mod replicas;
 mod table;

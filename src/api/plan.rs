@@ -7,6 +7,7 @@ use ktune_algorithms::history::{Direction, Objective};
 use ktune_algorithms::settings::{self, AlgorithmSpec as CatalogEntry};
 use ktune_algorithms::space::SearchSpace;
 use ktune_algorithms::stopping::{EarlyStoppingRule, build_early_stopping};
+use ktune_algorithms::suggest::pbt;
 use ktune_algorithms::suggest::{Suggester, build_suggester};
 
 use super::Experiment;
@@ -53,6 +54,9 @@ pub struct ExperimentPlan {
     pub max_trial_count: Option<u32>,
     /// Failed trials after which the experiment fails.
     pub max_failed_trial_count: Option<u32>,
+    /// The path where each trial reads and writes its checkpoint, for an
+    /// algorithm that hands checkpoints on (PBT's `suggestion_trial_dir`).
+    pub checkpoint_dir: Option<String>,
 }
 
 fn parse_settings(
@@ -108,6 +112,9 @@ impl ExperimentPlan {
             .as_ref()
             .and_then(|a| parse_settings(a, settings::algorithm))
             .ok_or_else(|| invalid("spec.algorithm", "not a valid algorithm"))?;
+        let checkpoint_dir = (algorithm.0 == "pbt")
+            .then(|| algorithm.1.text(pbt::CHECKPOINT_SETTING).map(str::to_owned))
+            .flatten();
         let suggester = build_suggester(algorithm.0, &algorithm.1, &space).map_err(|source| {
             PlanError::Algorithm {
                 path: "spec.algorithm",
@@ -137,6 +144,7 @@ impl ExperimentPlan {
                 .max(1),
             max_trial_count: count(spec.max_trial_count),
             max_failed_trial_count: count(spec.max_failed_trial_count),
+            checkpoint_dir,
         })
     }
 }

@@ -4,12 +4,13 @@
 //! the experiment goes on.
 
 use ktune_algorithms::history::TrialState;
+use ktune_algorithms::suggest::pbt;
 
 use super::core::{Engine, EngineError, now_ms};
 use super::events::Event;
 use super::live::{Earlier, Live};
 use crate::metrics::collector::Collector;
-use crate::runner::{LaunchRequest, Runner};
+use crate::runner::{Checkpoint, LaunchRequest, Runner};
 use crate::store::{Store, TrialOutcome, TrialRow};
 
 impl<S: Store, R: Runner, C: Collector> Engine<'_, S, R, C> {
@@ -71,6 +72,15 @@ impl<S: Store, R: Runner, C: Collector> Engine<'_, S, R, C> {
             Earlier::default()
         };
         let reporting = self.collector.prepare(&row.name);
+        let checkpoint = self
+            .setup
+            .plan
+            .checkpoint_dir
+            .as_deref()
+            .map(|path| Checkpoint {
+                path,
+                parent: row.labels.get(pbt::LABEL_PARENT).map(String::as_str),
+            });
         let request = LaunchRequest {
             experiment: &self.setup.name,
             trial: &row.name,
@@ -78,6 +88,8 @@ impl<S: Store, R: Runner, C: Collector> Engine<'_, S, R, C> {
             parameters: &row.assignment,
             gpu: gpu.as_deref(),
             reporting: &reporting,
+            labels: &row.labels,
+            checkpoint,
         };
         match self.runner.launch(&request).await {
             Ok(run) => {

@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::checkpoint;
 use super::local::{LaunchSpec, kill_orphan};
 use super::replicas::{self, ReplicaSet, free_port};
 use super::{Exit, LaunchRequest, Runner, RunnerError, TrialRun};
 use crate::metrics::trainer_status;
+
+/// The variable naming a PBT trial's checkpoint folder.
+const CHECKPOINT_ENV: &str = "KTUNE_CHECKPOINT_DIR";
 
 /// Runs trials as processes on this machine.
 #[derive(Debug, Clone)]
@@ -46,12 +50,35 @@ impl Runner for LocalRunner {
     type Trial = LocalTrial;
 
     async fn launch(&self, request: &LaunchRequest<'_>) -> Result<LocalTrial, RunnerError> {
-        let commands = replicas::plan(request.workload, &self.primary, free_port());
+        let trial_dir = self.trial_dir(request.trial);
+        let mut env = request.process_env();
+        // PBT: the path the template names for checkpoints becomes the
+        // trial's own checkpoint folder, a copy of its parent's.
+        let relocated;
+        let workload = match request.checkpoint {
+            None => request.workload,
+            Some(checkpoint) => {
+                let folder =
+                    checkpoint::local_folder(&self.trials_dir, request.trial, checkpoint.parent)
+                        .map_err(|e| RunnerError::Prepare {
+                            path: e.path,
+                            source: e.source,
+                        })?;
+                let folder = folder.display().to_string();
+                let mut workload = request.workload.clone();
+                ktune_kinds::paths::relocate_all(
+                    &mut workload,
+                    &[(checkpoint.path.to_owned(), folder.clone())],
+                );
+                env.push((CHECKPOINT_ENV.to_owned(), folder));
+                relocated = workload;
+                &relocated
+            }
+        };
+        let commands = replicas::plan(workload, &self.primary, free_port());
         if commands.is_empty() {
             return Err(RunnerError::NoCommand(self.primary.clone()));
         }
-        let trial_dir = self.trial_dir(request.trial);
-        let mut env = request.process_env();
         if let Some(push) = &request.reporting.push
             && let Some(url) = &push.trainer_url
         {
@@ -133,6 +160,8 @@ mod tests {
             parameters: &[],
             gpu: None,
             reporting,
+            labels: &std::collections::BTreeMap::new(),
+            checkpoint: None,
         };
         let mut trial = runner.launch(&request).await.unwrap();
         let exit = tokio::time::timeout(Duration::from_secs(10), async {

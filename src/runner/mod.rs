@@ -10,9 +10,11 @@
 //!   TrainJob …) and the environment the operators inject.
 //! - [`host`]: the local [`Runner`], tying the two together.
 
+pub mod checkpoint;
 pub mod host;
 pub mod local;
 pub mod output;
+pub mod pod_spec;
 pub mod replicas;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,26 @@ pub struct LaunchRequest<'a> {
     pub gpu: Option<&'a str>,
     /// What the collector hands the trial so that it can report metrics.
     pub reporting: &'a Reporting,
+    /// The suggester's labels (PBT's generation and parent, Hyperband's
+    /// bracket …), for the runner to show where it can.
+    pub labels: &'a BTreeMap<String, String>,
+    /// The trial's checkpoint folder, for an algorithm that hands
+    /// checkpoints from trial to trial (PBT).
+    pub checkpoint: Option<Checkpoint<'a>>,
+}
+
+/// A trial's checkpoint folder (PBT's `suggestion_trial_dir`): the path
+/// its template reads and writes checkpoints at, and the trial whose
+/// folder it starts as a copy of. Each runner gives every trial a folder
+/// of its own at that path: `ktune run` a folder in the trial's folder
+/// (the path rewritten in the template's commands), the controller a
+/// sub-folder of the experiment's volume mounted there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint<'a> {
+    /// The path the template names.
+    pub path: &'a str,
+    /// The trial whose checkpoint this one starts from.
+    pub parent: Option<&'a str>,
 }
 
 impl LaunchRequest<'_> {
@@ -194,6 +216,8 @@ mod tests {
             parameters: &parameters,
             gpu: Some("1"),
             reporting: &reporting,
+            labels: &BTreeMap::new(),
+            checkpoint: None,
         };
         let env: BTreeMap<String, String> = request.process_env().into_iter().collect();
         let get = |name: &str| env.get(name).map(String::as_str);

@@ -26,6 +26,7 @@ pub mod cmaes;
 pub mod darts;
 pub mod grid;
 pub mod hyperband;
+pub mod pbt;
 pub mod random;
 pub mod sobol;
 pub mod tpe;
@@ -145,6 +146,9 @@ pub fn build_suggester(
         name @ "cmaes" => cmaes::build(name, settings, space),
         name @ "bayesianoptimization" => bayes::build(name, settings, space),
         "darts" => Ok(Box::new(darts::DartsSuggester)),
+        "pbt" => Ok(Box::new(pbt::PbtSuggester::new(
+            pbt::PbtConfig::from_settings(settings)?,
+        ))),
         name => Err(AlgorithmError::NotImplemented {
             name: name.to_owned(),
         }),
@@ -165,7 +169,7 @@ mod tests {
 
     #[test]
     fn unimplemented_catalog_names_are_refused_as_not_implemented() {
-        for name in ["pbt", "enas"] {
+        for name in ["enas"] {
             let err = build_suggester(name, &Settings::default(), &space()).unwrap_err();
             assert!(
                 matches!(err, AlgorithmError::NotImplemented { .. }),

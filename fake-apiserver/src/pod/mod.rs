@@ -231,7 +231,7 @@ impl Pods {
         );
         let root = self.root.join(format!("{ns}_{name}"));
         let mut pod = pod;
-        let dirs = crate::volumes::empty_dirs(&pod, &root);
+        let dirs = crate::volumes::volume_dirs(&pod, &root, &self.root);
         pod["status"] = json!({"podIP": ip});
         let starter = Starter {
             pods: self,

@@ -109,10 +109,39 @@ pub fn validate(experiment: &Experiment, context: Context<'_>) -> Report {
     }
     template::validate_trial_template(experiment, context, &mut report);
     collector::validate_collector(spec, &mut report);
+    validate_checkpoint_dir(spec, &mut report);
     if report.is_valid() {
         check_with_algorithm_library(spec, &mut report);
     }
     report
+}
+
+/// PBT's `suggestion_trial_dir` is where a volume is mounted in a cluster
+/// and a path rewritten in the trial's command locally: an absolute
+/// folder, not the root.
+fn validate_checkpoint_dir(spec: &ExperimentSpec, report: &mut Report) {
+    let Some(algorithm) = spec
+        .algorithm
+        .as_ref()
+        .filter(|a| a.algorithm_name == "pbt")
+    else {
+        return;
+    };
+    for (i, setting) in algorithm.algorithm_settings.iter().enumerate() {
+        let path = setting.value.trim_end_matches('/');
+        if setting.name == ktune_algorithms::suggest::pbt::CHECKPOINT_SETTING
+            && (!setting.value.starts_with('/') || path.is_empty())
+        {
+            report.error(
+                format!("spec.algorithm.algorithmSettings[{i}].value"),
+                format!(
+                    "suggestion_trial_dir must be an absolute folder other than / \
+                     (each trial's checkpoint folder is mounted there), not {:?}",
+                    setting.value
+                ),
+            );
+        }
+    }
 }
 
 /// Builds the search space, the suggester and the stopping rule the way a

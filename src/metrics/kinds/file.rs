@@ -32,7 +32,7 @@ use crate::api::enums::FileFormat;
 use crate::metrics::cluster::{ClusterBackend, SidecarImage};
 use crate::metrics::collector::{Collector, CollectorError};
 use crate::metrics::lines::{LineFormat, LineReader};
-use crate::runner::{Reporting, TrialRun};
+use crate::runner::{Reporting, TrialRun, pod_spec};
 
 /// The volume shared by the trial and the sidecar.
 pub const VOLUME: &str = "ktune-metrics";
@@ -238,74 +238,13 @@ impl FileSidecar {
     /// every pod template of `workload` holding a container named
     /// `primary`; returns how many templates got it.
     pub fn inject(&self, workload: &mut Value, primary: &str, secret: &str) -> usize {
-        let mut count = 0;
-        self.walk(workload, primary, secret, &mut count);
-        count
-    }
-
-    fn walk(&self, value: &mut Value, primary: &str, secret: &str, count: &mut usize) {
-        match value {
-            Value::Object(map) => {
-                let is_pod_spec =
-                    map.get("containers")
-                        .and_then(Value::as_array)
-                        .is_some_and(|cs| {
-                            cs.iter()
-                                .any(|c| c.get("name").and_then(Value::as_str) == Some(primary))
-                        });
-                if is_pod_spec {
-                    self.add(map, primary, secret);
-                    *count += 1;
-                    return;
-                }
-                for v in map.values_mut() {
-                    self.walk(v, primary, secret, count);
-                }
-            }
-            Value::Array(items) => {
-                for v in items {
-                    self.walk(v, primary, secret, count);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn add(&self, spec: &mut serde_json::Map<String, Value>, primary: &str, secret: &str) {
-        if let Some(volumes) = list(spec, "volumes")
-            && !volumes
-                .iter()
-                .any(|v| v.get("name").and_then(Value::as_str) == Some(VOLUME))
-        {
-            volumes.push(json!({"name": VOLUME, "emptyDir": {}}));
-        }
-        if let Some(init) = list(spec, "initContainers")
-            && !init
-                .iter()
-                .any(|c| c.get("name").and_then(Value::as_str) == Some(CONTAINER))
-        {
-            init.push(self.container(secret));
-        }
         let mount = json!({"name": VOLUME, "mountPath": self.folder()});
-        for c in list(spec, "containers").into_iter().flatten() {
-            if c.get("name").and_then(Value::as_str) != Some(primary) {
-                continue;
-            }
-            if let Some(mounts) = c
-                .as_object_mut()
-                .map(|m| m.entry("volumeMounts").or_insert_with(|| json!([])))
-                .and_then(Value::as_array_mut)
-                && !mounts.contains(&mount)
-            {
-                mounts.push(mount.clone());
-            }
-        }
+        pod_spec::each_primary_pod_spec(workload, primary, &mut |spec| {
+            pod_spec::add_named(spec, "volumes", json!({"name": VOLUME, "emptyDir": {}}));
+            pod_spec::add_named(spec, "initContainers", self.container(secret));
+            pod_spec::mount_in_primary(spec, primary, &mount);
+        })
     }
-}
-
-/// The list under `key` of a pod spec, created empty when missing.
-fn list<'a>(spec: &'a mut serde_json::Map<String, Value>, key: &str) -> Option<&'a mut Vec<Value>> {
-    spec.entry(key).or_insert_with(|| json!([])).as_array_mut()
 }
 
 #[cfg(test)]
