@@ -182,3 +182,145 @@ spec:
 "#
     )
 }
+
+/// A PBT Experiment (namespace `default`) over one `lr` whose trial is a
+/// shell script that continues the step count in its checkpoint folder
+/// (`suggestion_trial_dir`, `/var/log/katib/checkpoints`): it prints
+/// `from=<trial>` naming whoever wrote the checkpoint it starts from, then
+/// `epoch=N` for two more steps and `accuracy=…` (best near lr 0.05,
+/// growing with the steps), and signs the checkpoint with its own name.
+/// Five members, three generations, three trials at a time.
+pub fn pbt_experiment_yaml(name: &str) -> String {
+    let script = r#"sleep 0.3; ck=/var/log/katib/checkpoints; step=0
+if [ -f "$ck/step" ]; then step=$(cat "$ck/step"); echo "from=$(cat "$ck/owner")"; fi
+for _ in 1 2; do step=$((step + 1)); echo "epoch=$step"; done
+awk -v lr="$1" -v s="$step" 'BEGIN { printf "accuracy=%.6f\n", s / 10 - (lr - 0.05) ^ 2 * 100 }'
+echo "$step" > "$ck/step"; echo "$2" > "$ck/owner""#;
+    format!(
+        r#"
+apiVersion: ktune.dev/v1beta1
+kind: Experiment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  objective: {{type: maximize, objectiveMetricName: accuracy, additionalMetricNames: [epoch]}}
+  algorithm:
+    algorithmName: pbt
+    algorithmSettings:
+      - {{name: suggestion_trial_dir, value: /var/log/katib/checkpoints/}}
+      - {{name: n_population, value: "5"}}
+      - {{name: truncation_threshold, value: "0.4"}}
+      - {{name: random_state, value: "3"}}
+  resumePolicy: FromVolume
+  parallelTrialCount: 3
+  maxTrialCount: 15
+  parameters:
+    - {{name: lr, parameterType: double, feasibleSpace: {{min: "0.01", max: "0.1", step: "0.001"}}}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters:
+      - {{name: lr, reference: lr}}
+      - {{name: trialName, reference: "${{trialSpec.Name}}"}}
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: main
+                image: busybox
+                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.lr}}", "${{trialParameters.trialName}}"]
+"#
+    )
+}
+
+/// What a PBT trial of [`pbt_experiment_yaml`] printed: whose checkpoint
+/// it started from, and its first and last step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbtSteps {
+    /// The `from=` line: the trial that wrote the checkpoint it started from.
+    pub from: Option<String>,
+    /// Its first `epoch=`.
+    pub first: u64,
+    /// Its last `epoch=`.
+    pub last: u64,
+}
+
+/// Reads a [`pbt_experiment_yaml`] trial's output.
+pub fn pbt_steps(output: &str) -> PbtSteps {
+    let value = |key: &'static str| {
+        output
+            .lines()
+            .filter_map(move |l| l.trim().strip_prefix(key))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let epochs: Vec<u64> = value("epoch=")
+        .iter()
+        .filter_map(|e| e.parse().ok())
+        .collect();
+    PbtSteps {
+        from: value("from=").into_iter().next(),
+        first: epochs.first().copied().unwrap_or_default(),
+        last: epochs.last().copied().unwrap_or_default(),
+    }
+}
+
+/// Checks a finished run of [`pbt_experiment_yaml`]: three generations of
+/// five; every child names its parent in Katib's label, starts from the
+/// parent's checkpoint (its `from=`) and continues the parent's steps;
+/// at least one member was exploited (its parent is another member's).
+/// `trials` holds each trial's name, labels and output.
+pub fn check_pbt_run(trials: &[(String, std::collections::BTreeMap<String, String>, String)]) {
+    const GENERATION: &str = "pbt.suggestion.katib.kubeflow.org/generation";
+    const PARENT: &str = "pbt.suggestion.katib.kubeflow.org/parent";
+    const MEMBER: &str = "pbt.ktune.dev/member";
+    assert_eq!(trials.len(), 15, "{trials:#?}");
+    let steps: std::collections::BTreeMap<&str, PbtSteps> = trials
+        .iter()
+        .map(|(name, _, out)| (name.as_str(), pbt_steps(out)))
+        .collect();
+    let slot = |generation: &str, member: &str| {
+        trials
+            .iter()
+            .find(|(_, l, _)| {
+                l.get(GENERATION).map(String::as_str) == Some(generation)
+                    && l.get(MEMBER).map(String::as_str) == Some(member)
+            })
+            .map(|(n, _, _)| n.clone())
+    };
+    let mut exploited = 0;
+    for (name, labels, out) in trials {
+        let generation: u64 = labels[GENERATION].parse().unwrap();
+        let s = &steps[name.as_str()];
+        let Some(parent) = labels.get(PARENT) else {
+            assert_eq!(generation, 0, "{name}: no parent");
+            if s.from.as_deref() != Some(name.as_str()) {
+                assert_eq!((s.from.as_deref(), s.first), (None, 1), "{name}: {out}");
+            }
+            continue;
+        };
+        let p = &steps[parent.as_str()];
+        // A trial run again after a crash resumes from its own checkpoint
+        // when it had written one.
+        if s.from.as_deref() != Some(name.as_str()) {
+            assert_eq!(
+                s.from.as_deref(),
+                Some(parent.as_str()),
+                "{name}'s checkpoint: {out}"
+            );
+            assert_eq!(s.first, p.last + 1, "{name} continues {parent}'s steps");
+        }
+        let own_line = slot(&(generation - 1).to_string(), &labels[MEMBER]);
+        if own_line.as_deref() != Some(parent.as_str()) {
+            exploited += 1;
+        }
+    }
+    let last_generation = trials
+        .iter()
+        .filter(|(_, l, _)| l[GENERATION] == "2")
+        .count();
+    assert_eq!(last_generation, 5, "three generations of five");
+    assert!(exploited > 0, "no member copied another's checkpoint");
+}

@@ -7,10 +7,15 @@
 //! epoch=5 loss=0.93113 val_loss=0.95202 val_accuracy=0.5906
 //! ```
 //!
+//! With `--checkpoint DIR` it continues from the network saved there and
+//! saves its own after every epoch (population based training).
+//!
 //! Exit status: 0 trained (also when training diverged after at least one
 //! reported epoch), 2 bad flags, 3 diverged before the first epoch ended,
-//! 1 standard output closed.
+//! 4 an unusable checkpoint, 1 standard output closed or the checkpoint
+//! not writable.
 
+mod checkpoint;
 mod data;
 mod mlp;
 mod optim;
@@ -65,6 +70,11 @@ struct Args {
     /// Seed of the initial weights, the batch order and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A folder to continue from and save to (population based training):
+    /// the network in its `model.json` trains `--epochs` more epochs,
+    /// numbered on from the checkpoint's, and is saved after every epoch.
+    #[arg(long)]
+    checkpoint: Option<std::path::PathBuf>,
 }
 
 fn number(text: &str) -> Result<f64, String> {
@@ -157,9 +167,31 @@ fn main() -> ExitCode {
         data.train.x.nrows(),
         data.valid.x.nrows(),
     );
+    let start = match &args.checkpoint {
+        None => None,
+        Some(folder) => {
+            let fresh = train::fresh_model(&config, &data, &mut rng::Rng::new(config.seed));
+            match checkpoint::load(folder, &fresh) {
+                Ok(saved) => saved,
+                Err(e) => {
+                    eprintln!("ktune-trainer: checkpoint {e}");
+                    return ExitCode::from(4);
+                }
+            }
+        }
+    };
+    if let Some(saved) = &start {
+        eprintln!(
+            "ktune-trainer: continuing from a checkpoint after epoch {}",
+            saved.epochs
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     let mut reported = 0;
-    let outcome = train::train(&config, &data, |epoch| {
+    let outcome = train::train(&config, &data, start, |epoch, model| {
+        if let Some(folder) = &args.checkpoint {
+            checkpoint::save(folder, model, epoch.epoch)?;
+        }
         reported += 1;
         writeln!(stdout, "{epoch}")?;
         stdout.flush()
@@ -177,7 +209,7 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("ktune-trainer: cannot write to standard output: {e}");
+            eprintln!("ktune-trainer: cannot write the metrics or the checkpoint: {e}");
             ExitCode::FAILURE
         }
     }

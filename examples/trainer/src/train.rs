@@ -3,6 +3,7 @@
 
 use ndarray::Axis;
 
+use crate::checkpoint::Saved;
 use crate::data::{CLASSES, Split};
 use crate::mlp::{Activation, Mlp, evaluate};
 use crate::optim::{Kind, Optimizer};
@@ -54,23 +55,39 @@ pub enum Outcome {
     Diverged { epoch: usize },
 }
 
-/// Trains on `data.train`, calling `report` after every epoch with the
-/// validation metrics; stops early when training diverges or when `report`
-/// returns an error.
-pub fn train<E>(
-    config: &Config,
-    data: &Split,
-    mut report: impl FnMut(&Epoch) -> Result<(), E>,
-) -> Result<Outcome, E> {
-    let mut rng = Rng::new(config.seed);
+/// The network `config` describes for `data`, with fresh weights.
+pub fn fresh_model(config: &Config, data: &Split, rng: &mut Rng) -> Mlp {
     let hidden = vec![config.hidden; config.layers];
-    let mut model = Mlp::new(
+    Mlp::new(
         data.train.x.ncols(),
         &hidden,
         CLASSES,
         config.activation,
-        &mut rng,
-    );
+        rng,
+    )
+}
+
+/// Trains on `data.train` for `config.epochs` epochs — from `start` (a
+/// checkpoint's network and the epochs it has trained) or fresh weights —
+/// calling `report` after every epoch with the validation metrics and the
+/// network; stops early when training diverges or when `report` returns an
+/// error.
+pub fn train<E>(
+    config: &Config,
+    data: &Split,
+    start: Option<Saved>,
+    mut report: impl FnMut(&Epoch, &Mlp) -> Result<(), E>,
+) -> Result<Outcome, E> {
+    let mut rng = Rng::new(config.seed);
+    let fresh = fresh_model(config, data, &mut rng);
+    let (mut model, done) = match start {
+        // A continued run draws other batches than the run before it.
+        Some(saved) => {
+            rng = Rng::new(config.seed ^ (saved.epochs as u64).wrapping_mul(0x9E37_79B9));
+            (saved.model, saved.epochs)
+        }
+        None => (fresh, 0),
+    };
     let mut optimizer = Optimizer::new(
         config.optimizer,
         config.lr,
@@ -81,7 +98,7 @@ pub fn train<E>(
     let n = data.train.x.nrows();
     let batch = config.batch_size.clamp(1, n.max(1));
     let mut order: Vec<usize> = (0..n).collect();
-    for epoch in 1..=config.epochs {
+    for epoch in done + 1..=done + config.epochs {
         rng.shuffle(&mut order);
         let mut total = 0.0;
         for idx in order.chunks(batch) {
@@ -97,12 +114,13 @@ pub fn train<E>(
         if !(loss.is_finite() && val_loss.is_finite() && model.is_finite()) {
             return Ok(Outcome::Diverged { epoch });
         }
-        report(&Epoch {
+        let metrics = Epoch {
             epoch,
             loss,
             val_loss,
             val_accuracy,
-        })?;
+        };
+        report(&metrics, &model)?;
     }
     Ok(Outcome::Finished)
 }
@@ -131,7 +149,7 @@ mod tests {
 
     fn run(config: &Config, data: &Split) -> (Vec<Epoch>, Outcome) {
         let mut epochs = Vec::new();
-        let outcome = train(config, data, |e| {
+        let outcome = train(config, data, None, |e, _| {
             epochs.push(*e);
             Ok::<(), ()>(())
         })
@@ -253,12 +271,41 @@ mod tests {
     fn a_report_error_stops_training() {
         let data = tiny();
         let mut seen = 0;
-        let result = train(&config(), &data, |_| {
+        let result = train(&config(), &data, None, |_, _| {
             seen += 1;
             if seen == 2 { Err("closed") } else { Ok(()) }
         });
         assert_eq!(result, Err("closed"));
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn a_run_from_a_checkpoint_continues_its_epochs_and_its_learning() {
+        let data = tiny();
+        let short = Config {
+            epochs: 2,
+            ..config()
+        };
+        let mut last = None;
+        train(&short, &data, None, |e, m| {
+            last = Some((*e, m.clone()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let (first_half, model) = last.unwrap();
+        let mut epochs = Vec::new();
+        let start = Saved { model, epochs: 2 };
+        train(&short, &data, Some(start), |e, _| {
+            epochs.push(*e);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), [3, 4]);
+        assert!(
+            epochs[1].val_loss < first_half.val_loss,
+            "{first_half} → {}",
+            epochs[1]
+        );
     }
 
     #[test]
