@@ -89,6 +89,10 @@ pub struct Args {
     /// The `ktune` binary in that image.
     #[arg(long, default_value = controller::DEFAULT_COLLECTOR_COMMAND)]
     collector_command: String,
+    /// The storage class of PBT's checkpoint volumes (`<experiment>-pbt`,
+    /// ReadWriteMany); the cluster's default class when not given.
+    #[arg(long, env = "KTUNE_CHECKPOINT_STORAGE_CLASS")]
+    checkpoint_storage_class: Option<String>,
 }
 
 /// `--api-group`: `ktune.dev` or `kubeflow.org`.
@@ -184,6 +188,7 @@ pub(super) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             db_manager_callers: args.db_manager_callers,
             collector_image: args.collector_image.clone(),
             collector_command: args.collector_command.clone(),
+            checkpoint_storage_class: args.checkpoint_storage_class.clone(),
             store: without_password(&args.db),
             leader: args.leader_elect.then(|| {
                 let namespace = args.lease_namespace.clone().unwrap_or_else(|| {

@@ -3,6 +3,7 @@
 //! written for humans.
 
 mod ask_tell;
+mod checkpoint;
 mod collect;
 mod controller;
 mod convert;
@@ -87,6 +88,9 @@ pub enum Command {
     /// The File metrics collector's sidecar: stream a trial's metrics file to the controller.
     #[command(hide = true)]
     CollectFile(collect::Args),
+    /// A PBT trial's init container: start its checkpoint folder as a copy of its parent's.
+    #[command(hide = true)]
+    CopyCheckpoint(checkpoint::Args),
     /// Serve a read-only web dashboard over the store.
     Ui(ui::Args),
     /// Delete an experiment: its trials, reports and trial folder.
@@ -201,6 +205,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(args) => convert::run(&args),
         Command::Controller(args) => controller::run(&args),
         Command::CollectFile(args) => collect::run(&args),
+        Command::CopyCheckpoint(args) => checkpoint::run(&args),
         Command::Ui(args) => ui::run(&args),
         Command::Delete(args) => delete::run(&args),
     }

@@ -37,7 +37,7 @@ use super::health::{Backoff, transient};
 use super::kinds::not_allowed;
 use super::status::{self, apply_status, experiment_status, trial_status};
 use super::watch::RESYNC;
-use super::workload::ClusterRunner;
+use super::workload::{CheckpointVolumes, ClusterRunner};
 use super::{Context, ControllerError};
 use crate::api::enums::ExperimentConditionType;
 use crate::api::experiment::Metric;
@@ -47,6 +47,7 @@ use crate::api::validate::Context as ValidationContext;
 use crate::api::{Experiment, ExperimentStatus, PreparedExperiment, Trial, TrialStatus, prepare};
 use crate::engine::{BestTrial, Engine, EngineError, Event, RunSummary};
 use crate::metrics::MetricLog;
+use crate::metrics::cluster::SidecarImage;
 use crate::metrics::kinds::KindCollector;
 use crate::metrics::reduce::reduce;
 use crate::store::{ExperimentState, Store as _, TrialRow};
@@ -291,7 +292,14 @@ impl Setup {
         let metrics = crate::metrics::metric_names(spec);
         let defaulted = Arc::new(prepared.experiment.clone());
         let runner = ClusterRunner::new(ctx.client.clone(), ctx.group(), defaulted)
-            .with_caches(ctx.caches.clone());
+            .with_caches(ctx.caches.clone())
+            .with_checkpoints(CheckpointVolumes {
+                image: SidecarImage {
+                    image: ctx.options.collector_image.clone(),
+                    command: ctx.options.collector_command.clone(),
+                },
+                storage_class: ctx.options.checkpoint_storage_class.clone(),
+            });
         let kind = (text("apiVersion"), text("kind"));
         let setup = collect::for_experiment(ctx, spec, (&namespace, kind), &template, runner);
         let (runner, collector) = match setup.await {

@@ -26,6 +26,7 @@
 //! - [`watch`]: the caches of Trials and workloads the workers read, and
 //!   whom a change wakes (the workers watch; they do not poll the API).
 
+pub mod checkpoint;
 pub mod collect;
 pub mod dbmanager;
 pub mod events;
@@ -186,6 +187,9 @@ pub struct ControllerOptions {
     pub collector_image: String,
     /// The `ktune` binary in that image.
     pub collector_command: String,
+    /// The storage class of PBT's checkpoint volumes (the cluster's
+    /// default when `None`; it must offer `ReadWriteMany`).
+    pub checkpoint_storage_class: Option<String>,
     /// Where the store is, as the start-up log line shows it (no password).
     pub store: String,
     /// Whether Kubeflow Trainer's OptimizationJobs are reconciled too
@@ -210,6 +214,7 @@ impl Default for ControllerOptions {
             db_manager_callers: dbmanager::CallerRule::default(),
             collector_image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             collector_command: DEFAULT_COLLECTOR_COMMAND.to_owned(),
+            checkpoint_storage_class: None,
             store: String::new(),
             optimization_jobs: false,
         }

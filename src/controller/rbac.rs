@@ -87,6 +87,11 @@ const TAIL: &str = r#"  # StdOut metrics: the primary pod's log.
   - apiGroups: [""]
     resources: [configmaps]
     verbs: [get]
+  # PBT: each experiment's checkpoint volume `<experiment>-pbt` (owned by
+  # the Experiment).
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [get, create]
   # Events, as core/v1 Events (Katib's SDK reads their firstTimestamp).
   - apiGroups: [""]
     resources: [events]

@@ -16,12 +16,14 @@ use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy}
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
+use super::checkpoint;
 use super::health::{self, Backoff};
 use super::trial::WORKLOAD_ERROR;
 use super::trial_pods;
 use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::TrialTemplate;
 use crate::api::{ApiGroup, Experiment, Trial, TrialSpec};
+use crate::metrics::cluster::SidecarImage;
 use crate::metrics::kinds::file::FileSidecar;
 use crate::metrics::kinds::push;
 use crate::metrics::push::PushServer;
@@ -47,6 +49,16 @@ pub struct ClusterRunner {
     file_sidecar: Option<FileSidecar>,
     push: Option<Arc<PushServer>>,
     caches: Caches,
+    checkpoints: Option<CheckpointVolumes>,
+}
+
+/// How PBT trials get their checkpoint folders (see [`checkpoint`]).
+#[derive(Debug, Clone)]
+pub struct CheckpointVolumes {
+    /// The image and binary of the init container that copies a parent's folder.
+    pub image: SidecarImage,
+    /// The claims' storage class (the cluster's default when `None`).
+    pub storage_class: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -70,7 +82,62 @@ impl ClusterRunner {
             file_sidecar: None,
             push: None,
             caches: Caches::default(),
+            checkpoints: None,
         }
+    }
+
+    /// Gives PBT trials their checkpoint folders on the experiment's volume.
+    #[must_use]
+    pub fn with_checkpoints(mut self, checkpoints: CheckpointVolumes) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// PBT: the experiment's checkpoint volume (created once, by the first
+    /// trial that needs it) mounted in the trial's primary container, and
+    /// the copy of its parent's folder before it starts.
+    async fn mount_checkpoint(
+        &self,
+        request: &LaunchRequest<'_>,
+        namespace: &str,
+        workload: &mut serde_json::Value,
+    ) -> Result<(), RunnerError> {
+        let Some(checkpoint) = request.checkpoint else {
+            return Ok(());
+        };
+        let volumes = self.checkpoints.as_ref().ok_or_else(|| {
+            RunnerError::Api("a checkpoint folder without checkpoint volumes".to_owned())
+        })?;
+        let experiment = self.experiment.name_any();
+        let claim = checkpoint::claim(
+            &experiment,
+            self.experiment.controller_owner_ref(&self.group),
+            volumes.storage_class.as_deref(),
+        );
+        health::retry(LAUNCH_BACKOFF, || {
+            checkpoint::ensure_claim(&self.client, namespace, &claim)
+        })
+        .await
+        .map_err(|e| RunnerError::Api(format!("creating the checkpoint volume: {e}")))?;
+        let primary = self
+            .template
+            .primary_container_name
+            .as_deref()
+            .unwrap_or_default();
+        let mounted = checkpoint::mount(
+            workload,
+            primary,
+            (&experiment, request.trial),
+            checkpoint,
+            &volumes.image,
+        );
+        if mounted == 0 {
+            tracing::warn!(
+                trial = request.trial,
+                "no pod template holds the primary container {primary:?}: no checkpoint folder"
+            );
+        }
+        Ok(())
     }
 
     /// Reads its trials and their workloads from the controller's watch
@@ -198,7 +265,17 @@ impl ClusterRunner {
             },
         );
         trial.metadata.namespace = Some(self.namespace());
-        trial.metadata.labels = Some(self.trial_labels());
+        // The suggester's labels too (PBT's generation and parent), as
+        // Katib's Trials carry them — those a label can hold.
+        let mut labels = self.trial_labels();
+        labels.extend(
+            request
+                .labels
+                .iter()
+                .filter(|(_, value)| is_label_value(value))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        trial.metadata.labels = Some(labels);
         trial.metadata.owner_references = self
             .experiment
             .controller_owner_ref(&self.group)
@@ -218,6 +295,8 @@ impl Runner for ClusterRunner {
             self.hand_push_credentials(request.trial, credentials, &namespace, &mut workload)
                 .await?;
         }
+        self.mount_checkpoint(request, &namespace, &mut workload)
+            .await?;
         self.mark_pods(request, &mut workload);
         // Retried while the API server is away (a trial failed for an
         // outage would be lost); a create whose answer was lost comes
@@ -250,6 +329,22 @@ impl Runner for ClusterRunner {
         // Nothing to reap: a trial of a controller that died keeps running
         // in the cluster, and `launch` adopts it.
     }
+}
+
+/// Whether `value` can be a Kubernetes label value: at most 63
+/// characters, alphanumerics with `-`, `_` and `.` inside.
+fn is_label_value(value: &str) -> bool {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    value.len() <= 63
+        && value.chars().all(inner)
+        && value
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
 /// Whether a Katib condition (a gjson query) matches the workload: the

@@ -50,15 +50,20 @@ pub fn local_folder(
     Ok(folder)
 }
 
-/// Makes `folder` ready: kept when it exists, else a copy of `parent`'s
-/// folder (made beside it and renamed into place), else empty — also when
-/// the parent left no checkpoint (its trial then starts afresh).
+/// Makes `folder` ready: kept when it holds anything, else a copy of
+/// `parent`'s folder (made beside it and renamed into place), else empty —
+/// also when the parent left no checkpoint (its trial then starts afresh).
+/// An empty folder is not a checkpoint: a kubelet may have made it for a
+/// volume's `subPath` before the copy.
 ///
 /// # Errors
 /// [`CheckpointError`] when a folder cannot be read or written.
 pub fn start_from(folder: &Path, parent: Option<&Path>) -> Result<(), CheckpointError> {
-    if folder.is_dir() {
-        return Ok(());
+    if let Ok(mut entries) = std::fs::read_dir(folder) {
+        if entries.next().is_some() || parent.is_none_or(|p| !p.is_dir()) {
+            return Ok(());
+        }
+        std::fs::remove_dir(folder).map_err(at(folder))?;
     }
     let Some(parent) = parent.filter(|p| p.is_dir()) else {
         if let Some(missing) = parent {
@@ -150,5 +155,10 @@ mod tests {
 
         let orphan = local_folder(dir.as_path(), "t3", Some("never-ran")).unwrap();
         assert_eq!(std::fs::read_dir(orphan).unwrap().count(), 0);
+
+        // An empty folder made before the copy (a kubelet's subPath) is filled.
+        std::fs::create_dir_all(dir.join("t4/checkpoint")).unwrap();
+        let early = local_folder(dir.as_path(), "t4", Some("t1")).unwrap();
+        assert!(early.join("w").exists());
     }
 }

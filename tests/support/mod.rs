@@ -217,6 +217,7 @@ spec:
     - {{name: lr, parameterType: double, feasibleSpace: {{min: "0.01", max: "0.1", step: "0.001"}}}}
   trialTemplate:
     primaryContainerName: main
+    retain: true
     trialParameters:
       - {{name: lr, reference: lr}}
       - {{name: trialName, reference: "${{trialSpec.Name}}"}}
