@@ -334,6 +334,31 @@ fn darts_examples_suggest_katib_shaped_assignments() {
     }
 }
 
+/// Katib's PBT example (its one defect mended: it allows more failed trials
+/// than trials, which Katib's webhook refuses too) suggests a first
+/// generation from the space, with Katib's generation label.
+#[test]
+fn the_pbt_example_suggests_a_first_generation() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("hp-tuning/simple-pbt.yaml")).unwrap();
+    let scratch = support::scratch("pbt-suggest");
+    let path = scratch.join("simple-pbt.yaml");
+    std::fs::write(&path, text.replace("maxFailedTrialCount: 3", "maxFailedTrialCount: 2")).unwrap();
+    let out = ktune(&["suggest", path.to_str().unwrap(), "-n", "2", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, trial) in trials.as_array().unwrap().iter().enumerate() {
+        let lr: f64 = trial["parameters"]["lr"].as_str().unwrap().parse().unwrap();
+        assert!((0.0001..=0.02).contains(&lr), "{trial}");
+        let labels = &trial["labels"];
+        assert_eq!(labels["pbt.suggestion.katib.kubeflow.org/generation"], "0");
+        assert_eq!(labels["pbt.ktune.dev/member"], i.to_string());
+        assert!(labels.get("pbt.suggestion.katib.kubeflow.org/parent").is_none());
+    }
+}
+
 /// A DARTS trial reports its genotype, not a number: Katib accepts it, so
 /// the trial succeeds and is the best.
 #[test]
