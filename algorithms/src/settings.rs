@@ -158,9 +158,6 @@ const TPE_SETTINGS: &[SettingSpec] = &[
     RANDOM_STATE,
 ];
 
-const NOT_NAS: &str = "ENAS is not supported yet; \
-     use darts, or `spec.parameters` with a hyperparameter algorithm";
-
 /// Every search algorithm Katib v1beta1 knows, with its settings.
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     AlgorithmSpec {
@@ -271,10 +268,20 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
         ],
     },
     AlgorithmSpec {
+        // Katib's `AlgorithmSettings.py`: names, defaults, ranges and the
+        // four settings that may be `None` (that term is then left out).
         name: "enas",
-        support: Support::NotYet(NOT_NAS),
+        support: Support::Supported,
         settings: &[
-            int("controller_hidden_size", 1, Some("64")),
+            SettingSpec {
+                // Katib has no upper bound; ktune's keeps the controller's
+                // weights (8·H² floats, three copies) within memory.
+                kind: SettingKind::Int {
+                    min: Some(1),
+                    max: Some(1024),
+                },
+                ..int("controller_hidden_size", 1, Some("64"))
+            },
             float_or_none("controller_temperature", excl(0.0), None, "5.0"),
             float_or_none("controller_tanh_const", excl(0.0), None, "2.25"),
             float_or_none("controller_entropy_weight", excl(0.0), None, "1e-5"),

@@ -24,8 +24,10 @@ use crate::space::{Assignment, SearchSpace};
 pub mod bayes;
 pub mod cmaes;
 pub mod darts;
+pub mod enas;
 pub mod grid;
 pub mod hyperband;
+mod pyjson;
 pub mod random;
 pub mod sobol;
 pub mod tpe;
@@ -145,6 +147,7 @@ pub fn build_suggester(
         name @ "cmaes" => cmaes::build(name, settings, space),
         name @ "bayesianoptimization" => bayes::build(name, settings, space),
         "darts" => Ok(Box::new(darts::DartsSuggester)),
+        "enas" => enas::build(settings, space),
         name => Err(AlgorithmError::NotImplemented {
             name: name.to_owned(),
         }),
@@ -165,7 +168,7 @@ mod tests {
 
     #[test]
     fn unimplemented_catalog_names_are_refused_as_not_implemented() {
-        for name in ["pbt", "enas"] {
+        for name in ["pbt"] {
             let err = build_suggester(name, &Settings::default(), &space()).unwrap_err();
             assert!(
                 matches!(err, AlgorithmError::NotImplemented { .. }),
