@@ -334,6 +334,85 @@ fn darts_examples_suggest_katib_shaped_assignments() {
     }
 }
 
+/// Katib's ENAS examples: each trial gets `architecture` (a list per layer:
+/// op id, then a skip bit per earlier layer) and `nn_config` (the graph
+/// and the operations the architecture uses), in Katib's quoting, with op
+/// ids numbered as Katib's service numbers every combination of an
+/// operation's parameter values.
+#[test]
+fn enas_examples_suggest_katib_shaped_assignments() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    for (file, layers) in [("nas/enas-cpu.yaml", 1), ("nas/enas-gpu.yaml", 8)] {
+        let path = dir.join(file);
+        let out = ktune(&["suggest", path.to_str().unwrap(), "-n", "3", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", describe(&out));
+        let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let trials = trials.as_array().unwrap();
+        assert_eq!(trials.len(), 3, "{file}");
+        for trial in trials {
+            let parameters = &trial["parameters"];
+            let architecture = parameters["architecture"].as_str().unwrap();
+            let config = parameters["nn_config"].as_str().unwrap();
+            assert!(config.starts_with("{'num_layers': "), "{config}");
+            // RunTrial.py: replace("'", '"'), then json.loads.
+            let arch: Vec<Vec<u64>> =
+                serde_json::from_str(&architecture.replace('\'', "\"")).unwrap();
+            let config: serde_json::Value =
+                serde_json::from_str(&config.replace('\'', "\"")).unwrap();
+            assert_eq!(arch.len(), layers, "{architecture}");
+            assert_eq!(config["num_layers"], layers);
+            assert_eq!(config["input_sizes"], serde_json::json!([32, 32, 3]));
+            assert_eq!(config["output_sizes"], serde_json::json!([10]));
+            let embedding = config["embedding"].as_object().unwrap();
+            for (l, layer) in arch.iter().enumerate() {
+                assert_eq!(layer.len(), l + 1, "{architecture}");
+                assert!(layer[1..].iter().all(|&b| b <= 1), "{architecture}");
+                let op = layer[0];
+                assert!(op < 106, "{architecture}");
+                let entry = &embedding[&op.to_string()];
+                assert_eq!(entry["opt_id"], op);
+                let params = &entry["opt_params"];
+                // Katib's order: convolution 3×5×2 = ids 0–29, separable
+                // 3×5×2×2 = 30–89, depthwise 3×2×2 = 90–101, reduction 2×2.
+                match op {
+                    0..=29 => {
+                        assert_eq!(entry["opt_type"], "convolution");
+                        assert_eq!(params["filter_size"], ["3", "5", "7"][(op / 10) as usize]);
+                        assert_eq!(
+                            params["num_filter"],
+                            ["32", "48", "64", "96", "128"][(op / 2 % 5) as usize]
+                        );
+                        assert_eq!(params["stride"], ["1", "2"][(op % 2) as usize]);
+                    }
+                    30..=89 => assert_eq!(entry["opt_type"], "separable_convolution"),
+                    90..=101 => assert_eq!(entry["opt_type"], "depthwise_convolution"),
+                    _ => {
+                        assert_eq!(entry["opt_type"], "reduction");
+                        let k = op - 102;
+                        assert_eq!(
+                            params["reduction_type"],
+                            ["max_pooling", "avg_pooling"][(k / 2) as usize]
+                        );
+                        // An int parameter: a JSON integer, not a string.
+                        assert_eq!(params["pool_size"], 2 + k % 2);
+                    }
+                }
+            }
+            let used: std::collections::BTreeSet<String> =
+                arch.iter().map(|l| l[0].to_string()).collect();
+            assert_eq!(
+                embedding
+                    .keys()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>(),
+                used
+            );
+        }
+    }
+}
+
 /// A DARTS trial reports its genotype, not a number: Katib accepts it, so
 /// the trial succeeds and is the best.
 #[test]

@@ -13,16 +13,6 @@ use ktune::api::validate::Context;
 /// Examples ktune refuses, with the error each must carry and why.
 const REFUSED: &[(&str, &str, &str)] = &[
     (
-        "nas/enas-cpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: ENAS",
-    ),
-    (
-        "nas/enas-gpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: ENAS",
-    ),
-    (
         "hp-tuning/simple-pbt.yaml",
         "spec.algorithm.algorithmName",
         "not supported yet: PBT",

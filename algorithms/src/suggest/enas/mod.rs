@@ -15,7 +15,7 @@
 //! without it are grouped while consecutive); training stops at the first
 //! round with a trial still pending or running, so a later finished round
 //! waits for it and the fold never depends on when a call happened. The
-//! trained controller is returned as [`AlgorithmState`] and reused when the
+//! trained controller is returned as [`AlgorithmState`](super::AlgorithmState) and reused when the
 //! next history extends the same prefix ([`state`]); without it the fold is
 //! replayed, with the same result bit for bit.
 //!
@@ -42,7 +42,7 @@ use ops::Op;
 use params::{Layout, Params};
 use train::{TrainSettings, Trainer};
 
-use super::{AlgorithmState, SuggestRequest, Suggester, Suggestion, Suggestions};
+use super::{SuggestRequest, Suggester, Suggestion, Suggestions};
 use crate::error::AlgorithmError;
 use crate::history::{Direction, TrialRecord};
 use crate::rng::derive_rng;
