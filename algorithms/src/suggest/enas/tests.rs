@@ -7,7 +7,7 @@ use super::*;
 use crate::history::{Objective, TrialState};
 use crate::settings;
 use crate::space::nas::{NasOperation, NasParameter, NasValues};
-use crate::suggest::build_suggester;
+use crate::suggest::{AlgorithmState, build_suggester};
 
 /// `layers` layers over one operation type with `ops` filter sizes.
 pub(crate) fn graph(layers: usize, ops: usize) -> NasGraph {
@@ -86,11 +86,13 @@ fn learn(settings: &[(&str, &str)], rounds: usize, per_round: usize, seed: u64) 
 }
 
 /// Settings that learn within 30 rounds (Katib's default learning rate
-/// of 5e-5 moves a weight by at most 0.075 in 30 rounds of 50 Adam steps).
+/// of 5e-5 moves a weight by at most 0.075 in 30 rounds of 50 Adam steps),
+/// on a small controller so that the test stays quick in a debug build.
 const FAST: &[(&str, &str)] = &[
-    ("controller_learning_rate", "0.01"),
+    ("controller_learning_rate", "0.02"),
+    ("controller_train_steps", "20"),
     ("controller_baseline_decay", "0.9"),
-    ("controller_hidden_size", "32"),
+    ("controller_hidden_size", "16"),
 ];
 
 #[test]
