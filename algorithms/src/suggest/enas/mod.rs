@@ -83,7 +83,7 @@ pub fn build(
 ) -> Result<Box<dyn Suggester>, AlgorithmError> {
     let graph = space
         .nas_graph()
-        .ok_or_else(|| AlgorithmError::UnsupportedSpace {
+        .ok_or(AlgorithmError::UnsupportedSpace {
             algorithm: "enas",
             reason: "enas searches a nasConfig (graphConfig and operations), not spec.parameters",
         })?
