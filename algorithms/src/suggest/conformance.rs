@@ -106,6 +106,19 @@ pub(crate) fn small_mixed_space() -> SearchSpace {
     .unwrap()
 }
 
+/// The suggester `name` with `settings` over its defaults, for `space`.
+pub(crate) fn built(
+    name: &str,
+    settings: &[(&str, &str)],
+    space: &SearchSpace,
+) -> Box<dyn Suggester> {
+    let parsed = settings::algorithm(name)
+        .unwrap()
+        .parse(settings.iter().copied())
+        .unwrap();
+    build_suggester(name, &parsed, space).unwrap()
+}
+
 /// Every check of the suite for one algorithm on one space.
 pub(crate) fn check_suggester(
     name: &str,
@@ -137,11 +150,7 @@ pub(crate) fn check_core(
     batches: &[usize],
     exempt: Option<&str>,
 ) -> (Box<dyn Suggester>, Vec<TrialRecord>) {
-    let parsed = settings::algorithm(name)
-        .unwrap()
-        .parse(settings.iter().copied())
-        .unwrap();
-    let s = build_suggester(name, &parsed, space).unwrap();
+    let s = built(name, settings, space);
     assert_eq!(s.name(), name);
 
     // In the space (the exempt parameter is Hyperband's resource).

@@ -136,6 +136,14 @@ pub fn build_suggester(
         settings::algorithm(algorithm_name).ok_or_else(|| AlgorithmError::UnknownAlgorithm {
             name: algorithm_name.to_owned(),
         })?;
+    // A NAS space has no parameters for the others to draw (DARTS's
+    // space is an ordinary one: its three fixed parameters).
+    if space.nas_graph().is_some() && spec.name != "enas" {
+        return Err(AlgorithmError::UnsupportedSpace {
+            algorithm: spec.name,
+            reason: "a NAS graph is searched by enas",
+        });
+    }
     match spec.name {
         "random" => Ok(Box::new(RandomSuggester::from_settings(settings))),
         "grid" => Ok(Box::new(GridSuggester::from_settings(settings, space)?)),
@@ -177,6 +185,21 @@ mod tests {
             build_suggester("bogus", &Settings::default(), &space()),
             Err(AlgorithmError::UnknownAlgorithm { .. })
         ));
+    }
+
+    #[test]
+    fn only_enas_searches_a_nas_space() {
+        let nas = SearchSpace::nas(crate::suggest::enas::tests::graph(2, 3));
+        for name in ["random", "grid", "tpe", "cmaes", "darts"] {
+            assert!(
+                matches!(
+                    build_suggester(name, &Settings::default(), &nas),
+                    Err(AlgorithmError::UnsupportedSpace { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(build_suggester("enas", &Settings::default(), &nas).is_ok());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod state;
 pub mod train;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 

@@ -27,11 +27,7 @@ pub(crate) fn graph(layers: usize, ops: usize) -> NasGraph {
 }
 
 fn suggester(settings: &[(&str, &str)], space: &SearchSpace) -> Box<dyn Suggester> {
-    let parsed = settings::algorithm("enas")
-        .unwrap()
-        .parse(settings.iter().copied())
-        .unwrap();
-    build_suggester("enas", &parsed, space).unwrap()
+    crate::suggest::conformance::built("enas", settings, space)
 }
 
 fn arch_of(t: &Suggestion, layers: usize, ops: usize) -> Architecture {
