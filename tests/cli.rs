@@ -469,6 +469,68 @@ spec:
     );
 }
 
+/// An ENAS experiment runs to the end locally: every trial gets an
+/// architecture of the graph's shape, its objective is read back, and the
+/// controller is retrained from the history between rounds.
+#[test]
+fn an_enas_experiment_runs_to_the_end() {
+    let dir = support::scratch("enas-run");
+    let yaml = r#"
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: enas-local}
+spec:
+  maxTrialCount: 6
+  parallelTrialCount: 2
+  objective: {type: maximize, objectiveMetricName: accuracy}
+  algorithm:
+    algorithmName: enas
+    algorithmSettings:
+      - {name: controller_hidden_size, value: "8"}
+      - {name: controller_train_steps, value: "5"}
+  nasConfig:
+    graphConfig: {numLayers: 3, inputSizes: [8], outputSizes: [2]}
+    operations:
+      - operationType: convolution
+        parameters:
+          - {name: filter_size, parameterType: categorical, feasibleSpace: {list: ["3", "5"]}}
+          - {name: stride, parameterType: int, feasibleSpace: {min: "1", max: "2"}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters:
+      - {name: arch, reference: architecture}
+      - {name: config, reference: nn_config}
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: x
+                command: ["sh", "-c", "echo \"accuracy=0.$(printf '%s' \"$1\" | tr -cd 1 | wc -c)\"", "t", "${trialParameters.arch}", "${trialParameters.config}"]
+"#;
+    let file = dir.join("enas.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = support::runs::run_in(&dir, &file, &["-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["counts"]["succeeded"], 6, "{}", describe(&out));
+    let best = &summary["best"];
+    let arch: Vec<Vec<u64>> = serde_json::from_str(
+        best["parameters"]["architecture"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{summary}")),
+    )
+    .unwrap();
+    assert_eq!(arch.len(), 3, "{summary}");
+    assert!(arch.iter().all(|l| l[0] < 4), "{summary}");
+}
+
 /// An empty file (or one of other kinds only) is named when there is
 /// nothing to validate, convert or run in it.
 #[test]
