@@ -794,4 +794,41 @@ mod tests {
         );
         assert!(parse("enas", &[("controller_hidden_size", "None")]).is_err());
     }
+
+    /// Katib's `AlgorithmSettings.py` ranges: floats in (min, max], ints
+    /// from their minimum; every refusal names the setting.
+    #[test]
+    fn enas_settings_have_katibs_ranges() {
+        let ok = [
+            ("controller_baseline_decay", "1.0"),
+            ("controller_learning_rate", "1"),
+            ("controller_skip_target", "1"),
+            ("controller_entropy_weight", "None"),
+            ("controller_skip_weight", "None"),
+            ("controller_tanh_const", "None"),
+            ("controller_train_steps", "1"),
+            ("controller_hidden_size", "1"),
+        ];
+        let s = parse("enas", &ok).unwrap();
+        assert_eq!(s.float("controller_baseline_decay"), Some(1.0));
+        assert_eq!(s.get("controller_skip_weight"), Some(&SettingValue::None));
+        assert_eq!(s.float("controller_temperature"), Some(5.0));
+        assert_eq!(s.int("controller_log_every_steps"), Some(10));
+        for (name, value) in [
+            ("controller_baseline_decay", "0"),
+            ("controller_baseline_decay", "None"),
+            ("controller_learning_rate", "1.5"),
+            ("controller_skip_target", "0"),
+            ("controller_temperature", "0"),
+            ("controller_entropy_weight", "-1e-5"),
+            ("controller_train_steps", "0"),
+            ("controller_hidden_size", "1025"),
+        ] {
+            let e = parse("enas", &[(name, value)]).unwrap_err();
+            assert!(
+                e[0].error.to_string().contains(name),
+                "{name}={value}: {e:?}"
+            );
+        }
+    }
 }
