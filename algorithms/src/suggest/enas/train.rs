@@ -88,7 +88,11 @@ impl Trainer {
                 .map(|(tape, (_, r))| r + settings.entropy_weight * tape.entropy)
                 .collect();
             let mean = rewards.iter().sum::<f64>() / batch;
-            self.baseline -= (1.0 - settings.baseline_decay) * (self.baseline - mean);
+            let baseline = self.baseline - (1.0 - settings.baseline_decay) * (self.baseline - mean);
+            if !baseline.is_finite() {
+                return;
+            }
+            self.baseline = baseline;
             let mut grad = Params::zeros(layout);
             for (tape, reward) in tapes.iter().zip(&rewards) {
                 tape.backward(
@@ -103,7 +107,12 @@ impl Trainer {
         }
     }
 
+    /// One Adam step; a gradient that overflowed (an objective near
+    /// f64::MAX) is skipped rather than let it poison every weight.
     fn adam(&mut self, grad: &[f64], lr: f64) {
+        if !grad.iter().all(|g| g.is_finite()) {
+            return;
+        }
         self.t += 1;
         let t = i32::try_from(self.t).unwrap_or(i32::MAX);
         let step = lr * (1.0 - BETA2.powi(t)).sqrt() / (1.0 - BETA1.powi(t));
@@ -119,5 +128,43 @@ impl Trainer {
             *v = BETA2 * *v + (1.0 - BETA2) * g * g;
             *w -= step * *m / (v.sqrt() + EPSILON);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::derive_rng;
+
+    #[test]
+    fn overflowing_rewards_leave_the_controller_finite() {
+        let layout = Layout { h: 4, n: 3 };
+        let mut rng = derive_rng(3, 0, "enas-train");
+        let shape = Shape {
+            layers: 3,
+            temperature: Some(5.0),
+            tanh_const: Some(2.25),
+            skip_target: 0.4,
+        };
+        let mut trainer = Trainer::new(Params::init(layout, &mut rng));
+        let arch = run(&trainer.params, &shape, Decide::Sample(&mut rng)).arch;
+        let settings = TrainSettings {
+            entropy_weight: 1e-5,
+            baseline_decay: 0.5,
+            learning_rate: 0.1,
+            skip_weight: 0.8,
+            train_steps: 3,
+        };
+        trainer.train_round(
+            &shape,
+            &settings,
+            &[(arch.clone(), f64::MAX), (arch.clone(), f64::MAX)],
+        );
+        assert!(trainer.params.data.iter().all(|w| w.is_finite()));
+        assert!(trainer.baseline.is_finite());
+        // An ordinary reward still trains.
+        let before = trainer.params.clone();
+        trainer.train_round(&shape, &settings, &[(arch, 1.0)]);
+        assert_ne!(before, trainer.params);
     }
 }
