@@ -52,9 +52,12 @@ pub enum NasValue {
 }
 
 impl NasValues {
-    /// Every value, in Katib's order.
+    /// Every value, in Katib's order (none for a step that is not > 0).
     #[must_use]
     pub fn values(&self) -> Vec<NasValue> {
+        if !self.step_is_positive() {
+            return Vec::new();
+        }
         match self {
             Self::List(list) => list.iter().cloned().map(NasValue::Text).collect(),
             Self::Int { min, max, step } => {
@@ -79,8 +82,19 @@ impl NasValues {
         }
     }
 
+    fn step_is_positive(&self) -> bool {
+        match self {
+            Self::List(_) => true,
+            Self::Int { step, .. } => *step > 0,
+            Self::Double { step, .. } => *step > 0.0 && step.is_finite(),
+        }
+    }
+
     /// How many values, without listing them.
     fn count(&self) -> u128 {
+        if !self.step_is_positive() {
+            return 0;
+        }
         match self {
             Self::List(list) => list.len() as u128,
             Self::Int { min, max, step } if max >= min => {
@@ -248,6 +262,26 @@ mod tests {
             step: 1,
         };
         assert!(NasGraph::new(1, vec![], vec![], vec![op(empty_range)]).is_err());
+        for bad_step in [
+            NasValues::Int {
+                min: 1,
+                max: 2,
+                step: 0,
+            },
+            NasValues::Double {
+                min: 1.0,
+                max: 2.0,
+                step: -0.5,
+            },
+            NasValues::Double {
+                min: 1.0,
+                max: 2.0,
+                step: f64::NAN,
+            },
+        ] {
+            assert!(bad_step.values().is_empty());
+            assert!(NasGraph::new(1, vec![], vec![], vec![op(bad_step)]).is_err());
+        }
         let big = NasOperation {
             operation_type: "conv".into(),
             parameters: (0..3)
