@@ -282,7 +282,7 @@ fn suggest_is_deterministic_for_a_seed_and_grid_reports_exhaustion() {
 }
 
 #[test]
-fn suggest_refuses_experiments_ktune_cannot_run() {
+fn suggest_refuses_an_experiment_katib_refuses_naming_the_field() {
     let Some(dir) = support::katib_examples() else {
         return;
     };
@@ -292,7 +292,7 @@ fn suggest_refuses_experiments_ktune_cannot_run() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not supported yet"),
+        String::from_utf8_lossy(&out.stderr).contains("spec.maxFailedTrialCount"),
         "{}",
         describe(&out)
     );
@@ -345,7 +345,11 @@ fn the_pbt_example_suggests_a_first_generation() {
     let text = std::fs::read_to_string(dir.join("hp-tuning/simple-pbt.yaml")).unwrap();
     let scratch = support::scratch("pbt-suggest");
     let path = scratch.join("simple-pbt.yaml");
-    std::fs::write(&path, text.replace("maxFailedTrialCount: 3", "maxFailedTrialCount: 2")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("maxFailedTrialCount: 3", "maxFailedTrialCount: 2"),
+    )
+    .unwrap();
     let out = ktune(&["suggest", path.to_str().unwrap(), "-n", "2", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -355,7 +359,90 @@ fn the_pbt_example_suggests_a_first_generation() {
         let labels = &trial["labels"];
         assert_eq!(labels["pbt.suggestion.katib.kubeflow.org/generation"], "0");
         assert_eq!(labels["pbt.ktune.dev/member"], i.to_string());
-        assert!(labels.get("pbt.suggestion.katib.kubeflow.org/parent").is_none());
+        assert!(
+            labels
+                .get("pbt.suggestion.katib.kubeflow.org/parent")
+                .is_none()
+        );
+    }
+}
+
+/// Katib's ENAS examples: each trial gets `architecture` (a list per layer:
+/// op id, then a skip bit per earlier layer) and `nn_config` (the graph
+/// and the operations the architecture uses), in Katib's quoting, with op
+/// ids numbered as Katib's service numbers every combination of an
+/// operation's parameter values.
+#[test]
+fn enas_examples_suggest_katib_shaped_assignments() {
+    let Some(dir) = support::katib_examples() else {
+        return;
+    };
+    for (file, layers) in [("nas/enas-cpu.yaml", 1), ("nas/enas-gpu.yaml", 8)] {
+        let path = dir.join(file);
+        let out = ktune(&["suggest", path.to_str().unwrap(), "-n", "3", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", describe(&out));
+        let trials: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let trials = trials.as_array().unwrap();
+        assert_eq!(trials.len(), 3, "{file}");
+        for trial in trials {
+            let parameters = &trial["parameters"];
+            let architecture = parameters["architecture"].as_str().unwrap();
+            let config = parameters["nn_config"].as_str().unwrap();
+            assert!(config.starts_with("{'num_layers': "), "{config}");
+            // RunTrial.py: replace("'", '"'), then json.loads.
+            let arch: Vec<Vec<u64>> =
+                serde_json::from_str(&architecture.replace('\'', "\"")).unwrap();
+            let config: serde_json::Value =
+                serde_json::from_str(&config.replace('\'', "\"")).unwrap();
+            assert_eq!(arch.len(), layers, "{architecture}");
+            assert_eq!(config["num_layers"], layers);
+            assert_eq!(config["input_sizes"], serde_json::json!([32, 32, 3]));
+            assert_eq!(config["output_sizes"], serde_json::json!([10]));
+            let embedding = config["embedding"].as_object().unwrap();
+            for (l, layer) in arch.iter().enumerate() {
+                assert_eq!(layer.len(), l + 1, "{architecture}");
+                assert!(layer[1..].iter().all(|&b| b <= 1), "{architecture}");
+                let op = layer[0];
+                assert!(op < 106, "{architecture}");
+                let entry = &embedding[&op.to_string()];
+                assert_eq!(entry["opt_id"], op);
+                let params = &entry["opt_params"];
+                // Katib's order: convolution 3×5×2 = ids 0–29, separable
+                // 3×5×2×2 = 30–89, depthwise 3×2×2 = 90–101, reduction 2×2.
+                match op {
+                    0..=29 => {
+                        assert_eq!(entry["opt_type"], "convolution");
+                        assert_eq!(params["filter_size"], ["3", "5", "7"][(op / 10) as usize]);
+                        assert_eq!(
+                            params["num_filter"],
+                            ["32", "48", "64", "96", "128"][(op / 2 % 5) as usize]
+                        );
+                        assert_eq!(params["stride"], ["1", "2"][(op % 2) as usize]);
+                    }
+                    30..=89 => assert_eq!(entry["opt_type"], "separable_convolution"),
+                    90..=101 => assert_eq!(entry["opt_type"], "depthwise_convolution"),
+                    _ => {
+                        assert_eq!(entry["opt_type"], "reduction");
+                        let k = op - 102;
+                        assert_eq!(
+                            params["reduction_type"],
+                            ["max_pooling", "avg_pooling"][(k / 2) as usize]
+                        );
+                        // An int parameter: a JSON integer, not a string.
+                        assert_eq!(params["pool_size"], 2 + k % 2);
+                    }
+                }
+            }
+            let used: std::collections::BTreeSet<String> =
+                arch.iter().map(|l| l[0].to_string()).collect();
+            assert_eq!(
+                embedding
+                    .keys()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>(),
+                used
+            );
+        }
     }
 }
 
@@ -413,6 +500,68 @@ spec:
         summary["best"]["metrics"]["Best-Genotype"], "Genotype(normal=[['max_pooling_3x3'] x 2])",
         "{summary}"
     );
+}
+
+/// An ENAS experiment runs to the end locally: every trial gets an
+/// architecture of the graph's shape, its objective is read back, and the
+/// controller is retrained from the history between rounds.
+#[test]
+fn an_enas_experiment_runs_to_the_end() {
+    let dir = support::scratch("enas-run");
+    let yaml = r#"
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: enas-local}
+spec:
+  maxTrialCount: 6
+  parallelTrialCount: 2
+  objective: {type: maximize, objectiveMetricName: accuracy}
+  algorithm:
+    algorithmName: enas
+    algorithmSettings:
+      - {name: controller_hidden_size, value: "8"}
+      - {name: controller_train_steps, value: "5"}
+  nasConfig:
+    graphConfig: {numLayers: 3, inputSizes: [8], outputSizes: [2]}
+    operations:
+      - operationType: convolution
+        parameters:
+          - {name: filter_size, parameterType: categorical, feasibleSpace: {list: ["3", "5"]}}
+          - {name: stride, parameterType: int, feasibleSpace: {min: "1", max: "2"}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters:
+      - {name: arch, reference: architecture}
+      - {name: config, reference: nn_config}
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            containers:
+              - name: main
+                image: x
+                command: ["sh", "-c", "echo \"accuracy=0.$(printf '%s' \"$1\" | tr -cd 1 | wc -c)\"", "t", "${trialParameters.arch}", "${trialParameters.config}"]
+"#;
+    let file = dir.join("enas.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = support::runs::run_in(&dir, &file, &["-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["counts"]["succeeded"], 6, "{}", describe(&out));
+    let best = &summary["best"];
+    let arch: Vec<Vec<u64>> = serde_json::from_str(
+        best["parameters"]["architecture"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{summary}")),
+    )
+    .unwrap();
+    assert_eq!(arch.len(), 3, "{summary}");
+    assert!(arch.iter().all(|l| l[0] < 4), "{summary}");
 }
 
 /// An empty file (or one of other kinds only) is named when there is

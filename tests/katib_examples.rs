@@ -12,16 +12,6 @@ use ktune::api::validate::Context;
 
 /// Examples ktune refuses, with the error each must carry and why.
 const REFUSED: &[(&str, &str, &str)] = &[
-    (
-        "nas/enas-cpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: ENAS",
-    ),
-    (
-        "nas/enas-gpu.yaml",
-        "spec.algorithm.algorithmName",
-        "not supported yet: ENAS",
-    ),
     // Katib's own webhook refuses these three as well (katib-reference.md
     // §2.2: maxFailedTrialCount ≤ maxTrialCount; §7.6: every declared
     // trialParameter must appear in the template):

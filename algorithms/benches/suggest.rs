@@ -15,6 +15,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ktune_algorithms::history::{Direction, Objective, Observation, TrialRecord, TrialState};
 use ktune_algorithms::settings;
+use ktune_algorithms::space::nas::{NasGraph, NasOperation, NasParameter, NasValues};
 use ktune_algorithms::space::{Distribution, ParameterSpec, SearchSpace};
 use ktune_algorithms::suggest::{SuggestRequest, Suggester, build_suggester};
 use ktune_algorithms::testfns::sphere;
@@ -143,5 +144,112 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Katib's enas-gpu example's graph: 8 layers; 106 operations (the
+/// convolution, separable, depthwise and reduction combinations).
+fn enas_space() -> SearchSpace {
+    let list = |values: &[&str]| NasValues::List(values.iter().map(|v| (*v).to_owned()).collect());
+    let param = |name: &str, values: NasValues| NasParameter {
+        name: name.to_owned(),
+        values,
+    };
+    let filters = || param("filter_size", list(&["3", "5", "7"]));
+    let counts = || param("num_filter", list(&["32", "48", "64", "96", "128"]));
+    let stride = || param("stride", list(&["1", "2"]));
+    let depth = || param("depth_multiplier", list(&["1", "2"]));
+    let op = |t: &str, parameters| NasOperation {
+        operation_type: t.to_owned(),
+        parameters,
+    };
+    SearchSpace::nas(
+        NasGraph::new(
+            8,
+            vec![32, 32, 3],
+            vec![10],
+            vec![
+                op("convolution", vec![filters(), counts(), stride()]),
+                op(
+                    "separable_convolution",
+                    vec![filters(), counts(), stride(), depth()],
+                ),
+                op("depthwise_convolution", vec![filters(), stride(), depth()]),
+                op(
+                    "reduction",
+                    vec![
+                        param("reduction_type", list(&["max_pooling", "avg_pooling"])),
+                        param(
+                            "pool_size",
+                            NasValues::Int {
+                                min: 2,
+                                max: 3,
+                                step: 1,
+                            },
+                        ),
+                    ],
+                ),
+            ],
+        )
+        .unwrap(),
+    )
+}
+
+/// ENAS with Katib's defaults (hidden size 64, 50 train steps) on a
+/// history of 100 trials made by ENAS itself in rounds of 4: one round
+/// trained from the previous call's state (the usual call), and the whole
+/// history replayed without it (a restart).
+fn bench_enas(c: &mut Criterion) {
+    let space = enas_space();
+    let settings = settings::algorithm("enas")
+        .unwrap()
+        .parse(std::iter::empty())
+        .unwrap();
+    let s = build_suggester("enas", &settings, &space).unwrap();
+    let objective = Objective::new("accuracy", Direction::Maximize);
+    let mut history: Vec<TrialRecord> = Vec::new();
+    let mut state = None;
+    while history.len() < 100 {
+        let out = s
+            .suggest(&SuggestRequest {
+                space: &space,
+                objective: &objective,
+                history: &history,
+                count: 4,
+                seed: 1,
+                state: state.as_ref(),
+            })
+            .unwrap();
+        state = out.state;
+        for sug in out.suggestions {
+            let value = (history.len() % 7) as f64 / 7.0;
+            let mut t = TrialRecord::new(format!("t{}", history.len()), sug.assignment);
+            t.labels = sug.labels;
+            t.state = TrialState::Succeeded;
+            t.objective = Some(value);
+            history.push(t);
+        }
+    }
+    // `state` covers 96 trials; the last round of 4 is new to it.
+    let mut group = c.benchmark_group("enas");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(2));
+    for (name, with_state) in [("round-from-state", true), ("replay-100", false)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                s.suggest(black_box(&SuggestRequest {
+                    space: &space,
+                    objective: &objective,
+                    history: &history,
+                    count: 4,
+                    seed: 1,
+                    state: if with_state { state.as_ref() } else { None },
+                }))
+                .unwrap()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_enas);
 criterion_main!(benches);

@@ -166,4 +166,10 @@ pub enum AlgorithmError {
         /// Why, in words.
         reason: &'static str,
     },
+    /// A NAS graph (`spec.nasConfig`) that cannot be searched.
+    #[error("the nasConfig cannot be searched: {reason}")]
+    InvalidNasGraph {
+        /// Why, in words.
+        reason: String,
+    },
 }

@@ -158,9 +158,6 @@ const TPE_SETTINGS: &[SettingSpec] = &[
     RANDOM_STATE,
 ];
 
-const NOT_NAS: &str = "ENAS is not supported yet; \
-     use darts, or `spec.parameters` with a hyperparameter algorithm";
-
 /// Every search algorithm Katib v1beta1 knows, with its settings.
 pub const ALGORITHMS: &[AlgorithmSpec] = &[
     AlgorithmSpec {
@@ -269,10 +266,20 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
         ],
     },
     AlgorithmSpec {
+        // Katib's `AlgorithmSettings.py`: names, defaults, ranges and the
+        // four settings that may be `None` (that term is then left out).
         name: "enas",
-        support: Support::NotYet(NOT_NAS),
+        support: Support::Supported,
         settings: &[
-            int("controller_hidden_size", 1, Some("64")),
+            SettingSpec {
+                // Katib has no upper bound; ktune's keeps the controller's
+                // weights (8·H² floats, three copies) within memory.
+                kind: SettingKind::Int {
+                    min: Some(1),
+                    max: Some(1024),
+                },
+                ..int("controller_hidden_size", 1, Some("64"))
+            },
             float_or_none("controller_temperature", excl(0.0), None, "5.0"),
             float_or_none("controller_tanh_const", excl(0.0), None, "2.25"),
             float_or_none("controller_entropy_weight", excl(0.0), None, "1e-5"),
@@ -784,5 +791,42 @@ mod tests {
             Some(&SettingValue::None)
         );
         assert!(parse("enas", &[("controller_hidden_size", "None")]).is_err());
+    }
+
+    /// Katib's `AlgorithmSettings.py` ranges: floats in (min, max], ints
+    /// from their minimum; every refusal names the setting.
+    #[test]
+    fn enas_settings_have_katibs_ranges() {
+        let ok = [
+            ("controller_baseline_decay", "1.0"),
+            ("controller_learning_rate", "1"),
+            ("controller_skip_target", "1"),
+            ("controller_entropy_weight", "None"),
+            ("controller_skip_weight", "None"),
+            ("controller_tanh_const", "None"),
+            ("controller_train_steps", "1"),
+            ("controller_hidden_size", "1"),
+        ];
+        let s = parse("enas", &ok).unwrap();
+        assert_eq!(s.float("controller_baseline_decay"), Some(1.0));
+        assert_eq!(s.get("controller_skip_weight"), Some(&SettingValue::None));
+        assert_eq!(s.float("controller_temperature"), Some(5.0));
+        assert_eq!(s.int("controller_log_every_steps"), Some(10));
+        for (name, value) in [
+            ("controller_baseline_decay", "0"),
+            ("controller_baseline_decay", "None"),
+            ("controller_learning_rate", "1.5"),
+            ("controller_skip_target", "0"),
+            ("controller_temperature", "0"),
+            ("controller_entropy_weight", "-1e-5"),
+            ("controller_train_steps", "0"),
+            ("controller_hidden_size", "1025"),
+        ] {
+            let e = parse("enas", &[(name, value)]).unwrap_err();
+            assert!(
+                e[0].error.to_string().contains(name),
+                "{name}={value}: {e:?}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod encode;
 pub mod grid;
+pub mod nas;
 mod param;
 pub mod sample;
 mod value;
@@ -18,11 +19,18 @@ pub use value::{Assignment, ParamValue};
 
 use crate::error::AlgorithmError;
 
-/// An ordered list of uniquely named parameters.
+/// An ordered list of uniquely named parameters, or a NAS graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchSpace {
     params: Vec<ParameterSpec>,
+    /// Set for a NAS space (then `params` is empty): the algorithm writes
+    /// the [`NAS_PARAMETERS`] as text.
+    nas: Option<nas::NasGraph>,
 }
+
+/// The two parameters every ENAS trial gets (Katib's names), which a NAS
+/// space accepts as text in [`SearchSpace::parse_assignment`].
+pub const NAS_PARAMETERS: [&str; 2] = ["architecture", "nn_config"];
 
 impl SearchSpace {
     /// A space of `params`, in the order given (which is the order of every
@@ -43,10 +51,25 @@ impl SearchSpace {
                 });
             }
         }
-        Ok(Self { params })
+        Ok(Self { params, nas: None })
     }
 
-    /// The parameters in order.
+    /// A NAS space: no hyperparameters, the `graph` to search.
+    #[must_use]
+    pub fn nas(graph: nas::NasGraph) -> Self {
+        Self {
+            params: Vec::new(),
+            nas: Some(graph),
+        }
+    }
+
+    /// The NAS graph of a space built with [`Self::nas`].
+    #[must_use]
+    pub fn nas_graph(&self) -> Option<&nas::NasGraph> {
+        self.nas.as_ref()
+    }
+
+    /// The parameters in order (none for a NAS space).
     #[must_use]
     pub fn params(&self) -> &[ParameterSpec] {
         &self.params
@@ -58,7 +81,7 @@ impl SearchSpace {
         self.params.len()
     }
 
-    /// Always false: a space has at least one parameter.
+    /// Whether the space has no parameters: only a NAS space.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
@@ -71,9 +94,15 @@ impl SearchSpace {
     }
 
     /// Whether `assignment` gives every parameter a valid value (extra
-    /// names are ignored).
+    /// names are ignored); for a NAS space, whether it has both
+    /// [`NAS_PARAMETERS`] as text (their content is the algorithm's).
     #[must_use]
     pub fn contains(&self, assignment: &Assignment) -> bool {
+        if self.nas.is_some() {
+            return NAS_PARAMETERS
+                .iter()
+                .all(|n| matches!(assignment.get(n), Some(ParamValue::Text(_))));
+        }
         self.params
             .iter()
             .all(|p| assignment.get(p.name()).is_some_and(|v| p.contains(v)))
@@ -89,6 +118,20 @@ impl SearchSpace {
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Assignment, AlgorithmError> {
         let mut given = Assignment::new();
+        if self.nas.is_some() {
+            for (name, text) in pairs {
+                if !NAS_PARAMETERS.contains(&name) {
+                    return Err(AlgorithmError::UnknownParameter {
+                        name: name.to_owned(),
+                    });
+                }
+                given.set(name, ParamValue::Text(text.to_owned()));
+            }
+            return Ok(NAS_PARAMETERS
+                .iter()
+                .filter_map(|n| given.get(n).map(|v| (*n, v.clone())))
+                .collect());
+        }
         for (name, text) in pairs {
             let p = self
                 .get(name)

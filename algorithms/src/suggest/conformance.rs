@@ -106,6 +106,19 @@ pub(crate) fn small_mixed_space() -> SearchSpace {
     .unwrap()
 }
 
+/// The suggester `name` with `settings` over its defaults, for `space`.
+pub(crate) fn built(
+    name: &str,
+    settings: &[(&str, &str)],
+    space: &SearchSpace,
+) -> Box<dyn Suggester> {
+    let parsed = settings::algorithm(name)
+        .unwrap()
+        .parse(settings.iter().copied())
+        .unwrap();
+    build_suggester(name, &parsed, space).unwrap()
+}
+
 /// Every check of the suite for one algorithm on one space.
 pub(crate) fn check_suggester(
     name: &str,
@@ -115,16 +128,40 @@ pub(crate) fn check_suggester(
     batches: &[usize],
     exempt: Option<&str>,
 ) {
-    let parsed = settings::algorithm(name)
-        .unwrap()
-        .parse(settings.iter().copied())
-        .unwrap();
-    let s = build_suggester(name, &parsed, space).unwrap();
+    let (s, run) = check_core(name, settings, space, seed, batches, exempt);
+
+    // Batching does not matter: one at a time gives the same sequence.
+    let total: usize = batches.iter().sum();
+    let (singles, _) = simulate(s.as_ref(), space, seed, &vec![1; total + 8], None);
+    let n = run.len().min(singles.len());
+    let a: Vec<&Assignment> = run.iter().take(n).map(|t| &t.assignment).collect();
+    let b: Vec<&Assignment> = singles.iter().take(n).map(|t| &t.assignment).collect();
+    assert_eq!(a, b, "{name}: result depends on batching");
+}
+
+/// The checks every suggester passes, batching independence aside (ENAS
+/// trains once per round): suggestions in the space, determinism, and
+/// restart safety. Returns the suggester and its simulated run.
+pub(crate) fn check_core(
+    name: &str,
+    settings: &[(&str, &str)],
+    space: &SearchSpace,
+    seed: u64,
+    batches: &[usize],
+    exempt: Option<&str>,
+) -> (Box<dyn Suggester>, Vec<TrialRecord>) {
+    let s = built(name, settings, space);
     assert_eq!(s.name(), name);
 
     // In the space (the exempt parameter is Hyperband's resource).
     let (run, _) = simulate(s.as_ref(), space, seed, batches, None);
     for t in &run {
+        if exempt.is_none() {
+            assert!(
+                space.contains(&t.assignment),
+                "{name}: {t:?} not in the space"
+            );
+        }
         for p in space.params() {
             if Some(p.name()) == exempt {
                 continue;
@@ -159,13 +196,7 @@ pub(crate) fn check_suggester(
         );
     }
 
-    // Batching does not matter: one at a time gives the same sequence.
-    let total: usize = batches.iter().sum();
-    let (singles, _) = simulate(s.as_ref(), space, seed, &vec![1; total + 8], None);
-    let n = run.len().min(singles.len());
-    let a: Vec<&Assignment> = run.iter().take(n).map(|t| &t.assignment).collect();
-    let b: Vec<&Assignment> = singles.iter().take(n).map(|t| &t.assignment).collect();
-    assert_eq!(a, b, "{name}: result depends on batching");
+    (s, run)
 }
 
 fn mixed_space() -> SearchSpace {

@@ -20,6 +20,7 @@
 use crate::error::AlgorithmError;
 use crate::space::{Assignment, Domain, ParamValue};
 
+use super::pyjson::python_string;
 use super::{SuggestRequest, Suggester, Suggestion, Suggestions};
 
 /// The trial parameter holding the algorithm settings.
@@ -108,33 +109,6 @@ pub fn trial_parameters(
         (SEARCH_SPACE.to_owned(), format!("[{}]", space.join(", "))),
         (NUM_LAYERS.to_owned(), num_layers.to_string()),
     ]
-}
-
-/// A string as Python's `json.dumps` writes it (ASCII only, `\uXXXX`
-/// escapes), then with `"` turned into `'` as Katib's service does.
-fn python_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut units = [0_u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out.replace('"', "'")
 }
 
 /// DARTS: every suggestion is the space's only point.

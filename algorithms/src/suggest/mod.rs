@@ -24,9 +24,11 @@ use crate::space::{Assignment, SearchSpace};
 pub mod bayes;
 pub mod cmaes;
 pub mod darts;
+pub mod enas;
 pub mod grid;
 pub mod hyperband;
 pub mod pbt;
+mod pyjson;
 pub mod random;
 pub mod sobol;
 pub mod tpe;
@@ -135,6 +137,14 @@ pub fn build_suggester(
         settings::algorithm(algorithm_name).ok_or_else(|| AlgorithmError::UnknownAlgorithm {
             name: algorithm_name.to_owned(),
         })?;
+    // A NAS space has no parameters for the others to draw (DARTS's
+    // space is an ordinary one: its three fixed parameters).
+    if space.nas_graph().is_some() && spec.name != "enas" {
+        return Err(AlgorithmError::UnsupportedSpace {
+            algorithm: spec.name,
+            reason: "a NAS graph is searched by enas",
+        });
+    }
     match spec.name {
         "random" => Ok(Box::new(RandomSuggester::from_settings(settings))),
         "grid" => Ok(Box::new(GridSuggester::from_settings(settings, space)?)),
@@ -146,6 +156,7 @@ pub fn build_suggester(
         name @ "cmaes" => cmaes::build(name, settings, space),
         name @ "bayesianoptimization" => bayes::build(name, settings, space),
         "darts" => Ok(Box::new(darts::DartsSuggester)),
+        "enas" => enas::build(settings, space),
         "pbt" => Ok(Box::new(pbt::PbtSuggester::new(
             pbt::PbtConfig::from_settings(settings)?,
         ))),
@@ -168,18 +179,26 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_catalog_names_are_refused_as_not_implemented() {
-        for name in ["enas"] {
-            let err = build_suggester(name, &Settings::default(), &space()).unwrap_err();
-            assert!(
-                matches!(err, AlgorithmError::NotImplemented { .. }),
-                "{name}: {err}"
-            );
-        }
+    fn names_outside_katibs_catalog_are_refused() {
         assert!(matches!(
             build_suggester("bogus", &Settings::default(), &space()),
             Err(AlgorithmError::UnknownAlgorithm { .. })
         ));
+    }
+
+    #[test]
+    fn only_enas_searches_a_nas_space() {
+        let nas = SearchSpace::nas(crate::suggest::enas::tests::graph(2, 3));
+        for name in ["random", "grid", "tpe", "cmaes", "darts"] {
+            assert!(
+                matches!(
+                    build_suggester(name, &Settings::default(), &nas),
+                    Err(AlgorithmError::UnsupportedSpace { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(build_suggester("enas", &Settings::default(), &nas).is_ok());
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! `spec.nasConfig` (neural architecture search): Katib's rules for its
 //! operations (`pkg/suggestion/v1beta1/nas/common/validation.py`), each
-//! refused at its field — except that `skip_connection` needs no
-//! parameter — and which algorithms may use it (`darts`; `enas` is not
-//! implemented yet).
+//! refused at its field — except that DARTS's `skip_connection` needs no
+//! parameter — and which algorithms may use it (`darts`, `enas`). ENAS
+//! also needs the whole `graphConfig` (Katib's ENAS service refuses an
+//! experiment without `numLayers`, `inputSizes` or `outputSizes`).
 
 use super::Report;
 use crate::api::enums::ParameterType;
 use crate::api::experiment::{ExperimentSpec, NasConfig};
 
 /// The NAS algorithms ktune runs.
-const RUNS: &[&str] = &["darts"];
+const RUNS: &[&str] = &["darts", "enas"];
 
 /// Validates `nas` for the spec's algorithm.
 pub(super) fn validate_nas(spec: &ExperimentSpec, nas: &NasConfig, report: &mut Report) {
@@ -20,17 +21,16 @@ pub(super) fn validate_nas(spec: &ExperimentSpec, nas: &NasConfig, report: &mut 
         .unwrap_or_default();
     match algorithm {
         name if RUNS.contains(&name) => {}
-        "enas" => report.error(
-            "spec.algorithm.algorithmName",
-            "ENAS is not supported yet; darts runs a nasConfig",
-        ),
         other => report.error(
             "spec.nasConfig",
             format!(
-                "a nasConfig is searched by a NAS algorithm (darts), not {other:?}; \
+                "a nasConfig is searched by a NAS algorithm (darts, enas), not {other:?}; \
                  use spec.parameters for hyperparameter search"
             ),
         ),
+    }
+    if algorithm == "enas" {
+        validate_enas_graph(nas, report);
     }
     if nas.operations.is_empty() {
         report.error(
@@ -46,7 +46,8 @@ pub(super) fn validate_nas(spec: &ExperimentSpec, nas: &NasConfig, report: &mut 
         // DARTS's `skip_connection` has no filter size: Katib's service
         // expands it without parameters (its validator still asks for one,
         // which refuses Katib's own darts-gpu example; ktune does not).
-        if operation.parameters.is_empty() && operation.operation_type != "skip_connection" {
+        let skip = algorithm == "darts" && operation.operation_type == "skip_connection";
+        if operation.parameters.is_empty() && !skip {
             report.error(
                 format!("{path}.parameters"),
                 "at least one parameter is required",
@@ -92,6 +93,26 @@ pub(super) fn validate_nas(spec: &ExperimentSpec, nas: &NasConfig, report: &mut 
     }
 }
 
+/// ENAS's `graphConfig`: every field, each refused at its path.
+fn validate_enas_graph(nas: &NasConfig, report: &mut Report) {
+    let graph = nas.graph_config.clone().unwrap_or_default();
+    let path = "spec.nasConfig.graphConfig";
+    match graph.num_layers {
+        None => report.error(format!("{path}.numLayers"), "required by enas"),
+        Some(n) if n < 1 => report.error(
+            format!("{path}.numLayers"),
+            format!("must be at least 1, got {n}"),
+        ),
+        Some(_) => {}
+    }
+    if graph.input_sizes.is_empty() {
+        report.error(format!("{path}.inputSizes"), "required by enas");
+    }
+    if graph.output_sizes.is_empty() {
+        report.error(format!("{path}.outputSizes"), "required by enas");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +149,11 @@ mod tests {
         assert!(paths("darts", skip).is_empty());
         assert_eq!(
             paths("enas", good.clone()),
-            ["spec.algorithm.algorithmName"]
+            [
+                "spec.nasConfig.graphConfig.numLayers",
+                "spec.nasConfig.graphConfig.inputSizes",
+                "spec.nasConfig.graphConfig.outputSizes",
+            ]
         );
         assert_eq!(paths("random", good), ["spec.nasConfig"]);
         let bad = serde_json::json!({"operations": [
@@ -155,6 +180,38 @@ mod tests {
         assert_eq!(
             paths("darts", serde_json::json!({})),
             ["spec.nasConfig.operations"]
+        );
+    }
+
+    #[test]
+    fn enas_needs_the_whole_graph_config_and_parameters_on_every_operation() {
+        let graph = |g: serde_json::Value| {
+            serde_json::json!({"graphConfig": g, "operations": [
+                {"operationType": "convolution", "parameters": [
+                    {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]}
+            ]})
+        };
+        let whole =
+            serde_json::json!({"numLayers": 2, "inputSizes": [32, 32, 3], "outputSizes": [10]});
+        assert!(paths("enas", graph(whole)).is_empty());
+        assert_eq!(
+            paths(
+                "enas",
+                graph(serde_json::json!({"numLayers": 0, "outputSizes": [10]}))
+            ),
+            [
+                "spec.nasConfig.graphConfig.numLayers",
+                "spec.nasConfig.graphConfig.inputSizes",
+            ]
+        );
+        // Katib's ENAS validator asks every operation for parameters,
+        // skip_connection included (only DARTS expands it without).
+        let skip = serde_json::json!({
+            "graphConfig": {"numLayers": 1, "inputSizes": [1], "outputSizes": [1]},
+            "operations": [{"operationType": "skip_connection"}]});
+        assert_eq!(
+            paths("enas", skip),
+            ["spec.nasConfig.operations[0].parameters"]
         );
     }
 }

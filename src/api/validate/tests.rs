@@ -279,6 +279,11 @@ fn bad_algorithms_and_settings_are_refused() {
     refused(
         |d| *at(d, "/spec/algorithm/algorithmName") = json!("enas"),
         "spec.algorithm.algorithmName",
+        "enas searches a nasConfig",
+    );
+    refused(
+        |d| *at(d, "/spec/algorithm/algorithmName") = json!("pbt"),
+        "spec.algorithm.algorithmName",
         "not supported yet",
     );
     refused(
@@ -428,4 +433,90 @@ fn configmap_templates_are_checked_when_given_and_required_when_running() {
     .unwrap()
     .report;
     assert!(report.is_valid(), "{report:?}");
+}
+
+/// The base turned into an ENAS experiment over `operations`.
+fn enas(doc: &mut Value, operations: Value) {
+    let spec = doc["spec"].as_object_mut().unwrap();
+    spec.remove("parameters");
+    spec.insert("algorithm".into(), json!({"algorithmName": "enas"}));
+    spec.insert(
+        "nasConfig".into(),
+        json!({"graphConfig": {"numLayers": 2, "inputSizes": [32, 32, 3], "outputSizes": [10]},
+               "operations": operations}),
+    );
+    spec["trialTemplate"]["trialParameters"] = json!([
+        {"name": "architecture", "reference": "architecture"},
+        {"name": "config", "reference": "nn_config"}]);
+    spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] =
+        json!([
+            "python3",
+            "RunTrial.py",
+            "--architecture=${trialParameters.architecture}",
+            "--nn_config=${trialParameters.config}"
+        ]);
+}
+
+#[test]
+fn enas_experiments_are_valid_or_refused_at_the_field() {
+    let conv = json!([{"operationType": "convolution", "parameters": [
+        {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3", "5"]}},
+        {"name": "stride", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]}]);
+    let mut doc = base();
+    enas(&mut doc, conv.clone());
+    assert_eq!(errors_of(&doc), Vec::<String>::new());
+    refused(
+        |d| {
+            enas(d, conv.clone());
+            at(d, "/spec/nasConfig/graphConfig")
+                .as_object_mut()
+                .unwrap()
+                .remove("numLayers");
+        },
+        "spec.nasConfig.graphConfig.numLayers",
+        "required by enas",
+    );
+    refused(
+        |d| {
+            enas(d, conv.clone());
+            *at(d, "/spec/nasConfig/graphConfig/outputSizes") = json!([]);
+        },
+        "spec.nasConfig.graphConfig.outputSizes",
+        "required by enas",
+    );
+    // An int range without its max: Katib's service fails on it later.
+    refused(
+        |d| {
+            enas(
+                d,
+                json!([{"operationType": "reduction", "parameters": [
+                {"name": "pool_size", "parameterType": "int", "feasibleSpace": {"min": "2"}}]}]),
+            )
+        },
+        "spec.nasConfig.operations[0].parameters[0].feasibleSpace.max",
+        "needs an integer",
+    );
+    refused(
+        |d| {
+            enas(d, conv.clone());
+            at(d, "/spec/algorithm")["algorithmSettings"] =
+                json!([{"name": "controller_baseline_decay", "value": "1.5"}]);
+        },
+        "spec.algorithm.algorithmSettings[0]",
+        "controller_baseline_decay",
+    );
+    // Too many combinations for the controller.
+    let wide: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    refused(
+        |d| {
+            enas(
+                d,
+                json!([{"operationType": "c", "parameters": [
+                {"name": "a", "parameterType": "categorical", "feasibleSpace": {"list": wide}},
+                {"name": "b", "parameterType": "categorical", "feasibleSpace": {"list": wide}}]}]),
+            )
+        },
+        "spec.nasConfig",
+        "40000 combinations",
+    );
 }

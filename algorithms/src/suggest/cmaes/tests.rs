@@ -20,11 +20,7 @@ fn doubles(n: usize, min: f64, max: f64) -> Vec<ParameterSpec> {
 }
 
 fn suggester(settings: &[(&str, &str)], space: &SearchSpace) -> Box<dyn Suggester> {
-    let parsed = settings::algorithm("cmaes")
-        .unwrap()
-        .parse(settings.iter().copied())
-        .unwrap();
-    build_suggester("cmaes", &parsed, space).unwrap()
+    crate::suggest::conformance::built("cmaes", settings, space)
 }
 
 /// The numeric values of `a` in space order (doubles and ints as f64).
