@@ -3,7 +3,10 @@
 # requirements into it. Safe to run again: an existing venv is reused and pip
 # only installs what is missing.
 #
-#   examples/python/setup.sh          scikit-learn tier (~60 MB, ~20 s)
+#   examples/python/setup.sh          scikit-learn tier, with tensorboardX
+#                                     (~60 MB, ~20 s)
+#   examples/python/setup.sh --nas    also the NAS tier: JAX for CPU (DARTS and
+#                                     ENAS; ~90 MB download, ~380 MB on disk)
 #   examples/python/setup.sh --lora   also the LoRA tier: torch, transformers,
 #                                     peft, a MiniLM model and a tweet data set
 #                                     (~3.2 GB download, ~5.9 GB on disk)
@@ -19,12 +22,14 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
 trap 'printf "setup.sh: error: command failed (exit %s): %s\n" "$?" "$BASH_COMMAND" >&2' ERR
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 lora=0
+nas=0
 for arg in "$@"; do
     case "$arg" in
         --lora) lora=1 ;;
+        --nas) nas=1 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $arg" ;;
     esac
@@ -47,8 +52,15 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check install)
 
 say "installing the scikit-learn tier (requirements-sklearn.txt)"
 "${pip[@]}" -r "$here/requirements-sklearn.txt"
-"$venv/bin/python" -c 'import sklearn, numpy, scipy' \
+"$venv/bin/python" -c 'import sklearn, numpy, scipy, tensorboardX' \
     || die "the scikit-learn tier is installed but does not import"
+
+if (( nas )); then
+    say "installing the NAS tier (requirements-nas.txt): JAX for CPU, ~90 MB download"
+    "${pip[@]}" -r "$here/requirements-nas.txt"
+    JAX_PLATFORMS=cpu "$venv/bin/python" -c 'import jax, jax.numpy as jnp; assert float(jnp.ones(3).sum()) == 3.0; print("jax", jax.__version__)' \
+        || die "the NAS tier is installed but JAX does not run"
+fi
 
 if (( lora )); then
     free_kib=$(df -Pk "$here" | awk 'NR == 2 { print $4 }')
@@ -79,9 +91,12 @@ fi
 
 say "done: $venv"
 cd "$here/../.."
+if (( nas )); then
+    say "next: cargo run --release -- run examples/python/darts-digits.yaml --db sqlite:/tmp/darts.db --trials-dir /tmp/darts-trials"
+fi
 if (( lora )); then
     say "next: cargo run --release -- run examples/python/lora-rank-search.yaml --db sqlite:/tmp/lora.db --trials-dir /tmp/lora-trials"
 else
     say "next: cargo run --release -- run examples/python/sklearn-tpe.yaml"
-    say "(examples/python/setup.sh --lora adds the LoRA rank-search tier)"
+    (( nas )) || say "(examples/python/setup.sh --nas adds the DARTS/ENAS tier, --lora the LoRA rank-search tier)"
 fi

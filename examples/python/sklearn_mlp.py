@@ -14,7 +14,13 @@ shipped inside scikit-learn: nothing is downloaded. The train/validation split
 is fixed (--data_seed) so that every trial is scored on the same 450 images;
 the 1,347 training images are augmented with one-pixel shifts (--augment).
 --seed drives the weight initialisation and the mini-batch order, so the same
-flags give the same numbers. A trial of 20 epochs takes 3-6 s on one core
+flags give the same numbers.
+
+With --log_path DIR it also writes TensorBoard event files (tensorboardX),
+as Katib's tf-mnist-with-summaries example does: per epoch, `loss` and
+`accuracy` of the training images under DIR/train and of the validation
+images under DIR/test, for the TensorFlowEvent collector (metric names
+`test/accuracy`, `train/loss`, ...). A trial of 20 epochs takes 3-6 s on one core
 (about 1.5 s of it importing scikit-learn).
 
     examples/python/.venv/bin/python examples/python/sklearn_mlp.py \
@@ -58,6 +64,8 @@ def parse_args(argv=None):
                         "left and right (5x the data, ~0.1-0.2 s per epoch)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch order")
     p.add_argument("--data_seed", type=int, default=1234, help="train/validation split")
+    p.add_argument("--log_path", default="",
+                   help="also write TensorBoard scalars under LOG_PATH/train and LOG_PATH/test")
     args = p.parse_args(argv)
     if not (args.lr > 0 and math.isfinite(args.lr)):
         p.error(f"--lr must be a positive number, got {args.lr}")
@@ -95,6 +103,15 @@ def main(argv=None):
     if args.augment:
         x_train, y_train = shifted(x_train, y_train)
     classes = np.unique(y)
+    writers = None
+    if args.log_path:
+        from tensorboardX import SummaryWriter
+
+        # The pid in the name: two trials started within a second never share a file.
+        writers = {
+            part: SummaryWriter(os.path.join(args.log_path, part), filename_suffix=f".{os.getpid()}")
+            for part in ("train", "test")
+        }
 
     model = MLPClassifier(
         hidden_layer_sizes=(args.hidden,) * args.layers,
@@ -121,11 +138,19 @@ def main(argv=None):
             return 0
         val_loss = log_loss(y_val, proba, labels=classes)
         accuracy = float(np.mean(classes[np.argmax(proba, axis=1)] == y_val))
+        if writers:
+            train_accuracy = float(np.mean(model.predict(x_train) == y_train))
+            for part, loss, acc in (("train", train_loss, train_accuracy), ("test", val_loss, accuracy)):
+                writers[part].add_scalar("loss", loss, epoch)
+                writers[part].add_scalar("accuracy", acc, epoch)
+                writers[part].flush()
         print(
             f"epoch={epoch} loss={train_loss:.4f} val_loss={val_loss:.4f} accuracy={accuracy:.4f}",
             flush=True,
         )
 
+    for writer in (writers or {}).values():
+        writer.close()
     print(
         f"done: {args.epochs} epochs on {len(x_train)} images in "
         f"{time.monotonic() - started:.1f} s",
