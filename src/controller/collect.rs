@@ -61,5 +61,8 @@ pub async fn for_experiment(
     if let Some(sidecar) = collector.file_sidecar() {
         runner = runner.with_file_sidecar(sidecar.clone());
     }
+    if let Some(sidecar) = collector.custom_sidecar() {
+        runner = runner.with_custom_sidecar(sidecar.clone());
+    }
     Ok((runner, collector))
 }

@@ -24,6 +24,7 @@ use super::watch::{Caches, TrialRead, TrialReads};
 use crate::api::experiment::TrialTemplate;
 use crate::api::{ApiGroup, Experiment, Trial, TrialSpec};
 use crate::metrics::cluster::SidecarImage;
+use crate::metrics::kinds::custom::CustomSidecar;
 use crate::metrics::kinds::file::FileSidecar;
 use crate::metrics::kinds::push;
 use crate::metrics::push::PushServer;
@@ -47,6 +48,7 @@ pub struct ClusterRunner {
     experiment: Arc<Experiment>,
     template: TrialTemplate,
     file_sidecar: Option<FileSidecar>,
+    custom_sidecar: Option<CustomSidecar>,
     push: Option<Arc<PushServer>>,
     caches: Caches,
     checkpoints: Option<CheckpointVolumes>,
@@ -80,6 +82,7 @@ impl ClusterRunner {
             experiment,
             template,
             file_sidecar: None,
+            custom_sidecar: None,
             push: None,
             caches: Caches::default(),
             checkpoints: None,
@@ -163,6 +166,14 @@ impl ClusterRunner {
         self
     }
 
+    /// Adds the Custom collector's container to each trial's primary pod
+    /// templates (see [`crate::metrics::kinds::custom`]).
+    #[must_use]
+    pub fn with_custom_sidecar(mut self, sidecar: CustomSidecar) -> Self {
+        self.custom_sidecar = Some(sidecar);
+        self
+    }
+
     fn namespace(&self) -> String {
         self.experiment
             .namespace()
@@ -215,12 +226,20 @@ impl ClusterRunner {
         .map_err(|e| RunnerError::Api(format!("writing the push Secret: {e}")))?;
         let secret = push::secret_name(trial);
         push::inject_env(workload, &secret);
+        let primary = self
+            .template
+            .primary_container_name
+            .as_deref()
+            .unwrap_or_default();
+        if let Some(sidecar) = &self.custom_sidecar
+            && sidecar.inject(workload, primary, trial, &secret) == 0
+        {
+            tracing::warn!(
+                trial = trial,
+                "no pod template holds the primary container {primary:?}: no Custom collector"
+            );
+        }
         if let Some(sidecar) = &self.file_sidecar {
-            let primary = self
-                .template
-                .primary_container_name
-                .as_deref()
-                .unwrap_or_default();
             if sidecar.inject(workload, primary, &secret) == 0 {
                 tracing::warn!(
                     trial = trial,

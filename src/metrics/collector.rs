@@ -74,6 +74,9 @@ pub enum CollectorError {
         "metricsCollectorSpec.source.fileSystemPath.path is required for the File and TensorFlowEvent collectors"
     )]
     NoPath,
+    /// A Custom collector without its container.
+    #[error("metricsCollectorSpec.collector.customCollector is required for the Custom collector")]
+    NoCustomContainer,
     /// The Push endpoint could not start.
     #[error("push endpoint: {0}")]
     Push(#[from] PushError),
@@ -93,7 +96,9 @@ impl CollectorError {
     #[must_use]
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Filter(_) | Self::Port(_) | Self::NoPath => "ExperimentInvalid",
+            Self::Filter(_) | Self::Port(_) | Self::NoPath | Self::NoCustomContainer => {
+                "ExperimentInvalid"
+            }
             Self::Unsupported(_) => "CollectorUnsupported",
             Self::Push(_) | Self::NoPushEndpoint | Self::DbManager(_) => "PushUnavailable",
         }

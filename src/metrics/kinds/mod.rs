@@ -5,12 +5,13 @@
 //! this machine) and its cluster half (`ktune controller`: pods) side by
 //! side.
 //!
-//! Adding a kind (Custom would come here): a module
+//! Adding a kind: a module
 //! implementing [`Collector`] with [`TrialReader`] as its trial reader, a
 //! variant of [`KindCollector`] and its arm in [`start`] and [`SUPPORTED`],
 //! plus its tests. Katib's `None` kind needs nothing: defaulting renames it
 //! Push (`api/defaults.rs`).
 
+pub mod custom;
 pub mod file;
 pub mod prometheus;
 pub mod push;
@@ -34,6 +35,7 @@ pub const SUPPORTED: &[&str] = &[
     "TensorFlowEvent",
     "PrometheusMetric",
     "Push",
+    "Custom",
 ];
 
 /// Where an experiment's trials run.
@@ -65,6 +67,16 @@ pub async fn start(
             KindCollector::Prometheus(Box::new(prometheus::Prometheus::new(&settings, backend)?))
         }
         CollectorKind::Push => KindCollector::Push(push::Push::start(&settings, backend).await?),
+        CollectorKind::Custom => {
+            let container = spec
+                .metrics_collector_spec
+                .as_ref()
+                .and_then(|m| m.collector.as_ref())
+                .and_then(|c| c.custom_collector.as_ref());
+            KindCollector::Custom(Box::new(
+                custom::Custom::start(&settings, container, backend).await?,
+            ))
+        }
         other => return Err(CollectorError::Unsupported(other.to_string())),
     })
 }
@@ -133,6 +145,8 @@ pub enum KindCollector {
     Prometheus(Box<prometheus::Prometheus>),
     /// Push: what the trial posts.
     Push(push::Push),
+    /// Custom: the user's collector beside each trial, pushing.
+    Custom(Box<custom::Custom>),
 }
 
 /// Calls the same method on whichever kind `$collector` is.
@@ -144,6 +158,7 @@ macro_rules! each_kind {
             KindCollector::TfEvent($kind) => $call,
             KindCollector::Prometheus($kind) => $call,
             KindCollector::Push($kind) => $call,
+            KindCollector::Custom($kind) => $call,
         }
     };
 }
@@ -162,6 +177,7 @@ impl KindCollector {
     ) -> Result<(), CollectorError> {
         match self {
             Self::Push(push) => push.serve_db_manager(experiment, store).await,
+            Self::Custom(custom) => custom.push_mut().serve_db_manager(experiment, store).await,
             Self::StdOut(_) | Self::File(_) | Self::TfEvent(_) | Self::Prometheus(_) => Ok(()),
         }
     }
@@ -173,6 +189,7 @@ impl KindCollector {
         match self {
             Self::Push(push) => push.cluster_endpoint(),
             Self::File(file) => file.cluster_push().and_then(push::Push::cluster_endpoint),
+            Self::Custom(custom) => custom.push().cluster_endpoint(),
             Self::StdOut(_) | Self::TfEvent(_) | Self::Prometheus(_) => None,
         }
     }
@@ -183,6 +200,16 @@ impl KindCollector {
     pub fn file_sidecar(&self) -> Option<&file::FileSidecar> {
         match self {
             Self::File(file) => file.sidecar(),
+            _ => None,
+        }
+    }
+
+    /// The user's collector container the cluster runner adds to the
+    /// trials' primary pods, for Custom.
+    #[must_use]
+    pub fn custom_sidecar(&self) -> Option<&custom::CustomSidecar> {
+        match self {
+            Self::Custom(custom) => Some(custom.sidecar()),
             _ => None,
         }
     }
@@ -218,6 +245,8 @@ pub enum TrialReader {
     Pushed(push::Pushed),
     /// Event files on this machine (local TensorFlowEvent).
     Events(tfevent::EventReader),
+    /// What the trial's own collector pushed, and its local process (Custom).
+    Custom(custom::CustomReader),
 }
 
 /// Calls the same method on whichever reader `$reader` is.
@@ -229,6 +258,7 @@ macro_rules! each_reader {
             TrialReader::Scrape($r) => $call,
             TrialReader::Pushed($r) => $call,
             TrialReader::Events($r) => $call,
+            TrialReader::Custom($r) => $call,
         }
     };
 }
@@ -290,6 +320,7 @@ mod tests {
                 serde_json::json!({"httpGet": {"port": 9090}}),
             ),
             ("Push", serde_json::json!({})),
+            ("Custom", serde_json::json!({})),
             (
                 "TensorFlowEvent",
                 serde_json::json!({"fileSystemPath": {"path": "/tmp/tfevent", "kind": "Directory"}}),
@@ -297,17 +328,22 @@ mod tests {
         ];
         for (kind, source) in kinds.clone() {
             assert!(SUPPORTED.contains(&kind));
-            let spec = spec(serde_json::json!({"collector": {"kind": kind}, "source": source}));
+            let collector =
+                serde_json::json!({"kind": kind, "customCollector": {"name": "c", "image": "i"}});
+            let spec = spec(serde_json::json!({"collector": collector, "source": source}));
             let collector = start(&spec, Backend::Local).await;
             assert!(collector.is_ok(), "{kind}: {collector:?}");
         }
         assert_eq!(SUPPORTED.len(), kinds.len());
-        for kind in ["Custom", "Bogus"] {
+        for kind in ["Bogus"] {
             let spec = spec(serde_json::json!({"collector": {"kind": kind}}));
             let error = start(&spec, Backend::Local).await.unwrap_err();
             assert_eq!(error.reason(), "CollectorUnsupported");
             assert!(error.to_string().contains(kind), "{error}");
         }
+        let custom = spec(serde_json::json!({"collector": {"kind": "Custom"}}));
+        let error = start(&custom, Backend::Local).await.unwrap_err();
+        assert_eq!(error.reason(), "ExperimentInvalid", "{error}");
         let bad = spec(serde_json::json!({"source": {"filter": {"metricsFormat": ["("]}}}));
         let error = start(&bad, Backend::Local).await.unwrap_err();
         assert_eq!(error.reason(), "ExperimentInvalid");
