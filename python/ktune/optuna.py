@@ -57,7 +57,8 @@ class _AskTell:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, bufsize=1)
         self.stderr: List[str] = []
-        threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()
+        self._drain = threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True)
+        self._drain.start()
         self._finalizer = weakref.finalize(self, _close, self.process)
 
     def request(self, message: Dict[str, Any]) -> Dict[str, Any]:
@@ -69,6 +70,7 @@ class _AskTell:
             line = ""
         if not line:
             self.process.wait(timeout=10)
+            self._drain.join(timeout=5)  # the reason is on stderr
             detail = "".join(self.stderr).strip() or f"exit status {self.process.returncode}"
             raise KtuneError(f"ktune ask-tell stopped: {detail}")
         return json.loads(line)

@@ -7,8 +7,8 @@ metrics wherever the script runs.
 2. Else ``KATIB_TRIAL_NAME`` set and a DB manager to reach
    (``KTUNE_DB_MANAGER_ADDRESS``/``KATIB_DB_MANAGER_ADDRESS``, or inside a
    Kubernetes pod, Katib's default ``katib-db-manager.kubeflow:6789``):
-   Katib's gRPC ``ReportObservationLog`` through the Katib SDK's
-   ``report_metrics`` (the optional extra ``ktune[katib]``; a clear
+   Katib's gRPC ``ReportObservationLog`` with the Katib SDK's stubs
+   (the optional extra ``ktune[katib]``; a clear
    ``ImportError`` without it). ``ktune run`` sets ``KATIB_TRIAL_NAME`` for
    every trial, so a local StdOut trial, which has no DB manager, falls
    through to 3.
@@ -18,6 +18,7 @@ metrics wherever the script runs.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -123,15 +124,33 @@ def _push(values: Dict[str, float], timeout: float) -> None:
 
 
 def _grpc(values: Dict[str, float], address: str, timeout: float) -> None:
+    """``DBManager.ReportObservationLog`` with the Katib SDK's generated
+    stubs (not its ``report_metrics``, which needs a pod's service-account
+    namespace file and stamps whole seconds only)."""
     try:
-        from kubeflow.katib import report_metrics  # type: ignore[import-not-found]
+        import grpc  # type: ignore[import-not-found]
+        from kubeflow.katib import katib_api_pb2, katib_api_pb2_grpc  # type: ignore[import-not-found]
     except ImportError as e:
         raise ImportError(
             f"{TRIAL_NAME_ENV} is set and a Katib DB manager is at {address}, so ktune.report speaks "
             "Katib's gRPC, which needs the Katib SDK: pip install 'ktune[katib]' "
             f"(or unset {TRIAL_NAME_ENV} to print TEXT lines) ({e})"
         ) from None
-    report_metrics({k: v for k, v in values.items()}, db_manager_address=address, timeout=int(max(1, timeout)))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    trial = os.environ[TRIAL_NAME_ENV]
+    request = katib_api_pb2.ReportObservationLogRequest(
+        trial_name=trial,
+        observation_log=katib_api_pb2.ObservationLog(metric_logs=[
+            katib_api_pb2.MetricLog(time_stamp=stamp, metric=katib_api_pb2.Metric(name=name, value=repr(value)))
+            for name, value in values.items()
+        ]),
+    )
+    with grpc.insecure_channel(address) as channel:
+        try:
+            katib_api_pb2_grpc.DBManagerStub(channel).ReportObservationLog(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise RuntimeError(f"the Katib DB manager at {address} refused trial {trial}'s report: "
+                               f"{e.code().name} {e.details()}") from None
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
-"""Objectives imported by module path (``objectives:quadratic``) in trials:
-the tests put this folder on the trials' PYTHONPATH."""
+"""An objective imported by module path (``objectives:quadratic``): the test
+copies this file into the folder tune() is called from."""
 
 
 def quadratic(params):

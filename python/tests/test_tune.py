@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,10 +41,11 @@ def test_a_real_sweep_returns_the_best_trial(workdir, capsys):
 
 
 def test_a_module_path_objective_is_imported_by_the_trials(workdir):
+    # The caller's working folder is on the trials' sys.path.
+    shutil.copy(HERE / "objectives.py", workdir / "objectives.py")
     events = []
     result = ktune.tune("objectives:quadratic", SPACE, name="by-module", objective_metric_name="loss",
-                        objective_type="minimize", max_trial_count=3, progress=events.append,
-                        env_per_trial={"PYTHONPATH": str(HERE)})
+                        objective_type="minimize", max_trial_count=3, progress=events.append)
     assert [t["state"] for t in result.trials] == ["Succeeded"] * 3, result.trials
     assert events[-1]["event"] == "summary"
     assert {e["event"] for e in events} >= {"started", "finished", "summary"}
