@@ -96,19 +96,12 @@ def tune(
     (terminals and notebooks alike), ``False`` is quiet, a callable gets
     every event of ``ktune run -o json`` as a dict.
     """
+    args = dict(locals())
     if namespace is not None:
         raise ValueError(
             "namespace: submitting to a cluster is not in this version of the ktune package; "
             "build the Experiment with ktune.build_experiment(...) and apply it with kubectl")
-    experiment = build_experiment(
-        objective, parameters, name=name, objective_metric_name=objective_metric_name,
-        additional_metric_names=additional_metric_names, objective_type=objective_type,
-        objective_goal=objective_goal, algorithm_name=algorithm_name,
-        algorithm_settings=algorithm_settings, max_trial_count=max_trial_count,
-        parallel_trial_count=parallel_trial_count, max_failed_trial_count=max_failed_trial_count,
-        early_stopping=early_stopping, env_per_trial=env_per_trial,
-        resources_per_trial=resources_per_trial, metrics_collector_config=metrics_collector_config,
-        work_dir=work_dir)
+    experiment = _experiment(args)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
     if not isinstance(db, str) or not (db.startswith("sqlite:") or db.startswith("postgres")):
@@ -140,28 +133,29 @@ def tune(
     )
 
 
-def build_experiment(
-    objective: Objective,
-    parameters: Mapping[str, Parameter],
-    *,
-    name: Optional[str] = None,
-    objective_metric_name: str = "objective",
-    additional_metric_names: Optional[List[str]] = None,
-    objective_type: str = "maximize",
-    objective_goal: Optional[float] = None,
-    algorithm_name: str = "random",
-    algorithm_settings: Optional[Mapping[str, Any]] = None,
-    max_trial_count: int = 10,
-    parallel_trial_count: int = 1,
-    max_failed_trial_count: Optional[int] = None,
-    early_stopping: Union[None, str, Mapping[str, Any]] = None,
-    env_per_trial: Optional[Mapping[str, str]] = None,
-    resources_per_trial: Optional[Mapping[str, Any]] = None,
-    metrics_collector_config: Optional[Mapping[str, Any]] = None,
-    work_dir: Union[str, Path] = ".ktune",
-) -> Dict[str, Any]:
-    """The Experiment :func:`tune` runs, as a dict; writes the objective's
-    files under ``work_dir/tune/NAME/``. Validates every argument."""
+def build_experiment(objective: Objective, parameters: Mapping[str, Parameter], **options: Any) -> Dict[str, Any]:
+    """The Experiment :func:`tune` runs, as a dict, from the same arguments
+    (those of ``tune`` that shape the experiment; ``TypeError`` for others);
+    writes the objective's files under ``work_dir/tune/NAME/``. Validates
+    every argument."""
+    bound = inspect.signature(tune).bind(objective, parameters, **options)
+    bound.apply_defaults()
+    return _experiment(bound.arguments)
+
+
+def _experiment(args: Mapping[str, Any]) -> Dict[str, Any]:
+    """The Experiment for :func:`tune`'s arguments ``args`` (by name)."""
+    objective, parameters = args["objective"], args["parameters"]
+    name, objective_metric_name = args["name"], args["objective_metric_name"]
+    objective_type, objective_goal = args["objective_type"], args["objective_goal"]
+    algorithm_name, max_trial_count = args["algorithm_name"], args["max_trial_count"]
+    parallel_trial_count = args["parallel_trial_count"]
+    max_failed_trial_count = args["max_failed_trial_count"]
+    env_per_trial, resources_per_trial = args["env_per_trial"], args["resources_per_trial"]
+    metrics_collector_config, work_dir = args["metrics_collector_config"], args["work_dir"]
+    early_stopping = args["early_stopping"]
+    additional_metric_names = args["additional_metric_names"]
+    algorithm_settings = args["algorithm_settings"]
     shipped = _objective(objective)
     _parameters(parameters)
     name = _name(name, shipped)

@@ -665,9 +665,7 @@ mod tests {
         lines.push(format!(
             r#"{{"op":"tell","params":{asked},"value":2.0,"state":"pruned"}}"#
         ));
-        lines.push(format!(
-            r#"{{"op":"tell","params":{outside},"value":1.0}}"#
-        ));
+        lines.push(format!(r#"{{"op":"tell","params":{outside},"value":1.0}}"#));
         lines.push(format!(
             r#"{{"op":"tell","params":{outside},"state":"bogus","external":true}}"#
         ));
@@ -694,12 +692,32 @@ mod tests {
         .unwrap();
         let mut s = Session::new("random", &settings, init).unwrap();
         let cases = [
-            (json!({"x": 0.1, "value": 1.0}), TrialState::Succeeded, Some(1.0)),
+            (
+                json!({"x": 0.1, "value": 1.0}),
+                TrialState::Succeeded,
+                Some(1.0),
+            ),
             (json!({"x": 0.2, "value": null}), TrialState::Failed, None),
-            (json!({"x": 0.3, "value": 1.0, "state": "failed"}), TrialState::Failed, None),
-            (json!({"x": 0.4, "value": 3.0, "state": "pruned"}), TrialState::EarlyStopped, Some(3.0)),
-            (json!({"x": 0.5, "state": "pruned"}), TrialState::EarlyStopped, None),
-            (json!({"x": 0.6, "value": 1.0, "state": "killed"}), TrialState::Killed, None),
+            (
+                json!({"x": 0.3, "value": 1.0, "state": "failed"}),
+                TrialState::Failed,
+                None,
+            ),
+            (
+                json!({"x": 0.4, "value": 3.0, "state": "pruned"}),
+                TrialState::EarlyStopped,
+                Some(3.0),
+            ),
+            (
+                json!({"x": 0.5, "state": "pruned"}),
+                TrialState::EarlyStopped,
+                None,
+            ),
+            (
+                json!({"x": 0.6, "value": 1.0, "state": "killed"}),
+                TrialState::Killed,
+                None,
+            ),
         ];
         for (case, state, objective) in cases {
             let mut tell = json!({"params": {"x": case["x"]}, "external": true});
