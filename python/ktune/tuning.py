@@ -113,7 +113,7 @@ def tune(
     path = folder / "experiment.yaml"
     path.write_text(json.dumps(experiment, indent=2) + "\n", encoding="utf-8")
     binary = ktune_binary()
-    show = _Printer(name, max_trial_count) if progress is True else (progress or None)
+    show = _Printer(name, max_trial_count, objective_type == "maximize") if progress is True else (progress or None)
     summary = _run(binary, path, db, seed, str(Path(work_dir) / "trials"), show)
     trials = _trials(binary, name, db, parameters)
     best = (summary or {}).get("best") or {}
@@ -337,10 +337,11 @@ class _Printer:
     """Plain progress lines, one per trial started and ended: readable in a
     terminal, a notebook cell and a CI log alike."""
 
-    def __init__(self, name: str, total: int):
+    def __init__(self, name: str, total: int, maximize: bool):
         self.name = name
         self.total = total
-        self.done = 0
+        self.maximize = maximize
+        self.finished = 0
         self.best: Optional[float] = None
 
     def __call__(self, event: Dict[str, Any]) -> None:
@@ -348,13 +349,16 @@ class _Printer:
         if kind == "started":
             params = " ".join(f"{k}={v}" for k, v in (event.get("parameters") or {}).items())
             print(f"[{self.name}] {event.get('trial')} started: {params}", flush=True)
-        elif kind == "progress":
-            self.done = event.get("completed", self.done)
         elif kind == "finished":
             value = event.get("objective")
             text = "-" if value is None else f"{value:.6g}"
             reason = f" ({event['reason']})" if event.get("reason") and event.get("state") != "Succeeded" else ""
-            print(f"[{self.name}] {event.get('trial')} {event.get('state')}{reason}: objective {text}", flush=True)
+            self.finished += 1
+            if value is not None and (self.best is None or (value > self.best if self.maximize else value < self.best)):
+                self.best = value
+            best = "-" if self.best is None else f"{self.best:.6g}"
+            print(f"[{self.name}] {event.get('trial')} {event.get('state')}{reason}: objective {text} "
+                  f"({self.finished}/{self.total} done, best {best})", flush=True)
         elif kind == "summary":
             best = event.get("best") or {}
             print(f"[{self.name}] {event.get('state')}: best {best.get('objective')} from {best.get('trial')} "
