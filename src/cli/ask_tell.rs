@@ -13,6 +13,15 @@
 //! | `{"op":"tell","params":{…},"value":0.25}` | `{"ok":true,"cpu_seconds":…}` |
 //! | `{"op":"close"}` | none; the process exits 0 (as at end of input) |
 //!
+//! A `tell` may also carry `"state"`: `"succeeded"` (the default; a missing
+//! or non-finite value makes it `"failed"`), `"failed"`, `"pruned"` (stopped
+//! early; its `value`, when finite, is the last intermediate value, which
+//! the algorithms read as an early-stopped trial's objective) or `"killed"`
+//! (never evaluated: an asked configuration the caller dropped, which the
+//! algorithms ignore). With `"external":true` the told configuration need
+//! not have been asked: it is added to the history as a new trial (Optuna's
+//! `enqueue_trial`, or a history replayed into a fresh `init`).
+//!
 //! Space entries are `{"name","type":"double"|"int","min","max","log","step"}`
 //! (`log` and `step` optional), `{"name","type":"categorical","choices":[…]}`
 //! or `{"name","type":"discrete","values":[…]}`. `init` may also carry
@@ -189,7 +198,24 @@ enum ParamDef {
 struct Tell {
     params: Map<String, Value>,
     /// `None` for `null` (and for `NaN`, rewritten to `null` by [`parse_request`]).
+    #[serde(default)]
     value: Option<TellValue>,
+    /// How the trial ended; `None` means succeeded when the value is finite.
+    #[serde(default)]
+    state: Option<TellState>,
+    /// The configuration was not asked: add it rather than match a pending one.
+    #[serde(default)]
+    external: bool,
+}
+
+/// How a told trial ended (see the module docs).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TellState {
+    Succeeded,
+    Failed,
+    Pruned,
+    Killed,
 }
 
 /// A reported value: a number, or a string such as `"nan"` from callers that
@@ -359,20 +385,37 @@ impl Session {
     fn tell(&mut self, tell: &Tell) -> anyhow::Result<Value> {
         let started = Instant::now();
         let assignment = self.parse_params(&tell.params)?;
-        let trial = self
-            .history
-            .iter_mut()
-            .find(|t| t.state == TrialState::Pending && same_assignment(&t.assignment, &assignment))
-            .context("no pending trial has these params (ask first; each ask is told once)")?;
-        let value = tell.value.as_ref().and_then(TellValue::finite);
-        trial.objective = value;
-        trial.state = match value {
-            Some(value) => {
-                trial.observations.push(Observation { step: 1, value });
-                TrialState::Succeeded
-            }
-            None => TrialState::Failed,
+        let trial = if tell.external {
+            let name = format!("trial-{:05}", self.history.len() + 1);
+            self.history.push(TrialRecord::new(name, assignment));
+            self.history
+                .last_mut()
+                .context("the history is empty after a push")?
+        } else {
+            self.history
+                .iter_mut()
+                .find(|t| {
+                    t.state == TrialState::Pending && same_assignment(&t.assignment, &assignment)
+                })
+                .context(
+                    "no pending trial has these params (ask first; each ask is told once; \
+                     `\"external\":true` adds a configuration that was not asked)",
+                )?
         };
+        let value = tell.value.as_ref().and_then(TellValue::finite);
+        let (state, value) = match (tell.state, value) {
+            (None | Some(TellState::Succeeded), Some(v)) => (TrialState::Succeeded, Some(v)),
+            (None | Some(TellState::Succeeded | TellState::Failed), _) => {
+                (TrialState::Failed, None)
+            }
+            (Some(TellState::Pruned), v) => (TrialState::EarlyStopped, v),
+            (Some(TellState::Killed), _) => (TrialState::Killed, None),
+        };
+        trial.objective = value;
+        trial.state = state;
+        if let Some(value) = value {
+            trial.observations.push(Observation { step: 1, value });
+        }
         let seconds = started.elapsed().as_secs_f64();
         Ok(json!({ "ok": true, "cpu_seconds": seconds }))
     }
@@ -608,6 +651,88 @@ mod tests {
             "{}",
             replies[3]
         );
+    }
+
+    #[test]
+    fn external_tells_join_the_history_and_states_are_kept() {
+        let lines = vec![init_line(5), r#"{"op":"ask"}"#.into()];
+        let asked = session("random", &[], &lines)[1]["params"].clone();
+        let outside = json!({"lr": 0.5, "layers": 2, "optimizer": "sgd"});
+        let mut lines = lines;
+        lines.push(format!(
+            r#"{{"op":"tell","params":{outside},"value":1.0,"external":true}}"#
+        ));
+        lines.push(format!(
+            r#"{{"op":"tell","params":{asked},"value":2.0,"state":"pruned"}}"#
+        ));
+        lines.push(format!(r#"{{"op":"tell","params":{outside},"value":1.0}}"#));
+        lines.push(format!(
+            r#"{{"op":"tell","params":{outside},"state":"bogus","external":true}}"#
+        ));
+        let replies = session("random", &[], &lines);
+        assert_eq!(replies[2]["ok"], json!(true), "{}", replies[2]);
+        assert_eq!(replies[3]["ok"], json!(true), "{}", replies[3]);
+        // Not asked and not external: still refused.
+        assert!(
+            replies[4]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no pending trial")),
+            "{}",
+            replies[4]
+        );
+        assert!(replies[5]["error"].is_string(), "{}", replies[5]);
+    }
+
+    #[test]
+    fn told_states_map_to_trial_states() {
+        let settings = parse_settings("random", &[]).unwrap();
+        let init: Init = serde_json::from_value(json!({
+            "space": [{"name": "x", "type": "double", "min": 0.0, "max": 1.0}]
+        }))
+        .unwrap();
+        let mut s = Session::new("random", &settings, init).unwrap();
+        let cases = [
+            (
+                json!({"x": 0.1, "value": 1.0}),
+                TrialState::Succeeded,
+                Some(1.0),
+            ),
+            (json!({"x": 0.2, "value": null}), TrialState::Failed, None),
+            (
+                json!({"x": 0.3, "value": 1.0, "state": "failed"}),
+                TrialState::Failed,
+                None,
+            ),
+            (
+                json!({"x": 0.4, "value": 3.0, "state": "pruned"}),
+                TrialState::EarlyStopped,
+                Some(3.0),
+            ),
+            (
+                json!({"x": 0.5, "state": "pruned"}),
+                TrialState::EarlyStopped,
+                None,
+            ),
+            (
+                json!({"x": 0.6, "value": 1.0, "state": "killed"}),
+                TrialState::Killed,
+                None,
+            ),
+        ];
+        for (case, state, objective) in cases {
+            let mut tell = json!({"params": {"x": case["x"]}, "external": true});
+            for key in ["value", "state"] {
+                if let Some(v) = case.get(key) {
+                    tell[key] = v.clone();
+                }
+            }
+            let tell: Tell = serde_json::from_value(tell).unwrap();
+            s.tell(&tell).unwrap();
+            let last = s.history.last().unwrap();
+            assert_eq!(last.state, state, "{case}");
+            assert_eq!(last.objective, objective, "{case}");
+        }
+        assert_eq!(s.history.len(), 6);
     }
 
     #[test]
