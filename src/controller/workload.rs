@@ -239,13 +239,13 @@ impl ClusterRunner {
                 "no pod template holds the primary container {primary:?}: no Custom collector"
             );
         }
-        if let Some(sidecar) = &self.file_sidecar {
-            if sidecar.inject(workload, primary, &secret) == 0 {
-                tracing::warn!(
-                    trial = trial,
-                    "no pod template holds the primary container {primary:?}: no File collector sidecar"
-                );
-            }
+        if let Some(sidecar) = &self.file_sidecar
+            && sidecar.inject(workload, primary, &secret) == 0
+        {
+            tracing::warn!(
+                trial = trial,
+                "no pod template holds the primary container {primary:?}: no File collector sidecar"
+            );
         }
         Ok(())
     }
