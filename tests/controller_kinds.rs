@@ -487,7 +487,9 @@ fn deploy_grants_exactly_the_trial_resources_it_passes() {
             })
         })
         // What the controller creates besides workloads.
-        .filter(|(g, r)| g != "ktune.dev" && r != "events" && r != "secrets")
+        .filter(|(g, r)| {
+            g != "ktune.dev" && r != "events" && r != "secrets" && r != "persistentvolumeclaims"
+        })
         .collect();
     assert_eq!(granted, passed);
 }

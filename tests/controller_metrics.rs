@@ -366,31 +366,3 @@ async fn a_push_trial_adopted_by_a_restarted_controller_keeps_its_token() {
         "{first_logs}\n{logs}"
     );
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_kind_the_cluster_cannot_run_fails_the_experiment_saying_so() {
-    let cluster = Cluster::fake("custom").await;
-    let yaml = push_experiment("custom", "true").replace(
-        "collector: {kind: Push}",
-        "collector: {kind: Custom, customCollector: {name: mine, image: x}}",
-    );
-    assert!(yaml.contains("kind: Custom"));
-    let controller = cluster.controller(&["--listen", "off", "--push-listen", "127.0.0.1:0"]);
-    let (cluster, waited) = tokio::task::spawn_blocking(move || {
-        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
-        assert!(out.status.success(), "{}", describe(&out));
-        let waited = cluster.wait_for("Failed", "experiment/custom", 30);
-        (cluster, waited)
-    })
-    .await
-    .unwrap();
-    let logs = stop(controller);
-    assert!(waited.status.success(), "{}\n{logs}", describe(&waited));
-    let get = |path: &str| cluster.jsonpath(&["experiment", "custom"], path);
-    assert_eq!(
-        get("{.status.conditions[-1:].reason}"),
-        "CollectorUnsupported",
-        "{logs}"
-    );
-    assert!(get("{.status.conditions[-1:].message}").contains("Custom"));
-}

@@ -283,8 +283,20 @@ fn bad_algorithms_and_settings_are_refused() {
     );
     refused(
         |d| *at(d, "/spec/algorithm/algorithmName") = json!("pbt"),
-        "spec.algorithm.algorithmName",
-        "not supported yet",
+        "spec.algorithm.algorithmSettings",
+        "pbt requires the setting `suggestion_trial_dir`",
+    );
+    refused(
+        |d| {
+            at(d, "/spec/algorithm")["algorithmName"] = json!("pbt");
+            at(d, "/spec/algorithm")["algorithmSettings"] = json!([
+                {"name": "n_population", "value": "5"},
+                {"name": "truncation_threshold", "value": "0.2"},
+                {"name": "suggestion_trial_dir", "value": "checkpoints"},
+            ]);
+        },
+        "spec.algorithm.algorithmSettings[2].value",
+        "suggestion_trial_dir must be an absolute folder",
     );
     refused(
         |d| {
