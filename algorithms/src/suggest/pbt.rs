@@ -461,6 +461,18 @@ mod tests {
         }
     }
 
+    /// The first `n` members of generation 0, finished, each scoring its `lr`.
+    fn scored_first_generation(
+        s: &PbtSuggester,
+        space: &SearchSpace,
+        n: usize,
+    ) -> Vec<TrialRecord> {
+        let mut history = Vec::new();
+        let out = ask(s, space, &[], n);
+        record(&mut history, out, TrialState::Succeeded, |a| Some(lr(a)));
+        history
+    }
+
     fn lr(a: &Assignment) -> f64 {
         a.get("lr").and_then(ParamValue::as_f64).unwrap()
     }
@@ -505,13 +517,7 @@ mod tests {
     fn the_next_generation_waits_for_every_member() {
         let s = suggester(&[]);
         let space = lr_space();
-        let mut history = Vec::new();
-        record(
-            &mut history,
-            ask(&s, &space, &[], 4),
-            TrialState::Succeeded,
-            |a| Some(lr(a)),
-        );
+        let mut history = scored_first_generation(&s, &space, 4);
         let out = ask(&s, &space, &history, 1);
         record(&mut history, out, TrialState::Running, |_| None);
         assert!(ask(&s, &space, &history, 5).is_empty());
@@ -526,13 +532,7 @@ mod tests {
     fn bottom_members_copy_a_top_member_and_the_others_explore_themselves() {
         let s = suggester(&[]);
         let space = lr_space();
-        let mut history = Vec::new();
-        record(
-            &mut history,
-            ask(&s, &space, &[], 5),
-            TrialState::Succeeded,
-            |a| Some(lr(a)),
-        );
+        let mut history = scored_first_generation(&s, &space, 5);
         let mut by_score: Vec<&TrialRecord> = history.iter().collect();
         by_score.sort_by(|a, b| lr(&a.assignment).total_cmp(&lr(&b.assignment)));
         let (worst, best) = (by_score[0], by_score[4]);
@@ -561,13 +561,7 @@ mod tests {
     fn a_failed_member_is_tried_again_with_its_values_and_parent() {
         let s = suggester(&[]);
         let space = lr_space();
-        let mut history = Vec::new();
-        record(
-            &mut history,
-            ask(&s, &space, &[], 5),
-            TrialState::Succeeded,
-            |a| Some(lr(a)),
-        );
+        let mut history = scored_first_generation(&s, &space, 5);
         let children = ask(&s, &space, &history, 5);
         let failed = children[2].clone();
         record(&mut history, children, TrialState::Succeeded, |a| {
@@ -585,13 +579,7 @@ mod tests {
     fn a_member_without_an_objective_is_the_worst_not_retried() {
         let s = suggester(&[]);
         let space = lr_space();
-        let mut history = Vec::new();
-        record(
-            &mut history,
-            ask(&s, &space, &[], 5),
-            TrialState::Succeeded,
-            |a| Some(lr(a)),
-        );
+        let mut history = scored_first_generation(&s, &space, 5);
         history[1].state = TrialState::MetricsUnavailable;
         history[1].objective = None;
         let best = history
@@ -611,13 +599,7 @@ mod tests {
         let space = lr_space();
         for (p, kept) in [("0", true), ("1", false)] {
             let s = suggester(&[("resample_probability", p), ("truncation_threshold", "0")]);
-            let mut history = Vec::new();
-            record(
-                &mut history,
-                ask(&s, &space, &[], 5),
-                TrialState::Succeeded,
-                |a| Some(lr(a)),
-            );
+            let mut history = scored_first_generation(&s, &space, 5);
             for (child, member) in ask(&s, &space, &history, 5).iter().zip(&history) {
                 assert_eq!(child.assignment == member.assignment, kept, "p = {p}");
             }
