@@ -334,6 +334,24 @@ fn darts_examples_suggest_katib_shaped_assignments() {
     }
 }
 
+/// Writes `yaml` as `<dir>/<name>.yaml`, runs it with `-o json` and
+/// returns the output and its summary (the last line), once it succeeded.
+fn run_json(
+    dir: &std::path::Path,
+    name: &str,
+    yaml: &str,
+) -> (std::process::Output, serde_json::Value) {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    let out = support::runs::run_in(dir, &file, &["-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    (out, summary)
+}
+
 /// Katib's PBT example (its one defect mended: it allows more failed trials
 /// than trials, which Katib's webhook refuses too) suggests a first
 /// generation from the space, with Katib's generation label.
@@ -486,14 +504,7 @@ spec:
                 image: x
                 command: ["sh", "-c", "echo \"Best-Genotype=Genotype(normal=[$1 x $2])\"", "t", "${trialParameters.searchSpace}", "${trialParameters.layers}"]
 "#;
-    let file = dir.join("darts.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = support::runs::run_in(&dir, &file, &["-o", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let (out, summary) = run_json(&dir, "darts", yaml);
     assert_eq!(summary["counts"]["succeeded"], 1, "{}", describe(&out));
     assert_eq!(summary["best"]["trial"], "darts-local-0001", "{summary}");
     assert_eq!(
@@ -544,14 +555,7 @@ spec:
                 image: x
                 command: ["sh", "-c", "echo \"accuracy=0.$(printf '%s' \"$1\" | tr -cd 1 | wc -c)\"", "t", "${trialParameters.arch}", "${trialParameters.config}"]
 "#;
-    let file = dir.join("enas.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = support::runs::run_in(&dir, &file, &["-o", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let (out, summary) = run_json(&dir, "enas", yaml);
     assert_eq!(summary["counts"]["succeeded"], 6, "{}", describe(&out));
     let best = &summary["best"];
     let arch: Vec<Vec<u64>> = serde_json::from_str(
