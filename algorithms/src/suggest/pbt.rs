@@ -532,7 +532,7 @@ mod tests {
     fn bottom_members_copy_a_top_member_and_the_others_explore_themselves() {
         let s = suggester(&[]);
         let space = lr_space();
-        let mut history = scored_first_generation(&s, &space, 5);
+        let history = scored_first_generation(&s, &space, 5);
         let mut by_score: Vec<&TrialRecord> = history.iter().collect();
         by_score.sort_by(|a, b| lr(&a.assignment).total_cmp(&lr(&b.assignment)));
         let (worst, best) = (by_score[0], by_score[4]);
@@ -599,7 +599,7 @@ mod tests {
         let space = lr_space();
         for (p, kept) in [("0", true), ("1", false)] {
             let s = suggester(&[("resample_probability", p), ("truncation_threshold", "0")]);
-            let mut history = scored_first_generation(&s, &space, 5);
+            let history = scored_first_generation(&s, &space, 5);
             for (child, member) in ask(&s, &space, &history, 5).iter().zip(&history) {
                 assert_eq!(child.assignment == member.assignment, kept, "p = {p}");
             }
