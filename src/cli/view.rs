@@ -300,10 +300,16 @@ pub fn summary_lines(
         c.succeeded, c.failed, c.early_stopped, c.metrics_unavailable, c.killed
     ));
     if let Some(best) = &summary.best {
+        // A text objective (DARTS's `Best-Genotype=Genotype(…)`) is best
+        // by default; its value is among the metrics, not a number.
+        let objective = if best.objective.is_finite() {
+            best.objective.to_string()
+        } else {
+            "(text: see the metrics below)".to_owned()
+        };
         lines.push(format!(
-            "best trial: {}  objective={}  {}",
+            "best trial: {}  objective={objective}  {}",
             best.name,
-            best.objective,
             pairs(&best.parameters)
         ));
         if !metrics.is_empty() {
@@ -1167,6 +1173,19 @@ mod tests {
             plain_line(&stopped)
                 .unwrap()
                 .starts_with("stopped   exp-0004")
+        );
+        let mut text = summary(true);
+        if let Some(best) = text.best.as_mut() {
+            best.objective = f64::NAN;
+        }
+        let lines = summary_lines(
+            "exp",
+            &text,
+            &kv(&[("Best-Genotype", "Genotype(normal=[])")]),
+        );
+        assert_eq!(
+            lines[3],
+            "best trial: exp-0002  objective=(text: see the metrics below)  lr=0.1 depth=3"
         );
         let mut interrupted = summary(false);
         interrupted.state = ExperimentState::Running;
