@@ -21,15 +21,8 @@ fn experiment(name: &str, (trial_csv, csv): (&str, &str), source: &str) -> Strin
     // pod it is stopped as soon as the trial's container ends.
     let script =
         format!("sleep 2; for e in 1 2 3; do echo \"$e,0.$1$e\" >> {trial_csv}; sleep 0.3; done");
-    format!(
-        r#"
-apiVersion: ktune.dev/v1beta1
-kind: Experiment
-metadata: {{name: {name}, namespace: default}}
-spec:
-  objective: {{type: maximize, objectiveMetricName: accuracy, additionalMetricNames: [epoch]}}
-  algorithm: {{algorithmName: grid}}
-  parallelTrialCount: 2
+    let extra = format!(
+        r#"  objective: {{type: maximize, objectiveMetricName: accuracy, additionalMetricNames: [epoch]}}
   metricsCollectorSpec:
     collector:
       kind: Custom
@@ -37,26 +30,10 @@ spec:
         name: csv-collector
         image: python:3.12-slim
         command: ["python3", "{collector}", "--path", "{csv}"]
-{source}
-  parameters:
-    - {{name: mode, parameterType: categorical, feasibleSpace: {{list: ["4", "7"]}}}}
-  trialTemplate:
-    primaryContainerName: main
-    trialParameters: [{{name: mode, reference: mode}}]
-    trialSpec:
-      apiVersion: batch/v1
-      kind: Job
-      spec:
-        template:
-          spec:
-            restartPolicy: Never
-            containers:
-              - name: main
-                image: busybox
-                command: ["sh", "-c", {script:?}, "trial", "${{trialParameters.mode}}"]
-"#,
+{source}"#,
         collector = collector.display()
-    )
+    );
+    support::shell_experiment_yaml(name, &script, &["4", "7"], &extra)
 }
 
 #[test]

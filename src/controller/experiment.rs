@@ -299,6 +299,7 @@ impl Setup {
                     command: ctx.options.collector_command.clone(),
                 },
                 storage_class: ctx.options.checkpoint_storage_class.clone(),
+                claimed: Arc::default(),
             });
         let kind = (text("apiVersion"), text("kind"));
         let setup = collect::for_experiment(ctx, spec, (&namespace, kind), &template, runner);

@@ -61,6 +61,9 @@ pub struct CheckpointVolumes {
     pub image: SidecarImage,
     /// The claims' storage class (the cluster's default when `None`).
     pub storage_class: Option<String>,
+    /// Set once this experiment's claim is known to exist (created or
+    /// found by an earlier launch), so later launches skip the call.
+    pub claimed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ClusterRunner {
@@ -96,8 +99,8 @@ impl ClusterRunner {
         self
     }
 
-    /// PBT: the experiment's checkpoint volume (created once, by the first
-    /// trial that needs it) mounted in the trial's primary container, and
+    /// PBT: the experiment's checkpoint volume (created by the first trial
+    /// that needs it) mounted in the trial's primary container, and
     /// the copy of its parent's folder before it starts.
     async fn mount_checkpoint(
         &self,
@@ -112,16 +115,20 @@ impl ClusterRunner {
             RunnerError::Api("a checkpoint folder without checkpoint volumes".to_owned())
         })?;
         let experiment = self.experiment.name_any();
-        let claim = checkpoint::claim(
-            &experiment,
-            self.experiment.controller_owner_ref(&self.group),
-            volumes.storage_class.as_deref(),
-        );
-        health::retry(LAUNCH_BACKOFF, || {
-            checkpoint::ensure_claim(&self.client, namespace, &claim)
-        })
-        .await
-        .map_err(|e| RunnerError::Api(format!("creating the checkpoint volume: {e}")))?;
+        let claimed = &volumes.claimed;
+        if !claimed.load(std::sync::atomic::Ordering::Acquire) {
+            let claim = checkpoint::claim(
+                &experiment,
+                self.experiment.controller_owner_ref(&self.group),
+                volumes.storage_class.as_deref(),
+            );
+            health::retry(LAUNCH_BACKOFF, || {
+                checkpoint::ensure_claim(&self.client, namespace, &claim)
+            })
+            .await
+            .map_err(|e| RunnerError::Api(format!("creating the checkpoint volume: {e}")))?;
+            claimed.store(true, std::sync::atomic::Ordering::Release);
+        }
         let primary = self
             .template
             .primary_container_name

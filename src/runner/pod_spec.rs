@@ -57,17 +57,20 @@ pub fn add_named(spec: &mut Map<String, Value>, key: &str, item: Value) {
 /// there.
 pub fn mount_in_primary(spec: &mut Map<String, Value>, primary: &str, mount: &Value) {
     for c in list(spec, "containers").into_iter().flatten() {
-        if name_of(c) != Some(primary) {
-            continue;
-        }
-        if let Some(mounts) = c
-            .as_object_mut()
-            .map(|m| m.entry("volumeMounts").or_insert_with(|| json!([])))
-            .and_then(Value::as_array_mut)
-            && !mounts.contains(mount)
+        if name_of(c) == Some(primary)
+            && let Some(container) = c.as_object_mut()
         {
-            mounts.push(mount.clone());
+            self::mount(container, mount);
         }
+    }
+}
+
+/// Adds `mount` to a container's `volumeMounts` unless it is there.
+pub fn mount(container: &mut Map<String, Value>, mount: &Value) {
+    if let Some(mounts) = list(container, "volumeMounts")
+        && !mounts.contains(mount)
+    {
+        mounts.push(mount.clone());
     }
 }
 

@@ -78,15 +78,16 @@ pub fn train<E>(
     start: Option<Saved>,
     mut report: impl FnMut(&Epoch, &Mlp) -> Result<(), E>,
 ) -> Result<Outcome, E> {
-    let mut rng = Rng::new(config.seed);
-    let fresh = fresh_model(config, data, &mut rng);
-    let (mut model, done) = match start {
+    let (mut model, done, mut rng) = match start {
         // A continued run draws other batches than the run before it.
         Some(saved) => {
-            rng = Rng::new(config.seed ^ (saved.epochs as u64).wrapping_mul(0x9E37_79B9));
-            (saved.model, saved.epochs)
+            let rng = Rng::new(config.seed ^ (saved.epochs as u64).wrapping_mul(0x9E37_79B9));
+            (saved.model, saved.epochs, rng)
         }
-        None => (fresh, 0),
+        None => {
+            let mut rng = Rng::new(config.seed);
+            (fresh_model(config, data, &mut rng), 0, rng)
+        }
     };
     let mut optimizer = Optimizer::new(
         config.optimizer,

@@ -199,24 +199,15 @@ impl CustomSidecar {
         container["restartPolicy"] = json!("Always");
         let mut env: Vec<Value> = super::push::secret_env(secret).into();
         env.push(json!({"name": "KATIB_TRIAL_NAME", "value": trial}));
-        if let Some(list) = container
-            .as_object_mut()
-            .map(|c| c.entry("env").or_insert_with(|| json!([])))
-            .and_then(Value::as_array_mut)
-        {
-            list.extend(env);
-        }
+        super::push::add_env(&mut container, &env);
         let mount = self
             .folder
             .as_ref()
             .map(|folder| json!({"name": VOLUME, "mountPath": folder}));
         if let Some(mount) = &mount
-            && let Some(mounts) = container
-                .as_object_mut()
-                .map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])))
-                .and_then(Value::as_array_mut)
+            && let Some(c) = container.as_object_mut()
         {
-            mounts.push(mount.clone());
+            pod_spec::mount(c, mount);
         }
         pod_spec::each_primary_pod_spec(workload, primary, &mut |spec| {
             pod_spec::add_named(spec, "initContainers", container.clone());
@@ -240,9 +231,7 @@ impl Collector for Custom {
     }
 
     fn attach(&self, trial: &str, run: &impl TrialRun) -> TrialReader {
-        let TrialReader::Pushed(pushed) = self.push.attach(trial, run) else {
-            return self.push.attach(trial, run);
-        };
+        let pushed = self.push.pushed(trial);
         let env = self.prepared().remove(trial);
         // Locally the trial's output file tells its folder; a cluster
         // trial has none, and its collector runs in its pod.

@@ -147,6 +147,15 @@ impl Push {
     fn key(&self, trial: &str) -> String {
         inbox_key(self.namespace.as_deref(), trial)
     }
+
+    /// What `trial` pushes, from now on.
+    #[must_use]
+    pub fn pushed(&self, trial: &str) -> Pushed {
+        Pushed {
+            inbox: self.server.inbox(&self.key(trial)),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
 }
 
 /// A trial's key on the push endpoint: its name, or in a cluster
@@ -202,10 +211,7 @@ impl Collector for Push {
     }
 
     fn attach(&self, trial: &str, _run: &impl TrialRun) -> TrialReader {
-        TrialReader::Pushed(Pushed {
-            inbox: self.server.inbox(&self.key(trial)),
-            metrics: Arc::clone(&self.metrics),
-        })
+        TrialReader::Pushed(self.pushed(trial))
     }
 
     fn detach(&self, trial: &str) {
@@ -278,7 +284,8 @@ pub fn inject_env(workload: &mut Value, secret: &str) {
     walk(workload, &secret_env(secret));
 }
 
-fn add_env(container: &mut Value, vars: &[Value]) {
+/// Sets `vars` (env entries) on one container, replacing any of the same name.
+pub(crate) fn add_env(container: &mut Value, vars: &[Value]) {
     if let Some(map) = container.as_object_mut() {
         let env = map.entry("env").or_insert_with(|| json!([]));
         if let Some(list) = env.as_array_mut() {
